@@ -1,0 +1,236 @@
+"""Batch orchestration: every input record to exactly one outcome.
+
+Records are read and checked in input order in the calling thread (cross-record rules need the
+order: an endorsement's policy must come earlier), and the accepted ones are rendered and converted
+on a small thread pool, since the slow part, LibreOffice, runs in other processes. At most a bounded
+number of records is in flight, so memory stays flat on large batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipeline.batchfile import RawRecord, read_batch
+from pipeline.documents import DocumentMaker, IssuedDocument
+from pipeline.errors import ComponentUnavailable, ConversionFailed, TemplateError
+from pipeline.idcheck import scrub
+from pipeline.records import Endorsement, Policy, parse_record
+from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome
+from pipeline.validate import Reason, check_endorsement, check_policy, control_characters
+
+logger = logging.getLogger(__name__)
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+class _PolicyNotIssued(Exception):
+    """The endorsement's policy, earlier in this batch, failed to render."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A record that passed every check, ready to be issued."""
+
+    raw: RawRecord
+    record: Policy | Endorsement
+    policy: Policy | None  # for an endorsement: the policy it changes
+
+
+def _text_field(data: dict[str, Any] | None, name: str) -> str | None:
+    value = (data or {}).get(name)
+    return value if isinstance(value, str) else None
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """Hash of a record's content, independent of key order: same ``record_id`` + same hash = same record."""
+    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class RecordChecker:
+    """Checks records one by one in input order, remembering what the batch has seen so far."""
+
+    def __init__(
+        self,
+        *,
+        maker: DocumentMaker,
+        batch_dir: Path,
+        archived_policy: Callable[[str], Policy | None] = lambda _no: None,
+    ) -> None:
+        self._registry = maker.registry
+        self._batch_dir = batch_dir
+        self._archived_policy = archived_policy
+        self._record_ids: dict[str, tuple[int, str]] = {}
+        self._policies: dict[str, tuple[int, Policy]] = {}
+        self._rejected_policies: dict[str, int] = {}
+
+    def check(self, raw: RawRecord) -> Accepted | list[Reason]:
+        if raw.problem or raw.data is None:
+            return [Reason("line", raw.problem or f"line {raw.line} is empty")]
+        data = raw.data
+        reasons = control_characters(data)
+        record, parse_reasons = parse_record(data)
+        reasons += [Reason(f, m) for f, m in parse_reasons]
+        record_id = _text_field(data, "record_id")
+        if record_id is not None:
+            digest = content_hash(data)
+            earlier = self._record_ids.get(record_id)
+            if earlier is not None:
+                same = "same content" if earlier[1] == digest else "different content: a conflict"
+                reasons.append(Reason("record_id", f"repeats line {earlier[0]} ({same})"))
+            else:
+                self._record_ids[record_id] = (raw.line, digest)
+        if record is None or reasons:
+            self._note_rejected(data, raw.line)
+            return reasons
+
+        if isinstance(record, Policy):
+            reasons += check_policy(record, registry=self._registry, batch_dir=self._batch_dir)
+            if record.policy_no in self._policies:
+                line = self._policies[record.policy_no][0]
+                reasons.append(Reason("policy_no", f"already issued by line {line} of this batch"))
+            if reasons:
+                self._note_rejected(data, raw.line)
+                return reasons
+            self._policies[record.policy_no] = (raw.line, record)
+            return Accepted(raw, record, None)
+
+        policy = self._policy_for(record.policy_no)
+        if policy is None and record.policy_no in self._rejected_policies:
+            line = self._rejected_policies[record.policy_no]
+            return [
+                Reason("policy_no", f"policy {record.policy_no} was rejected at line {line} of this batch")
+            ]
+        reasons += check_endorsement(record, policy=policy, batch_dir=self._batch_dir)
+        if reasons or policy is None:
+            return reasons
+        return Accepted(raw, record, policy)
+
+    def _policy_for(self, policy_no: str) -> Policy | None:
+        if policy_no in self._policies:
+            return self._policies[policy_no][1]
+        return self._archived_policy(policy_no)
+
+    def _note_rejected(self, data: dict[str, Any], line: int) -> None:
+        if data.get("kind") == "policy" and isinstance(data.get("policy_no"), str):
+            self._rejected_policies.setdefault(data["policy_no"], line)
+
+
+def render_batch(
+    batch: Path,
+    *,
+    out_dir: Path,
+    maker: DocumentMaker,
+    workers: int,
+    on_record: Callable[[Outcome], None] | None = None,
+) -> BatchReport:
+    """``issuance render``: the customer's PDFs for every good record of ``batch`` under ``out_dir``.
+
+    Raises ``BatchUnreadable`` if the file as a whole is unusable (nothing is written then) and
+    ``ComponentUnavailable`` if LibreOffice cannot be used at all. Everything else, record by record,
+    ends up in the report.
+    """
+    records = read_batch(batch)  # refuses an unusable file before anything else happens
+    report = BatchReport(batch=batch.name, started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED))
+    checker = RecordChecker(maker=maker, batch_dir=batch.parent)
+    lock = threading.Lock()
+    in_flight = threading.BoundedSemaphore(max(2, workers * 2))
+    policy_futures: dict[str, Future[IssuedDocument]] = {}
+
+    def finish(outcome: Outcome) -> None:
+        with lock:
+            report.outcomes.append(outcome)
+        if outcome.status == REJECTED:
+            logger.warning(
+                "line %d rejected: %s", outcome.line, scrub("; ".join(str(r) for r in outcome.reasons))
+            )
+        if on_record:
+            on_record(outcome)
+
+    def issue(item: Accepted) -> IssuedDocument:
+        record = item.record
+        if isinstance(record, Policy):
+            return maker.policy_pdf(record, out_dir / record.policy_no / "policy.pdf")
+        earlier = policy_futures.get(record.policy_no)
+        if earlier is not None:
+            # the policy's own task was queued first, so this wait cannot deadlock
+            if earlier.exception() is not None:
+                raise _PolicyNotIssued(f"policy {record.policy_no} could not be issued in this batch")
+        out = out_dir / record.policy_no / f"endorsement-{record.endorsement_no}.pdf"
+        assert item.policy is not None
+        return maker.endorsement_pdf(record, item.policy, out)
+
+    def done(item: Accepted, future: Future[IssuedDocument]) -> None:
+        in_flight.release()
+        record = item.record
+        base = {
+            "line": item.raw.line,
+            "record_id": record.record_id,
+            "policy_no": record.policy_no,
+            "kind": record.kind,
+        }
+        try:
+            document = future.result()
+        except _PolicyNotIssued as e:
+            finish(Outcome(status=REJECTED, reasons=(Reason("policy_no", str(e)),), **base))
+            return
+        except ConversionFailed as e:
+            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
+            return
+        except TemplateError as e:
+            finish(Outcome(status=REJECTED, reasons=(Reason("template", str(e)),), **base))
+            return
+        except ComponentUnavailable as e:  # LibreOffice gone for good: the run cannot go on
+            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
+            fatal.append(e)
+            return
+        except Exception as e:  # one record's surprise must not stop the batch
+            logger.exception("line %d: unexpected error while issuing", item.raw.line)
+            finish(Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base))
+            return
+        finish(
+            Outcome(
+                status=RENDERED,
+                documents=(document.path.relative_to(out_dir).as_posix(),),
+                templates=document.templates,
+                pages=document.pages,
+                **base,
+            )
+        )
+
+    fatal: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="issue") as pool:
+        for raw in records:
+            if fatal:
+                break
+            verdict = checker.check(raw)
+            if isinstance(verdict, list):
+                finish(
+                    Outcome(
+                        line=raw.line,
+                        status=REJECTED,
+                        record_id=_text_field(raw.data, "record_id"),
+                        policy_no=_text_field(raw.data, "policy_no"),
+                        kind=_text_field(raw.data, "kind"),
+                        reasons=tuple(verdict),
+                    )
+                )
+                continue
+            in_flight.acquire()
+            future = pool.submit(issue, verdict)
+            if isinstance(verdict.record, Policy):
+                policy_futures[verdict.record.policy_no] = future
+            future.add_done_callback(lambda f, item=verdict: done(item, f))
+    if fatal:
+        raise fatal[0]
+    report.finished_at = datetime.now(CHINA)
+    return report

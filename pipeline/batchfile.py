@@ -1,0 +1,235 @@
+"""Reading a batch file: JSON Lines (canonical), CSV and XLSX with the contract's dotted columns.
+
+A batch file yields one ``RawRecord`` per input record, numbered by its line (JSONL, CSV) or row (XLSX),
+1-based as an editor shows it. A line that is not a JSON object still yields a ``RawRecord``, with the
+problem, so the batch goes on and the report accounts for every line. A file that cannot be read at all
+raises ``BatchUnreadable`` before any record is yielded.
+
+JSON Lines is streamed (nightly batches are large); spreadsheets are read whole (they are small by
+nature: a clerk's export).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import BatchUnreadable
+
+SUFFIXES = (".jsonl", ".csv", ".xlsx")
+# Contract fields that are integers; every other flat cell is text.
+_INTEGER_COLUMNS = {"vehicle.seats"}
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One input record before parsing: its line number and either its data or why it is unusable."""
+
+    line: int
+    data: dict[str, Any] | None
+    problem: str | None = None
+
+
+def read_batch(path: Path) -> Iterator[RawRecord]:
+    """Yield the records of ``path``; raise ``BatchUnreadable`` if the file as a whole is unusable.
+
+    The checks that refuse a whole file run before the first record is yielded.
+    """
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl(path)
+    if suffix == ".csv":
+        return iter(_csv(path))
+    return iter(_xlsx(path))
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise BatchUnreadable(f"batch file {path} does not exist")
+    if not path.is_file():
+        raise BatchUnreadable(f"batch {path} is not a regular file")
+    if path.suffix.lower() not in SUFFIXES:
+        raise BatchUnreadable(f"batch file {path.name} has an unknown type", hint="use .jsonl, .csv or .xlsx")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+    except OSError as e:
+        raise BatchUnreadable(f"batch file {path} cannot be read: {e.strerror}") from e
+    if not head.strip():
+        raise BatchUnreadable(f"batch file {path.name} is empty")
+    if path.suffix.lower() != ".xlsx" and b"\x00" in head:
+        raise BatchUnreadable(f"batch file {path.name} is binary, not text", hint="is it the right file?")
+
+
+def _jsonl(path: Path) -> Iterator[RawRecord]:
+    with path.open("rb") as fh:
+        first_seen = False
+        for number, raw in enumerate(fh, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if not first_seen:
+                    raise BatchUnreadable(
+                        f"batch file {path.name} is not UTF-8 (line {number})",
+                        hint="JSON Lines batches are UTF-8; spreadsheets in GB18030 go in as .csv",
+                    ) from None
+                yield RawRecord(number, None, f"line {number} is not valid UTF-8")
+                continue
+            first_seen = True
+            try:
+                data = json.loads(text.rstrip("\r\n"))
+            except json.JSONDecodeError as e:
+                yield RawRecord(number, None, f"line {number} is not valid JSON ({e.msg}, column {e.colno})")
+                continue
+            if not isinstance(data, dict):
+                yield RawRecord(number, None, f"line {number} is not a JSON object")
+                continue
+            yield RawRecord(number, data)
+
+
+def _decode_spreadsheet_text(raw: bytes, name: str) -> str:
+    # Chinese spreadsheet software saves CSV as GB18030/GBK; Excel "CSV UTF-8" adds a BOM.
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BatchUnreadable(f"batch file {name} is neither UTF-8 nor GB18030 text")
+
+
+def _csv(path: Path) -> list[RawRecord]:
+    text = _decode_spreadsheet_text(path.read_bytes(), path.name)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as e:
+        raise BatchUnreadable(f"batch file {path.name} has no header row") from e
+    columns = _columns(header, path.name)
+    records = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            records.append(RawRecord(start, None, f"line {start} is not valid CSV ({e})"))
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        records.append(_flat_record(start, columns, row))
+    return records
+
+
+def _xlsx(path: Path) -> list[RawRecord]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise BatchUnreadable(f"batch file {path.name} is not a readable XLSX workbook ({e})") from e
+    try:
+        sheet = workbook.worksheets[0]
+        rows = sheet.iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None:
+            raise BatchUnreadable(f"batch file {path.name} has no header row")
+        columns = _columns([_cell_text(c) for c in header], path.name)
+        records = []
+        for number, row in enumerate(rows, start=2):
+            cells = [_cell_text(c) for c in row]
+            if not any(cells):
+                continue
+            records.append(_flat_record(number, columns, cells))
+        return records
+    finally:
+        workbook.close()
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        # shortest round-trip form: a cell holding 3456.78 becomes "3456.78", 5.0 becomes "5"
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _columns(header: list[str], name: str) -> list[str]:
+    columns = [h.strip().removeprefix("\ufeff") for h in header]
+    if "kind" not in columns or "record_id" not in columns:
+        raise BatchUnreadable(
+            f"batch file {name} lacks the columns kind and record_id",
+            hint="the first row names the contract's fields, e.g. applicant.name, coverages.0.premium",
+        )
+    seen = set()
+    for c in columns:
+        if c and c in seen:
+            raise BatchUnreadable(f"batch file {name} has the column {c} twice")
+        seen.add(c)
+    return columns
+
+
+def _flat_record(line: int, columns: list[str], cells: list[str]) -> RawRecord:
+    if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
+        return RawRecord(line, None, f"line {line} has more cells than the header has columns")
+    flat = {col: cell.strip() for col, cell in zip(columns, cells, strict=False) if col and cell.strip()}
+    try:
+        return RawRecord(line, unflatten(flat))
+    except ValueError as e:
+        return RawRecord(line, None, f"line {line}: {e}")
+
+
+def unflatten(flat: dict[str, str]) -> dict[str, Any]:
+    """``{"applicant.name": "张三", "coverages.0.premium": "1.00"}`` → the nested record.
+
+    Numeric path segments are list positions; lists are compacted in index order, so a spreadsheet
+    that leaves ``images.1`` empty but fills ``images.2`` still yields two images.
+    """
+    root: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node: Any = root
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if part == "":
+                raise ValueError(f"column {key} has an empty path segment")
+            container: dict[str | int, Any] = node
+            slot: str | int = int(part) if part.isdigit() else part
+            if last:
+                if slot in container:
+                    raise ValueError(f"column {key} conflicts with another column")
+                container[slot] = int(value) if key in _INTEGER_COLUMNS and value.isdigit() else value
+            else:
+                child = container.setdefault(slot, {})
+                if not isinstance(child, dict):
+                    raise ValueError(f"column {key} conflicts with column {'.'.join(parts[: i + 1])}")
+                node = child
+    return _lists(root)
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    keys = list(node)
+    if keys and all(isinstance(k, int) for k in keys):
+        return [_lists(node[k]) for k in sorted(keys)]
+    if any(isinstance(k, int) for k in keys):
+        raise ValueError("a column path mixes list positions and field names at the same level")
+    return {k: _lists(v) for k, v in node.items()}

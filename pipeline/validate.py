@@ -1,0 +1,140 @@
+"""The contract's rules that JSON Schema cannot express (../shared/contract/README.md).
+
+Each violation is a ``Reason`` naming the field (``applicant.id_no``, ``coverages[1].premium``,
+``images[0].path``) and saying what is wrong, never repeating an ID number. The checks run on a record
+that already parsed (``pipeline.records``); cross-record rules (an endorsement's policy) get the
+policy from the caller.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pipeline.idcheck import resident_id_problem, uscc_problem, vin_problem
+from pipeline.images import ImageProblem, image_problem, resolve_image_path
+from pipeline.products import ProductRegistry
+from pipeline.records import Endorsement, Image, Party, Policy
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a record was rejected: the field, in the contract's dotted form, and what is wrong."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def control_characters(data: Any, path: str = "") -> list[Reason]:
+    """Control characters other than newline and tab cannot be printed (nor stored in .docx XML)."""
+    if isinstance(data, str):
+        bad = sorted({c for c in data if unicodedata.category(c) == "Cc" and c not in "\n\t"})
+        if bad:
+            codes = ", ".join(f"U+{ord(c):04X}" for c in bad)
+            return [Reason(path or "record", f"contains control characters ({codes})")]
+        return []
+    if isinstance(data, Mapping):
+        return [r for k, v in data.items() for r in control_characters(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(data, list | tuple):
+        return [r for i, v in enumerate(data) for r in control_characters(v, f"{path}[{i}]")]
+    return []
+
+
+def _party(party: Party, field: str) -> list[Reason]:
+    problem = None
+    if party.id_type == "resident_id":
+        problem = resident_id_problem(party.id_no)
+    elif party.id_type == "uscc":
+        problem = uscc_problem(party.id_no)
+    return [Reason(f"{field}.id_no", problem)] if problem else []
+
+
+def _images(images: Iterable[Image], batch_dir: Path) -> list[Reason]:
+    reasons = []
+    for i, image in enumerate(images):
+        if image.kind == "other" and not (image.label or "").strip():
+            reasons.append(Reason(f"images[{i}].label", "an image of kind 'other' needs a label"))
+        try:
+            real = resolve_image_path(batch_dir, image.path)
+        except ImageProblem as e:
+            reasons.append(Reason(f"images[{i}].path", str(e)))
+            continue
+        problem = image_problem(real)
+        if problem:
+            reasons.append(Reason(f"images[{i}].path", problem))
+    return reasons
+
+
+def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) -> list[Reason]:
+    """Every contract rule for one policy record; an empty list means it may be issued."""
+    reasons: list[Reason] = []
+    reasons += _party(policy.applicant, "applicant")
+    reasons += _party(policy.insured, "insured")
+    for i, b in enumerate(policy.beneficiaries):
+        if b.id_type == "resident_id" and (problem := resident_id_problem(b.id_no)):
+            reasons.append(Reason(f"beneficiaries[{i}].id_no", problem))
+        if b.share_percent <= 0:
+            reasons.append(Reason(f"beneficiaries[{i}].share_percent", "must be more than 0"))
+    if policy.beneficiaries:
+        total_share = sum((b.share_percent for b in policy.beneficiaries), Decimal(0))
+        if total_share != 100:
+            reasons.append(Reason("beneficiaries", f"shares add up to {total_share}, not 100"))
+
+    for i, c in enumerate(policy.coverages):
+        if c.sum_insured <= 0:
+            reasons.append(Reason(f"coverages[{i}].sum_insured", "must be positive"))
+        if c.premium < 0:
+            reasons.append(Reason(f"coverages[{i}].premium", "must not be negative"))
+    total = sum((c.premium for c in policy.coverages), Decimal(0))
+    if policy.total_premium != total:
+        reasons.append(
+            Reason("total_premium", f"is {policy.total_premium} but the coverage premiums add up to {total}")
+        )
+
+    if policy.period.start >= policy.period.end:
+        reasons.append(Reason("period.end", "must be after period.start"))
+
+    product = registry.products.get(policy.product_code)
+    if product is None:
+        known = ", ".join(sorted(registry.products))
+        reasons.append(Reason("product_code", f"unknown product {policy.product_code} (known: {known})"))
+    else:
+        seen: set[str] = set()
+        for i, code in enumerate(policy.clauses):
+            if code in seen:
+                reasons.append(Reason(f"clauses[{i}]", f"clause {code} is listed twice"))
+            elif code not in product.clause_codes:
+                reasons.append(Reason(f"clauses[{i}]", f"clause {code} does not exist for {product.code}"))
+            seen.add(code)
+        for section in product.requires:
+            if getattr(policy, section) is None:
+                reasons.append(Reason(section, f"required for product {product.code}"))
+
+    if policy.vehicle is not None and (problem := vin_problem(policy.vehicle.vin)):
+        reasons.append(Reason("vehicle.vin", problem))
+
+    reasons += _images(policy.images, batch_dir)
+    return reasons
+
+
+def check_endorsement(endorsement: Endorsement, *, policy: Policy | None, batch_dir: Path) -> list[Reason]:
+    """Contract rules for an endorsement; ``policy`` is the archived or earlier-in-batch policy, if any."""
+    reasons: list[Reason] = []
+    if policy is None:
+        reasons.append(
+            Reason(
+                "policy_no",
+                f"policy {endorsement.policy_no} is neither archived nor earlier in this batch",
+            )
+        )
+    elif not (policy.period.start <= endorsement.effective_at < policy.period.end):
+        reasons.append(Reason("effective_at", "is outside the policy's period of insurance"))
+    reasons += _images(endorsement.images, batch_dir)
+    return reasons
