@@ -24,6 +24,7 @@ from pipeline.batchfile import RawRecord, read_batch
 from pipeline.documents import DocumentMaker, IssuedDocument
 from pipeline.errors import ComponentUnavailable, ConversionFailed, TemplateError
 from pipeline.idcheck import scrub
+from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy, parse_record
 from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome
 from pipeline.validate import Reason, check_endorsement, check_policy, control_characters
@@ -62,11 +63,11 @@ class RecordChecker:
     def __init__(
         self,
         *,
-        maker: DocumentMaker,
+        registry: ProductRegistry,
         batch_dir: Path,
         archived_policy: Callable[[str], Policy | None] = lambda _no: None,
     ) -> None:
-        self._registry = maker.registry
+        self._registry = registry
         self._batch_dir = batch_dir
         self._archived_policy = archived_policy
         self._record_ids: dict[str, tuple[int, str]] = {}
@@ -141,7 +142,7 @@ def render_batch(
     """
     records = read_batch(batch)  # refuses an unusable file before anything else happens
     report = BatchReport(batch=batch.name, started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED))
-    checker = RecordChecker(maker=maker, batch_dir=batch.parent)
+    checker = RecordChecker(registry=maker.registry, batch_dir=batch.parent)
     lock = threading.Lock()
     in_flight = threading.BoundedSemaphore(max(2, workers * 2))
     policy_futures: dict[str, Future[IssuedDocument]] = {}
@@ -161,10 +162,9 @@ def render_batch(
         if isinstance(record, Policy):
             return maker.policy_pdf(record, out_dir / record.policy_no / "policy.pdf")
         earlier = policy_futures.get(record.policy_no)
-        if earlier is not None:
-            # the policy's own task was queued first, so this wait cannot deadlock
-            if earlier.exception() is not None:
-                raise _PolicyNotIssued(f"policy {record.policy_no} could not be issued in this batch")
+        # the policy's own task was queued first, so waiting on it here cannot deadlock
+        if earlier is not None and earlier.exception() is not None:
+            raise _PolicyNotIssued(f"policy {record.policy_no} could not be issued in this batch")
         out = out_dir / record.policy_no / f"endorsement-{record.endorsement_no}.pdf"
         assert item.policy is not None
         return maker.endorsement_pdf(record, item.policy, out)

@@ -109,7 +109,12 @@ def _render(args: argparse.Namespace) -> int:
     show = not args.no_progress and console.is_terminal
     with (
         tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
-        ConverterPool(size=args.workers, workdir=Path(scratch), timeout=args.timeout) as pool,
+        ConverterPool(
+            size=args.workers,
+            workdir=Path(scratch),
+            timeout=args.timeout,
+            soffice=os.environ.get("ISSUANCE_SOFFICE", "soffice"),
+        ) as pool,
         Progress(
             TextColumn("[bold]issuing"),
             BarColumn(),
@@ -167,4 +172,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-    os._exit(0)

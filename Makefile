@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh Debian machine (see README):
+#   make demo   system packages + Python environment, then the bundled sample batch end to end
+#   make test   the same set-up, then the whole test suite
+# Both are idempotent: a second run only checks that everything is in place.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# LibreOffice Writer without GUI, its Python-UNO bridge (the warm converter), CJK fonts, poppler (PDF to
+# pixels in tests and audits), venv support for Debian's python3.
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk poppler-utils python3-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test system env lint bench clean
+
+demo: system env
+	@mkdir -p var
+	$(BIN)/issuance render examples/sample-batch/batch.jsonl -o var/sample-out; \
+	  status=$$?; [ $$status -le 1 ] || exit $$status; \
+	  echo "PDFs in var/sample-out/, report in var/sample-out-report.json (the sample's bad records are rejected on purpose)"
+
+test: system env
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: system env
+	$(BIN)/python bench/render_bench.py
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,143 @@
+"""Reading batch files: JSON Lines, CSV (UTF-8, UTF-8 with BOM, GB18030) and XLSX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.synth import write_csv, write_xlsx
+from pipeline.batch import Accepted, RecordChecker
+from pipeline.batchfile import read_batch, unflatten
+from pipeline.errors import BatchUnreadable
+from tests.conftest import RESOURCES, write_batch
+
+
+def _accepted(registry, batch: Path) -> list[int]:
+    checker = RecordChecker(registry=registry, batch_dir=batch.parent)
+    return [raw.line for raw in read_batch(batch) if isinstance(checker.check(raw), Accepted)]
+
+
+def test_jsonl_lines_numbered_and_bad_line_named(batch_dir, synth_records):
+    batch = write_batch(batch_dir, [synth_records[0], "", '{"kind": "policy", ', "[1, 2]", synth_records[1]])
+    raws = list(read_batch(batch))
+    assert [r.line for r in raws] == [1, 3, 4, 5]  # blank line 2 is not a record
+    assert raws[0].data == synth_records[0]
+    assert raws[1].data is None and raws[1].problem.startswith("line 3 is not valid JSON")
+    assert raws[2].problem == "line 4 is not a JSON object"
+    assert raws[3].data == synth_records[1]
+
+
+def test_jsonl_with_bom_and_crlf(batch_dir, synth_records):
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in synth_records[:2]) + "\r\n"
+    batch = batch_dir / "bom.jsonl"
+    batch.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    assert [r.data for r in read_batch(batch)] == synth_records[:2]
+
+
+def test_jsonl_invalid_utf8_line_later_is_rejected_alone(batch_dir, synth_records):
+    batch = batch_dir / "mixed.jsonl"
+    good = json.dumps(synth_records[0], ensure_ascii=False).encode("utf-8")
+    batch.write_bytes(good + b"\n" + '{"name": "张三"}'.encode("gb18030") + b"\n" + good + b"\n")
+    raws = list(read_batch(batch))
+    assert [r.problem for r in raws] == [None, "line 2 is not valid UTF-8", None]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("empty.jsonl", b"", "is empty"),
+        ("blank.jsonl", b"\n\n  \n", "is empty"),
+        ("binary.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary"),
+        ("gbk.jsonl", '{"name": "张三"}\n'.encode("gb18030"), "not UTF-8"),
+        ("batch.txt", b"{}", "unknown type"),
+        ("broken.xlsx", b"PK\x03\x04 not really a zip", "not a readable XLSX"),
+        ("noheader.csv", "张三,李四\n".encode(), "lacks the columns"),
+    ],
+)
+def test_unusable_files_are_refused_whole(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BatchUnreadable, match=words):
+        list(read_batch(path))
+
+
+def test_missing_file_and_folder_refused(tmp_path):
+    with pytest.raises(BatchUnreadable, match="does not exist"):
+        read_batch(tmp_path / "nope.jsonl")
+    (tmp_path / "dir.jsonl").mkdir()
+    with pytest.raises(BatchUnreadable, match="not a regular file"):
+        read_batch(tmp_path / "dir.jsonl")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_csv_round_trip_in_every_encoding(registry, batch_dir, synth_records, encoding):
+    policies = [r for r in synth_records if r["kind"] == "policy"]
+    batch = write_csv(policies, batch_dir / "batch.csv", encoding=encoding)
+    raw = batch.read_bytes()
+    if encoding == "gb18030":
+        with pytest.raises(UnicodeDecodeError):
+            raw.decode("utf-8")  # the test really is about a non-UTF-8 file
+    loaded = [r.data for r in read_batch(batch)]
+    assert loaded == policies
+    assert _accepted(registry, batch) == [2, 3, 4]  # header is line 1
+
+
+def test_xlsx_round_trip(registry, batch_dir, synth_records):
+    batch = write_xlsx(synth_records, batch_dir / "batch.xlsx")
+    assert [r.data for r in read_batch(batch)] == synth_records
+    assert _accepted(registry, batch) == [2, 3, 4, 5]
+
+
+def test_committed_gb18030_csv_fixture(registry):
+    batch = RESOURCES / "batch-gb18030.csv"
+    with pytest.raises(UnicodeDecodeError):
+        batch.read_bytes().decode("utf-8")
+    raws = list(read_batch(batch))
+    assert raws and all(r.problem is None for r in raws)
+    assert _accepted(registry, batch) == [r.line for r in raws]
+    names = [r.data["insured"]["name"] for r in raws]
+    assert any("·" in n for n in names)
+
+
+@pytest.mark.parametrize("name", ["batch-utf8-bom.csv", "batch.xlsx"])
+def test_committed_flat_fixtures(registry, name):
+    batch = RESOURCES / name
+    raws = list(read_batch(batch))
+    assert raws and _accepted(registry, batch) == [r.line for r in raws]
+
+
+def test_unflatten_nested_lists_and_integers():
+    flat = {
+        "kind": "policy",
+        "applicant.name": "样本",
+        "coverages.0.premium": "1.00",
+        "coverages.1.premium": "2.00",
+        "images.2.path": "b.jpg",
+        "images.0.path": "a.jpg",
+        "vehicle.seats": "5",
+        "clauses.0": "X-1",
+    }
+    assert unflatten(flat) == {
+        "kind": "policy",
+        "applicant": {"name": "样本"},
+        "coverages": [{"premium": "1.00"}, {"premium": "2.00"}],
+        "images": [{"path": "a.jpg"}, {"path": "b.jpg"}],
+        "vehicle": {"seats": 5},
+        "clauses": ["X-1"],
+    }
+
+
+def test_conflicting_columns_reject_the_row(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("kind,record_id,applicant,applicant.name\npolicy,R1,x,y\n", encoding="utf-8")
+    (raw,) = read_batch(path)
+    assert raw.data is None and "conflicts" in raw.problem and raw.line == 2
+
+
+def test_csv_cell_count_beyond_header(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_text("kind,record_id\npolicy,R1,extra\n", encoding="utf-8")
+    (raw,) = read_batch(path)
+    assert raw.problem == "line 2 has more cells than the header has columns"
