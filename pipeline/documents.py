@@ -136,15 +136,15 @@ class DocumentMaker:
             )
             writer = PdfWriter()
             writer.append(str(schedule), import_outline=False)
-            writer.add_outline_item("保单", page_number=0)
+            writer.add_outline_item(title="保单", page_number=0)
             parent = None
             for code in policy.clauses:
                 clause = registry.clauses[code]
                 first_page = len(writer.pages)
                 writer.append(PdfReader(BytesIO(self.clauses.pdf_bytes(code))), import_outline=False)
                 if parent is None:
-                    parent = writer.add_outline_item("条款", page_number=first_page)
-                writer.add_outline_item(clause.title, page_number=first_page, parent=parent)
+                    parent = writer.add_outline_item(title="条款", page_number=first_page)
+                writer.add_outline_item(title=clause.title, page_number=first_page, parent=parent)
                 versions[_relative(registry, clause.path)] = clause.content_hash
             title = f"{product.name}保险单 {policy.policy_no}"
             pages = len(writer.pages)
@@ -160,7 +160,7 @@ class DocumentMaker:
             pdf, _ = self._render_and_convert(template=template, context=context, scratch=Path(tmp))
             writer = PdfWriter()
             writer.append(str(pdf), import_outline=False)
-            writer.add_outline_item("批单", page_number=0)
+            writer.add_outline_item(title="批单", page_number=0)
             pages = len(writer.pages)
             title = f"批单 {endorsement.endorsement_no}（保险单 {endorsement.policy_no}）"
             _write(writer, out, title=title, subject=endorsement.policy_no, versions=versions)
