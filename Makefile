@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # LibreOffice Writer without GUI, its Python-UNO bridge (the warm converter), CJK fonts, poppler (PDF to
 # pixels in tests and audits), venv support for Debian's python3.
-APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk poppler-utils python3-venv
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk poppler-utils python3-venv postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system env lint bench clean

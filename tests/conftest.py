@@ -74,3 +74,106 @@ def pool(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def maker(registry, pool, tmp_path_factory: pytest.TempPathFactory) -> DocumentMaker:
     return DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+# --- PostgreSQL: a throw-away cluster started by the test set-up (Debian's postgresql) -----------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL server on a Unix socket in a temporary folder; yields a URL factory.
+
+    The server refuses to run as root, so as root it runs as the ``postgres`` user (runuser).
+    """
+    import glob
+    import os
+    import subprocess
+    import tempfile
+    import uuid
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        pytest.fail("PostgreSQL is not installed: run `make test` (it installs Debian's postgresql)")
+    bin_dir = Path(candidates[-1]).parent
+    as_user: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="issuance-pg-"))
+    os.chmod(root, 0o777)
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def new_database() -> str:
+        name = "t_" + uuid.uuid4().hex[:12]
+        subprocess.run(
+            [
+                str(bin_dir / "psql"),
+                "-h",
+                str(root),
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-qc",
+                f"CREATE DATABASE {name}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return f"postgresql+psycopg://postgres@/{name}?host={root}&port={port}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_url(request, tmp_path: Path) -> str:
+    """Each index test runs on the embedded SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'index.sqlite'}"
+    return request.getfixturevalue("postgres_server")()

@@ -1,0 +1,150 @@
+"""The index's tables, one definition for SQLite and PostgreSQL (SQLAlchemy Core).
+
+The schema is versioned by Alembic migrations in ``archive/migrations/``; these ``Table`` objects are what
+the code queries and must match the newest migration (a test compares them).
+
+Personal identifiers never appear here in clear: an ID number is stored as a keyed hash (HMAC-SHA256,
+for exact lookup) plus a masked form for display. Phones and addresses are not stored at all.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("input_name", String(255), nullable=False),
+    Column("input_sha256", String(64), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("records", Integer),
+    Column("archived", Integer),
+    Column("already_archived", Integer),
+    Column("rejected", Integer),
+    Column("operator", String(64), nullable=False),
+)
+
+# One row per archived input record: the pipeline's idempotency key.
+records = Table(
+    "records",
+    metadata,
+    Column("record_id", String(64), primary_key=True),
+    Column("content_sha256", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("policy_no", String(32), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("batch_id", String(64)),
+    Column("line", Integer),
+    Column("archived_at", DateTime(timezone=True), nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("policy_no", String(32), primary_key=True),
+    Column("proposal_no", String(32), nullable=False),
+    Column("product_code", String(40), nullable=False, index=True),
+    Column("branch_code", String(6), nullable=False, index=True),
+    Column("branch_name", String(60), nullable=False),
+    Column("applicant_name", String(100), nullable=False),
+    Column("insured_name", String(100), nullable=False, index=True),
+    Column("insured_id_masked", String(40), nullable=False),
+    Column("plate", String(8), index=True),
+    Column("vin", String(17), index=True),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("total_premium", Numeric(16, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("print_serial", String(32), index=True),
+    Column("status", String(16), nullable=False),  # issued | cancelled
+    Column("complete", Boolean, nullable=False),
+    Column("missing_images", String(200), nullable=False),  # comma-separated kinds, "" when complete
+    Column("issued_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("key_prefix", String(200), nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("retain_until", DateTime(timezone=True), nullable=False),
+)
+
+# Every person or organisation named on a policy, searchable by keyed hash of the ID number.
+parties = Table(
+    "parties",
+    metadata,
+    Column("policy_no", String(32), ForeignKey("policies.policy_no"), primary_key=True),
+    Column("role", String(16), primary_key=True),  # applicant | insured | beneficiary
+    Column("seq", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("id_type", String(20), nullable=False),
+    Column("id_hmac", String(64), nullable=False, index=True),
+    Column("id_masked", String(40), nullable=False),
+)
+
+# Every version of a policy's documents: issue, endorsement, supplement, reissue. Never updated.
+documents = Table(
+    "documents",
+    metadata,
+    Column("policy_no", String(32), ForeignKey("policies.policy_no"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("record_id", String(64)),
+    Column("endorsement_no", String(32)),
+    Column("batch_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("customer_key", String(300), nullable=False),
+    Column("customer_sha256", String(64), nullable=False),
+    Column("customer_size", BigInteger, nullable=False),
+    Column("customer_pages", Integer, nullable=False),
+    Column("bundle_key", String(300), nullable=False),
+    Column("bundle_sha256", String(64), nullable=False),
+    Column("bundle_size", BigInteger, nullable=False),
+    Column("bundle_pages", Integer, nullable=False),
+    Column("manifest_key", String(300), nullable=False, unique=True),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("manifest_size", BigInteger, nullable=False),
+    Column("seal_id", String(40)),
+    Column("seal_version", String(40)),
+    Column("retain_until", DateTime(timezone=True), nullable=False),
+)
+
+# Append-only, hash-chained: each event's hash covers its content and the previous event's hash.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+)
+Index("ix_ledger_subject", ledger.c.subject)
+
+# One row: the chain's head. Updating it in the same transaction as the append serialises writers on
+# both databases (a row lock on PostgreSQL, the write lock on SQLite).
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("seq", name="uq_ledger_head_seq"),
+)

@@ -1,0 +1,140 @@
+"""Configuration: one TOML file, overridden by environment variables, with embedded defaults.
+
+Looked up in this order, later wins: the defaults (everything under ``./var/``), the file (``--config``,
+else ``./issuance.toml`` if present), the environment. Secrets (the HMAC key, S3 credentials) come from
+the environment or from files, never from the repository; with no key configured, one is generated on
+first use into ``var/secrets/hmac.key``, readable only by its owner.
+
+    [store]
+    url = "file:///srv/archive"          # or "s3://bucket/prefix"
+    s3_endpoint = "http://minio:9000"    # MinIO, Ceph; omit for AWS
+    [index]
+    url = "postgresql+psycopg://issuance@db/issuance"
+    [secrets]
+    hmac_key_file = "/etc/issuance/hmac.key"
+    [run]
+    workers = 2
+    timeout = 120
+    operator = "nightly"
+
+Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
+ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
+ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE. S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+DEFAULT_FILE = Path("issuance.toml")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know about where things live; no secret values except the key."""
+
+    store_url: str
+    s3_endpoint: str | None
+    index_url: str
+    hmac_key: bytes
+    workers: int
+    timeout: float
+    operator: str
+    cache_dir: Path
+    templates_dir: Path | None
+    soffice: str
+    var_dir: Path
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"configuration: [{name}] must be a table")
+    return value
+
+
+def load_settings(
+    config: Path | None = None, *, env: Mapping[str, str] | None = None, base: Path | None = None
+) -> Settings:
+    """Resolve the settings; ``base`` is the folder that relative defaults live in (the cwd)."""
+    env = os.environ if env is None else env
+    base = base or Path.cwd()
+    data: Mapping[str, Any] = {}
+    path = config or (base / DEFAULT_FILE if (base / DEFAULT_FILE).is_file() else None)
+    if config is not None and not config.is_file():
+        raise ConfigError(f"configuration file {config} does not exist")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
+    store, index, secret, run = (_section(data, n) for n in ("store", "index", "secrets", "run"))
+
+    var_dir = base / "var"
+    store_url = env.get("ISSUANCE_STORE") or store.get("url") or (var_dir / "archive").as_uri()
+    index_url = env.get("ISSUANCE_INDEX") or index.get("url") or f"sqlite:///{var_dir / 'index.sqlite'}"
+    try:
+        workers = int(env.get("ISSUANCE_WORKERS") or run.get("workers") or 0)
+        timeout = float(env.get("ISSUANCE_TIMEOUT") or run.get("timeout") or 120)
+    except ValueError as e:
+        raise ConfigError(f"configuration: workers and timeout are numbers ({e})") from e
+    if workers < 0 or timeout <= 0:
+        raise ConfigError("configuration: workers must be ≥ 0 (0 = one per CPU) and timeout > 0")
+    templates = env.get("ISSUANCE_TEMPLATES") or run.get("templates")
+    return Settings(
+        store_url=store_url,
+        s3_endpoint=env.get("ISSUANCE_S3_ENDPOINT") or store.get("s3_endpoint"),
+        index_url=index_url,
+        hmac_key=_hmac_key(env, secret, var_dir),
+        workers=workers,
+        timeout=timeout,
+        operator=env.get("ISSUANCE_OPERATOR") or run.get("operator") or _login(),
+        cache_dir=Path(env.get("ISSUANCE_CACHE") or run.get("cache") or var_dir / "cache"),
+        templates_dir=Path(templates) if templates else None,
+        soffice=env.get("ISSUANCE_SOFFICE") or run.get("soffice") or "soffice",
+        var_dir=var_dir,
+    )
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _hmac_key(env: Mapping[str, str], secret: Mapping[str, Any], var_dir: Path) -> bytes:
+    if env.get("ISSUANCE_HMAC_KEY"):
+        key = env["ISSUANCE_HMAC_KEY"].encode("utf-8")
+    else:
+        file = env.get("ISSUANCE_HMAC_KEY_FILE") or secret.get("hmac_key_file")
+        path = Path(file) if file else var_dir / "secrets" / "hmac.key"
+        if not path.exists() and not file:
+            _generate_key(path)
+        try:
+            key = path.read_bytes().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the HMAC key file {path}: {e.strerror}") from e
+    if len(key) < 16:
+        raise ConfigError("the HMAC key must be at least 16 bytes", hint="generate one: openssl rand -hex 32")
+    return key
+
+
+def _generate_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # O_EXCL: two first runs at once must not each write a different key
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
