@@ -173,7 +173,7 @@ class PolicySummary:
         }
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back without their zone; everything here is stored in UTC."""
     if value is None:
         return None
@@ -188,7 +188,7 @@ def _entry_hash(
     body = json.dumps(
         {
             "seq": seq,
-            "at": _utc(at).isoformat(),
+            "at": as_utc(at).isoformat(),
             "actor": actor,
             "action": action,
             "subject": subject,
@@ -354,13 +354,13 @@ class Index:
                 insured_name=r.insured_name,
                 id_masked=r.insured_id_masked,
                 plate=r.plate,
-                period_start=_utc(r.period_start),
-                period_end=_utc(r.period_end),
+                period_start=as_utc(r.period_start),
+                period_end=as_utc(r.period_end),
                 versions=r.current_version,
                 complete=bool(r.complete),
                 missing_images=tuple(k for k in r.missing_images.split(",") if k),
                 status=r.status,
-                issued_at=_utc(r.issued_at),
+                issued_at=as_utc(r.issued_at),
                 print_serial=r.print_serial,
             )
             for r in rows
@@ -392,18 +392,18 @@ class Index:
                         insured_id_masked=mask_id(facts.insured_id_no),
                         plate=facts.plate.upper() if facts.plate else None,
                         vin=facts.vin,
-                        period_start=_utc(facts.period_start),
-                        period_end=_utc(facts.period_end),
+                        period_start=as_utc(facts.period_start),
+                        period_end=as_utc(facts.period_end),
                         total_premium=facts.total_premium,
                         currency=facts.currency,
                         print_serial=facts.print_serial,
                         status="issued",
                         complete=not missing_images,
                         missing_images=",".join(missing_images),
-                        issued_at=_utc(facts.issued_at),
+                        issued_at=as_utc(facts.issued_at),
                         key_prefix=facts.key_prefix,
                         current_version=version.version,
-                        retain_until=_utc(facts.retain_until),
+                        retain_until=as_utc(facts.retain_until),
                     )
                 )
                 if facts.parties:
@@ -473,7 +473,7 @@ class Index:
                 record_id=v.record_id,
                 endorsement_no=v.endorsement_no,
                 batch_id=v.batch_id,
-                created_at=_utc(v.created_at),
+                created_at=as_utc(v.created_at),
                 customer_key=v.customer.key,
                 customer_sha256=v.customer.sha256,
                 customer_size=v.customer.size,
@@ -487,7 +487,7 @@ class Index:
                 manifest_size=v.manifest.size,
                 seal_id=v.seal_id,
                 seal_version=v.seal_version,
-                retain_until=_utc(v.retain_until),
+                retain_until=as_utc(v.retain_until),
             )
         )
 
@@ -590,7 +590,7 @@ class Index:
             for row in conn.execute(query):
                 yield LedgerEntry(
                     row.seq,
-                    _utc(row.at),
+                    as_utc(row.at),
                     row.actor,
                     row.action,
                     row.subject,

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.documents import DocumentMaker, IssuedDocument
-from pipeline.errors import ComponentUnavailable, ConversionFailed, TemplateError
+from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
 from pipeline.idcheck import scrub
 from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy, parse_record
@@ -126,6 +126,12 @@ class RecordChecker:
             self._rejected_policies.setdefault(data["policy_no"], line)
 
 
+def _document_name(record: Policy | Endorsement) -> str:
+    if isinstance(record, Policy):
+        return f"{record.policy_no}/policy.pdf"
+    return f"{record.policy_no}/endorsement-{record.endorsement_no}.pdf"
+
+
 def render_batch(
     batch: Path,
     *,
@@ -160,14 +166,17 @@ def render_batch(
     def issue(item: Accepted) -> IssuedDocument:
         record = item.record
         if isinstance(record, Policy):
-            return maker.policy_pdf(record, out_dir / record.policy_no / "policy.pdf")
+            document = maker.policy_pdf(record)
+            document.write(out_dir / record.policy_no / "policy.pdf")
+            return document
         earlier = policy_futures.get(record.policy_no)
         # the policy's own task was queued first, so waiting on it here cannot deadlock
         if earlier is not None and earlier.exception() is not None:
             raise _PolicyNotIssued(f"policy {record.policy_no} could not be issued in this batch")
-        out = out_dir / record.policy_no / f"endorsement-{record.endorsement_no}.pdf"
         assert item.policy is not None
-        return maker.endorsement_pdf(record, item.policy, out)
+        document = maker.endorsement_pdf(record, item.policy)
+        document.write(out_dir / record.policy_no / f"endorsement-{record.endorsement_no}.pdf")
+        return document
 
     def done(item: Accepted, future: Future[IssuedDocument]) -> None:
         in_flight.release()
@@ -193,6 +202,9 @@ def render_batch(
             finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
             fatal.append(e)
             return
+        except IssuanceError as e:  # a document-level refusal, e.g. the seal's anchor text is missing
+            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
+            return
         except Exception as e:  # one record's surprise must not stop the batch
             logger.exception("line %d: unexpected error while issuing", item.raw.line)
             finish(Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base))
@@ -200,7 +212,7 @@ def render_batch(
         finish(
             Outcome(
                 status=RENDERED,
-                documents=(document.path.relative_to(out_dir).as_posix(),),
+                documents=(_document_name(record),),
                 templates=document.templates,
                 pages=document.pages,
                 **base,

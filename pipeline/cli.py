@@ -74,7 +74,68 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per document conversion")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
+
+    run = sub.add_parser(
+        "run",
+        help="issue, seal and file a batch into the archive (store + index + ledger)",
+        description="validate → render → seal → bundle → store → index → ledger, for every record of BATCH.",
+    )
+    run.add_argument("batch", type=Path, help="batch file: .jsonl, .csv or .xlsx")
+    run.add_argument("--report", type=Path, help="JSON report (default: var/reports/<batch id>.json)")
+    run.add_argument("--workers", type=_positive_int, help="LibreOffice instances (default: one per CPU)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    find = sub.add_parser("find", help="find archived policies (no clear ID numbers are shown)")
+    find.add_argument("--policy-no")
+    find.add_argument("--id-no", help="an ID number: hashed before the lookup, never stored or logged")
+    find.add_argument("--plate")
+    find.add_argument("--name", help="applicant, insured or beneficiary name (exact)")
+    find.add_argument("--branch", help="6-digit branch code")
+    find.add_argument("--serial", help="print serial (单证流水号)")
+    find.add_argument("--issued-from", type=_date, help="YYYY-MM-DD, China time, inclusive")
+    find.add_argument("--issued-to", type=_date, help="YYYY-MM-DD, China time, inclusive")
+    find.add_argument("--json", action="store_true", help="one JSON object per line")
+    find.add_argument("--limit", type=_positive_int, default=200)
+    find.set_defaults(handler=_find)
+
+    get = sub.add_parser("get", help="write an archived document to a file (SHA-256 verified first)")
+    get.add_argument("policy_no")
+    get.add_argument("--copy", choices=("customer", "archive"), default="customer")
+    get.add_argument("--version", type=_positive_int, help="version number (default: the newest)")
+    get.add_argument("-o", "--out", type=Path, required=True)
+    get.set_defaults(handler=_get)
+
+    attach = sub.add_parser("attach", help="file late underwriting images as a supplement version")
+    attach.add_argument("policy_no")
+    attach.add_argument("kind", help="id_front, id_back, vehicle_license, exemption_notice, …")
+    attach.add_argument("files", type=Path, nargs="+")
+    attach.add_argument("--label", help="required for kind 'other'")
+    attach.add_argument("--by", help="clerk id recorded in the ledger (default: the operator)")
+    attach.set_defaults(handler=_attach)
+
+    seals = sub.add_parser("seals", help="the seals that documents are stamped with")
+    seals_sub = seals.add_subparsers(dest="seals_command", metavar="SEALS_COMMAND")
+    seals_list = seals_sub.add_parser("list", help="list the registered seals and which documents they sign")
+    seals_list.set_defaults(handler=_seals_list)
+    seals_draw = seals_sub.add_parser("draw", help="draw a seal to a PNG, as it will be stamped")
+    seals_draw.add_argument("seal_id")
+    seals_draw.add_argument("-o", "--out", type=Path, required=True)
+    seals_draw.add_argument("--dpi", type=_positive_int, default=600)
+    seals_draw.set_defaults(handler=_seals_draw)
+
+    for command in (render, run, find, get, attach):
+        command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
     return parser
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("a date is YYYY-MM-DD") from e
 
 
 def _count_lines(batch: Path) -> int | None:
@@ -149,6 +210,240 @@ def _render(args: argparse.Namespace) -> int:
         f" -> {out_dir}  (report: {report_path})"
     )
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+class _Archive:
+    """Store and index opened from the settings, closed on exit."""
+
+    def __init__(self, settings) -> None:
+        from archive.index import Index
+        from archive.store import open_store
+
+        self.settings = settings
+        self.store = open_store(settings.store_url, s3_endpoint=settings.s3_endpoint)
+        self.index = Index.open(settings.index_url, hmac_key=settings.hmac_key)
+
+    def __enter__(self) -> _Archive:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.index.close()
+
+
+def _settings(args: argparse.Namespace):
+    from pipeline.config import load_settings
+
+    return load_settings(args.config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.batchfile import read_batch
+    from pipeline.convert import ConverterPool, default_pool_size
+    from pipeline.documents import DocumentMaker
+    from pipeline.filing import Filing, run_batch
+    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from stamps import load_seal_registry
+
+    settings = _settings(args)
+    workers = args.workers or settings.workers or default_pool_size()
+    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    seals = load_seal_registry()
+    read_batch(args.batch)  # refuse an unusable file before starting anything
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True)
+    show = not args.no_progress and console.is_terminal
+    with (
+        _Archive(settings) as archive,
+        tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
+        ConverterPool(
+            size=workers, workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice
+        ) as pool,
+        Progress(
+            TextColumn("[bold]filing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+        ) as progress,
+    ):
+        pool.start()
+        task = progress.add_task("records", total=_count_lines(args.batch))
+        maker = DocumentMaker(
+            registry=registry,
+            converter=pool,
+            cache_dir=settings.cache_dir,
+            scratch_dir=Path(scratch),
+            seals=seals,
+        )
+        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+        report = run_batch(
+            args.batch, filing=filing, workers=workers + 1, on_record=lambda _o: progress.advance(task)
+        )
+    report_path = args.report or settings.var_dir / "reports" / f"{report.extra['batch_id']}.json"
+    report.write(report_path)
+    counts = report.counts()
+    print(
+        f"{counts['archived']} archived, {counts['already_archived']} already archived, "
+        f"{counts['rejected']} rejected, {counts['records']} records  (report: {report_path})"
+    )
+    return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _find(args: argparse.Namespace) -> int:
+    from datetime import datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    china = ZoneInfo("Asia/Shanghai")
+    criteria = [
+        args.policy_no,
+        args.id_no,
+        args.plate,
+        args.name,
+        args.branch,
+        args.serial,
+        args.issued_from,
+        args.issued_to,
+    ]
+    if not any(criteria):
+        raise UsageError("say what to look for", hint="e.g. issuance find --policy-no P… or --plate 京A12345")
+    with _Archive(_settings(args)) as archive:
+        found = archive.index.find(
+            policy_no=args.policy_no,
+            id_no=args.id_no,
+            plate=args.plate,
+            name=args.name,
+            branch=args.branch,
+            serial=args.serial,
+            issued_from=datetime.combine(args.issued_from, time(), china) if args.issued_from else None,
+            issued_to=datetime.combine(args.issued_to + timedelta(days=1), time(), china)
+            if args.issued_to
+            else None,
+            limit=args.limit,
+        )
+    if args.json:
+        import json
+
+        for summary in found:
+            print(json.dumps(summary.as_json(), ensure_ascii=False))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("保险单号", "产品", "机构", "被保险人", "证件号", "号牌", "保险期间", "版本", "影像")
+    for p in found:
+        start = p.period_start.astimezone(china).date()
+        end = p.period_end.astimezone(china).date()
+        images = "齐全" if p.complete else "缺 " + ",".join(p.missing_images)
+        table.add_row(
+            p.policy_no,
+            p.product_code,
+            p.branch_code,
+            p.insured_name,
+            p.id_masked,
+            p.plate or "",
+            f"{start}–{end}",
+            str(p.versions),
+            images,
+        )
+    Console().print(table)
+    print(f"{len(found)} found")
+    return EXIT_OK
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _Archive(_settings(args)) as archive:
+        versions = archive.index.versions(args.policy_no)
+        if not versions:
+            raise UsageError(
+                f"policy {args.policy_no} is not in the archive", hint="look it up with issuance find"
+            )
+        chosen = (
+            versions[-1]
+            if args.version is None
+            else next((v for v in versions if v.version == args.version), None)
+        )
+        if chosen is None:
+            raise UsageError(
+                f"policy {args.policy_no} has no version {args.version} (it has 1–{versions[-1].version})"
+            )
+        key, digest = (
+            (chosen.customer_key, chosen.customer_sha256)
+            if args.copy == "customer"
+            else (chosen.bundle_key, chosen.bundle_sha256)
+        )
+        data = archive.store.get(key, sha256=digest)  # raises ObjectCorrupt on a mismatch: nothing is written
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", dir=args.out.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, args.out)
+    print(
+        f"{args.out}: {args.policy_no} v{chosen.version} ({chosen.kind}), {args.copy} copy, "
+        f"{len(data):,} bytes, sha256 {digest[:16]}… verified"
+    )
+    return EXIT_OK
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from pipeline.documents import DocumentMaker
+    from pipeline.filing import Filing
+    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+
+    settings = _settings(args)
+    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    with _Archive(settings) as archive:
+        # attaching images renders nothing: the maker is there for the registry only
+        maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
+        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+        filed = filing.attach(
+            args.policy_no.strip().upper(),
+            kind=args.kind,
+            files=args.files,
+            by=args.by or settings.operator,
+            label=args.label,
+        )
+    state = "complete" if not filed.missing_images else "still missing " + ", ".join(filed.missing_images)
+    print(f"{args.policy_no}: filed as version {filed.version} (supplement); images {state}")
+    return EXIT_OK
+
+
+def _seals_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from stamps import load_seal_registry
+
+    registry = load_seal_registry()
+    table = Table("seal", "version", "owner", "purpose", "mm", "signs")
+    for seal in registry.current:
+        table.add_row(
+            seal.id,
+            str(seal.version),
+            seal.owner,
+            seal.purpose,
+            f"{seal.diameter_mm:g}",
+            registry.describe_use(seal) if hasattr(registry, "describe_use") else "",
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
+def _seals_draw(args: argparse.Namespace) -> int:
+    from stamps import load_seal_registry
+
+    seal = load_seal_registry().get(args.seal_id)
+    image = seal.image(dpi=args.dpi)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(args.out, dpi=(args.dpi, args.dpi))
+    print(
+        f"{args.out}: seal {seal.id} v{seal.version}, {seal.diameter_mm:g} mm at {args.dpi} dpi "
+        f"({image.width}×{image.height} px)"
+    )
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pypdf import PdfReader, PdfWriter
 
@@ -25,7 +25,12 @@ from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy
 from pipeline.render import TemplateCache, endorsement_context, policy_context, render_docx
 
+if TYPE_CHECKING:
+    from stamps import SealRegistry
+
 PRODUCER = "issuance (示范出单中心)"
+# The signature line every schedule and endorsement template carries; the company seal is centred on it.
+SEAL_ANCHOR = "保险人（盖章）"
 
 
 class DocxToPdf(Protocol):
@@ -36,11 +41,24 @@ class DocxToPdf(Protocol):
 
 @dataclass(frozen=True)
 class IssuedDocument:
-    """One PDF made for a record."""
+    """One PDF made for a record, sealed when the maker has seals."""
 
-    path: Path
+    pdf: bytes
     pages: int
     templates: dict[str, str]  # template file (relative to templates/) -> sha256:...
+    seal: dict[str, str] | None = None  # {"id": …, "version": …} of the seal stamped on it
+
+    def write(self, out: Path) -> None:
+        """Write the PDF to ``out`` atomically (a reader never sees half a file)."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.pdf)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 class ClauseLibrary:
@@ -109,6 +127,7 @@ class DocumentMaker:
         cache_dir: Path,
         scratch_dir: Path | None = None,
         now: datetime | None = None,
+        seals: SealRegistry | None = None,
     ) -> None:
         self.registry = registry
         self.converter = converter
@@ -116,6 +135,7 @@ class DocumentMaker:
         self._templates = TemplateCache()
         self._scratch = scratch_dir
         self._now = now
+        self._seals = seals
 
     def _render_and_convert(self, *, template: Path, context: dict, scratch: Path) -> tuple[Path, int]:
         docx = scratch / "document.docx"
@@ -124,14 +144,14 @@ class DocumentMaker:
         pages = self.converter.convert(docx, pdf)
         return pdf, pages
 
-    def policy_pdf(self, policy: Policy, out: Path) -> IssuedDocument:
-        """Schedule followed by every listed clause, in the listed order, with bookmarks."""
+    def policy_pdf(self, policy: Policy) -> IssuedDocument:
+        """Schedule followed by every listed clause, in the listed order, with bookmarks; sealed."""
         registry = self.registry
         product = registry.products[policy.product_code]
         versions = {_relative(registry, product.schedule): registry.template_version(product.schedule)}
         with tempfile.TemporaryDirectory(prefix="policy-", dir=self._scratch) as tmp:
             context = policy_context(policy, registry=registry, now=self._now)
-            schedule, _ = self._render_and_convert(
+            schedule, schedule_pages = self._render_and_convert(
                 template=product.schedule, context=context, scratch=Path(tmp)
             )
             writer = PdfWriter()
@@ -148,10 +168,17 @@ class DocumentMaker:
                 versions[_relative(registry, clause.path)] = clause.content_hash
             title = f"{product.name}保险单 {policy.policy_no}"
             pages = len(writer.pages)
-            _write(writer, out, title=title, subject=policy.policy_no, versions=versions)
-        return IssuedDocument(path=out, pages=pages, templates=versions)
+            pdf = _serialise(writer, title=title, subject=policy.policy_no, versions=versions)
+        return self._sealed(
+            pdf,
+            pages=pages,
+            templates=versions,
+            branch_code=policy.branch.code,
+            document="policy",
+            anchor_pages=range(schedule_pages),
+        )
 
-    def endorsement_pdf(self, endorsement: Endorsement, policy: Policy, out: Path) -> IssuedDocument:
+    def endorsement_pdf(self, endorsement: Endorsement, policy: Policy) -> IssuedDocument:
         registry = self.registry
         template = registry.endorsement_template
         versions = {_relative(registry, template): registry.template_version(template)}
@@ -163,11 +190,42 @@ class DocumentMaker:
             writer.add_outline_item(title="批单", page_number=0)
             pages = len(writer.pages)
             title = f"批单 {endorsement.endorsement_no}（保险单 {endorsement.policy_no}）"
-            _write(writer, out, title=title, subject=endorsement.policy_no, versions=versions)
-        return IssuedDocument(path=out, pages=pages, templates=versions)
+            pdf = _serialise(writer, title=title, subject=endorsement.policy_no, versions=versions)
+        return self._sealed(
+            pdf,
+            pages=pages,
+            templates=versions,
+            branch_code=policy.branch.code,
+            document="endorsement",
+            anchor_pages=range(pages),
+        )
+
+    def _sealed(
+        self,
+        pdf: bytes,
+        *,
+        pages: int,
+        templates: dict[str, str],
+        branch_code: str,
+        document: str,
+        anchor_pages: range,
+    ) -> IssuedDocument:
+        """Company seal on 保险人（盖章）, cross-page seal over all pages (stamps decides the groups)."""
+        if self._seals is None:
+            return IssuedDocument(pdf=pdf, pages=pages, templates=templates)
+        from stamps import stamp_pdf
+
+        seal = self._seals.seal_for(branch_code=branch_code, document=document)
+        result = stamp_pdf(pdf, seal=seal, anchor=SEAL_ANCHOR, anchor_pages=anchor_pages, cross_page=True)
+        return IssuedDocument(
+            pdf=result.pdf,
+            pages=pages,
+            templates=templates,
+            seal={"id": seal.id, "version": str(seal.version)},
+        )
 
 
-def _write(writer: PdfWriter, out: Path, *, title: str, subject: str, versions: dict[str, str]) -> None:
+def _serialise(writer: PdfWriter, *, title: str, subject: str, versions: dict[str, str]) -> bytes:
     # Metadata carries document numbers and template versions, never names or ID numbers.
     writer.add_metadata(
         {
@@ -178,12 +236,6 @@ def _write(writer: PdfWriter, out: Path, *, title: str, subject: str, versions: 
         }
     )
     writer.page_mode = "/UseOutlines"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer.write(fh)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()

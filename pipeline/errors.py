@@ -87,3 +87,46 @@ class RecordRejected(IssuanceError):
         self.reasons = reasons
         text = "; ".join(f"{field}: {message}" for field, message in reasons)
         super().__init__(text or "record rejected")
+
+
+# --- seals (stamps/) ---------------------------------------------------------------------------------
+
+
+class SealRegistryError(TemplateError):
+    """``stamps/seals.toml`` (or a seal scan it names) is broken: whoever keeps the seals must fix it."""
+
+
+class SealAnchorMissing(IssuanceError):
+    """The signature line the company seal belongs on is not in the rendered document.
+
+    Raised per document: the record is rejected (its template lost the anchor text), the batch goes on.
+    """
+
+    exit_code = EXIT_REJECTED
+
+
+# --- the archive's object store (archive/store.py) -------------------------------------------------
+
+
+class StoreError(ComponentUnavailable):
+    """The object store cannot be reached or used: endpoint down, bucket missing, access refused, disk."""
+
+
+class ObjectMissing(IssuanceError, KeyError):
+    """No object under that key. Also a ``KeyError``, so mapping-style callers can catch it as one."""
+
+
+class ObjectConflict(IssuanceError):
+    """A put over a key that already holds other bytes. Archived objects are never overwritten."""
+
+
+class ObjectCorrupt(IssuanceError):
+    """An object's bytes do not match their SHA-256 (on read, or the hash a caller passed to put)."""
+
+
+class RetentionViolation(IssuanceError):
+    """A delete or replace of an object still inside its retention period (《保险法》第87条)."""
+
+
+class UnsafeKey(IssuanceError):
+    """An object key that is malformed, could escape the store, or looks like it holds personal data."""

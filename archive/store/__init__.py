@@ -1,0 +1,73 @@
+"""The archive's object store: immutable, hash-checked objects under keys that carry no personal data.
+
+Two backends behind one ``ObjectStore`` protocol (DESIGN.md, "Seams"):
+
+- ``LocalStore``, a folder (the embedded default ``./var/archive``);
+- ``S3Store``, any S3 API (AWS, MinIO, Ceph) through boto3.
+
+What every store promises, whatever its backend does:
+
+- **Immutable.** A put over a key that already holds other bytes raises ``ObjectConflict`` and changes
+  nothing; a put of the same bytes again is a success with ``created=False``, so a re-run after a crash
+  adopts what the crashed run stored (DESIGN.md invariants 2 and 3).
+- **Verified.** ``put`` checks the caller's SHA-256 against the bytes before storing them; ``get``
+  hashes every object it returns and raises ``ObjectCorrupt`` on a mismatch (invariant 4).
+- **Retained.** ``delete`` is refused while ``now < retain_until`` (《保险法》第87条, see
+  :func:`retention_until`). On an S3 bucket with Object Lock the object is also put under COMPLIANCE
+  retention, but the store checks retention itself first: not every S3 implementation enforces it.
+- **Safe keys.** :func:`check_key` is the one gate every key passes: relative, ``/``-separated, plain
+  ASCII, and nothing shaped like a resident ID number or a mobile number (DOMAIN.md, "Archive rules").
+- **Quiet about secrets.** ``describe()`` and every error name the store (folder, or endpoint and
+  bucket), never credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from archive.store.base import (
+    ObjectInfo,
+    ObjectStore,
+    PutResult,
+    check_key,
+    retention_until,
+    sha256_hex,
+)
+from archive.store.local import LocalStore
+from archive.store.s3 import S3Store
+from pipeline.errors import ConfigError
+
+
+def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
+    """The store a configuration names: ``s3://bucket/prefix`` (with ``s3_endpoint`` for MinIO or Ceph),
+    ``file:///abs/path``, or a plain folder path (relative to the working directory)."""
+    if not url or not url.strip():
+        raise ConfigError("no object store configured", hint="use a folder path or s3://bucket/prefix")
+    if url.startswith("s3://"):
+        return S3Store.from_url(url, endpoint_url=s3_endpoint)
+    if url.startswith("file:"):
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"not a local file URL: {url!r}", hint="write it as file:///absolute/path")
+        return LocalStore(Path(unquote(parts.path)))
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+        raise ConfigError(
+            f"unsupported object store URL scheme in {urlsplit(url).scheme}://…",
+            hint="use a folder path, file:///path or s3://bucket/prefix",
+        )
+    return LocalStore(Path(url))
+
+
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "PutResult",
+    "S3Store",
+    "check_key",
+    "open_store",
+    "retention_until",
+    "sha256_hex",
+]

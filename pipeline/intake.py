@@ -1,0 +1,763 @@
+"""Underwriting images (承保影像) as pages of the archive bundle.
+
+``image_pages`` turns a record's images into one PDF, one page per picture, in the record's order:
+
+- A raster image (JPEG, PNG, TIFF, BMP, HEIC) becomes an A4 page, portrait for an upright picture and
+  landscape for a wide one, with a title band on top (the kind of image, the policy number, "page n of
+  m") and the picture fitted below it. A multi-page TIFF gives one page per frame.
+- A PDF scan's pages are imported as they are (content streams, fonts and images untouched, never
+  rasterised), without a title: drawing on them would change the scan.
+
+What is promised about the output:
+
+- Nothing of a raster image's metadata survives: EXIF (GPS included), XMP, IPTC, JPEG comments, PNG
+  text chunks, MPO companion pictures and data after a JPEG's end marker are all left out. Only colour
+  data is kept: a valid ICC profile that matches the picture becomes the PDF colour space
+  (``/ICCBased``), which is where PDF readers look for it (they ignore a profile inside a DCT stream).
+  A PDF scan's document information and XMP stay behind (only its pages are taken, without their
+  page-level XMP), but what its pages draw is not altered, pictures inside them included.
+- A JPEG that needs nothing changed is not re-encoded: its DCT data is copied into a ``/DCTDecode``
+  stream with the metadata segments cut out (see ``_strip_jpeg``); its EXIF orientation is applied by
+  the placement matrix, which turns and mirrors the picture on the page without touching its data.
+  Its marker structure is walked to the end marker (a truncated file fails), but its entropy-coded
+  data is not decoded here: that costs more than the rest of the page, and validation
+  (``pipeline.images.image_problem``) has already decoded it.
+- Anything else is decoded, orientation applied, alpha composited onto white, colour converted to RGB
+  or grey, and re-encoded: JPEG q85 when the source was lossy (JPEG, HEIC), Flate when it was lossless
+  (PNG, TIFF, BMP), so no JPEG artefacts are added to a signature or to small print.
+- A picture is shown as large as the page allows, but never larger than its size at 150 dpi, so a small
+  picture is not blown up into blur. Pixels beyond 600 dpi at the shown size are dropped by an integer
+  reduction (JPEG: decoded at 1/2, 1/4 or 1/8 via ``Image.draft``), keeping at least 300 dpi.
+- The same sources give the same bytes (no dates, no random file identifier).
+
+Every problem with one source raises ``RecordImageError`` naming ``images[i]``; the message says what
+is wrong and never repeats the file's contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import re
+import stat
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, ImageCms, ImageDraw, ImageFont
+from pypdf import PageObject, PdfReader, PdfWriter
+from pypdf.errors import PyPdfError
+from pypdf.generic import (
+    ArrayObject,
+    DecodedStreamObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NumberObject,
+)
+
+from pipeline.errors import ComponentUnavailable
+from pipeline.images import (
+    MAX_BYTES,
+    ImageProblem,
+    RecordImageError,
+    frames,
+    is_pdf,
+    open_image,
+    open_pdf_scan,
+)
+from pipeline.records import IMAGE_KIND_LABELS
+
+logger = logging.getLogger(__name__)
+
+# The title is drawn by Pillow into a small greyscale picture at 300 dpi: no font goes into the PDF, so
+# there is nothing to subset or embed, and the archive's PDF checks have no font to complain about.
+TITLE_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+TITLE_FONT_INDEX = 2  # the collection's "Noto Sans CJK SC" face (fc-query): simplified-Chinese glyph forms
+_TITLE_FAMILY = "Noto Sans CJK SC"
+
+A4 = (595.276, 841.890)  # points, portrait
+MARGIN = 34.016  # 12 mm
+TITLE_PT = 12.0  # the kind of image and the policy number
+COUNT_PT = 9.0  # "承保影像 第 n 页 共 m 页"
+MIN_TITLE_PT = 8.0  # a long "other" label shrinks the title down to this, then is cut with "…"
+BAND_PT = 30.0  # height of the title band
+TITLE_DPI = 300
+TARGET_DPI = 300  # re-encoded pictures keep at least this much resolution at the shown size …
+MAX_DPI = 600  # … and at most this much; a JPEG above it is re-encoded rather than passed through
+NATURAL_DPI = 150  # a small picture is shown at this size, not blown up to fill the page
+JPEG_QUALITY = 85
+FLATE_LEVEL = 6
+
+Encoding = Literal["dct-passthrough", "dct", "flate", "pdf-page"]
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image of a record, as the caller hands it in.
+
+    ``path`` must already be resolved inside the batch folder (``pipeline.images.resolve_image_path``);
+    ``index`` is the image's position in the record's ``images`` list, used to name it in errors.
+    """
+
+    index: int
+    kind: str
+    label: str | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class ImagePageInfo:
+    """What one output page is and where it came from (for the manifest and the bundle's outline).
+
+    ``source_page`` is the frame of a TIFF or the page of a PDF scan (0-based), else 0. ``passthrough``
+    is true when the source's data went in unchanged: a JPEG's DCT data or a PDF scan's page.
+    ``pixel_size`` is the picture's stored width and height in pixels (before the placement matrix
+    turns it), ``None`` for a PDF scan's page; ``page_size`` is the page's width and height in points
+    and ``picture_box`` the upright picture's x, y (bottom left), width and height on it, in points
+    (``None`` for a PDF scan's page).
+    """
+
+    index: int
+    kind: str
+    label: str | None
+    source_page: int
+    source_sha256: str
+    source_size: int
+    passthrough: bool
+    encoding: Encoding
+    pixel_size: tuple[int, int] | None
+    page_size: tuple[float, float]
+    picture_box: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The image pages as one PDF (``b""`` when there were no sources) and one ``ImagePageInfo`` each."""
+
+    pdf: bytes
+    pages: tuple[ImagePageInfo, ...]
+
+
+def image_pages(sources: Sequence[ImageSource], *, policy_no: str) -> IntakeResult:
+    """Make the archive pages for ``sources``, in order; raise ``RecordImageError`` for a bad source.
+
+    Each source's pages carry an outline entry (bookmark) with its title, so a reader of the bundle
+    can jump to "机动车行驶证" directly. Raises ``ComponentUnavailable`` if the title font is missing.
+    """
+    if not sources:
+        return IntakeResult(pdf=b"", pages=())
+    prepared: list[tuple[ImageSource, str, _Digest, list[_Picture | _ScanPage]]] = []
+    for source in sources:
+        field = f"images[{source.index}]"
+        try:
+            title = _title(source)
+            data = _read(source.path)
+            digest = _Digest(hashlib.sha256(data).hexdigest(), len(data))
+            prepared.append((source, title, digest, _source_pages(data, source.path.suffix.lower())))
+            del data  # a passthrough picture keeps only its stripped copy
+        except ImageProblem as e:
+            raise RecordImageError(field, str(e)) from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+            # the decoders' ways of saying "damaged"; the class name only, never the decoder's text
+            raise RecordImageError(field, f"image is damaged or truncated ({e.__class__.__name__})") from None
+
+    total = sum(len(items) for _, _, _, items in prepared)
+    writer = PdfWriter()
+    # A scan's page may use what its PDF version allows (transparency, say): claim at least as much.
+    versions = [
+        item.reader.pdf_header for *_, items in prepared for item in items if isinstance(item, _ScanPage)
+    ]
+    writer.pdf_header = max([writer.pdf_header, *(v for v in versions if re.fullmatch(r"%PDF-\d\.\d", v))])
+    colour_spaces: dict[bytes, IndirectObject] = {}
+    infos: list[ImagePageInfo] = []
+    for source, title, digest, items in prepared:
+        first = len(infos)
+        for number, item in enumerate(items):
+            if isinstance(item, _ScanPage):
+                page = _scan_page(writer, item, field=f"images[{source.index}]")
+                pixel_size = box = None
+            else:
+                count = f"承保影像 第 {len(infos) + 1} 页 共 {total} 页"
+                page = _picture_page(
+                    writer,
+                    item,
+                    title=(title, f"　保险单号 {policy_no}"),
+                    count=count,
+                    colour_spaces=colour_spaces,
+                )
+                pixel_size = (item.width, item.height)
+                box = _place(_shown_size(pixel_size, item.orientation)).box
+            infos.append(
+                ImagePageInfo(
+                    index=source.index,
+                    kind=source.kind,
+                    label=source.label,
+                    source_page=number,
+                    source_sha256=digest.sha256,
+                    source_size=digest.size,
+                    passthrough=item.encoding in ("dct-passthrough", "pdf-page"),
+                    encoding=item.encoding,
+                    pixel_size=pixel_size,
+                    page_size=(float(page.mediabox.width), float(page.mediabox.height)),
+                    picture_box=box,
+                )
+            )
+        writer.add_outline_item(title=title, page_number=first)
+    out = io.BytesIO()
+    writer.write(out)
+    return IntakeResult(pdf=out.getvalue(), pages=tuple(infos))
+
+
+# --- reading and deciding ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Digest:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """An encoded picture ready to become a PDF image XObject."""
+
+    data: bytes
+    width: int
+    height: int
+    grey: bool
+    bits: int
+    flate: bool  # else DCT
+    icc: bytes | None
+    orientation: int  # EXIF value 1-8, applied by the placement matrix
+    encoding: Encoding
+
+
+@dataclass(frozen=True)
+class _ScanPage:
+    reader: PdfReader
+    number: int
+    encoding: Encoding = "pdf-page"
+
+
+def _scan_page(writer: PdfWriter, scan: _ScanPage, *, field: str) -> PageObject:
+    """Copy a scan's page with everything it uses; its per-page XMP and private data stay behind."""
+    try:
+        page = writer.add_page(scan.reader.pages[scan.number])
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise RecordImageError(field, f"PDF scan is damaged ({e.__class__.__name__})") from None
+    for key in ("/Metadata", "/PieceInfo"):
+        page.pop(key, None)
+    return page
+
+
+def _title(source: ImageSource) -> str:
+    label = IMAGE_KIND_LABELS.get(source.kind)
+    if label is None:
+        raise ImageProblem("unknown image kind")
+    if source.kind == "other" and source.label and source.label.strip():
+        label = f"{label}（{source.label.strip()}）"
+    return label
+
+
+def _read(path: Path) -> bytes:
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageProblem("not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise ImageProblem(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageProblem("file does not exist") from None
+    except OSError as e:
+        raise ImageProblem(f"file cannot be read ({e.__class__.__name__})") from None
+    if not data:
+        raise ImageProblem("file is empty")
+    return data
+
+
+def _source_pages(data: bytes, suffix: str) -> list[_Picture | _ScanPage]:
+    if is_pdf(data[:1024]):
+        reader = open_pdf_scan(io.BytesIO(data))
+        return [_ScanPage(reader, i) for i in range(len(reader.pages))]
+    if suffix == ".pdf":
+        raise ImageProblem("file is named .pdf but is not a PDF")
+    with open_image(io.BytesIO(data)) as im:
+        if im.format in ("JPEG", "MPO") and (picture := _passthrough(data, im)) is not None:
+            return [picture]
+        return [_reencode(im) for _ in frames(im)]
+
+
+def _passthrough(data: bytes, im: Image.Image) -> _Picture | None:
+    """The JPEG's own DCT data as a picture, or ``None`` when it must be decoded and re-encoded.
+
+    Passed through: baseline or progressive (SOF0-2), 8-bit, grey or YCbCr/RGB, at most ``MAX_DPI``
+    at the shown size, and a marker structure that walks cleanly to its end marker. Not: CMYK/YCCK
+    (PDF readers disagree on Adobe's inverted CMYK), lossless/arithmetic/12-bit coding, a 3-channel
+    JPEG that says neither JFIF nor Adobe but names its channels R, G, B (readers would take it for
+    YCbCr), and anything the walk cannot follow, which the decoder then judges (a truncated file
+    fails there, with a clear message).
+    """
+    if im.mode not in ("RGB", "L"):
+        return None
+    jpeg = _strip_jpeg(data)
+    if jpeg is None or jpeg.sof not in (0xC0, 0xC1, 0xC2) or jpeg.precision != 8:
+        return None
+    if (jpeg.width, jpeg.height) != im.size or len(jpeg.component_ids) != (3 if im.mode == "RGB" else 1):
+        return None
+    if jpeg.component_ids == b"RGB" and not jpeg.jfif and jpeg.adobe_transform is None:
+        return None
+    orientation = _orientation(im)
+    if _place(_shown_size(im.size, orientation)).dpi > MAX_DPI:
+        return None
+    if jpeg.trailing:
+        logger.info(
+            "left out %d bytes after a JPEG's end marker (a second picture or a trailer)", jpeg.trailing
+        )
+    return _Picture(
+        data=jpeg.data,
+        width=jpeg.width,
+        height=jpeg.height,
+        grey=im.mode == "L",
+        bits=8,
+        flate=False,
+        icc=_matching_icc(im.info.get("icc_profile"), im.mode),
+        orientation=orientation,
+        encoding="dct-passthrough",
+    )
+
+
+def _reencode(im: Image.Image) -> _Picture:
+    """Decode the current frame and encode it again, upright, flattened, without metadata."""
+    orientation = _orientation(im)
+    icc = im.info.get("icc_profile")
+    lossy = im.format in ("JPEG", "MPO", "HEIF") or (
+        im.format == "TIFF" and im.info.get("compression") in ("jpeg", "tiff_jpeg")
+    )
+    full = im.size
+    dpi = _place(_shown_size(full, orientation)).dpi
+    if im.format in ("JPEG", "MPO") and dpi >= 2 * TARGET_DPI:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly: the cheapest way to drop pixels
+        factor = int(dpi // TARGET_DPI)
+        im.draft(im.mode, (math.ceil(full[0] / factor), math.ceil(full[1] / factor)))
+    im.load()
+    out, icc = _flatten(im, icc)
+    factor = int(dpi * out.width / full[0] // TARGET_DPI)
+    if factor >= 2 and out.mode != "1":
+        out = out.reduce(factor)  # a box filter by an integer: fast, and resampling is slow here
+    if orientation != 1:
+        out = out.transpose(_TRANSPOSE[orientation])
+    buffer = io.BytesIO()
+    if lossy and out.mode != "1":
+        # Pillow copies a source's JPEG comment into what it saves; the strip removes it, and any other
+        # metadata segment, whatever Pillow writes. From a PNG only the IDAT data is taken.
+        out.save(buffer, "JPEG", quality=JPEG_QUALITY)
+        jpeg = _strip_jpeg(buffer.getvalue())
+        assert jpeg is not None, "Pillow wrote a JPEG that does not walk"
+        data, flate, bits = jpeg.data, False, 8
+    else:
+        out.save(buffer, "PNG", compress_level=FLATE_LEVEL)
+        data, flate, bits = _png_idat(buffer.getvalue()), True, (1 if out.mode == "1" else 8)
+    return _Picture(
+        data=data,
+        width=out.width,
+        height=out.height,
+        grey=out.mode in ("1", "L"),
+        bits=bits,
+        flate=flate,
+        icc=icc,
+        orientation=1,
+        encoding="flate" if flate else "dct",
+    )
+
+
+# EXIF orientation → the transposition that shows the picture upright (as ImageOps.exif_transpose)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, KeyError, TypeError):
+        return 1  # unreadable EXIF: show the picture as stored (the EXIF itself is dropped anyway)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _shown_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation >= 5 else size
+
+
+def _flatten(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """``im`` as 1-bit, grey or RGB, alpha composited onto white; and the ICC profile that still fits."""
+    mode = im.mode
+    if mode == "1":
+        return im, None
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode in ("P", "L", "RGB") and im.has_transparency_data):
+        grey = mode in ("LA", "La", "L")
+        rgba = im.convert("RGBA")
+        out = Image.new("RGB", im.size, (255, 255, 255))
+        out.paste(rgba, (0, 0), rgba)
+        if grey:
+            return out.convert("L"), _matching_icc(icc, "L")
+        return out, _matching_icc(icc, "RGB")
+    if mode in ("L", "RGB"):
+        return im, _matching_icc(icc, mode)
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey keeps its top 8 bits; Pillow's own convert("L") would clip everything above 255
+        if mode.startswith("I;16") or im.getextrema()[1] > 255:
+            im = im.point(lambda v: v * (1 / 256))
+        return im.convert("L"), _matching_icc(icc, "L")
+    if mode == "F":
+        return im.convert("L"), None
+    if mode == "CMYK" and icc and _icc_space(icc) == "CMYK":
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, source, _srgb(), outputMode="RGB"), None
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken profile: the plain conversion below still gives a usable picture
+    if mode == "P":
+        return im.convert("RGB"), _matching_icc(icc, "RGB")
+    return im.convert("RGB"), None  # CMYK, YCbCr, LAB, HSV: the profile described the old space
+
+
+_MAX_ICC_BYTES = 1 << 20  # RGB and grey profiles are a few KiB; a larger one is not worth carrying
+
+
+@lru_cache(maxsize=1)
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@lru_cache(maxsize=32)
+def _icc_space(icc: bytes) -> str | None:
+    try:
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _matching_icc(icc: bytes | None, mode: str) -> bytes | None:
+    """``icc`` if it is a valid profile for a picture of ``mode`` ("RGB" or "L"), else ``None``."""
+    if not icc or len(icc) > _MAX_ICC_BYTES:
+        return None
+    return icc if _icc_space(icc) == {"RGB": "RGB", "L": "GRAY"}.get(mode) else None
+
+
+# --- JPEG segment surgery ---------------------------------------------------------------------------
+
+# A marker inside entropy-coded data: 0xFF followed by neither a stuffed 0x00, a restart marker nor fill.
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+@dataclass(frozen=True)
+class _Jpeg:
+    data: bytes  # SOI … EOI with the metadata segments removed
+    sof: int
+    precision: int
+    width: int
+    height: int
+    component_ids: bytes
+    jfif: bool
+    adobe_transform: int | None
+    trailing: int  # bytes after the end marker, left out
+
+
+def _strip_jpeg(data: bytes) -> _Jpeg | None:
+    """Copy a JPEG segment by segment, leaving out everything that is not needed to decode it.
+
+    Kept: the coding segments (DQT, DHT, DRI, SOF, SOS and the entropy-coded data, unchanged), the JFIF
+    APP0 rewritten without its thumbnail (it says "YCbCr" to a reader), and the Adobe APP14 (it says
+    whether the channels are YCbCr or RGB; a reader needs it). Left out: APP1 (EXIF, GPS, XMP), APP2
+    (ICC, which a PDF reader ignores inside the stream — the profile goes into the colour space
+    instead — and MPF), APP13 (IPTC), every other APPn, COM, and anything after EOI.
+    ``None`` when the structure cannot be walked to EOI: a truncated or odd file, for the decoder to judge.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    parts = [b"\xff\xd8"]
+    pos, size = 2, len(data)
+    frame: tuple[int, int, int, int, bytes] | None = None
+    jfif, adobe, scanning = False, None, False
+    while True:
+        if scanning:
+            found = _MARKER.search(data, pos)
+            if found is None:
+                return None  # the data stops inside a scan: truncated
+            parts.append(data[pos : found.start()])
+            pos = found.start()
+        if pos + 2 > size or data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:
+            if not scanning:
+                return None
+            parts.append(b"\xff\xd9")
+            pos += 2
+            break
+        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7 or pos + 4 > size:
+            return None
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if end - pos < 4 or end > size:
+            return None
+        payload = data[pos + 4 : end]
+        if marker == 0xE0:
+            if payload.startswith(b"JFIF\x00") and len(payload) >= 14 and not jfif:
+                parts.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")  # thumbnail 0×0
+                jfif = True
+        elif marker == 0xEE and payload.startswith(b"Adobe") and len(payload) >= 12:
+            parts.append(data[pos:end])
+            adobe = payload[11]
+        elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            pass  # metadata
+        else:
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if frame is not None or len(payload) < 6 or len(payload) < 6 + 3 * payload[5]:
+                    return None  # a second frame (hierarchical JPEG) or a short header
+                height, width = int.from_bytes(payload[1:3], "big"), int.from_bytes(payload[3:5], "big")
+                ids = bytes(payload[6 + 3 * i] for i in range(payload[5]))
+                frame = (marker, payload[0], width, height, ids)
+            elif marker == 0xDA:
+                if frame is None:
+                    return None
+                scanning = True
+            parts.append(data[pos:end])
+        pos = end
+    if frame is None or frame[3] == 0:  # height 0: defined later by a DNL marker, rare and unsupported
+        return None
+    sof, precision, width, height, ids = frame
+    return _Jpeg(
+        data=b"".join(parts),
+        sof=sof,
+        precision=precision,
+        width=width,
+        height=height,
+        component_ids=ids,
+        jfif=jfif,
+        adobe_transform=adobe,
+        trailing=size - pos,
+    )
+
+
+def _png_idat(png: bytes) -> bytes:
+    """The zlib stream of a non-interlaced PNG: a PDF Flate stream with PNG predictors as it is."""
+    pos, chunks = 8, []
+    while pos + 8 <= len(png):
+        length = int.from_bytes(png[pos : pos + 4], "big")
+        kind = png[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            chunks.append(png[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return b"".join(chunks)
+
+
+# --- the page ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Placement:
+    page: tuple[float, float]
+    box: tuple[float, float, float, float]  # x, y, width, height of the upright picture, in points
+    dpi: float  # picture pixels per inch at the shown size
+
+
+def _place(shown: tuple[int, int]) -> _Placement:
+    """A landscape page for a wide picture, so it is read the same way round as its title and is not
+    shrunk to the page's short side; a portrait page otherwise."""
+    width, height = shown
+    page = (A4[1], A4[0]) if width > height else A4
+    area_w = page[0] - 2 * MARGIN
+    top = page[1] - MARGIN - BAND_PT - 11  # the rule under the title, then a gap
+    area_h = top - MARGIN
+    scale = min(area_w / width, area_h / height, 72 / NATURAL_DPI)  # points per pixel
+    shown_w, shown_h = width * scale, height * scale
+    return _Placement(
+        page=page,
+        box=(MARGIN + (area_w - shown_w) / 2, top - shown_h, shown_w, shown_h),
+        dpi=72 / scale,
+    )
+
+
+def _matrix(orientation: int, box: tuple[float, float, float, float]) -> tuple[float, ...]:
+    """The ``cm`` operands that map the stored picture (the unit square) upright onto ``box``.
+
+    Worked out per EXIF orientation from where the stored picture's corners must land; the tests render
+    all eight against Pillow's ``exif_transpose``.
+    """
+    x, y, w, h = box
+    return {
+        1: (w, 0, 0, h, x, y),
+        2: (-w, 0, 0, h, x + w, y),
+        3: (-w, 0, 0, -h, x + w, y + h),
+        4: (w, 0, 0, -h, x, y + h),
+        5: (0, -h, -w, 0, x + w, y + h),
+        6: (0, -h, w, 0, x, y + h),
+        7: (0, h, w, 0, x, y),
+        8: (0, h, -w, 0, x + w, y),
+    }[orientation]
+
+
+def _picture_page(
+    writer: PdfWriter,
+    picture: _Picture,
+    *,
+    title: tuple[str, str],
+    count: str,
+    colour_spaces: dict[bytes, IndirectObject],
+) -> PageObject:
+    placement = _place(_shown_size((picture.width, picture.height), picture.orientation))
+    page_w, page_h = placement.page
+    page = writer.add_blank_page(page_w, page_h)
+    band_w = page_w - 2 * MARGIN
+    band_y = page_h - MARGIN - BAND_PT
+    rule_y = band_y - 3
+    # pypdf has no public call that adds an indirect object; _add_object is the one its docs use
+    picture_ref = writer._add_object(_image_xobject(writer, picture, colour_spaces))
+    title_ref = writer._add_object(_title_xobject(title, count, band_w))
+    numbers = " ".join(_num(v) for v in _matrix(picture.orientation, placement.box))
+    content = DecodedStreamObject()
+    content.set_data(
+        (
+            f"q 0.4 G 0.5 w {_num(MARGIN)} {_num(rule_y)} m {_num(page_w - MARGIN)} {_num(rule_y)} l S Q\n"
+            f"q {_num(band_w)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(band_y)} cm /Title Do Q\n"
+            f"q {numbers} cm /Picture Do Q\n"
+        ).encode("ascii")
+    )
+    page[NameObject("/Contents")] = writer._add_object(content)
+    page[NameObject("/Resources")] = DictionaryObject(
+        {
+            NameObject("/XObject"): DictionaryObject(
+                {NameObject("/Picture"): picture_ref, NameObject("/Title"): title_ref}
+            )
+        }
+    )
+    return page
+
+
+def _num(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _image_xobject(
+    writer: PdfWriter, picture: _Picture, colour_spaces: dict[bytes, IndirectObject]
+) -> DecodedStreamObject:
+    device = NameObject("/DeviceGray" if picture.grey else "/DeviceRGB")
+    colour_space: NameObject | ArrayObject = device
+    if picture.icc is not None and picture.bits == 8:
+        ref = colour_spaces.get(picture.icc)
+        if ref is None:
+            profile = DecodedStreamObject()
+            profile.set_data(zlib.compress(picture.icc))
+            profile[NameObject("/Filter")] = NameObject("/FlateDecode")
+            profile[NameObject("/N")] = NumberObject(1 if picture.grey else 3)
+            profile[NameObject("/Alternate")] = device
+            ref = colour_spaces[picture.icc] = writer._add_object(profile)
+        colour_space = ArrayObject([NameObject("/ICCBased"), ref])
+    stream = _image_stream(
+        picture.data,
+        width=picture.width,
+        height=picture.height,
+        colours=1 if picture.grey else 3,
+        bits=picture.bits,
+        flate=picture.flate,
+    )
+    stream[NameObject("/ColorSpace")] = colour_space
+    return stream
+
+
+def _image_stream(
+    data: bytes, *, width: int, height: int, colours: int, bits: int, flate: bool
+) -> DecodedStreamObject:
+    stream = DecodedStreamObject()
+    stream.set_data(data)  # already encoded: written as it is, under the filter named below
+    stream.update(
+        {
+            NameObject("/Type"): NameObject("/XObject"),
+            NameObject("/Subtype"): NameObject("/Image"),
+            NameObject("/Width"): NumberObject(width),
+            NameObject("/Height"): NumberObject(height),
+            NameObject("/BitsPerComponent"): NumberObject(bits),
+            NameObject("/Filter"): NameObject("/FlateDecode" if flate else "/DCTDecode"),
+        }
+    )
+    if flate:
+        stream[NameObject("/DecodeParms")] = DictionaryObject(
+            {
+                NameObject("/Predictor"): NumberObject(15),
+                NameObject("/Colors"): NumberObject(colours),
+                NameObject("/BitsPerComponent"): NumberObject(bits),
+                NameObject("/Columns"): NumberObject(width),
+            }
+        )
+    return stream
+
+
+def _title_xobject(title: tuple[str, str], count: str, width_pt: float) -> DecodedStreamObject:
+    """The title band as a 300-dpi greyscale picture: black text on white, legible in print.
+
+    ``title`` is the kind of image (which may be cut short to fit) and the policy number (which is not).
+    """
+    px = TITLE_DPI / 72
+    width, height = round(width_pt * px), round(BAND_PT * px)
+    band = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(band)
+    font, line = _fit(*title, width_px=width)
+    draw.text((0, round(TITLE_PT * 1.1 * px)), line, font=font, fill=0, anchor="ls")
+    draw.text(
+        (0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)), count, font=_font(COUNT_PT), fill=0, anchor="ls"
+    )
+    buffer = io.BytesIO()
+    band.save(buffer, "PNG", compress_level=FLATE_LEVEL)
+    stream = _image_stream(
+        _png_idat(buffer.getvalue()), width=width, height=height, colours=1, bits=8, flate=True
+    )
+    stream[NameObject("/ColorSpace")] = NameObject("/DeviceGray")
+    return stream
+
+
+def _fit(head: str, tail: str, *, width_px: int) -> tuple[ImageFont.FreeTypeFont, str]:
+    """The largest title size from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head + tail`` fits,
+    else the smallest size with ``head`` cut short with "…" (the policy number in ``tail`` stays whole)."""
+    size = TITLE_PT
+    while size > MIN_TITLE_PT and _font(size).getlength(head + tail) > width_px:
+        size -= 0.5
+    font = _font(size)
+    while len(head) > 1 and font.getlength(head + tail) > width_px:
+        head = head[:-2] + "…"
+    return font, head + tail
+
+
+@lru_cache(maxsize=16)
+def _font(points: float) -> ImageFont.FreeTypeFont:
+    try:
+        font = ImageFont.truetype(str(TITLE_FONT), round(points * TITLE_DPI / 72), index=TITLE_FONT_INDEX)
+    except OSError as e:
+        raise ComponentUnavailable(
+            f"the title font {TITLE_FONT} cannot be loaded", hint="install Debian's fonts-noto-cjk"
+        ) from e
+    if font.getname()[0] != _TITLE_FAMILY:
+        raise ComponentUnavailable(
+            f"face {TITLE_FONT_INDEX} of {TITLE_FONT} is not {_TITLE_FAMILY}",
+            hint="check the index with fc-query and set TITLE_FONT_INDEX",
+        )
+    return font
