@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -549,7 +550,8 @@ def run_batch(
     records = read_batch(batch)
     started = datetime.now(CHINA)
     input_sha = _input_sha256(batch)
-    batch_id = f"{started:%Y%m%d-%H%M%S}-{input_sha[:10]}"
+    # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
+    batch_id = f"{started:%Y%m%d-%H%M%S}-{input_sha[:8]}-{secrets.token_hex(3)}"
     report = BatchReport(
         batch=batch.name, started_at=started, statuses=STATUSES, extra={"batch_id": batch_id}
     )

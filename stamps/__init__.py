@@ -1,1 +1,34 @@
-"""stamps."""
+"""Seals: the registry, drawing seals and cleaning scans, stamping PDFs, and finding seals again.
+
+``stamps`` knows PDFs, seals and anchor texts, never records: the pipeline decides which seal signs
+which document (``SealRegistry.seal_for``) and hands over the rendered PDF.
+
+    registry = load_seal_registry()
+    seal = registry.seal_for(branch_code="110105", document="policy")
+    result = stamp_pdf(pdf_bytes, seal=seal, anchor="保险人（盖章）", anchor_pages=range(0, 1))
+    report = find_seals(result.pdf, seal=seal)
+"""
+
+from stamps.drawing import clean_scan, draw_seal, name_layout
+from stamps.finding import GroupCheck, PageSeals, SealReport, fanned_edges, find_seals
+from stamps.layout import cross_page_groups
+from stamps.registry import Seal, SealRegistry, load_seal_registry
+from stamps.stamping import DEFAULT_ANCHOR, StampResult, stamp_pdf
+
+__all__ = [
+    "DEFAULT_ANCHOR",
+    "GroupCheck",
+    "PageSeals",
+    "Seal",
+    "SealRegistry",
+    "SealReport",
+    "StampResult",
+    "clean_scan",
+    "cross_page_groups",
+    "draw_seal",
+    "fanned_edges",
+    "find_seals",
+    "load_seal_registry",
+    "name_layout",
+    "stamp_pdf",
+]

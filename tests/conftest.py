@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from bench.synth import make_batch
 from pipeline.convert import ConverterPool
@@ -177,3 +183,58 @@ def index_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'index.sqlite'}"
     return request.getfixturevalue("postgres_server")()
+
+
+# --- S3: moto's standalone server on loopback, fresh buckets per test ---------------------------------
+
+DUMMY_SECRET = "dummy-secret-never-shown"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials for this test only; no shared config or profile from the machine."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "dummy-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+@pytest.fixture
+def raw_s3(moto_endpoint: str, aws_env: None) -> Any:
+    """A plain boto3 client on the same server: the world behind the store's back."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+@dataclass(frozen=True)
+class Buckets:
+    plain: str
+    locked: str
+
+
+@pytest.fixture
+def buckets(raw_s3: Any) -> Buckets:
+    suffix = uuid.uuid4().hex[:10]
+    made = Buckets(plain=f"plain-{suffix}", locked=f"locked-{suffix}")
+    raw_s3.create_bucket(Bucket=made.plain)
+    raw_s3.create_bucket(Bucket=made.locked, ObjectLockEnabledForBucket=True)
+    return made

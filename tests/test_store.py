@@ -12,16 +12,13 @@ import os
 import stat
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from archive.store import (
     LocalStore,
@@ -42,68 +39,16 @@ from pipeline.errors import (
     StoreError,
     UnsafeKey,
 )
+from tests.conftest import DUMMY_SECRET, Buckets
 
 CST = timezone(timedelta(hours=8))
 KEY = "110105/2026/12/PAC20261201000001/v1-issue/bundle.pdf"
-DUMMY_SECRET = "dummy-secret-never-shown"
+
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 
 
 def _future(days: int = 30) -> datetime:
     return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
-
-
-# --- the S3 side: one moto server per session, fresh buckets per test ----------------------------
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials for this test only; no shared config or profile from the machine."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "dummy-key-id")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-
-
-@pytest.fixture
-def raw_s3(moto_endpoint: str, aws_env: None) -> Any:
-    """A plain boto3 client on the same server: the world behind the store's back."""
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-
-
-@dataclass(frozen=True)
-class Buckets:
-    plain: str
-    locked: str
-
-
-@pytest.fixture
-def buckets(raw_s3: Any) -> Buckets:
-    suffix = uuid.uuid4().hex[:10]
-    made = Buckets(plain=f"plain-{suffix}", locked=f"locked-{suffix}")
-    raw_s3.create_bucket(Bucket=made.plain)
-    raw_s3.create_bucket(Bucket=made.locked, ObjectLockEnabledForBucket=True)
-    return made
 
 
 # --- both stores under one contract --------------------------------------------------------------

@@ -1,0 +1,346 @@
+"""Putting seals on a PDF: the company seal on the signature line, and the cross-page seal (骑缝章).
+
+What ``stamp_pdf`` promises:
+
+- The company seal's centre sits on the centre of "盖章" in the anchor text, found in the rendered PDF
+  (``stamps.anchor``), never at fixed coordinates; it keeps its physical size (a 42 mm seal is 42 mm on
+  paper). No anchor on ``anchor_pages`` is ``SealAnchorMissing``, naming the anchor.
+- Cross-page strips follow ``stamps.layout`` (groups, equal strips, visual right edge, vertically
+  centred, rotated and landscape pages included).
+- The seal image is stored once per PDF (one image XObject and its /SMask), and every use — the company
+  seal and each page's strip — draws that one image, clipped to the page's window (``re W n``). The
+  encoded image is cached per seal and dpi, so a batch encodes each seal once.
+- Ink is laid with blend mode Multiply: black text under the seal stays black, as under a real stamp.
+- The result is an incremental update of the input (``stamps.pdfupdate``): the input's bytes are its
+  prefix, and the same input stamped the same way gives the same bytes. (An input whose startxref is
+  damaged is first rewritten cleanly by pypdf; then only the second promise holds.)
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
+from pypdf.errors import PdfReadError
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
+
+from pipeline.errors import IssuanceError, SealAnchorMissing
+from stamps.anchor import find_text
+from stamps.layout import PageFrame, StripWindow, cross_page_groups, frame_for, max_group_pages, strip_windows
+from stamps.pdfupdate import IncrementalUpdate, previous_xref, serialise
+from stamps.registry import Seal
+
+__all__ = ["DEFAULT_ANCHOR", "EncodedSeal", "StampResult", "encoded_seal", "page_frames", "stamp_pdf"]
+
+DEFAULT_ANCHOR = "保险人（盖章）"
+SEAL_OVER = "盖章"  # the part of the anchor a hand stamp is centred on
+_XOBJECT = "IssuanceSeal"
+_Box = tuple[float, float, float, float]  # x, y, width, height in pt
+_GSTATE = "IssuanceSealInk"
+
+
+@dataclass(frozen=True)
+class StampResult:
+    """The sealed PDF and where the seals went.
+
+    ``anchor_xy_pt`` is the company seal's centre in the anchor page's visual frame (pt, origin
+    bottom-left; the same as PDF user space on an unrotated page). ``groups`` are the cross-page groups
+    as (start, stop) half-open page ranges, empty when there is no cross-page seal.
+    """
+
+    pdf: bytes
+    anchor_page: int | None
+    anchor_xy_pt: tuple[float, float] | None
+    groups: tuple[tuple[int, int], ...]
+    seal: str  # Seal.ref, for the manifest
+    pages: int
+
+
+@dataclass(frozen=True)
+class EncodedSeal:
+    """A seal image as PDF stream data: a colour image and its soft mask, both Flate with PNG predictors."""
+
+    width_px: int
+    height_px: int
+    width_pt: float
+    height_pt: float
+    colour_data: bytes
+    alpha_data: bytes
+
+    def objects(self, update: IncrementalUpdate) -> IndirectObject:
+        """Add the image and its /SMask to ``update``; the image's reference."""
+        params = b"/DecodeParms<</Predictor 15/Colors %d/BitsPerComponent 8/Columns %d>>"
+        alpha = update.add_stream(
+            b"/Type/XObject/Subtype/Image/Width %d/Height %d/ColorSpace/DeviceGray/BitsPerComponent 8"
+            b"/Filter/FlateDecode" % (self.width_px, self.height_px) + params % (1, self.width_px),
+            self.alpha_data,
+        )
+        return update.add_stream(
+            b"/Type/XObject/Subtype/Image/Width %d/Height %d/ColorSpace/DeviceRGB/BitsPerComponent 8"
+            b"/Filter/FlateDecode"
+            % (self.width_px, self.height_px)
+            + params % (3, self.width_px)
+            + b"/SMask %d 0 R" % alpha.idnum,
+            self.colour_data,
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def encoded_seal(seal: Seal, dpi: int = 600) -> EncodedSeal:
+    """The seal's image encoded for PDF once per seal and dpi (PNG's IDAT is a Flate stream with PNG
+    predictors, exactly what a PDF image with /Predictor 15 holds: no re-encoding per document).
+
+    A scan is stored at no more than its own resolution: upsampling it would only add bytes.
+    """
+    native = seal.native_dpi
+    image = seal.image(dpi if native is None else min(dpi, round(native)))
+    colour = Image.new("RGB", image.size, image.getpixel((0, 0))[:3])  # every pixel has the seal colour
+    width_mm = seal.diameter_mm * image.width / max(image.size)
+    height_mm = seal.diameter_mm * image.height / max(image.size)
+    return EncodedSeal(
+        width_px=image.width,
+        height_px=image.height,
+        width_pt=width_mm * 72 / 25.4,
+        height_pt=height_mm * 72 / 25.4,
+        colour_data=_png_idat(colour),
+        # 16 levels of alpha are plenty for anti-aliased edges at print resolution, and the mask then
+        # compresses to about two thirds (a third for a noisy scan): the whole seal costs ~35-60 KB.
+        alpha_data=_png_idat(image.getchannel("A").point(lambda v: (v * 15 + 127) // 255 * 17)),
+    )
+
+
+def _png_idat(image: Image.Image) -> bytes:
+    buf = BytesIO()
+    image.save(buf, "PNG", compress_level=9)
+    data = buf.getvalue()
+    pos, idat = 8, bytearray()
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    zlib.decompressobj().decompress(bytes(idat))  # a cheap self-check: the stream is whole
+    return bytes(idat)
+
+
+def page_frames(reader: PdfReader) -> list[PageFrame]:
+    """Each page's visual frame, from its crop box (else media box) and /Rotate, inherited ones included."""
+    frames = []
+    for page in reader.pages:
+        box = page.get("/CropBox") or page.get("/MediaBox")
+        rotation = int(page.get("/Rotate", 0))
+        frames.append(frame_for(box=tuple(float(v) for v in box), rotation=rotation))  # type: ignore[arg-type]
+    return frames
+
+
+def stamp_pdf(
+    pdf: bytes,
+    *,
+    seal: Seal,
+    anchor: str | None = DEFAULT_ANCHOR,
+    anchor_pages: Sequence[int] = range(0, 1),
+    cross_page: bool = True,
+    dpi: int = 600,
+) -> StampResult:
+    """Seal ``pdf``: the company seal on ``anchor`` (searched on ``anchor_pages`` only; None for no
+    company seal) and, if ``cross_page``, the cross-page seal over all pages. See the module docstring.
+
+    If the anchor occurs more than once, the last occurrence is used: a signature line ends the
+    schedule, while the phrase may also be quoted in notes above it.
+    """
+    reader = _read(pdf)
+    if previous_xref(pdf) is None:
+        # A PDF whose startxref is damaged (pypdf read it by reconstruction) cannot take an incremental
+        # update whose /Prev points into it: rewrite it cleanly once, then update that.
+        pdf = _rewrite(reader)
+        reader = _read(pdf)
+    frames = page_frames(reader)
+    encoded = encoded_seal(seal, dpi)
+
+    windows: list[StripWindow] = []
+    groups: tuple[tuple[int, int], ...] = ()
+    if cross_page:
+        width_mm = encoded.width_pt * 25.4 / 72
+        groups = cross_page_groups(len(frames), max_pages=max_group_pages(width_mm))
+        for group in groups:
+            windows += strip_windows(
+                frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt
+            )
+
+    anchor_page, centre = None, None
+    if anchor is not None:
+        anchor_page, centre = _locate_anchor(pdf, anchor=anchor, pages=anchor_pages, frames=frames)
+        frame = frames[anchor_page]
+        # The whole seal stays on the paper even if the signature line is near an edge, and off the
+        # page's cross-page strip, so that each of the two can be checked on its own.
+        right = min([w.clip_x for w in windows if w.page == anchor_page], default=frame.width)
+        centre = (
+            min(max(centre[0], encoded.width_pt / 2), right - encoded.width_pt / 2),
+            min(max(centre[1], encoded.height_pt / 2), frame.height - encoded.height_pt / 2),
+        )
+
+    if anchor_page is None and not windows:
+        return StampResult(
+            pdf=pdf, anchor_page=None, anchor_xy_pt=None, groups=(), seal=seal.ref, pages=len(frames)
+        )
+
+    update = IncrementalUpdate(pdf, reader)
+    image_ref = encoded.objects(update)
+    gstate_ref = update.add(b"<</Type/ExtGState/BM/Multiply/ca 1/CA 1>>")
+    save_ref = update.add_stream(b"", b"q")
+    # Per page, each use of the seal: (image box, clip box or None), in the page's visual frame.
+    uses: dict[int, list[tuple[_Box, _Box | None]]] = {}
+    for w in windows:
+        uses.setdefault(w.page, []).append(
+            (
+                (w.seal_x, w.seal_y, w.seal_width, w.seal_height),
+                (w.clip_x, w.seal_y, w.clip_width, w.seal_height),
+            )
+        )
+    if anchor_page is not None and centre is not None:
+        width, height = encoded.width_pt, encoded.height_pt
+        uses.setdefault(anchor_page, []).append(
+            ((centre[0] - width / 2, centre[1] - height / 2, width, height), None)
+        )
+
+    for index, page_uses in sorted(uses.items()):
+        page = reader.pages[index]
+        if page.indirect_reference is None:
+            raise IssuanceError(f"page {index + 1} is not an indirect object; cannot seal this PDF")
+        names = _names(page)
+        body = b"Q\n" + b"".join(_draw(frames[index], image=i, clip=c, names=names) for i, c in page_uses)
+        stamp_ref = update.add_stream(b"", body)
+        new_page = DictionaryObject({NameObject(k): page.raw_get(k) for k in page})
+        new_page[NameObject("/Contents")] = ArrayObject([save_ref, *_contents(page), stamp_ref])
+        new_page[NameObject("/Resources")] = _resources(page, names=names, image=image_ref, gstate=gstate_ref)
+        update.replace(page.indirect_reference, serialise(new_page))
+    return StampResult(
+        pdf=update.to_bytes(),
+        anchor_page=anchor_page,
+        anchor_xy_pt=centre,
+        groups=groups,
+        seal=seal.ref,
+        pages=len(frames),
+    )
+
+
+def _read(pdf: bytes) -> PdfReader:
+    try:
+        reader = PdfReader(BytesIO(pdf))
+        if reader.is_encrypted:
+            raise IssuanceError("cannot seal an encrypted PDF", hint="seal before encrypting or signing")
+        _ = len(reader.pages)
+    except (PdfReadError, ValueError, KeyError) as e:
+        raise IssuanceError(f"cannot read the PDF to seal it: {e}") from e
+    return reader
+
+
+def _rewrite(reader: PdfReader) -> bytes:
+    writer = PdfWriter(clone_from=reader)
+    buf = BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def _locate_anchor(
+    pdf: bytes, *, anchor: str, pages: Sequence[int], frames: list[PageFrame]
+) -> tuple[int, tuple[float, float]]:
+    """The anchor's page and the centre of its "盖章" in that page's visual frame, origin bottom-left."""
+    wanted = [p for p in pages if 0 <= p < len(frames)]
+    part = SEAL_OVER if SEAL_OVER in anchor else None
+    hits = []
+    if wanted:
+        span = range(min(wanted), max(wanted) + 1)
+        rotations = [f.rotation for f in frames]
+        with tempfile.NamedTemporaryFile(prefix="stamps-", suffix=".pdf") as tmp:
+            Path(tmp.name).write_bytes(pdf)
+            found = find_text(Path(tmp.name), anchor, pages=span, rotations=rotations, part=part)
+            hits = [h for h in found if h.page in wanted]
+    if not hits:
+        shown = f"{min(wanted) + 1}-{max(wanted) + 1}" if wanted else "none"
+        raise SealAnchorMissing(
+            f"the signature line {anchor!r} is not on pages {shown} of the document",
+            hint="the template must keep the anchor text where the company seal goes",
+        )
+    hit = hits[-1]
+    x, top = hit.centre
+    return hit.page, (x, frames[hit.page].height - top)
+
+
+def _num(value: float) -> bytes:
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return (text if text not in ("-0", "") else "0").encode()
+
+
+def _draw(
+    frame: PageFrame,
+    *,
+    image: _Box,
+    clip: _Box | None,
+    names: tuple[bytes, bytes],
+) -> bytes:
+    """One use of the seal: into the visual frame, clip to the window, place the image, draw it.
+
+    The page's own content ran inside ``q … Q`` (the shared "q" stream before it, the "Q" that opens
+    our stream), so whatever graphics state it left behind cannot move or tint the seal.
+    """
+    m = b" ".join(_num(v) for v in frame.matrix)
+    out = b"q\n/" + names[1] + b" gs\n" + m + b" cm\n"
+    if clip is not None:
+        out += b" ".join(_num(v) for v in clip) + b" re W n\n"
+    x, y, w, h = image
+    out += b" ".join(_num(v) for v in (w, 0, 0, h, x, y)) + b" cm\n/" + names[0] + b" Do\nQ\n"
+    return out
+
+
+def _contents(page: DictionaryObject) -> list[PdfObject]:
+    contents = page.raw_get("/Contents") if "/Contents" in page else None
+    if contents is None:
+        return []
+    resolved = contents.get_object()
+    if isinstance(resolved, ArrayObject):
+        return list(resolved)  # the array's items are references to streams
+    return [contents]
+
+
+def _names(page: DictionaryObject) -> tuple[bytes, bytes]:
+    """Resource names (without the slash) for the seal image and the ink state, unused on the page."""
+    resources = page.get("/Resources") or DictionaryObject()
+    taken = set()
+    for kind in ("/XObject", "/ExtGState"):
+        sub = resources.get(kind)
+        if sub is not None:
+            taken |= set(sub.keys())
+    chosen = []
+    for base in (_XOBJECT, _GSTATE):
+        name, n = base, 1
+        while f"/{name}" in taken:
+            n += 1
+            name = f"{base}{n}"
+        chosen.append(name.encode())
+    return chosen[0], chosen[1]
+
+
+def _resources(
+    page: DictionaryObject, *, names: tuple[bytes, bytes], image: IndirectObject, gstate: IndirectObject
+) -> DictionaryObject:
+    """The page's resources plus the seal image and ink state.
+
+    A new direct dictionary per page: a resource dictionary shared with other pages stays untouched.
+    """
+    old = page.get("/Resources") or DictionaryObject()
+    new = DictionaryObject({NameObject(k): old.raw_get(k) for k in old})
+    for kind, name, ref in (("/XObject", names[0], image), ("/ExtGState", names[1], gstate)):
+        sub = old.get(kind) or DictionaryObject()
+        merged = DictionaryObject({NameObject(k): sub.raw_get(k) for k in sub})
+        merged[NameObject("/" + name.decode())] = ref
+        new[NameObject(kind)] = merged
+    return new
