@@ -19,7 +19,7 @@ import pytest
 from pypdf import PdfReader
 
 from archive.index import Index
-from archive.store import LocalStore, S3Store
+from archive.store import LocalStore
 from bench.synth import make_batch
 from pipeline.documents import DocumentMaker
 from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, Filing, run_batch
