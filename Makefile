@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh Debian machine (see README):
-#   make demo   system packages + Python environment, then the bundled sample batch end to end
+#   make demo   system packages + Python environment, then files the bundled sample batch into ./var/
 #   make test   the same set-up, then the whole test suite
 # Both are idempotent: a second run only checks that everything is in place.
 
@@ -15,9 +15,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 demo: system env
 	@mkdir -p var
-	$(BIN)/issuance render examples/sample-batch/batch.jsonl -o var/sample-out; \
-	  status=$$?; [ $$status -le 1 ] || exit $$status; \
-	  echo "PDFs in var/sample-out/, report in var/sample-out-report.json (the sample's bad records are rejected on purpose)"
+	$(BIN)/issuance run examples/sample-batch/batch.jsonl; \
+	  status=$$?; [ $$status -le 1 ] || exit $$status
+	@echo "The sample's six bad records are rejected on purpose (see the report). Filed under var/archive/:"
+	$(BIN)/issuance find --branch 510107
+	@echo "Next: $(BIN)/issuance get PPA20260127026000003 -o policy.pdf"
 
 test: system env
 	$(BIN)/python -m pytest -q -p no:cacheprovider

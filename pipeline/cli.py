@@ -157,6 +157,7 @@ def _render(args: argparse.Namespace) -> int:
     from pipeline.convert import ConverterPool
     from pipeline.documents import DocumentMaker
     from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from stamps import load_seal_registry
 
     batch: Path = args.batch
     out_dir: Path = args.out
@@ -188,7 +189,11 @@ def _render(args: argparse.Namespace) -> int:
         pool.start()
         task = progress.add_task("records", total=_count_lines(batch))
         maker = DocumentMaker(
-            registry=registry, converter=pool, cache_dir=args.cache, scratch_dir=Path(scratch)
+            registry=registry,
+            converter=pool,
+            cache_dir=args.cache,
+            scratch_dir=Path(scratch),
+            seals=load_seal_registry(),
         )
         report = render_batch(
             batch,
@@ -228,6 +233,13 @@ class _Archive:
 
     def __exit__(self, *_exc: object) -> None:
         self.index.close()
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    # piped into a file or another program, a table keeps its full width instead of 80 columns
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _settings(args: argparse.Namespace):
@@ -330,13 +342,12 @@ def _find(args: argparse.Namespace) -> int:
         for summary in found:
             print(json.dumps(summary.as_json(), ensure_ascii=False))
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("保险单号", "产品", "机构", "被保险人", "证件号", "号牌", "保险期间", "版本", "影像")
     for p in found:
         start = p.period_start.astimezone(china).date()
-        end = p.period_end.astimezone(china).date()
+        end = (p.period_end.astimezone(china) - timedelta(microseconds=1)).date()  # the end is exclusive
         images = "齐全" if p.complete else "缺 " + ",".join(p.missing_images)
         table.add_row(
             p.policy_no,
@@ -349,7 +360,7 @@ def _find(args: argparse.Namespace) -> int:
             str(p.versions),
             images,
         )
-    Console().print(table)
+    _stdout_console().print(table)
     print(f"{len(found)} found")
     return EXIT_OK
 
@@ -412,23 +423,17 @@ def _attach(args: argparse.Namespace) -> int:
 
 
 def _seals_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from stamps import load_seal_registry
 
     registry = load_seal_registry()
-    table = Table("seal", "version", "owner", "purpose", "mm", "signs")
+    table = Table("seal", "version", "owner", "purpose", "mm", "signs", "branches")
     for seal in registry.current:
-        table.add_row(
-            seal.id,
-            str(seal.version),
-            seal.owner,
-            seal.purpose,
-            f"{seal.diameter_mm:g}",
-            registry.describe_use(seal) if hasattr(registry, "describe_use") else "",
-        )
-    Console().print(table)
+        branches = ", ".join(b or "all (company-wide)" for b in seal.branches)
+        row = (seal.id, str(seal.version), seal.owner, seal.purpose, f"{seal.diameter_mm:g}")
+        table.add_row(*row, ", ".join(seal.documents), branches)
+    _stdout_console().print(table)
     return EXIT_OK
 
 
