@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli_common import Archive, iso_date, positive_int, settings_from, stdout_console
 from pipeline.errors import EXIT_OK, EXIT_REJECTED, IssuanceError, UsageError
 from pipeline.idcheck import scrub
 
@@ -38,13 +39,6 @@ def _configure_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     from pipeline.convert import default_pool_size
 
@@ -65,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--report", type=Path, help="JSON report (default: <out>-report.json beside it)")
     render.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=default_pool_size(),
         help="LibreOffice instances kept warm (default: one per CPU, at most 4)",
     )
@@ -82,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("batch", type=Path, help="batch file: .jsonl, .csv or .xlsx")
     run.add_argument("--report", type=Path, help="JSON report (default: var/reports/<batch id>.json)")
-    run.add_argument("--workers", type=_positive_int, help="LibreOffice instances (default: one per CPU)")
+    run.add_argument("--workers", type=positive_int, help="LibreOffice instances (default: one per CPU)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
@@ -93,16 +87,16 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--name", help="applicant, insured or beneficiary name (exact)")
     find.add_argument("--branch", help="6-digit branch code")
     find.add_argument("--serial", help="print serial (单证流水号)")
-    find.add_argument("--issued-from", type=_date, help="YYYY-MM-DD, China time, inclusive")
-    find.add_argument("--issued-to", type=_date, help="YYYY-MM-DD, China time, inclusive")
+    find.add_argument("--issued-from", type=iso_date, help="YYYY-MM-DD, China time, inclusive")
+    find.add_argument("--issued-to", type=iso_date, help="YYYY-MM-DD, China time, inclusive")
     find.add_argument("--json", action="store_true", help="one JSON object per line")
-    find.add_argument("--limit", type=_positive_int, default=200)
+    find.add_argument("--limit", type=positive_int, default=200)
     find.set_defaults(handler=_find)
 
     get = sub.add_parser("get", help="write an archived document to a file (SHA-256 verified first)")
     get.add_argument("policy_no")
     get.add_argument("--copy", choices=("customer", "archive"), default="customer")
-    get.add_argument("--version", type=_positive_int, help="version number (default: the newest)")
+    get.add_argument("--version", type=positive_int, help="version number (default: the newest)")
     get.add_argument("-o", "--out", type=Path, required=True)
     get.set_defaults(handler=_get)
 
@@ -121,21 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     seals_draw = seals_sub.add_parser("draw", help="draw a seal to a PNG, as it will be stamped")
     seals_draw.add_argument("seal_id")
     seals_draw.add_argument("-o", "--out", type=Path, required=True)
-    seals_draw.add_argument("--dpi", type=_positive_int, default=600)
+    seals_draw.add_argument("--dpi", type=positive_int, default=600)
     seals_draw.set_defaults(handler=_seals_draw)
 
     for command in (render, run, find, get, attach):
         command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
+
+    # command families with modules of their own (each adds its subparsers and handlers)
+    from pipeline import cli_audit, cli_reissue, cli_watch
+
+    for family in (cli_watch, cli_reissue, cli_audit):
+        family.add_commands(sub)
     return parser
-
-
-def _date(text: str):
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("a date is YYYY-MM-DD") from e
 
 
 def _count_lines(batch: Path) -> int | None:
@@ -217,62 +208,20 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
 
 
-class _Archive:
-    """Store and index opened from the settings, closed on exit."""
-
-    def __init__(self, settings) -> None:
-        from archive.index import Index
-        from archive.store import open_store
-
-        self.settings = settings
-        self.store = open_store(settings.store_url, s3_endpoint=settings.s3_endpoint)
-        self.index = Index.open(settings.index_url, hmac_key=settings.hmac_key)
-
-    def __enter__(self) -> _Archive:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.index.close()
-
-
-def _stdout_console():
-    from rich.console import Console
-
-    # piped into a file or another program, a table keeps its full width instead of 80 columns
-    return Console(width=None if sys.stdout.isatty() else 200)
-
-
-def _settings(args: argparse.Namespace):
-    from pipeline.config import load_settings
-
-    return load_settings(args.config)
-
-
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pipeline.batchfile import read_batch
-    from pipeline.convert import ConverterPool, default_pool_size
-    from pipeline.documents import DocumentMaker
-    from pipeline.filing import Filing, run_batch
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from stamps import load_seal_registry
+    from pipeline.cli_common import filing_session
+    from pipeline.filing import run_batch
 
-    settings = _settings(args)
-    workers = args.workers or settings.workers or default_pool_size()
-    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
-    seals = load_seal_registry()
+    settings = settings_from(args)
     read_batch(args.batch)  # refuse an unusable file before starting anything
-    settings.cache_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
     with (
-        _Archive(settings) as archive,
-        tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
-        ConverterPool(
-            size=workers, workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice
-        ) as pool,
+        filing_session(settings, workers=args.workers) as session,
         Progress(
             TextColumn("[bold]filing"),
             BarColumn(),
@@ -282,18 +231,12 @@ def _run(args: argparse.Namespace) -> int:
             disable=not show,
         ) as progress,
     ):
-        pool.start()
         task = progress.add_task("records", total=_count_lines(args.batch))
-        maker = DocumentMaker(
-            registry=registry,
-            converter=pool,
-            cache_dir=settings.cache_dir,
-            scratch_dir=Path(scratch),
-            seals=seals,
-        )
-        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
         report = run_batch(
-            args.batch, filing=filing, workers=workers + 1, on_record=lambda _o: progress.advance(task)
+            args.batch,
+            filing=session.filing,
+            workers=session.workers + 1,  # one more than LibreOffice instances: rendering overlaps conversion
+            on_record=lambda _o: progress.advance(task),
         )
     report_path = args.report or settings.var_dir / "reports" / f"{report.extra['batch_id']}.json"
     report.write(report_path)
@@ -322,7 +265,7 @@ def _find(args: argparse.Namespace) -> int:
     ]
     if not any(criteria):
         raise UsageError("say what to look for", hint="e.g. issuance find --policy-no P… or --plate 京A12345")
-    with _Archive(_settings(args)) as archive:
+    with Archive(settings_from(args)) as archive:
         found = archive.index.find(
             policy_no=args.policy_no,
             id_no=args.id_no,
@@ -360,13 +303,13 @@ def _find(args: argparse.Namespace) -> int:
             str(p.versions),
             images,
         )
-    _stdout_console().print(table)
+    stdout_console().print(table)
     print(f"{len(found)} found")
     return EXIT_OK
 
 
 def _get(args: argparse.Namespace) -> int:
-    with _Archive(_settings(args)) as archive:
+    with Archive(settings_from(args)) as archive:
         versions = archive.index.versions(args.policy_no)
         if not versions:
             raise UsageError(
@@ -404,9 +347,9 @@ def _attach(args: argparse.Namespace) -> int:
     from pipeline.filing import Filing
     from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
 
-    settings = _settings(args)
+    settings = settings_from(args)
     registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
-    with _Archive(settings) as archive:
+    with Archive(settings) as archive:
         # attaching images renders nothing: the maker is there for the registry only
         maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
         filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
@@ -433,7 +376,7 @@ def _seals_list(args: argparse.Namespace) -> int:
         branches = ", ".join(b or "all (company-wide)" for b in seal.branches)
         row = (seal.id, str(seal.version), seal.owner, seal.purpose, f"{seal.diameter_mm:g}")
         table.add_row(*row, ", ".join(seal.documents), branches)
-    _stdout_console().print(table)
+    stdout_console().print(table)
     return EXIT_OK
 
 

@@ -1,0 +1,108 @@
+"""What the ``issuance`` subcommands share: settings, the opened archive, argument types, consoles.
+
+CLI-layer code (it may print); the library stays silent. Errors are mapped to exit codes in one place,
+``pipeline.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.convert import ConverterPool
+    from pipeline.filing import Filing
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("a date is YYYY-MM-DD") from e
+
+
+class Archive:
+    """Store and index opened from the settings, closed on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        from archive.index import Index
+        from archive.store import open_store
+
+        self.settings = settings
+        self.store = open_store(settings.store_url, s3_endpoint=settings.s3_endpoint)
+        self.index = Index.open(settings.index_url, hmac_key=settings.hmac_key)
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.index.close()
+
+
+def stdout_console():
+    from rich.console import Console
+
+    # piped into a file or another program, a table keeps its full width instead of 80 columns
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from pipeline.config import load_settings
+
+    return load_settings(args.config)
+
+
+@dataclass(frozen=True)
+class FilingSession:
+    """An open archive, a warm LibreOffice pool and the seals: everything ``run_batch`` needs."""
+
+    filing: Filing
+    pool: ConverterPool
+    workers: int
+
+
+@contextlib.contextmanager
+def filing_session(settings: Settings, *, workers: int | None = None) -> Iterator[FilingSession]:
+    """Open the archive and start LibreOffice (``ComponentUnavailable`` if either fails); close both."""
+    from pipeline.convert import ConverterPool, default_pool_size
+    from pipeline.documents import DocumentMaker
+    from pipeline.filing import Filing
+    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from stamps import load_seal_registry
+
+    count = workers or settings.workers or default_pool_size()
+    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    seals = load_seal_registry()
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        Archive(settings) as archive,
+        tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
+        ConverterPool(
+            size=count, workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice
+        ) as pool,
+    ):
+        pool.start()
+        maker = DocumentMaker(
+            registry=registry,
+            converter=pool,
+            cache_dir=settings.cache_dir,
+            scratch_dir=Path(scratch),
+            seals=seals,
+        )
+        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+        yield FilingSession(filing=filing, pool=pool, workers=count)
