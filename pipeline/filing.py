@@ -541,11 +541,15 @@ def run_batch(
     filing: Filing,
     workers: int,
     on_record: Callable[[Outcome], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> BatchReport:
     """``issuance run``: every record of ``batch`` ends archived, already archived, or rejected.
 
     Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``ComponentUnavailable`` when
     LibreOffice, the store or the index fails for good (what was filed stays filed; a re-run goes on).
+
+    ``stop`` set (SIGTERM in the watcher): no further record is started, the ones in flight finish, and
+    the report says ``interrupted``; its counts cover the records handled. A later run does the rest.
     """
     records = read_batch(batch)
     started = datetime.now(CHINA)
@@ -624,6 +628,9 @@ def run_batch(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file") as pool:
         for raw in records:
             if fatal:
+                break
+            if stop is not None and stop.is_set():
+                report.extra["interrupted"] = True
                 break
             known = _already(filing.index, raw)
             if known is not None:

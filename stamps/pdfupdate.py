@@ -9,8 +9,10 @@ than the stamping itself, and the result is byte-for-byte a new file. An increme
   ``%%EOF``), which is also the shape a later digital signature (PAdES) needs: stamp first, sign last.
 
 The new section is of the same kind as the previous one (a table after a table, an xref stream after
-an xref stream), as the standard asks. The second /ID string changes, derived from the update itself,
-so the same input stamped the same way gives the same bytes.
+an xref stream), as the standard asks. Its /Size covers the whole file (§7.5.5: one more than the highest
+object number in the file, not only in this update): new objects are numbered from there. The second
+/ID string changes, derived from the update itself, so the same input stamped the same way gives the
+same bytes.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class IncrementalUpdate:
         self._original = original
         self._prev, self._as_stream = found
         self._trailer = reader.trailer
-        self._next = int(self._trailer["/Size"])
+        self._next = _first_free_number(reader)
         self._bodies: dict[int, tuple[int, bytes]] = {}
 
     def add(self, body: bytes) -> IndirectObject:
@@ -134,6 +136,21 @@ class IncrementalUpdate:
             + b"\nendstream\nendobj\n"
         )
         return xref_at
+
+
+def _first_free_number(reader: PdfReader) -> int:
+    """The first object number after every number the file uses, in any revision.
+
+    That is the trailer's /Size in a well-made file; but a producer that understates /Size would have
+    objects of its own shadowed by ours, and our /Size would understate the file again. So the highest
+    number in any cross-reference section of the /Prev chain (tables, streams, and objects inside object
+    streams, as pypdf collected them) counts too.
+    """
+    numbers = [int(reader.trailer.get("/Size", 0))]
+    for section in reader.xref.values():  # generation -> {object number: offset}
+        numbers += [n + 1 for n in section]
+    numbers += [n + 1 for n in reader.xref_objStm]
+    return max(numbers)
 
 
 def _runs(numbers: list[int]) -> list[tuple[int, list[int]]]:
