@@ -15,11 +15,12 @@ What it promises:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from archive import schema as s
 from pipeline.errors import ComponentUnavailable, IssuanceError
@@ -201,6 +202,19 @@ def _entry_hash(
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+def _database_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A database that went away mid-run is a component failure (exit 3), not a crash with a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (OperationalError, InterfaceError) as e:
+            raise IndexUnavailable(f"the index at {self.describe()} is unavailable: {e.orig or e}") from e
+
+    return wrapper
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN (IMMEDIATE) so two
     # processes appending to the ledger queue up instead of failing with "database is locked".
@@ -281,6 +295,7 @@ class Index:
 
     # --- reads ---------------------------------------------------------------------------------------
 
+    @_database_errors
     def record(self, record_id: str) -> RecordFacts | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(s.records).where(s.records.c.record_id == record_id)).first()
@@ -295,10 +310,12 @@ class Index:
             line=row.line,
         )
 
+    @_database_errors
     def policy_row(self, policy_no: str) -> Any | None:
         with self.engine.connect() as conn:
             return conn.execute(select(s.policies).where(s.policies.c.policy_no == policy_no)).first()
 
+    @_database_errors
     def versions(self, policy_no: str) -> list[Any]:
         with self.engine.connect() as conn:
             return list(
@@ -309,6 +326,7 @@ class Index:
                 )
             )
 
+    @_database_errors
     def find(
         self,
         *,
@@ -368,6 +386,7 @@ class Index:
 
     # --- writes --------------------------------------------------------------------------------------
 
+    @_database_errors
     def archive_policy(
         self,
         *,
@@ -430,6 +449,7 @@ class Index:
                 f"policy {facts.policy_no} or record {record.record_id} is already indexed"
             ) from e
 
+    @_database_errors
     def archive_version(
         self,
         *,
@@ -508,6 +528,7 @@ class Index:
 
     # --- batches ---------------------------------------------------------------------------------------
 
+    @_database_errors
     def begin_batch(self, *, batch_id: str, input_name: str, input_sha256: str, operator: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -526,6 +547,7 @@ class Index:
                 ),
             )
 
+    @_database_errors
     def finish_batch(self, *, batch_id: str, counts: dict[str, int], operator: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -543,6 +565,7 @@ class Index:
 
     # --- the ledger -----------------------------------------------------------------------------------
 
+    @_database_errors
     def append_event(self, event: LedgerEvent) -> LedgerEntry:
         """Record an event on its own (an incident, a refusal, an audit)."""
         with self.engine.begin() as conn:
@@ -599,6 +622,7 @@ class Index:
                     row.hash,
                 )
 
+    @_database_errors
     def verify_ledger(self) -> list[str]:
         """Walk the whole chain; return the problems found (empty: intact)."""
         problems: list[str] = []
@@ -628,6 +652,7 @@ class Index:
                 problems.append("the chain's head does not match its last event (events removed at the end?)")
         return problems
 
+    @_database_errors
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(s.metadata.tables[table])).scalar_one()

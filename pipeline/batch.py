@@ -105,7 +105,12 @@ class RecordChecker:
             self._policies[record.policy_no] = (raw.line, record)
             return Accepted(raw, record, None)
 
-        policy = self._policy_for(record.policy_no)
+        try:
+            policy = self._policy_for(record.policy_no)
+        except ComponentUnavailable:
+            raise  # the store or index is down: the run stops, nothing is rejected for it
+        except IssuanceError as e:  # e.g. the archived manifest fails its hash check
+            return [Reason("policy_no", f"the archived policy cannot be read: {e}")]
         if policy is None and record.policy_no in self._rejected_policies:
             line = self._rejected_policies[record.policy_no]
             return [

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from io import BytesIO
 from typing import Any
 
@@ -36,7 +37,7 @@ class Part:
     data: bytes
     pages: int = 0
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 

@@ -655,7 +655,12 @@ def run_batch(
             last_task[policy_no] = future
             future.add_done_callback(lambda f, item=verdict: done(item, f))
     counts = report.counts()
-    filing.index.finish_batch(batch_id=batch_id, counts=counts, operator=filing.operator)
+    try:
+        filing.index.finish_batch(batch_id=batch_id, counts=counts, operator=filing.operator)
+    except ComponentUnavailable:
+        if not fatal:
+            raise
+        logger.warning("batch %s: could not record its end in the index (it is down)", batch_id)
     if fatal:
         raise fatal[0]
     report.finished_at = datetime.now(CHINA)
