@@ -24,6 +24,7 @@ from pypdf import PdfReader, PdfWriter
 from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy
 from pipeline.render import TemplateCache, endorsement_context, policy_context, render_docx
+from pipeline.timing import StageClock
 
 if TYPE_CHECKING:
     from stamps import SealRegistry
@@ -136,12 +137,15 @@ class DocumentMaker:
         self._scratch = scratch_dir
         self._now = now
         self._seals = seals
+        self.clock = StageClock()
 
     def _render_and_convert(self, *, template: Path, context: dict, scratch: Path) -> tuple[Path, int]:
         docx = scratch / "document.docx"
         pdf = scratch / "document.pdf"
-        render_docx(template=template, context=context, out=docx, cache=self._templates)
-        pages = self.converter.convert(docx, pdf)
+        with self.clock.measure("render"):
+            render_docx(template=template, context=context, out=docx, cache=self._templates)
+        with self.clock.measure("convert"):
+            pages = self.converter.convert(docx, pdf)
         return pdf, pages
 
     def policy_pdf(self, policy: Policy) -> IssuedDocument:
@@ -216,7 +220,8 @@ class DocumentMaker:
         from stamps import stamp_pdf
 
         seal = self._seals.seal_for(branch_code=branch_code, document=document)
-        result = stamp_pdf(pdf, seal=seal, anchor=SEAL_ANCHOR, anchor_pages=anchor_pages, cross_page=True)
+        with self.clock.measure("seal"):
+            result = stamp_pdf(pdf, seal=seal, anchor=SEAL_ANCHOR, anchor_pages=anchor_pages, cross_page=True)
         return IssuedDocument(
             pdf=result.pdf,
             pages=pages,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +55,15 @@ class Outcome:
         return out
 
 
+def _resources() -> dict[str, float]:
+    """This process's peak memory and CPU time so far (Linux reports ru_maxrss in KiB)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+    }
+
+
 @dataclass
 class BatchReport:
     """All outcomes of one batch, in input order."""
@@ -82,6 +92,7 @@ class BatchReport:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "counts": self.counts(),
+            "resources": _resources(),
             **self.extra,
             "outcomes": [o.as_json() for o in sorted(self.outcomes, key=lambda o: o.line)],
         }
