@@ -147,8 +147,12 @@ def _match(observed: np.ndarray, hidden: np.ndarray, expected: np.ndarray) -> _M
 
 
 def _seal_at_scale(seal: Seal, scale: float) -> tuple[Image.Image, np.ndarray]:
-    """The seal's alpha at 600 dpi (for exact resampling) and as an array at ``scale`` px per pt."""
-    alpha = seal.image(600).getchannel("A")
+    """The seal's ink at 600 dpi (for exact resampling) and as an array at ``scale`` px per pt.
+
+    The ink is the stencil stamping paints (``Seal.stencil``), so the check expects exactly the ink a
+    correct stamp lays down, a scan's light ink included.
+    """
+    alpha = seal.stencil(600).convert("L")
     encoded = encoded_seal(seal)
     size = (max(1, round(encoded.width_pt * scale)), max(1, round(encoded.height_pt * scale)))
     return alpha, np.asarray(alpha.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255.0

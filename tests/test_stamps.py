@@ -6,8 +6,10 @@ pages are rendered with poppler and measured. Nothing is mocked.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import shutil
 import subprocess
 from io import BytesIO
 from pathlib import Path
@@ -20,6 +22,7 @@ from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from pipeline.batch import render_batch
 from pipeline.errors import IssuanceError, SealAnchorMissing, SealRegistryError
+from pipeline.records import parse_record
 from stamps import (
     cross_page_groups,
     draw_seal,
@@ -367,16 +370,49 @@ def test_seal_image_stored_once_and_file_grows_little(real_pdfs, beijing):
                 images.add(ref.idnum)
     assert len(images) == 1  # the company seal and all 18 strips draw one image
     image = reader.get_object(images.pop())
-    assert image["/SMask"]["/Width"] == image["/Width"] >= 992  # 600 dpi at 42 mm
+    # A one-bit stencil in Group 4, painted in the seal's colour: no colour image, no soft mask.
+    assert image["/ImageMask"].value is True and "/SMask" not in image
+    assert image["/Filter"] == "/CCITTFaxDecode" and image["/Width"] >= 992  # 600 dpi at 42 mm
+    # pypdf decodes the stream on its own (its TIFF wrapper, our /DecodeParms): the 0 samples, which a
+    # stencil paints under /Decode [0 1], are exactly the seal's ink.
+    decoded = np.asarray(image.decode_as_image().convert("L")) < 128
+    assert (decoded == np.asarray(beijing.stencil(600))).all()
+    assert re.search(rb"[\d.]+ [\d.]+ [\d.]+ rg\n", reader.pages[3].get_contents().get_data())  # the colour
     before = PdfReader(BytesIO(policy))
     count = lambda r: sum(  # noqa: E731
         1 for n in range(1, int(r.trailer["/Size"])) if _is_image(r, n)
     )
-    assert count(reader) == count(before) + 2  # the image and its soft mask, nothing per page
+    assert count(reader) == count(before) + 1  # one image, nothing per page
     assert len(result.pdf) <= 1.15 * len(policy)
     # Each page shows its window of the one image through a clip, not a cropped copy.
     content = reader.pages[3].get_contents().get_data()
     assert re.search(rb"re W n\n[-\d. ]+ cm\n/IssuanceSeal Do", content)
+
+
+def test_sealed_real_documents_grow_at_most_15_percent(maker, records, seals):
+    """The issue's limit: a sealed PDF is at most 15% larger than the unsealed one, with a drawn seal
+    and with a scanned one. The one-page endorsement (~60 KB, most of it fonts) is the tight case: the
+    seal may cost ~9 KB there, where the colour image with an 8-bit soft mask cost 18-40 KB."""
+    policy, problems = parse_record(records["AUTO-COMM"])
+    assert not problems
+    endorsement, problems = parse_record(records["endorsement"])
+    assert not problems and endorsement.policy_no == policy.policy_no  # the endorsement's own policy
+    short, _ = parse_record(records["PA-ACC"])  # the shortest policy: schedule and one clause
+    documents = {
+        "endorsement": maker.endorsement_pdf(endorsement, policy),
+        "policy": maker.policy_pdf(policy),
+        "short policy": maker.policy_pdf(short),
+    }
+    assert all(d.seal is None for d in documents.values())  # this maker has no seals: unsealed
+    assert documents["endorsement"].pages == 1 and documents["short policy"].pages >= 2
+    drawn, scanned = seals.get("beijing-policy"), seals.get("shenzhen-business")
+    assert drawn.scan is None and scanned.scan is not None
+    for seal in (drawn, scanned):
+        for name, document in documents.items():
+            sealed = stamp_pdf(document.pdf, seal=seal)
+            assert sealed.anchor_page == 0 and bool(sealed.groups) == (document.pages > 1)
+            growth = len(sealed.pdf) / len(document.pdf) - 1
+            assert growth <= 0.15, f"{name} ({document.pages} pages) sealed with {seal.ref}: +{growth:.1%}"
 
 
 def _is_image(reader: PdfReader, number: int) -> bool:
@@ -487,6 +523,52 @@ def test_xref_stream_input_gets_an_xref_stream_update(beijing):
     assert new_id[0] == old_id[0] and new_id[1] != old_id[1]
     report = find_seals(result.pdf, seal=beijing, expect_company_seal=False)
     assert report.ok, report.problems
+
+
+def _understated_size_pdf() -> bytes:
+    """A three-page PDF whose trailer claims /Size 3 though it holds objects up to 10 (some producers
+    get /Size wrong; the cross-reference table's subsections still list every object)."""
+    return re.sub(rb"/Size \d+", b"/Size 3", make_pdf([A4] * 3))
+
+
+@pytest.mark.parametrize(
+    "kind", ["policy", "endorsement", "xref stream", "sealed twice", "understated /Size"]
+)
+def test_sealed_pdf_reads_and_clones_without_warnings(kind, real_pdfs, beijing, caplog, tmp_path):
+    """pypdf warned "Object count 164 exceeds defined trailer size 153" when cloning every sealed
+    multi-page PDF: the strips shared one "q" stream, and pypdf's clone copies a stream once per
+    /Contents array that lists it. And the update's /Size must cover the whole file: one more than the
+    highest object number in any revision, whatever the original's trailer claimed."""
+    pdf = {
+        "policy": lambda: real_pdfs["policy"],
+        "endorsement": lambda: real_pdfs["endorsement"],
+        "xref stream": lambda: _xref_stream_pdf(pages=3),
+        "sealed twice": lambda: stamp_pdf(real_pdfs["policy"], seal=beijing).pdf,  # a /Prev chain
+        "understated /Size": _understated_size_pdf,
+    }[kind]()
+    anchor = "保险人（盖章）" if kind in ("policy", "endorsement") else None
+    sealed = stamp_pdf(pdf, seal=beijing, anchor=anchor).pdf
+    assert sealed.startswith(pdf)
+
+    with caplog.at_level(logging.WARNING, logger="pypdf"):
+        reader = PdfReader(BytesIO(sealed))
+        numbers = {n for section in reader.xref.values() for n in section} | set(reader.xref_objStm)
+        writer = PdfWriter(clone_from=reader)
+        writer.write(BytesIO())
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("pypdf")]
+    assert int(reader.trailer["/Size"]) == max(numbers) + 1
+    assert len(reader.pages) == len(PdfReader(BytesIO(pdf)).pages)
+    report = find_seals(sealed, seal=beijing, expect_company_seal=anchor is not None)
+    assert report.ok, report.problems  # no new object shadowed an old one
+
+    if shutil.which("qpdf") is None:
+        return  # qpdf is a second opinion where it is installed, not a requirement
+    path = tmp_path / "sealed.pdf"
+    path.write_bytes(sealed)
+    checked = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and "WARNING" not in checked.stdout + checked.stderr, (
+        checked.stdout + checked.stderr
+    )
 
 
 def _xref_stream_pdf(pages: int) -> bytes:
