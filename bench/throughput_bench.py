@@ -224,7 +224,8 @@ def main() -> None:
     print(f"(b) issuance run, end to end: {b['archived']} in {b['seconds']:.1f} s = {b['per_second']:.2f}/s")
     print(f"(c) naive baseline: {c['documents']} in {c['seconds']:.1f} s = {c['per_second']:.2f} records/s")
     print(
-        f"b/a = {figures['ratio_b_a']:.2f}, b/c = {figures['ratio_b_c']:.1f}, peak RSS (b) {b['peak_rss_mb']} MB"
+        f"b/a = {figures['ratio_b_a']:.2f}, b/c = {figures['ratio_b_c']:.1f}, "
+        f"peak RSS (b) {b['peak_rss_mb']} MB"
     )
     if b["stages"]:
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["stages"].items(), key=lambda kv: -kv[1]))
