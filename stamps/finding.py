@@ -9,9 +9,9 @@ so it cannot be fooled by an image that is present but hidden, clipped away or c
   registered seal at the same scale, best position anywhere on the page), and whether the page carries
   its cross-page strip where ``stamps.layout`` puts it.
 - Per group: the strips, each compared with its window of the registered seal, must reassemble into
-  that seal: the similarity is the IoU of the ink masks (expected: the seal's stencil, as stamping paints
-  it; seen: ink map ≥ 0.5), pooled over the group, and
-  every single strip must also pass, so one missing or foreign strip fails its group even among 20.
+  that seal: the similarity is the IoU of the ink masks (expected: the seal's stencil, the ink stamping
+  paints; seen: ink map ≥ 0.5), pooled over the group, and every single strip must also pass, so one
+  missing or foreign strip fails its group even among 20.
   A different seal, or another version of the same seal, fails too (see tests/test_stamps_find.py).
 - The ink map of a pixel is its chroma toward the seal colour, (P[hi] − P[lo]) / (C[hi] − C[lo]): white
   paper, grey shading and black text are 0, so "some red exists" is never mistaken for a seal.

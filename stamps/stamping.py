@@ -9,8 +9,9 @@ What ``stamp_pdf`` promises:
   centred, rotated and landscape pages included).
 - The seal image is stored once per PDF (one 600 dpi stencil mask, ``EncodedSeal``), and every use — the
   company seal and each page's strip — draws that one image, clipped to the page's window (``re W n``).
-  The encoded image is cached per seal and dpi, so a batch encodes each seal once. The seal adds ~6-8 KB
-  to a document: at most 15% even on a one-page endorsement of ~60 KB.
+  The encoded image is cached per seal and dpi, so a batch encodes each seal once. The image costs ~6 KB
+  and each sealed page ~0.6 KB more: ~10% of a one-page endorsement of ~60 KB, the tightest case for
+  the 15% a sealed PDF may grow.
 - Ink is laid in the seal's colour with blend mode Multiply: black text under the seal stays black, as
   under a real stamp.
 - The result is an incremental update of the input (``stamps.pdfupdate``): the input's bytes are its
@@ -73,8 +74,8 @@ class EncodedSeal:
     A seal is one ink colour, so the picture is only *where* the ink is. As a stencil (/ImageMask) it is
     painted with the fill colour set in the content stream, and the image costs ~5-6 KB at 600 dpi, where
     a colour image with an 8-bit soft mask cost ~35-60 KB: more than 15% of a one-page endorsement. At
-    600 dpi a one-bit edge steps by 0.04 mm, finer than a printer's dot at that resolution; a viewer
-    rendering below 600 dpi averages the bits into anti-aliased edges again.
+    600 dpi a one-bit edge steps by 0.04 mm, one dot of a 600 dpi printer; a viewer rendering below
+    600 dpi averages the bits into anti-aliased edges again.
     """
 
     width_px: int
