@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -291,9 +292,39 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNAVAILABLE
     # The parent ends us with SIGTERM or by closing stdin; either way LibreOffice goes with us.
     signal.signal(signal.SIGTERM, lambda *_: (office.kill(), os._exit(0)))
+    watch_parent(office)
     channel.send({"ready": True, "pid": office.pid})
     log(f"LibreOffice ready, soffice.bin pid {office.pid}")
-    return serve(office, channel)
+    finished = False
+    try:
+        code = serve(office, channel)
+        finished = True
+        return code
+    finally:
+        # an answer that cannot be sent (BrokenPipeError: the parent died mid-conversion) or any other
+        # surprise must not leave LibreOffice running as an orphan
+        if not finished:
+            office.kill()
+
+
+def watch_parent(office: Office) -> None:
+    """End LibreOffice and this bridge when the parent dies, even while a conversion hangs.
+
+    The parent's death closes our stdin, but we only read stdin between documents; a conversion that
+    is still running (or hung) would outlive it. PR_SET_PDEATHSIG is no help: it fires when the *thread*
+    that started us ends, and the converter pool starts instances from short-lived threads.
+    """
+    parent = os.getppid()
+
+    def loop() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                log("the parent process is gone; ending LibreOffice")
+                office.kill()
+                os._exit(EXIT_DEAD)
+
+    threading.Thread(target=loop, name="watch-parent", daemon=True).start()
 
 
 if __name__ == "__main__":

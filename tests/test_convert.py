@@ -262,3 +262,47 @@ def test_pool_converts_in_parallel_threads(tmp_path: Path) -> None:
     assert stats.starts == 2
     assert all(docx.with_suffix(".pdf").exists() for docx in docs)
     assert 1 <= default_pool_size() <= 4
+
+
+def test_libreoffice_does_not_outlive_a_parent_killed_mid_conversion(tmp_path: Path) -> None:
+    """kill -9 of the process that owns a converter, while LibreOffice is busy: no orphan is left."""
+    import subprocess
+    import sys
+    import textwrap
+
+    big = tmp_path / "big.docx"
+    document = Document()
+    for i in range(1500):
+        document.add_paragraph(f"第{i}条 保险人按照本合同约定承担保险责任。" * 6)
+    document.save(big)
+    script = textwrap.dedent(
+        f"""
+        import sys, threading, time
+        from pathlib import Path
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from pipeline.convert import Converter
+        converter = Converter(workdir=Path({str(tmp_path)!r}))
+        converter.start()
+        print(converter.soffice_pid, flush=True)
+        job = (Path({str(big)!r}), Path({str(tmp_path / "big.pdf")!r}))
+        threading.Thread(target=converter.convert, args=job).start()
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    soffice_pid = int(parent.stdout.readline())
+    time.sleep(1.5)  # the conversion of ~150 pages is under way
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _alive(soffice_pid):
+        time.sleep(0.2)
+    assert not _alive(soffice_pid), "LibreOffice outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
