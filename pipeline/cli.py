@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report", type=Path, help="JSON report (default: var/reports/<batch id>.json)")
     run.add_argument("--workers", type=positive_int, help="LibreOffice instances (default: one per CPU)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="file the records on the Dask cluster behind this scheduler (S3 store and database index)",
+    )
     run.set_defaults(handler=_run)
 
     find = sub.add_parser("find", help="find archived policies (no clear ID numbers are shown)")
@@ -209,6 +214,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import contextlib
+    import functools
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -217,27 +225,36 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.filing import run_batch
 
     settings = settings_from(args)
+    if args.cluster and args.workers:
+        raise UsageError(
+            "--workers is for a run on this machine",
+            hint="cluster workers start ISSUANCE_WORKERS LibreOffice instances each",
+        )
     read_batch(args.batch)  # refuse an unusable file before starting anything
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
-    with (
-        filing_session(settings, workers=args.workers) as session,
-        Progress(
-            TextColumn("[bold]filing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show,
-        ) as progress,
-    ):
-        task = progress.add_task("records", total=_count_lines(args.batch))
-        report = run_batch(
-            args.batch,
-            filing=session.filing,
-            workers=session.workers + 1,  # one more than LibreOffice instances: rendering overlaps conversion
-            on_record=lambda _o: progress.advance(task),
+    with contextlib.ExitStack() as stack:
+        if args.cluster:
+            from pipeline.cluster import cluster_session, run_batch_on_cluster
+
+            cluster = stack.enter_context(cluster_session(settings, address=args.cluster))
+            file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
+        else:
+            session = stack.enter_context(filing_session(settings, workers=args.workers))
+            # one more than LibreOffice instances: rendering overlaps conversion
+            file_batch = functools.partial(run_batch, filing=session.filing, workers=session.workers + 1)
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("[bold]filing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                disable=not show,
+            )
         )
+        task = progress.add_task("records", total=_count_lines(args.batch))
+        report = file_batch(args.batch, on_record=lambda _o: progress.advance(task))
     report_path = args.report or settings.var_dir / "reports" / f"{report.extra['batch_id']}.json"
     report.write(report_path)
     counts = report.counts()

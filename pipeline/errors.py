@@ -10,6 +10,13 @@ Exit codes (the CLI's contract with operators and schedulers):
 - 1: the batch ran, some records were rejected (see the report)
 - 2: unusable input or usage: a batch file that cannot be read, a bad option, a broken configuration
 - 3: a component is unavailable: LibreOffice missing or will not start, store or index unreachable
+- 4: an integrity incident: an archived object does not match the SHA-256 the index holds for it (or is
+  gone). The command refused to go on, wrote nothing, and recorded the incident in the ledger
+  (``incident.hash_mismatch`` / ``incident.object_missing``); restore the object and run the audit.
+
+Counter commands (``issuance reissue``, ``issuance serials``) use the same codes: 2 for what the clerk
+typed (an unknown policy, a serial already used, no clerk id), 1 for a request the business rules refuse
+although it is well-formed (a cancelled policy), 4 for an archive that fails its own hashes.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNUSABLE = 2
 EXIT_COMPONENT = 3
+EXIT_INTEGRITY = 4
 
 
 class IssuanceError(Exception):
@@ -75,6 +83,18 @@ class ConversionTimeout(ConversionFailed):
     """LibreOffice did not answer within the timeout; the instance was killed and restarted."""
 
 
+class ClusterUnavailable(ComponentUnavailable):
+    """The Dask cluster cannot be reached, has no workers, or lost a record's task (its workers kept dying).
+
+    What was filed stays filed; a re-run of the batch goes on from there.
+    """
+
+
+class WorkerMisconfigured(ComponentUnavailable):
+    """A cluster worker cannot take part: its archive, HMAC key or view of the batch folder is not the
+    client's, or it cannot be used for the cluster at all (a local store or an SQLite index)."""
+
+
 # --- per-record rejection --------------------------------------------------------------------------
 
 
@@ -130,3 +150,57 @@ class RetentionViolation(IssuanceError):
 
 class UnsafeKey(IssuanceError):
     """An object key that is malformed, could escape the store, or looks like it holds personal data."""
+
+
+# --- the inbox watcher (watchers/) -----------------------------------------------------------------
+
+
+class InboxLocked(UsageError):
+    """Another watcher already holds the inbox's lock: two watchers on one inbox would race each other."""
+
+
+class UnsafeBatchArchive(BatchUnreadable):
+    """A zipped batch refused whole: a member that could escape, a bomb, or not exactly one batch file.
+
+    Nothing is ever written outside the watcher's private work folder; the zip goes to ``.failed``.
+    """
+
+
+# --- reissue (补发) and print serials (单证): archive/reissue.py, archive/serials.py ---------------------
+
+
+class PolicyNotFound(UsageError):
+    """No archived policy under that number: check it with ``issuance find``."""
+
+
+class PolicyNotReissuable(IssuanceError):
+    """The policy exists but may not be reissued (it is cancelled): the request is refused as a whole."""
+
+    exit_code = EXIT_REJECTED
+
+
+class SerialError(IssuanceError):
+    """A print serial (单证流水号) that cannot be used as asked: unknown, already used or voided, a bad
+    range. Nothing was changed."""
+
+
+class SerialFormatError(SerialError):
+    """A serial or range that does not follow the format: an optional prefix, then a run of digits."""
+
+
+class IntegrityIncident(IssuanceError):
+    """An archived object failed its SHA-256 against the index (or is missing) while being read for a
+    reissue. The incident is in the ledger; no copy was made and nothing was filed."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+# --- audits (archive/audit/) -------------------------------------------------------------------------
+
+
+class AuditLotEmpty(UsageError):
+    """The lot's criteria select no archived policy: there is nothing to sample."""
+
+
+class AuditNotFound(UsageError):
+    """No audit is recorded under that id: no ``audit.completed`` ledger event and no archived report."""

@@ -22,7 +22,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -210,11 +210,17 @@ class Filing:
                 key, part.data, sha256=part.sha256, retain_until=retain_until, content_type=content_type
             )
 
-    def _adopt(self, manifest_key: str, record_sha256: str | None) -> dict[str, Any] | None:
+    def _adopt(
+        self, manifest_key: str, record_sha256: str | None, *, retain_until: datetime
+    ) -> dict[str, Any] | None:
         """An uploaded but unindexed version of this record (a crash before the index commit), or None."""
         info = self.store.head(manifest_key)
         if info is None:
             return None
+        if info.sha256 is None:  # killed between publishing the manifest and recording its hash
+            info = self.store.recover(manifest_key, retain_until=retain_until)
+            if info is None or info.sha256 is None:
+                return None
         body = json.loads(self.store.get(manifest_key, sha256=info.sha256))
         if record_sha256 is not None and body.get("record_sha256") != record_sha256:
             raise _Refused(
@@ -249,7 +255,7 @@ class Filing:
             k for k in required_images(policy, product) if k not in {i.kind for i in policy.images}
         )
 
-        body = self._adopt(manifest_key, record_sha)
+        body = self._adopt(manifest_key, record_sha, retain_until=retain)
         adopted = body is not None
         if body is None:
             document = self.maker.policy_pdf(policy)
@@ -338,7 +344,7 @@ class Filing:
         record_sha = content_hash(raw.data or {})
         retain = max(retention_until(policy.period.start, policy.period.end), as_utc(previous.retain_until))
 
-        body = self._adopt(manifest_key, record_sha)
+        body = self._adopt(manifest_key, record_sha, retain_until=retain)
         adopted = body is not None
         if body is None:
             document = self.maker.endorsement_pdf(endorsement, policy)
@@ -535,6 +541,159 @@ def _input_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _base(item: Accepted) -> dict[str, Any]:
+    record = item.record
+    return {
+        "line": item.raw.line,
+        "record_id": record.record_id,
+        "policy_no": record.policy_no,
+        "kind": record.kind,
+    }
+
+
+def file_record(filing: Filing, item: Accepted, *, batch_dir: Path, batch_id: str | None) -> Outcome:
+    """File one accepted record; what became of it, as the batch report's outcome.
+
+    Shared by the thread pool (``run_batch``) and the cluster (``pipeline.cluster``). Whatever belongs to
+    the record (a field, a template, a failed conversion, a conflict in the index) comes back as a
+    ``rejected`` outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store
+    or the index is down: that stops the batch, not just the record).
+    """
+    base = _base(item)
+    record = item.record
+    try:
+        if isinstance(record, Policy):
+            filed = filing.file_policy(record, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id)
+        else:
+            assert item.policy is not None
+            filed = filing.file_endorsement(
+                record, item.policy, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
+            )
+    except _Refused as e:
+        return Outcome(status=REJECTED, reasons=(e.reason,), **base)
+    except ComponentUnavailable:
+        raise
+    except IndexConflict as e:
+        return Outcome(status=REJECTED, reasons=(Reason("record_id", f"{e}; re-run the batch"),), **base)
+    except TemplateError as e:
+        return Outcome(status=REJECTED, reasons=(Reason("template", str(e)),), **base)
+    except (ConversionFailed, IssuanceError) as e:
+        field = getattr(e, "field", None) or "document"
+        return Outcome(status=REJECTED, reasons=(Reason(field, str(e)),), **base)
+    except Exception as e:
+        logger.exception("batch %s line %d: unexpected error while filing", batch_id, item.raw.line)
+        return Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base)
+    return Outcome(status=ARCHIVED, documents=filed.keys, **base)
+
+
+def not_filed_earlier(item: Accepted) -> Outcome:
+    """The outcome of a version whose previous version of the same policy in this batch was not filed."""
+    message = f"policy {item.record.policy_no} could not be filed earlier in this batch"
+    return Outcome(status=REJECTED, reasons=(Reason("policy_no", message),), **_base(item))
+
+
+class BatchRun:
+    """One run of a batch file, whoever files its records: a thread pool here, a cluster elsewhere.
+
+    Opening it refuses an unusable file (``BatchUnreadable``, nothing written) and writes the batch's
+    begin row. ``accepted`` reads and checks the records in input order and settles every record that
+    needs no filing (already archived, conflicting, rejected); the caller files each record it yields
+    and hands back its outcome (``finish``) or the component error that stopped it (``fail``). ``end``
+    writes the batch's end row and returns the report, whose counts cover every record handled, or
+    raises the first component error after recording what finished. ``finish`` and ``fail`` may be
+    called from any thread.
+    """
+
+    def __init__(
+        self, batch: Path, *, filing: Filing, on_record: Callable[[Outcome], None] | None = None
+    ) -> None:
+        self._records = read_batch(batch)
+        self.filing = filing
+        self.batch_dir = batch.parent
+        started = datetime.now(CHINA)
+        self.input_sha256 = _input_sha256(batch)
+        # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
+        self.batch_id = f"{started:%Y%m%d-%H%M%S}-{self.input_sha256[:8]}-{secrets.token_hex(3)}"
+        self.report = BatchReport(
+            batch=batch.name, started_at=started, statuses=STATUSES, extra={"batch_id": self.batch_id}
+        )
+        self.fatal: list[ComponentUnavailable] = []
+        self._on_record = on_record
+        self._lock = threading.Lock()
+        filing.index.begin_batch(
+            batch_id=self.batch_id,
+            input_name=batch.name,
+            input_sha256=self.input_sha256,
+            operator=filing.operator,
+        )
+        self._checker = RecordChecker(
+            registry=filing.registry, batch_dir=batch.parent, archived_policy=filing.archived_policy
+        )
+
+    def accepted(self, *, stop: threading.Event | None = None) -> Iterator[Accepted]:
+        """The records to file, in input order; stops after a component error or when ``stop`` is set."""
+        index = self.filing.index
+        for raw in self._records:
+            if self.fatal:
+                break
+            if stop is not None and stop.is_set():
+                self.report.extra["interrupted"] = True
+                break
+            known = already_archived(index, raw)
+            if known is not None:
+                self.finish(known)
+                continue
+            verdict = self._checker.check(raw)
+            if isinstance(verdict, list):
+                self.finish(rejected_outcome(raw, verdict))
+                continue
+            if isinstance(verdict.record, Policy) and index.policy_row(verdict.record.policy_no) is not None:
+                reason = Reason(
+                    "policy_no", f"policy {verdict.record.policy_no} is already archived by another record"
+                )
+                self.finish(rejected_outcome(raw, [reason]))
+                continue
+            yield verdict
+
+    def finish(self, outcome: Outcome) -> None:
+        """Record one record's outcome (logged if rejected, passed to ``on_record``)."""
+        with self._lock:
+            self.report.outcomes.append(outcome)
+        if outcome.status == REJECTED:
+            logger.warning(
+                "batch %s line %d rejected: %s",
+                self.batch_id,
+                outcome.line,
+                scrub("; ".join(str(r) for r in outcome.reasons)),
+            )
+        if self._on_record:
+            self._on_record(outcome)
+
+    def fail(self, item: Accepted, error: ComponentUnavailable) -> Outcome:
+        """A component failed while filing ``item``: it is rejected with the error, and the run stops."""
+        outcome = Outcome(status=REJECTED, reasons=(Reason("document", str(error)),), **_base(item))
+        self.finish(outcome)
+        with self._lock:
+            self.fatal.append(error)
+        return outcome
+
+    def end(self) -> BatchReport:
+        """Write the batch's end row; the report, or the first component error once all is recorded."""
+        counts = self.report.counts()
+        try:
+            self.filing.index.finish_batch(
+                batch_id=self.batch_id, counts=counts, operator=self.filing.operator
+            )
+        except ComponentUnavailable:
+            if not self.fatal:
+                raise
+            logger.warning("batch %s: could not record its end in the index (it is down)", self.batch_id)
+        if self.fatal:
+            raise self.fatal[0]
+        self.report.finished_at = datetime.now(CHINA)
+        return self.report
+
+
 def run_batch(
     batch: Path,
     *,
@@ -551,123 +710,36 @@ def run_batch(
     ``stop`` set (SIGTERM in the watcher): no further record is started, the ones in flight finish, and
     the report says ``interrupted``; its counts cover the records handled. A later run does the rest.
     """
-    records = read_batch(batch)
-    started = datetime.now(CHINA)
-    input_sha = _input_sha256(batch)
-    # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
-    batch_id = f"{started:%Y%m%d-%H%M%S}-{input_sha[:8]}-{secrets.token_hex(3)}"
-    report = BatchReport(
-        batch=batch.name, started_at=started, statuses=STATUSES, extra={"batch_id": batch_id}
-    )
-    filing.index.begin_batch(
-        batch_id=batch_id, input_name=batch.name, input_sha256=input_sha, operator=filing.operator
-    )
-    checker = RecordChecker(
-        registry=filing.registry, batch_dir=batch.parent, archived_policy=filing.archived_policy
-    )
-    lock = threading.Lock()
+    run = BatchRun(batch, filing=filing, on_record=on_record)
     in_flight = threading.BoundedSemaphore(max(2, workers * 2))
-    last_task: dict[str, Future[Filed]] = {}  # per policy: versions are filed in input order
-    fatal: list[BaseException] = []
+    last_task: dict[str, Future[Outcome]] = {}  # per policy: versions are filed in input order
 
-    def finish(outcome: Outcome) -> None:
-        with lock:
-            report.outcomes.append(outcome)
-        if outcome.status == REJECTED:
-            logger.warning(
-                "batch %s line %d rejected: %s",
-                batch_id,
-                outcome.line,
-                scrub("; ".join(str(r) for r in outcome.reasons)),
-            )
-        if on_record:
-            on_record(outcome)
+    def file(item: Accepted, before: Future[Outcome] | None) -> Outcome:
+        if before is not None and (before.exception() is not None or before.result().status != ARCHIVED):
+            return not_filed_earlier(item)
+        return file_record(filing, item, batch_dir=run.batch_dir, batch_id=run.batch_id)
 
-    def file(item: Accepted, before: Future[Filed] | None) -> Filed:
-        if before is not None and before.exception() is not None:
-            raise _Refused(
-                "policy_no", f"policy {item.record.policy_no} could not be filed earlier in this batch"
-            )
-        record = item.record
-        if isinstance(record, Policy):
-            return filing.file_policy(record, raw=item.raw, batch_dir=batch.parent, batch_id=batch_id)
-        assert item.policy is not None
-        return filing.file_endorsement(
-            record, item.policy, raw=item.raw, batch_dir=batch.parent, batch_id=batch_id
-        )
-
-    def done(item: Accepted, future: Future[Filed]) -> None:
+    def done(item: Accepted, future: Future[Outcome]) -> None:
         in_flight.release()
-        record = item.record
-        base = {
-            "line": item.raw.line,
-            "record_id": record.record_id,
-            "policy_no": record.policy_no,
-            "kind": record.kind,
-        }
         try:
-            filed = future.result()
-        except _Refused as e:
-            finish(Outcome(status=REJECTED, reasons=(e.reason,), **base))
+            outcome = future.result()
         except ComponentUnavailable as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
-            fatal.append(e)
-        except IndexConflict as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("record_id", f"{e}; re-run the batch"),), **base))
-        except TemplateError as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("template", str(e)),), **base))
-        except (ConversionFailed, IssuanceError) as e:
-            field = getattr(e, "field", None) or "document"
-            finish(Outcome(status=REJECTED, reasons=(Reason(field, str(e)),), **base))
-        except Exception as e:
-            logger.exception("batch %s line %d: unexpected error while filing", batch_id, item.raw.line)
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base))
+            run.fail(item, e)
         else:
-            finish(Outcome(status=ARCHIVED, documents=filed.keys, **base))
+            run.finish(outcome)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file") as pool:
-        for raw in records:
-            if fatal:
-                break
-            if stop is not None and stop.is_set():
-                report.extra["interrupted"] = True
-                break
-            known = _already(filing.index, raw)
-            if known is not None:
-                finish(known)
-                continue
-            verdict = checker.check(raw)
-            if isinstance(verdict, list):
-                finish(_rejected(raw, verdict))
-                continue
-            if (
-                isinstance(verdict.record, Policy)
-                and filing.index.policy_row(verdict.record.policy_no) is not None
-            ):
-                reason = Reason(
-                    "policy_no", f"policy {verdict.record.policy_no} is already archived by another record"
-                )
-                finish(_rejected(raw, [reason]))
-                continue
+        for item in run.accepted(stop=stop):
             in_flight.acquire()
-            policy_no = verdict.record.policy_no
-            future = pool.submit(file, verdict, last_task.get(policy_no))
+            policy_no = item.record.policy_no
+            future = pool.submit(file, item, last_task.get(policy_no))
             last_task[policy_no] = future
-            future.add_done_callback(lambda f, item=verdict: done(item, f))
-    counts = report.counts()
-    try:
-        filing.index.finish_batch(batch_id=batch_id, counts=counts, operator=filing.operator)
-    except ComponentUnavailable:
-        if not fatal:
-            raise
-        logger.warning("batch %s: could not record its end in the index (it is down)", batch_id)
-    if fatal:
-        raise fatal[0]
-    report.finished_at = datetime.now(CHINA)
-    return report
+            future.add_done_callback(lambda f, item=item: done(item, f))
+    return run.end()
 
 
-def _rejected(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
+def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
+    """The outcome of a record rejected before filing, with what its raw data says about it."""
     data = raw.data or {}
     return Outcome(
         line=raw.line,
@@ -679,7 +751,7 @@ def _rejected(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
     )
 
 
-def _already(index: Index, raw: RawRecord) -> Outcome | None:
+def already_archived(index: Index, raw: RawRecord) -> Outcome | None:
     """Outcome for a record the index already holds: the same content, or a conflict."""
     data = raw.data
     if not data or not isinstance(data.get("record_id"), str):

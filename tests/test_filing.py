@@ -328,3 +328,39 @@ def test_kill_9_at_any_point_then_rerun_archives_everything_exactly_once(tmp_pat
             for key, digest in ((v.customer_key, v.customer_sha256), (v.bundle_key, v.bundle_sha256)):
                 assert store.get(key, sha256=digest)
     assert index.verify_ledger() == []
+
+
+def test_crash_between_manifest_and_its_hash_sidecar_is_recovered(local_archive, tmp_path, monkeypatch):
+    """kill -9 after LocalStore links manifest.json but before its sidecar lands: the re-run adopts it."""
+    batch = make_batch(tmp_path / "b", 1, seed=30, images_per_record=1)
+    store_type = type(local_archive.store)
+    real = store_type._publish_sidecar
+
+    def die_on_manifest(self, key, temp):
+        if key.endswith("manifest.json"):
+            raise SystemExit("killed between the object and its sidecar")  # never caught as an error
+        return real(self, key, temp)
+
+    monkeypatch.setattr(store_type, "_publish_sidecar", die_on_manifest)
+    with pytest.raises(SystemExit):
+        local_archive.file_policy(parse_policy(batch), raw=_raw(batch), batch_dir=batch.parent, batch_id=None)
+    monkeypatch.setattr(store_type, "_publish_sidecar", real)
+    manifest = next(k for k in _objects(local_archive) if k.endswith("manifest.json"))
+    assert local_archive.store.head(manifest).sha256 is None  # the half-published state
+    report = run_batch(batch, filing=local_archive, workers=1)
+    assert _statuses(report) == [ARCHIVED]
+    assert local_archive.store.head(manifest).sha256  # completed
+    events = [e for e in local_archive.index.ledger_entries() if e.action == "policy.archived"]
+    assert events[0].detail["adopted"] is True
+
+
+def _raw(batch: Path):
+    from pipeline.batchfile import read_batch
+
+    return next(iter(read_batch(batch)))
+
+
+def parse_policy(batch: Path):
+    from pipeline.records import parse_record
+
+    return parse_record(_raw(batch).data)[0]

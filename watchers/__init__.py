@@ -1,1 +1,25 @@
-"""watchers."""
+"""The inbox watcher: notices complete batches in a folder and hands them to the pipeline.
+
+``Watcher`` watches (watchdog events plus a periodic rescan), ``Inbox`` owns the folder's layout and
+the completeness rules, ``extract_batch`` unpacks zipped batches safely, ``FilingRunner`` hands a batch
+to ``pipeline.filing.run_batch``. ``issuance watch`` (``pipeline.cli_watch``) wires them together.
+"""
+
+from watchers.inbox import Entry, Inbox, InboxLock, is_ignored
+from watchers.runner import BatchRunner, FilingRunner
+from watchers.watcher import Watcher, WatchOptions, WatchSummary
+from watchers.zipbatch import ZipLimits, extract_batch
+
+__all__ = [
+    "BatchRunner",
+    "Entry",
+    "FilingRunner",
+    "Inbox",
+    "InboxLock",
+    "WatchOptions",
+    "WatchSummary",
+    "Watcher",
+    "ZipLimits",
+    "extract_batch",
+    "is_ignored",
+]

@@ -83,6 +83,13 @@ class ObjectStore(Protocol):
         """Remove ``key`` unless it is inside retention at ``now``; a missing key is not an error."""
         ...
 
+    def recover(self, key: str, *, retain_until: datetime | None = None) -> ObjectInfo | None:
+        """Complete an object whose publishing was interrupted (its recorded hash missing); its info.
+
+        Only the writer that crashed knows the object should exist; it calls this before trusting it.
+        """
+        ...
+
     def describe(self) -> str:
         """Where the objects live, fit for logs and messages: no credentials."""
         ...

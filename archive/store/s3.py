@@ -376,6 +376,10 @@ class S3Store:
         data, info = self._read(key)
         return verified_for_get(key, data, expected or info.sha256, self.describe())
 
+    def recover(self, key: str, *, retain_until: datetime | None = None) -> ObjectInfo | None:
+        """S3 stores an object and its metadata in one request: nothing is ever half-published."""
+        return self.head(key)
+
     def head(self, key: str) -> ObjectInfo | None:
         """One HEAD request: size, time, recorded hash, and the later of recorded and locked retention."""
         self._check_bucket()
