@@ -148,3 +148,51 @@ ledger_head = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("seq", name="uq_ledger_head_seq"),
 )
+
+# Pre-printed numbered forms (单证), one row per serial: issued to a clerk → used by a document, or voided
+# (by a reissue, or spoilt) → reconciled (核销). A serial first seen when a document used it, never issued
+# through ``issuance serials issue``, has ``registered`` false. See archive/serials.py.
+print_serials = Table(
+    "print_serials",
+    metadata,
+    Column("serial", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),  # issued | used | voided
+    Column("registered", Boolean, nullable=False),
+    Column("issued_to", String(64)),
+    Column("branch_code", String(6)),
+    Column("issued_at", DateTime(timezone=True), index=True),
+    Column("issued_by", String(64)),
+    Column("used_at", DateTime(timezone=True), index=True),
+    Column("policy_no", String(32), index=True),
+    Column("version", Integer),
+    Column("used_by", String(64)),
+    Column("voided_at", DateTime(timezone=True), index=True),
+    Column("void_reason", String(200)),
+    Column("voided_by", String(64)),
+    Column("voided_by_version", Integer),  # the reissue version of ``policy_no`` that voided it
+    Column("reconciled_at", DateTime(timezone=True), index=True),
+    Column("reconciled_by", String(64)),
+)
+
+# One row per reissue (补发): the marked copy the customer got, and why. The document version it belongs
+# to reuses the source version's customer and archive copies; the marked copy is its own object.
+reissues = Table(
+    "reissues",
+    metadata,
+    Column("policy_no", String(32), ForeignKey("policies.policy_no"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("reissue_no", Integer, nullable=False),
+    Column("reason", String(16), nullable=False),  # lost | damaged | other
+    Column("clerk", String(64), nullable=False),
+    Column("reissued_at", DateTime(timezone=True), nullable=False),
+    Column("requester_id_hmac", String(64)),
+    Column("source_version", Integer, nullable=False),
+    Column("source_sha256", String(64), nullable=False),
+    Column("copy_key", String(300), nullable=False, unique=True),
+    Column("copy_sha256", String(64), nullable=False),
+    Column("copy_size", BigInteger, nullable=False),
+    Column("copy_pages", Integer, nullable=False),
+    Column("old_serial", String(32)),
+    Column("new_serial", String(32)),
+    UniqueConstraint("policy_no", "reissue_no", name="uq_reissues_number"),
+)

@@ -283,13 +283,23 @@ def _find(args: argparse.Namespace) -> int:
     if not any(criteria):
         raise UsageError("say what to look for", hint="e.g. issuance find --policy-no P… or --plate 京A12345")
     with Archive(settings_from(args)) as archive:
+        registered = None
+        policy_no, serial = args.policy_no, args.serial
+        if args.serial:
+            from archive.serials import lookup
+
+            # the serial registry knows every form a document used, voided ones included: it names the
+            # policy even when the policy was printed on another serial (a reissue moves it to a new one)
+            registered = lookup(archive.index, args.serial)
+            if registered is not None and registered.policy_no and not policy_no:
+                policy_no, serial = registered.policy_no, None
         found = archive.index.find(
-            policy_no=args.policy_no,
+            policy_no=policy_no,
             id_no=args.id_no,
             plate=args.plate,
             name=args.name,
             branch=args.branch,
-            serial=args.serial,
+            serial=serial,
             issued_from=datetime.combine(args.issued_from, time(), china) if args.issued_from else None,
             issued_to=datetime.combine(args.issued_to + timedelta(days=1), time(), china)
             if args.issued_to
@@ -301,6 +311,8 @@ def _find(args: argparse.Namespace) -> int:
 
         for summary in found:
             print(json.dumps(summary.as_json(), ensure_ascii=False))
+        if registered is not None:
+            print(json.dumps({"serial": registered.as_json()}, ensure_ascii=False))
         return EXIT_OK
     from rich.table import Table
 
@@ -322,6 +334,12 @@ def _find(args: argparse.Namespace) -> int:
         )
     stdout_console().print(table)
     print(f"{len(found)} found")
+    if args.serial:
+        from pipeline.cli_reissue import serial_lines
+
+        print(
+            "\n".join(serial_lines(registered)) if registered else f"单证 {args.serial}: not in the registry"
+        )
     return EXIT_OK
 
 

@@ -1,9 +1,233 @@
-"""CLI commands for lost-policy reissue (issue 6): issuance reissue, issuance serials."""
+"""CLI commands for lost-policy reissue (issue 6): issuance reissue, issuance serials.
+
+CLI-layer code: it prints; the library (``archive.reissue``, ``archive.serials``, ``pipeline.reissue``)
+stays silent and raises. Exit codes are mapped in ``pipeline.cli.main`` (see ``pipeline.errors``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pipeline.cli_common import Archive, iso_date, settings_from, stdout_console
+from pipeline.errors import EXIT_OK
+
+CHINA = ZoneInfo("Asia/Shanghai")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add this family's subcommands to the ``issuance`` parser (none yet)."""
+    """Add ``reissue`` and ``serials issue|reconcile|report`` to the ``issuance`` parser."""
+    reissue = sub.add_parser(
+        "reissue",
+        help="reissue a lost or damaged policy (补发): marked copy, new version, old serial voided",
+        description=(
+            "Make the reissued copy (the archived customer copy, SHA-256 verified, with a 补发件 mark on "
+            "every page), file it as a new version, void the old print serial and use the new one."
+        ),
+    )
+    reissue.add_argument("policy_no")
+    reissue.add_argument("--reason", required=True, choices=("lost", "damaged", "other"))
+    reissue.add_argument("--by", required=True, metavar="CLERK_ID", help="the clerk doing the reissue")
+    reissue.add_argument(
+        "--requester-id-no",
+        metavar="ID_NO",
+        help="the requester's ID number: kept only as a keyed hash, never stored or logged in clear",
+    )
+    reissue.add_argument("--new-serial", metavar="SERIAL", help="the pre-printed form the copy is printed on")
+    reissue.add_argument("-o", "--out", type=Path, required=True, help="where to write the reissued PDF")
+    reissue.set_defaults(handler=_reissue)
+
+    serials = sub.add_parser("serials", help="pre-printed form serials (单证): issue, reconcile, report")
+    serials_sub = serials.add_subparsers(dest="serials_command", metavar="SERIALS_COMMAND")
+    issue = serials_sub.add_parser(
+        "issue",
+        help="register a range of pre-printed forms as issued to a clerk",
+        description="Serials are a prefix and a zero-padded number, e.g. BJ2026-0000123, or digits only.",
+    )
+    issue.add_argument("first", metavar="FROM")
+    issue.add_argument("last", metavar="TO")
+    issue.add_argument("--to", required=True, metavar="CLERK_ID", help="the clerk the forms are issued to")
+    issue.add_argument("--branch", help="6-digit branch code")
+    issue.add_argument("--by", help="who registers them (default: the operator)")
+    issue.set_defaults(handler=_serials_issue)
+
+    reconcile = serials_sub.add_parser("reconcile", help="reconcile (核销) used or voided serials")
+    reconcile.add_argument("serials", nargs="+", metavar="SERIAL")
+    reconcile.add_argument("--by", help="who reconciles them (default: the operator)")
+    reconcile.set_defaults(handler=_serials_reconcile)
+
+    report = serials_sub.add_parser("report", help="counts and the overdue rate (超期未核销率) for a period")
+    report.add_argument("--from", dest="start", type=iso_date, help="YYYY-MM-DD, China time, inclusive")
+    report.add_argument("--to", dest="end", type=iso_date, help="YYYY-MM-DD, inclusive (default: today)")
+    report.add_argument("--overdue-days", type=int, default=30, help="days before a form is overdue (30)")
+    report.add_argument("--json", action="store_true", help="one JSON object")
+    report.set_defaults(handler=_serials_report)
+
+    for command in (reissue, issue, reconcile, report):
+        command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
+
+
+def _write(out: Path, data: bytes) -> None:
+    """Atomically: a reader never sees half a file, and a failure leaves no file at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _reissue(args: argparse.Namespace) -> int:
+    from archive.reissue import ReissueRequest, reissue
+    from pipeline.convert import Converter
+    from pipeline.products import DEFAULT_TEMPLATES_DIR
+    from pipeline.reissue import ReissueMarker
+
+    settings = settings_from(args)
+    template = (settings.templates_dir or DEFAULT_TEMPLATES_DIR) / "reissue-mark.docx"
+    with (
+        Archive(settings) as archive,
+        tempfile.TemporaryDirectory(prefix="issuance-reissue-") as scratch,
+        # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
+        # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
+        contextlib.closing(
+            Converter(workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice)
+        ) as converter,
+    ):
+        marker = ReissueMarker(converter=converter, template=template, scratch_dir=Path(scratch))
+        done = reissue(
+            store=archive.store,
+            index=archive.index,
+            marker=marker,
+            request=ReissueRequest(
+                policy_no=args.policy_no,
+                reason=args.reason,
+                clerk=args.by,
+                requester_id_no=args.requester_id_no,
+                new_serial=args.new_serial,
+            ),
+            operator=settings.operator,
+        )
+    _write(args.out, done.pdf)  # only after the index commit: a refused reissue writes no file
+    serials = []
+    if done.old_serial:
+        serials.append(f"serial {done.old_serial} voided")
+    if done.new_serial:
+        serials.append(f"serial {done.new_serial} used")
+    print(
+        f"{args.out}: {done.policy_no} reissued (第{done.reissue_no}次补发) as version {done.version}, "
+        f"{done.pages} pages, sha256 {done.copy.sha256[:16]}…"
+        + (f"; {', '.join(serials)}" if serials else "")
+    )
+    print(f"  from v{done.source_version} (sha256 {done.source_sha256[:16]}… verified); mark: {done.mark}")
+    return EXIT_OK
+
+
+def _serials_issue(args: argparse.Namespace) -> int:
+    from archive.serials import issue_range
+
+    settings = settings_from(args)
+    with Archive(settings) as archive:
+        issued = issue_range(
+            archive.index,
+            first=args.first,
+            last=args.last,
+            to=args.to,
+            by=args.by or settings.operator,
+            branch=args.branch,
+        )
+    note = f" ({issued.adopted} already used by documents, now registered)" if issued.adopted else ""
+    print(f"{issued.count} serials {issued.first}..{issued.last} issued to {args.to}{note}")
+    return EXIT_OK
+
+
+def _serials_reconcile(args: argparse.Namespace) -> int:
+    from archive.serials import reconcile
+
+    settings = settings_from(args)
+    with Archive(settings) as archive:
+        done = reconcile(archive.index, args.serials, by=args.by or settings.operator)
+    print(
+        f"{len(done.reconciled)} reconciled" + (f", {len(done.already)} were already" if done.already else "")
+    )
+    return EXIT_OK
+
+
+def _serials_report(args: argparse.Namespace) -> int:
+    from archive.serials import report
+
+    with Archive(settings_from(args)) as archive:
+        result = report(archive.index, start=args.start, end=args.end, overdue_days=args.overdue_days)
+    rate = result.rate
+    if args.json:
+        body = {
+            "from": result.start.isoformat() if result.start else None,
+            "to": result.end.isoformat(),
+            "overdue_days": result.overdue_days,
+            "issued": result.issued,
+            "used": result.used,
+            "voided": result.voided,
+            "unregistered": result.unregistered,
+            "reconciled": result.reconciled,
+            "awaiting": result.awaiting,
+            "overdue": result.overdue,
+            "overdue_rate": None if rate is None else float(rate),
+            "definition": result.definition,
+        }
+        print(json.dumps(body, ensure_ascii=False))
+        return EXIT_OK
+    from rich.table import Table
+
+    period = f"{result.start or 'the beginning'} – {result.end}"
+    table = Table("单证", "count", title=f"Print serials, {period}")
+    for label, value in (
+        ("issued 发放", result.issued),
+        ("used 使用", result.used),
+        ("  of which unregistered 未登记", result.unregistered),
+        ("voided 作废", result.voided),
+        ("reconciled 已核销", result.reconciled),
+        ("awaiting 待核销", result.awaiting),
+        (f"overdue 超期未核销 (> {result.overdue_days} days)", result.overdue),
+    ):
+        table.add_row(label, str(value))
+    stdout_console().print(table)
+    shown = "n/a (nothing used or voided)" if rate is None else f"{float(rate):.2%}"
+    total = result.awaiting + result.reconciled
+    print(f"超期未核销率 {shown} ({result.overdue}/{total})")
+    print(f"as of {result.as_of.astimezone(CHINA):%Y-%m-%d %H:%M} China time. {result.definition}.")
+    return EXIT_OK
+
+
+def serial_lines(record: object) -> list[str]:
+    """A registry row as the lines ``issuance find --serial`` prints under the table."""
+    from archive.serials import SerialRecord
+
+    assert isinstance(record, SerialRecord)
+
+    def day(value: datetime | None) -> str:
+        return f"{value.astimezone(CHINA):%Y-%m-%d %H:%M}" if value else ""
+
+    r = record
+    state = {"issued": "issued 已发放", "used": "used 已使用", "voided": "VOIDED 已作废"}[r.state]
+    lines = [f"单证 {r.serial}: {state}" + ("" if r.registered else " (never registered as issued)")]
+    if r.issued_at:
+        where = f", branch {r.branch_code}" if r.branch_code else ""
+        lines.append(f"  issued to {r.issued_to}{where} on {day(r.issued_at)}")
+    if r.policy_no:
+        by = f" by {r.used_by}" if r.used_by else ""
+        lines.append(f"  used by {r.policy_no} v{r.version} on {day(r.used_at)}{by}")
+    if r.voided_at:
+        which = f"reissue v{r.voided_by_version} of {r.policy_no}" if r.voided_by_version else "no reissue"
+        lines.append(f"  voided on {day(r.voided_at)} by {which} (clerk {r.voided_by}): {r.void_reason}")
+    reconciled = f"on {day(r.reconciled_at)} by {r.reconciled_by}" if r.reconciled_at else "not yet"
+    lines.append(f"  reconciled 核销: {reconciled}")
+    return lines

@@ -41,6 +41,7 @@ from archive.index import (
     VersionFacts,
     as_utc,
 )
+from archive.serials import mark_used
 from archive.store import ObjectStore, retention_until
 from pipeline.batch import Accepted, RecordChecker, content_hash
 from pipeline.batchfile import RawRecord, read_batch
@@ -320,6 +321,16 @@ class Filing:
                 },
             ),
         )
+        if policy.print_serial:
+            # the pre-printed form is now used by this document (never fails the policy: see mark_used)
+            mark_used(
+                self.index,
+                serial=policy.print_serial,
+                policy_no=policy.policy_no,
+                version=1,
+                at=version.created_at,
+                by=policy.issued_by,
+            )
         with self._lock:
             self._policies[policy.policy_no] = policy
         return Filed(1, (version.customer.key, version.bundle.key, manifest_key), adopted, missing)
@@ -426,6 +437,15 @@ class Filing:
                 },
             ),
         )
+        if endorsement.print_serial:
+            mark_used(
+                self.index,
+                serial=endorsement.print_serial,
+                policy_no=endorsement.policy_no,
+                version=n,
+                at=version.created_at,
+                by=endorsement.issued_by,
+            )
         return Filed(n, (version.customer.key, version.bundle.key, manifest_key), adopted)
 
     def attach(

@@ -91,7 +91,14 @@ def index(index_url):
 
 
 def test_migrated_schema_matches_the_code(index):
-    assert index.schema_version() == "0001"
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from archive.index import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert index.schema_version() == ScriptDirectory.from_config(config).get_current_head()
     with index.engine.connect() as conn:
         for table in schema.metadata.sorted_tables:
             row = conn.execute(text(f"SELECT * FROM {table.name} WHERE 1=0"))

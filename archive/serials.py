@@ -1,0 +1,543 @@
+"""The print-serial registry (单证管理): pre-printed numbered forms, from issue to reconciliation.
+
+A serial's life, one row in ``print_serials``:
+
+- **issued** to a clerk (and branch) by ``issue_range`` (``issuance serials issue FROM TO --to CLERK``);
+- **used** by one document, ``policy_no`` + version (``mark_used``, called after a policy is filed, and
+  by a reissue for its new serial); a serial a document used but nobody issued is recorded as used with
+  ``registered`` false, never refused: the policy is already filed, and the form exists;
+- **voided**: by a reissue (the lost or damaged form; ``voided_by_version`` names the reissue version of
+  the same policy), with when and why; the row stays, so the voided serial remains searchable;
+- **reconciled** (核销): ``reconciled_at`` set by ``reconcile`` on a used or voided serial.
+
+The serial format: 1–32 characters of ``A–Z``, ``0–9`` and ``-``, ending in a run of digits; the part
+before the run is the prefix, e.g. ``BJ2026-0000123`` (prefix ``BJ2026-``, number 123, width 7) or all
+digits, ``202611010500000123``. A range ``FROM TO`` keeps the prefix and the zero-padded width of its
+ends. Serials are compared upper-cased and stripped. Serials that documents arrive with (the record
+contract allows any text of up to 32 characters) are registered as they come, format or not.
+
+The overdue rate (超期未核销率, DOMAIN.md) is ``report``'s, defined in ``OVERDUE_DEFINITION``.
+
+Serials are not personal data, but the ledger scrubs anything shaped like an ID number: an 18-digit
+serial appears masked in ledger events, in clear in this registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from archive import schema as s
+from archive.index import Index, LedgerEvent, as_utc
+from pipeline.errors import SerialError, SerialFormatError, UsageError
+
+__all__ = [
+    "DEFAULT_OVERDUE_DAYS",
+    "MAX_RANGE",
+    "OVERDUE_DEFINITION",
+    "IssuedRange",
+    "Reconciled",
+    "SerialRecord",
+    "SerialReport",
+    "SerialUse",
+    "expand_range",
+    "issue_range",
+    "lookup",
+    "mark_used",
+    "normalise",
+    "parse_serial",
+    "reconcile",
+    "report",
+]
+
+logger = logging.getLogger(__name__)
+CHINA = ZoneInfo("Asia/Shanghai")
+ISSUED, USED, VOIDED = "issued", "used", "voided"
+MAX_RANGE = 10_000  # serials per ``issue_range``: a box of forms, not a typo of three extra digits
+DEFAULT_OVERDUE_DAYS = 30
+SUBJECT = "print-serials"  # the ledger subject of registry events (a serial may look like an ID number)
+OVERDUE_DEFINITION = (
+    "超期未核销率 = overdue / (awaiting + reconciled), over the serials used or voided in the period "
+    "(by the earlier of the two dates); reconciled = reconciled by the end of the period; awaiting = not "
+    "reconciled by then; overdue = awaiting and used or voided more than {days} days before the end of "
+    "the period"
+)
+_SERIAL = re.compile(r"(?P<prefix>[A-Z0-9-]*?)(?P<digits>[0-9]+)")
+_ANY = re.compile(r"\S(.{0,30}\S)?")
+
+
+@dataclass(frozen=True)
+class SerialRecord:
+    """One serial as the registry knows it (times in UTC)."""
+
+    serial: str
+    state: str  # issued | used | voided
+    registered: bool
+    issued_to: str | None
+    branch_code: str | None
+    issued_at: datetime | None
+    issued_by: str | None
+    used_at: datetime | None
+    policy_no: str | None
+    version: int | None
+    used_by: str | None
+    voided_at: datetime | None
+    void_reason: str | None
+    voided_by: str | None
+    voided_by_version: int | None
+    reconciled_at: datetime | None
+    reconciled_by: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class SerialUse:
+    """What ``mark_used`` did: ``status`` is used | unregistered | already | conflict | failed."""
+
+    serial: str
+    status: str
+    held_by: tuple[str, int] | None = None  # for a conflict: the document that holds the serial
+
+
+@dataclass(frozen=True)
+class IssuedRange:
+    first: str
+    last: str
+    count: int
+    adopted: int  # serials documents had already used unregistered, now registered as issued
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    reconciled: tuple[str, ...]
+    already: tuple[str, ...]  # reconciled before: left as they were
+
+
+@dataclass(frozen=True)
+class SerialReport:
+    """Counts for a period and the overdue rate; see ``OVERDUE_DEFINITION``."""
+
+    start: date | None
+    end: date
+    as_of: datetime  # the end of the period, 24:00 China time of ``end``
+    overdue_days: int
+    issued: int
+    used: int
+    voided: int
+    unregistered: int
+    reconciled: int
+    awaiting: int
+    overdue: int
+
+    @property
+    def rate(self) -> Fraction | None:
+        """overdue / (awaiting + reconciled), exact; None when nothing was used or voided."""
+        total = self.awaiting + self.reconciled
+        return Fraction(self.overdue, total) if total else None
+
+    @property
+    def definition(self) -> str:
+        return OVERDUE_DEFINITION.format(days=self.overdue_days)
+
+
+# --- the format -----------------------------------------------------------------------------------
+
+
+def normalise(serial: str) -> str:
+    """Stripped and upper-cased; ``SerialFormatError`` for an empty or over-long serial."""
+    value = (serial or "").strip().upper()
+    if not _ANY.fullmatch(value):
+        raise SerialFormatError(f"a print serial is 1–32 characters, not {len(value)}")
+    return value
+
+
+def parse_serial(serial: str) -> tuple[str, int, int]:
+    """``(prefix, number, width)`` of a serial in the registry's format (see the module docstring)."""
+    value = normalise(serial)
+    match = _SERIAL.fullmatch(value)
+    if match is None:
+        raise SerialFormatError(
+            f"print serial {value} is not a prefix of A–Z, 0–9, '-' followed by digits",
+            hint="e.g. BJ2026-0000123 or 202611010500000123",
+        )
+    return match["prefix"], int(match["digits"]), len(match["digits"])
+
+
+def expand_range(first: str, last: str, *, limit: int = MAX_RANGE) -> list[str]:
+    """Every serial from ``first`` to ``last`` inclusive: same prefix, same zero-padded width."""
+    p1, n1, w1 = parse_serial(first)
+    p2, n2, w2 = parse_serial(last)
+    if (p1, w1) != (p2, w2):
+        raise SerialFormatError(
+            f"{normalise(first)} and {normalise(last)} are not one range",
+            hint="both ends need the same prefix and the same number of digits",
+        )
+    if n2 < n1:
+        raise SerialFormatError(f"the range ends ({normalise(last)}) before it starts ({normalise(first)})")
+    if n2 - n1 + 1 > limit:
+        raise SerialFormatError(f"{n2 - n1 + 1} serials in one range; at most {limit}")
+    return [f"{p1}{n:0{w1}d}" for n in range(n1, n2 + 1)]
+
+
+# --- reads -------------------------------------------------------------------------------------------
+
+
+def _record(row: Any) -> SerialRecord:
+    return SerialRecord(
+        serial=row.serial,
+        state=row.state,
+        registered=bool(row.registered),
+        issued_to=row.issued_to,
+        branch_code=row.branch_code,
+        issued_at=as_utc(row.issued_at),
+        issued_by=row.issued_by,
+        used_at=as_utc(row.used_at),
+        policy_no=row.policy_no,
+        version=row.version,
+        used_by=row.used_by,
+        voided_at=as_utc(row.voided_at),
+        void_reason=row.void_reason,
+        voided_by=row.voided_by,
+        voided_by_version=row.voided_by_version,
+        reconciled_at=as_utc(row.reconciled_at),
+        reconciled_by=row.reconciled_by,
+    )
+
+
+def lookup(index: Index, serial: str) -> SerialRecord | None:
+    """The serial's registry row, or None if the registry has never seen it."""
+    with index.engine.connect() as conn:
+        row = conn.execute(
+            select(s.print_serials).where(s.print_serials.c.serial == normalise(serial))
+        ).first()
+    return None if row is None else _record(row)
+
+
+def row_for_update(conn: Connection, serial: str) -> Any | None:
+    """The serial's row, locked for the rest of ``conn``'s transaction (PostgreSQL; SQLite locks it all)."""
+    return conn.execute(
+        select(s.print_serials).where(s.print_serials.c.serial == serial).with_for_update()
+    ).first()
+
+
+# --- writes ------------------------------------------------------------------------------------------
+
+
+def issue_range(
+    index: Index,
+    *,
+    first: str,
+    last: str,
+    to: str,
+    by: str,
+    branch: str | None = None,
+    at: datetime | None = None,
+) -> IssuedRange:
+    """Register the forms ``first``..``last`` as issued to clerk ``to``, in one transaction with its
+    ledger event. A serial the registry holds as issued already refuses the whole range
+    (``SerialError``); one a document used before it was registered is registered now, state kept."""
+    clerk = (to or "").strip()
+    if not clerk:
+        raise UsageError("say whom the forms are issued to", hint="--to CLERK_ID")
+    if branch is not None and not re.fullmatch(r"[0-9]{6}", branch):
+        raise UsageError(f"branch {branch!r} is not a 6-digit branch code")
+    serials = expand_range(first, last)
+    when = as_utc(at) or datetime.now(UTC)
+    t = s.print_serials
+    with index.engine.begin() as conn:
+        known = {
+            row.serial: row
+            for chunk in _chunks(serials, 500)
+            for row in conn.execute(select(t.c.serial, t.c.registered).where(t.c.serial.in_(chunk)))
+        }
+        taken = sorted(k for k, row in known.items() if row.registered)
+        if taken:
+            shown = ", ".join(taken[:5]) + (" …" if len(taken) > 5 else "")
+            raise SerialError(
+                f"{len(taken)} of these serials are registered already: {shown}",
+                hint="nothing was registered; issue the range without them",
+            )
+        values = {
+            "registered": True,
+            "issued_to": clerk,
+            "branch_code": branch,
+            "issued_at": when,
+            "issued_by": by,
+        }
+        fresh = [x for x in serials if x not in known]
+        for chunk in _chunks(fresh, 500):
+            conn.execute(insert(t), [{"serial": x, "state": ISSUED, **values} for x in chunk])
+        adopted = [x for x in serials if x in known]
+        for chunk in _chunks(adopted, 500):
+            conn.execute(update(t).where(t.c.serial.in_(chunk)).values(**values))
+        index._append(  # the event commits with the rows
+            conn,
+            LedgerEvent(
+                by,
+                "serials.issued",
+                SUBJECT,
+                {
+                    "first": serials[0],
+                    "last": serials[-1],
+                    "count": len(serials),
+                    "to": clerk,
+                    "branch": branch,
+                },
+            ),
+        )
+    return IssuedRange(first=serials[0], last=serials[-1], count=len(serials), adopted=len(adopted))
+
+
+def mark_used(
+    index: Index,
+    *,
+    serial: str | None,
+    policy_no: str,
+    version: int,
+    at: datetime | None = None,
+    by: str | None = None,
+) -> SerialUse | None:
+    """Record that document ``policy_no`` v``version`` was printed on ``serial``. For the batch, after the
+    version's index commit; never refuses the document.
+
+    - issued serial: now used (``status`` "used");
+    - unknown serial: recorded as used, unregistered ("unregistered");
+    - used by this same document already: nothing changes ("already"; a re-run is harmless);
+    - used by another document, or voided: nothing changes, an ``incident.serial_conflict`` ledger event
+      names both documents ("conflict").
+
+    ``serial`` None or blank: None, nothing recorded. If the index fails here, the error is logged and
+    ``status`` is "failed": the document is filed already, and a serial's bookkeeping must not reject it.
+    """
+    if serial is None or not serial.strip():
+        return None
+    value = normalise(serial)
+    when = as_utc(at) or datetime.now(UTC)
+    try:
+        return _mark_used(index, value, policy_no=policy_no, version=version, at=when, by=by)
+    except SQLAlchemyError:
+        logger.exception("serial %s of %s v%d could not be recorded as used", value, policy_no, version)
+        return SerialUse(value, "failed")
+
+
+def _mark_used(
+    index: Index, value: str, *, policy_no: str, version: int, at: datetime, by: str | None
+) -> SerialUse:
+    with index.engine.begin() as conn:
+        use = use_serial(conn, value, policy_no=policy_no, version=version, at=at, by=by)
+        if use.status == "conflict":
+            index._append(  # the incident commits with the check
+                conn,
+                LedgerEvent(
+                    by or "issuance",
+                    "incident.serial_conflict",
+                    policy_no,
+                    {
+                        "serial": value,
+                        "version": version,
+                        "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]}
+                        if use.held_by
+                        else None,
+                    },
+                ),
+            )
+    return use
+
+
+def use_serial(
+    conn: Connection, serial: str, *, policy_no: str, version: int, at: datetime, by: str | None
+) -> SerialUse:
+    """``mark_used``'s change inside a caller's transaction (a reissue uses its new serial this way)."""
+    t = s.print_serials
+    at = as_utc(at)  # SQLite keeps no zone: everything is stored in UTC
+    row = row_for_update(conn, serial)
+    if row is None:
+        conn.execute(
+            insert(t).values(
+                serial=serial,
+                state=USED,
+                registered=False,
+                used_at=at,
+                policy_no=policy_no,
+                version=version,
+                used_by=by,
+            )
+        )
+        return SerialUse(serial, "unregistered")
+    if row.state == ISSUED:
+        conn.execute(
+            update(t)
+            .where(t.c.serial == serial)
+            .values(state=USED, used_at=at, policy_no=policy_no, version=version, used_by=by)
+        )
+        return SerialUse(serial, "used")
+    if row.policy_no == policy_no and row.version == version and row.state == USED:
+        return SerialUse(serial, "already")
+    return SerialUse(serial, "conflict", held_by=(row.policy_no, row.version) if row.policy_no else None)
+
+
+def void_serial(
+    conn: Connection,
+    serial: str,
+    *,
+    policy_no: str,
+    used_version: int,
+    used_at: datetime,
+    by_version: int,
+    reason: str,
+    at: datetime,
+    by: str,
+) -> None:
+    """Void ``serial`` inside a caller's transaction (a reissue voids the policy's old form). A serial
+    the registry never saw (issued before the registry, or by a batch that did not record it) is entered
+    as used by ``policy_no`` v``used_version`` at ``used_at`` (when that version was filed), unregistered,
+    and voided."""
+    t = s.print_serials
+    at = as_utc(at)
+    values = {
+        "state": VOIDED,
+        "voided_at": at,
+        "void_reason": reason,
+        "voided_by": by,
+        "voided_by_version": by_version,
+    }
+    if row_for_update(conn, serial) is None:
+        conn.execute(
+            insert(t).values(
+                serial=serial,
+                registered=False,
+                used_at=as_utc(used_at),
+                policy_no=policy_no,
+                version=used_version,
+                **values,
+            )
+        )
+    else:
+        conn.execute(update(t).where(t.c.serial == serial).values(**values))
+
+
+def reconcile(index: Index, serials: Iterable[str], *, by: str, at: datetime | None = None) -> Reconciled:
+    """Reconcile (核销) used or voided serials, all or none, with one ledger event.
+
+    ``SerialError`` (nothing changed) if any is unknown or still only issued. Serials reconciled before
+    are left as they were and reported in ``already``.
+    """
+    wanted = list(dict.fromkeys(normalise(x) for x in serials))
+    if not wanted:
+        raise UsageError("name the serials to reconcile")
+    when = as_utc(at) or datetime.now(UTC)
+    t = s.print_serials
+    with index.engine.begin() as conn:
+        rows = {
+            row.serial: row
+            for chunk in _chunks(wanted, 500)
+            for row in conn.execute(select(t).where(t.c.serial.in_(chunk)).with_for_update())
+        }
+        unknown = [x for x in wanted if x not in rows]
+        blank = [x for x in wanted if x in rows and rows[x].state == ISSUED]
+        if unknown or blank:
+            problems = []
+            if unknown:
+                problems.append("not in the registry: " + ", ".join(unknown[:5]))
+            if blank:
+                problems.append("issued but neither used nor voided: " + ", ".join(blank[:5]))
+            raise SerialError("; ".join(problems), hint="nothing was reconciled")
+        already = tuple(x for x in wanted if rows[x].reconciled_at is not None)
+        todo = [x for x in wanted if rows[x].reconciled_at is None]
+        for chunk in _chunks(todo, 500):
+            conn.execute(update(t).where(t.c.serial.in_(chunk)).values(reconciled_at=when, reconciled_by=by))
+        if todo:
+            index._append(
+                conn,
+                LedgerEvent(by, "serials.reconciled", SUBJECT, {"count": len(todo), "serials": todo}),
+            )
+    return Reconciled(reconciled=tuple(todo), already=already)
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+
+def report(
+    index: Index,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    overdue_days: int = DEFAULT_OVERDUE_DAYS,
+    today: date | None = None,
+) -> SerialReport:
+    """Counts for the China-time dates ``start``..``end`` (inclusive; no ``start``: since the beginning;
+    no ``end``: ``today``) and the overdue rate, exactly as ``OVERDUE_DEFINITION`` says:
+
+    - issued, used, voided, unregistered: serials whose issue, use, void, or unregistered use falls in
+      the period;
+    - the rate's population: serials used or voided in the period, dated by the earlier of the two;
+    - reconciled: of those, reconciled before the end of the period (a later reconciliation does not
+      change a past period's report); awaiting: the others;
+    - overdue: awaiting, and used or voided before ``end − overdue_days`` (24:00 of ``end`` minus the days).
+    """
+    if overdue_days < 0:
+        raise UsageError("--overdue-days must not be negative")
+    end = end or today or datetime.now(CHINA).date()
+    if start is not None and start > end:
+        raise UsageError(f"the period starts ({start}) after it ends ({end})")
+    as_of = datetime.combine(end + timedelta(days=1), time(), CHINA).astimezone(UTC)
+    lo = datetime.combine(start, time(), CHINA).astimezone(UTC) if start else None
+    cutoff = as_of - timedelta(days=overdue_days)
+    t = s.print_serials
+
+    def within(column: Any) -> Any:
+        conditions = [column < as_of]
+        if lo is not None:
+            conditions.append(column >= lo)
+        return and_(*conditions)
+
+    def count_if(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    disposed = func.coalesce(t.c.used_at, t.c.voided_at)
+    reconciled = and_(t.c.reconciled_at.is_not(None), t.c.reconciled_at < as_of)
+    awaiting = or_(t.c.reconciled_at.is_(None), t.c.reconciled_at >= as_of)
+    with index.engine.connect() as conn:
+        counts = conn.execute(
+            select(
+                count_if(and_(t.c.registered.is_(True), within(t.c.issued_at))),
+                count_if(within(t.c.used_at)),
+                count_if(within(t.c.voided_at)),
+                count_if(and_(t.c.registered.is_(False), within(t.c.used_at))),
+            )
+        ).one()
+        population = conn.execute(
+            select(
+                count_if(reconciled), count_if(awaiting), count_if(and_(awaiting, disposed < cutoff))
+            ).where(within(disposed))
+        ).one()
+    return SerialReport(
+        start=start,
+        end=end,
+        as_of=as_of,
+        overdue_days=overdue_days,
+        issued=int(counts[0]),
+        used=int(counts[1]),
+        voided=int(counts[2]),
+        unregistered=int(counts[3]),
+        reconciled=int(population[0]),
+        awaiting=int(population[1]),
+        overdue=int(population[2]),
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
