@@ -104,9 +104,15 @@ def key_prefix(policy: Policy) -> str:
     return f"{policy.branch.code}/{approved:%Y}/{approved:%m}/{policy.policy_no}"
 
 
+# Hex digits spelled as letters: a run of hex digits can look like a mobile number (1[3-9] + 9 digits)
+# and keys must carry nothing shaped like personal data, so the digest in a part's name has no digits.
+_DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def _part_key(folder: str, part: Part) -> str:
+    """``{folder}/{stem}-{first 12 hex digits of the SHA-256, digits spelled g–p}.{suffix}``."""
     stem, _, suffix = part.name.rpartition(".")
-    return f"{folder}/{stem}-{part.sha256[:12]}.{suffix}"
+    return f"{folder}/{stem}-{part.sha256[:12].translate(_DIGITS_AS_LETTERS)}.{suffix}"
 
 
 def _policy_facts(policy: Policy, *, issued_at: datetime, prefix: str, retain_until: datetime) -> PolicyFacts:

@@ -101,7 +101,7 @@ def test_every_record_ends_in_one_outcome_and_versions_are_immutable(local_archi
     # keys carry no personal data: branch/yyyy/mm/policy_no/v{n}-{kind}/…
     for key in _objects(local_archive):
         assert re.fullmatch(
-            r"\d{6}/\d{4}/\d{2}/[A-Z0-9]+/v\d+-(issue|endorsement)/[a-z]+(-[0-9a-f]{12})?\.(pdf|json)", key
+            r"\d{6}/\d{4}/\d{2}/[A-Z0-9]+/v\d+-(issue|endorsement)/[a-z]+(-[a-p]{12})?\.(pdf|json)", key
         )
     assert index.verify_ledger() == []
 
@@ -364,3 +364,17 @@ def parse_policy(batch: Path):
     from pipeline.records import parse_record
 
     return parse_record(_raw(batch).data)[0]
+
+
+def test_part_names_never_look_like_a_phone_number():
+    """A digest like …13812345678… must not put a mobile-number shape into an object key."""
+    from archive.store import check_key
+    from pipeline.bundle import Part
+    from pipeline.filing import _part_key
+
+    class Fixed(Part):
+        sha256 = "a13812345678" + "0" * 52
+
+    key = _part_key("110105/2026/12/PAC20261201000001/v1-issue", Fixed("customer.pdf", b""))
+    check_key(key)  # raises UnsafeKey for a phone- or ID-shaped run
+    assert key.endswith("/customer-ahjohijklmno.pdf")

@@ -1,0 +1,198 @@
+"""The archive's sanity checker (``issuance audit --orphans``), after paperless-ngx's: store against index.
+
+It walks the store's listing once and the index's rows once, and reports each finding per object as an
+error or a warning:
+
+- **error, missing object**: an index row (a document version's customer copy, archive copy or manifest,
+  a reissue's marked copy) names a key the store does not hold;
+- **error, size or checksum mismatch**: the store lists the object with another size than the index
+  records, or the store's own recorded SHA-256 (its metadata: ``LocalStore``'s sidecar, ``head`` on S3)
+  differs from the index's. The bytes themselves are hashed by ``issuance verify`` and the audit's
+  ``object_hashes`` check, not here: this pass must stay cheap on a whole archive;
+- **error, version gap**: a policy row whose current version is not its highest document version;
+- **warning, orphan object**: an object no index row claims. Left by an interrupted write (parts
+  uploaded, no manifest) or an uploaded version whose index commit never happened (its manifest: a
+  re-run of the batch adopts it). The archive never deletes inside retention, so these stay, reported;
+- **warning, unrecorded audit report**: a file under ``audits/{id}/`` without an ``audit.completed``
+  ledger event for that id.
+
+Claimed are: the ``documents`` table's keys (customer, bundle, manifest of every version), the
+``reissues`` table's copies, and the reports of recorded audits under ``audits/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from archive import schema as s
+from archive.index import Index
+from archive.store import ObjectInfo, ObjectStore
+
+ERROR, WARNING = "error", "warning"
+AUDIT_PREFIX = "audits/"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the sanity checker found, about one object or one index row."""
+
+    level: str  # error | warning
+    kind: str  # missing_object | size_mismatch | checksum_mismatch | version_gap | orphan_object | …
+    key: str | None
+    policy_no: str | None
+    message: str
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "level": self.level,
+            "kind": self.kind,
+            "key": self.key,
+            "policy_no": self.policy_no,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class _Claim:
+    key: str
+    policy_no: str | None
+    what: str
+    sha256: str | None
+    size: int | None
+
+
+def _claims(index: Index) -> list[_Claim]:
+    d = s.documents
+    claims: list[_Claim] = []
+    with index.engine.connect() as conn:
+        for r in conn.execute(select(d).order_by(d.c.policy_no, d.c.version)):
+            label = f"v{r.version} ({r.kind})"
+            claims.append(
+                _Claim(
+                    r.customer_key, r.policy_no, f"{label} customer copy", r.customer_sha256, r.customer_size
+                )
+            )
+            claims.append(
+                _Claim(r.bundle_key, r.policy_no, f"{label} archive copy", r.bundle_sha256, r.bundle_size)
+            )
+            claims.append(
+                _Claim(r.manifest_key, r.policy_no, f"{label} manifest", r.manifest_sha256, r.manifest_size)
+            )
+        reissues = s.metadata.tables.get("reissues")
+        if reissues is not None:
+            for r in conn.execute(select(reissues)):
+                claims.append(
+                    _Claim(r.copy_key, r.policy_no, f"v{r.version} reissued copy", r.copy_sha256, r.copy_size)
+                )
+    return claims
+
+
+def _recorded_audits(index: Index) -> set[str]:
+    led = s.ledger
+    with index.engine.connect() as conn:
+        return set(conn.execute(select(led.c.subject).where(led.c.action == "audit.completed")).scalars())
+
+
+def _version_gaps(index: Index) -> list[Finding]:
+    p, d = s.policies, s.documents
+    newest = select(d.c.policy_no, func.max(d.c.version).label("top")).group_by(d.c.policy_no).subquery()
+    query = select(p.c.policy_no, p.c.current_version, newest.c.top).join(
+        newest, newest.c.policy_no == p.c.policy_no, isouter=True
+    )
+    out = []
+    with index.engine.connect() as conn:
+        for r in conn.execute(query):
+            if r.top != r.current_version:
+                out.append(
+                    Finding(
+                        ERROR,
+                        "version_gap",
+                        None,
+                        r.policy_no,
+                        f"the policy row says version {r.current_version}, "
+                        f"its documents go to {r.top or 'none'}",
+                    )
+                )
+    return out
+
+
+def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
+    """Every finding, errors first, then by key."""
+    listed: dict[str, ObjectInfo] = {info.key: info for info in store.list("")}
+    findings: list[Finding] = []
+    claimed: set[str] = set()
+    for claim in _claims(index):
+        claimed.add(claim.key)
+        info = listed.get(claim.key)
+        if info is None:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "missing_object",
+                    claim.key,
+                    claim.policy_no,
+                    f"{claim.what}: the store does not hold it",
+                )
+            )
+            continue
+        if claim.size is not None and info.size != claim.size:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "size_mismatch",
+                    claim.key,
+                    claim.policy_no,
+                    f"{claim.what}: {info.size:,} bytes in the store, {claim.size:,} in the index",
+                )
+            )
+        if info.sha256 is not None and claim.sha256 is not None and info.sha256 != claim.sha256:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "checksum_mismatch",
+                    claim.key,
+                    claim.policy_no,
+                    f"{claim.what}: the store records SHA-256 {info.sha256[:12]}…, "
+                    f"the index {claim.sha256[:12]}…",
+                )
+            )
+    findings += _version_gaps(index)
+    audits = _recorded_audits(index)
+    for key in sorted(set(listed) - claimed):
+        if key.startswith(AUDIT_PREFIX):
+            audit_id = key[len(AUDIT_PREFIX) :].split("/", 1)[0]
+            if audit_id not in audits:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        "unrecorded_audit",
+                        key,
+                        None,
+                        f"audit {audit_id} has no audit.completed ledger event "
+                        "(an audit that did not finish)",
+                    )
+                )
+            continue
+        policy_no = _policy_of(key)
+        if key.rsplit("/", 1)[-1].startswith("manifest"):
+            message = (
+                "a manifest no index row records (a crash before the index commit): "
+                "re-run its batch to adopt it"
+            )
+        else:
+            message = (
+                "no index row claims it (left by an interrupted write; kept, as the archive never deletes)"
+            )
+        findings.append(Finding(WARNING, "orphan_object", key, policy_no, message))
+    findings.sort(key=lambda f: (f.level != ERROR, f.key or "", f.policy_no or "", f.kind))
+    return tuple(findings)
+
+
+def _policy_of(key: str) -> str | None:
+    """The policy number in a ``{branch}/{yyyy}/{mm}/{policy_no}/v{n}-{kind}/…`` key, if it has that shape."""
+    parts = key.split("/")
+    if len(parts) >= 6 and parts[4][:1] == "v":
+        return parts[3]
+    return None

@@ -1,0 +1,494 @@
+"""Audits on a real archive: the bundled sample batch filed with real LibreOffice and real seals.
+
+Each check passes on the clean archive and fails on a defect planted the way it would happen: bytes
+changed behind the store's back, a ledger row edited in the database, a policy filed without an image,
+and — tested on the check functions directly, with doctored PDFs — a clause page missing, a strip gone,
+a seal of another version, an ID number in the metadata, JavaScript, an attachment, encryption.
+Seals are found at 75 dpi here (enough for these seals, and twice as fast as the default 150).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+from pypdf.actions import JavaScript
+from pypdf.generic import ArrayObject, NameObject
+from sqlalchemy import insert, select, update
+
+from archive import schema as s
+from archive.audit import (
+    AuditRequest,
+    LotCriteria,
+    lot_findings,
+    recorded_audit,
+    redraw,
+    run_audit,
+    sanity_check,
+)
+from archive.audit.checks import (
+    ARCHIVE_ITEM,
+    CHECKS,
+    EXEMPTION_ITEM,
+    Auditor,
+    SealedDocument,
+    active_content,
+    clause_check,
+    metadata_findings,
+    outline,
+    page_texts,
+    schedule_text_check,
+    seal_checks,
+)
+from archive.audit.report import report_key
+from archive.audit.sampling import select_lot
+from archive.index import Index
+from archive.store import LocalStore, sha256_hex
+from bench.synth import make_batch
+from pipeline.cli import main
+from pipeline.documents import DocumentMaker
+from pipeline.filing import Filing, run_batch
+from stamps import load_seal_registry, stamp_pdf
+from tests.conftest import REPO
+
+KEY = b"audit-test-hmac-key-0123456789ab"
+DPI = 75
+SAMPLE = REPO / "examples" / "sample-batch" / "batch.jsonl"
+BEIJING = "PHP20261023026000002"  # 110105: sealed with beijing-policy v2; schedule + 2 clauses, 11 pages
+PA_TWO_CLAUSES = "PPA20260804026000006"  # schedule + 个人意外伤害保险条款 (5) + 附加…医疗保险条款 (4)
+ENDORSED = "PAC20260705026000001"  # two versions: issue and endorsement
+CHENGDU = ("PPA20260127026000003", PA_TWO_CLAUSES)  # branch 510107: a lot of two
+
+
+@pytest.fixture(scope="module")
+def sealing_maker(registry, pool, tmp_path_factory):
+    return DocumentMaker(
+        registry=registry,
+        converter=pool,
+        cache_dir=tmp_path_factory.mktemp("audit-cache"),
+        seals=load_seal_registry(),
+    )
+
+
+@pytest.fixture(scope="module")
+def template(sealing_maker, tmp_path_factory) -> Path:
+    """The sample batch filed once (6 policies, 1 endorsement); tests work on copies of it."""
+    root = tmp_path_factory.mktemp("audit-template")
+    index = Index.open(f"sqlite:///{root / 'index.sqlite'}", hmac_key=KEY)
+    filing = Filing(store=LocalStore(root / "archive"), index=index, maker=sealing_maker, operator="tester")
+    report = run_batch(SAMPLE, filing=filing, workers=3)
+    assert report.counts()["archived"] == 7
+    index.close()
+    return root
+
+
+@dataclass(frozen=True)
+class Archived:
+    root: Path
+    store: LocalStore
+    index: Index
+    auditor: Auditor
+
+
+@pytest.fixture
+def archive(template, tmp_path, registry):
+    root = tmp_path / "copy"
+    shutil.copytree(template, root)
+    store = LocalStore(root / "archive")
+    index = Index.open(f"sqlite:///{root / 'index.sqlite'}", hmac_key=KEY)
+    auditor = Auditor(
+        store=store,
+        index=index,
+        products=registry,
+        seals=load_seal_registry(),
+        seal_dpi=DPI,
+        thumbnail_width=48,
+    )
+    yield Archived(root, store, index, auditor)
+    index.close()
+
+
+def _customer(archive: Archived, policy_no: str) -> bytes:
+    newest = archive.index.versions(policy_no)[-1]
+    return archive.store.get(newest.customer_key, sha256=newest.customer_sha256)
+
+
+def _flip_one_byte(archive: Archived, key: str) -> None:
+    path = archive.store.root / key
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _rewrite(pdf: bytes, change) -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(BytesIO(pdf)))
+    change(writer)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _failed(result) -> set[str]:
+    return set(result.failed)
+
+
+# --- the clean archive -------------------------------------------------------------------------------
+
+
+def test_every_check_passes_on_the_clean_archive(archive):
+    with archive.index.engine.connect() as conn:
+        policies = list(conn.execute(select(s.policies.c.policy_no)).scalars())
+    results = archive.auditor.check_many(policies, workers=2)
+    assert len(results) == 6
+    for result in results:
+        assert not result.defective, (result.policy_no, [c for c in result.checks if not c.passed])
+        assert [c.name for c in result.checks] == list(CHECKS)
+        assert all(c.evidence for c in result.checks)
+        assert result.score == result.max_score == 20
+        assert result.thumbnails and all(t.png.startswith(b"\x89PNG") for t in result.thumbnails)
+    endorsed = next(r for r in results if r.policy_no == ENDORSED)
+    assert endorsed.versions == 2
+    assert any("批单 EAC" in line for line in endorsed.check("company_seal").evidence)
+    beijing = next(r for r in results if r.policy_no == BEIJING)
+    assert any("beijing-policy@v2" in line for line in beijing.check("cross_page_seal").evidence)
+    assert archive.auditor.ledger_problems() == []
+    assert sanity_check(archive.store, archive.index) == ()
+
+
+# --- defects planted in the archive ------------------------------------------------------------------
+
+
+def test_an_object_altered_by_one_byte_fails_the_hash_check(archive):
+    (version,) = archive.index.versions(BEIJING)
+    _flip_one_byte(archive, version.bundle_key)
+    result = archive.auditor.check_policy(BEIJING)
+    assert "object_hashes" in _failed(result)
+    hashes = result.check("object_hashes")
+    assert any("does not match its SHA-256" in line for line in hashes.evidence)
+    # what rests on the customer copy and the ledger still holds
+    assert {"ledger_chain", "company_seal", "cross_page_seal", "clauses_match", "schedule_text"}.isdisjoint(
+        _failed(result)
+    )
+    assert dict((i.item, i.points) for i in result.scores)[ARCHIVE_ITEM] == 0
+
+
+def test_a_broken_ledger_link_fails_the_ledger_check(archive):
+    ledger = s.ledger
+    with archive.index.engine.begin() as conn:
+        seq = conn.execute(select(ledger.c.seq).where(ledger.c.subject == BEIJING)).scalar_one()
+        conn.execute(update(ledger).where(ledger.c.seq == seq).values(prev_hash="1" * 64))
+    result = archive.auditor.check_policy(BEIJING)
+    assert _failed(result) == {"ledger_chain"}
+    evidence = " ".join(result.check("ledger_chain").evidence)
+    assert f"event {seq} (policy.archived) does not link to event {seq - 1}" in evidence
+    assert archive.auditor.ledger_problems()  # the whole chain is broken too: a lot-level finding
+    assert not archive.auditor.check_policy(PA_TWO_CLAUSES).defective  # other policies' events are intact
+
+
+def test_a_missing_image_fails_the_image_check_and_the_scores(archive, sealing_maker, tmp_path):
+    batch = make_batch(tmp_path / "late", 1, seed=31, images_per_record=1)  # AUTO-COMM needs four kinds
+    filing = Filing(store=archive.store, index=archive.index, maker=sealing_maker, operator="tester")
+    assert run_batch(batch, filing=filing, workers=1).counts()["archived"] == 1
+    record = json.loads(batch.read_text(encoding="utf-8"))
+    result = archive.auditor.check_policy(record["policy_no"])
+    assert _failed(result) == {"required_images"}
+    assert any(line.startswith("missing ") for line in result.check("required_images").evidence)
+    scores = {i.item: i.points for i in result.scores}
+    has_notice = any(image["kind"] == "exemption_notice" for image in record["images"])
+    assert scores == {EXEMPTION_ITEM: 10 if has_notice else 0, ARCHIVE_ITEM: 0}
+
+
+def test_a_swapped_pdf_is_caught_by_its_hashes(archive):
+    """Behind the store's back, the customer copy loses a clause page and the index is fixed up to the
+    new bytes: the manifest (and the ledger event that pins it) still name the original."""
+    (version,) = archive.index.versions(PA_TWO_CLAUSES)
+    doctored = _rewrite(_customer(archive, PA_TWO_CLAUSES), lambda w: w.remove_page(3))
+    path = archive.store.root / version.customer_key
+    os.chmod(path, 0o644)
+    path.write_bytes(doctored)
+    with archive.index.engine.begin() as conn:
+        conn.execute(
+            update(s.documents)
+            .where(s.documents.c.policy_no == PA_TWO_CLAUSES)
+            .values(customer_sha256=sha256_hex(doctored), customer_size=len(doctored), customer_pages=9)
+        )
+    result = archive.auditor.check_policy(PA_TWO_CLAUSES)
+    assert {"object_hashes", "clauses_match", "company_seal", "cross_page_seal"} <= _failed(result)
+    assert "ledger_chain" not in _failed(result)
+
+
+# --- defects in doctored PDFs, on the check functions directly ----------------------------------------
+
+
+def test_a_missing_clause_page_fails_the_clause_check(archive, registry):
+    customer = _customer(archive, PA_TWO_CLAUSES)
+    expected = ["PA-ACC-MAIN", "PA-ACC-MED"]
+
+    def check(pdf: bytes, pages: int):
+        return clause_check(
+            page_texts(pdf),
+            policy_pages=pages,
+            bookmarks=outline(PdfReader(BytesIO(pdf))),
+            expected=expected,
+            registry=registry,
+        )
+
+    clean = check(customer, 10)
+    assert clean.passed, clean.evidence
+    missing = check(_rewrite(customer, lambda w: w.remove_page(3)), 9)  # 个人意外伤害保险条款 page 3 of 5
+    assert not missing.passed
+    assert "个人意外伤害保险条款 (pages 2–5) is incomplete: page(s) 3 of 5 missing" in missing.evidence
+    whole_clause = check(_rewrite(customer, lambda w: [w.remove_page(6) for _ in range(4)]), 6)
+    assert not whole_clause.passed
+    assert any("attached clauses are 个人意外伤害保险条款;" in line for line in whole_clause.evidence)
+    listed_other = clause_check(
+        page_texts(customer),
+        policy_pages=10,
+        bookmarks=outline(PdfReader(BytesIO(customer))),
+        expected=["PA-ACC-MAIN"],
+        registry=registry,
+    )
+    assert not listed_other.passed  # the schedule lists two clauses, the record one
+
+
+def test_a_strip_removed_from_one_page_fails_the_cross_page_check(archive):
+    seal = load_seal_registry().get("beijing-policy", 2)
+    customer = _customer(archive, BEIJING)
+
+    def drop_strip(writer: PdfWriter) -> None:
+        page = writer.pages[4]
+        contents = page[NameObject("/Contents")]
+        page[NameObject("/Contents")] = ArrayObject(list(contents)[:-1])  # the stamp is the last stream
+
+    doc = [SealedDocument("保单", 0, 11, seal.ref, seal, "policy", 1)]
+    clean = seal_checks(customer, documents=doc, dpi=DPI)
+    assert clean.company.passed and clean.cross_page.passed
+    found = seal_checks(_rewrite(customer, drop_strip), documents=doc, dpi=DPI)
+    assert found.company.passed and not found.cross_page.passed
+    assert any(line.startswith("保单 (pages 1–11): page 5:") for line in found.cross_page.evidence)
+
+
+def test_a_seal_of_another_version_fails_both_seal_checks(archive):
+    seals = load_seal_registry()
+    v1, v2 = seals.get("beijing-policy", 1), seals.get("beijing-policy", 2)
+    sealed_v2 = _customer(archive, BEIJING)
+
+    def check(pdf: bytes, recorded):
+        return seal_checks(
+            pdf, documents=[SealedDocument("保单", 0, 11, recorded.ref, recorded, "policy", 1)], dpi=DPI
+        )
+
+    # the manifest says v1, the PDF carries v2
+    wrong = check(sealed_v2, v1)
+    assert not wrong.company.passed and not wrong.cross_page.passed
+    # and the other way round: the unsealed document is the sealed one's prefix (an incremental update)
+    unsealed = sealed_v2[: sealed_v2.index(b"%%EOF") + len(b"%%EOF\n")]
+    assert PdfReader(BytesIO(unsealed)).pages and len(PdfReader(BytesIO(unsealed)).pages) == 11
+    sealed_v1 = stamp_pdf(
+        unsealed, seal=v1, anchor="保险人（盖章）", anchor_pages=range(1), cross_page=True
+    ).pdf
+    assert check(sealed_v1, v1).cross_page.passed
+    other_way = check(sealed_v1, v2)
+    assert not other_way.company.passed and not other_way.cross_page.passed
+    # a seal the registry does not hold fails with that reason
+    unknown = seal_checks(sealed_v2, documents=[SealedDocument("保单", 0, 11, "gone@v9", None)], dpi=DPI)
+    assert not unknown.company.passed and "not in the seal registry" in unknown.company.evidence[0]
+
+
+def test_personal_data_in_pdf_metadata_fails_the_metadata_check(archive):
+    customer = _customer(archive, BEIJING)
+    assert metadata_findings(customer, names=["阎浩然"]) == []
+    with_id = _rewrite(customer, lambda w: w.add_metadata({"/Author": "110105196205172122"}))
+    assert metadata_findings(with_id, names=[]) == ["/Author holds an ID-number or phone-number shape"]
+    with_phone = _rewrite(customer, lambda w: w.add_metadata({"/Keywords": "联系 13800000541"}))
+    assert metadata_findings(with_phone, names=[])
+    with_name = _rewrite(customer, lambda w: w.add_metadata({"/Title": "阎浩然的保单"}))
+    assert metadata_findings(with_name, names=["阎浩然"]) == ["/Title holds a party's name"]
+
+
+def test_javascript_attachments_and_encryption_fail_the_active_content_check(archive):
+    customer = _customer(archive, BEIJING)
+    assert active_content(customer) == []
+    script = JavaScript("app.alert('x');")
+    assert active_content(_rewrite(customer, lambda w: w.add_open_action(script))) == ["JavaScript"]
+    assert active_content(_rewrite(customer, lambda w: w.add_attachment("a.txt", b"hello"))) == [
+        "an embedded file"
+    ]
+    assert active_content(_rewrite(customer, lambda w: w.encrypt("secret"))) == ["the PDF is encrypted"]
+
+
+def test_the_schedule_text_must_hold_the_record(archive):
+    customer = _customer(archive, BEIJING)
+    (version,) = archive.index.versions(BEIJING)
+    record = json.loads(archive.store.get(version.manifest_key))["record"]
+    texts = page_texts(customer)
+    assert schedule_text_check(texts, schedule_pages=1, record=record).passed
+    changed = dict(record, total_premium="1073.65", insured=dict(record["insured"], name="王五"))
+    result = schedule_text_check(texts, schedule_pages=1, record=changed)
+    assert not result.passed
+    assert "the schedule (pages 1–1) does not show the record's insured name" in result.evidence
+    assert "the schedule (pages 1–1) does not show the record's total premium" in result.evidence
+
+
+def test_print_serial_gaps_and_duplicates_are_lot_findings(archive):
+    policies, registry = s.policies, s.metadata.tables["print_serials"]
+    with archive.index.engine.begin() as conn:
+        for policy_no, serial in (
+            (CHENGDU[0], "BJ2026-0000001"),
+            (CHENGDU[1], "BJ2026-0000005"),
+            (BEIJING, "BJ2026-0000005"),
+        ):
+            conn.execute(
+                update(policies).where(policies.c.policy_no == policy_no).values(print_serial=serial)
+            )
+        conn.execute(insert(registry).values(serial="BJ2026-0000003", state="voided", registered=True))
+    lot = select_lot(archive.index, LotCriteria())
+    findings = lot_findings(archive.index, lot=lot, ledger_problems=["event 9 was altered"])
+    assert [(f.level, f.check) for f in findings] == [
+        ("error", "ledger_chain"),
+        ("warning", "print_serials"),  # the sample's own two 2026440305… serials, far apart
+        ("error", "print_serials"),
+        ("warning", "print_serials"),
+    ]
+    assert findings[2].message == "serial BJ2026-0000005 is printed on more than one policy"
+    assert findings[3].message == (
+        "series BJ2026-: 3 serial(s) in the lot, 1–5: 2 number(s) missing with no record (2, 4); "
+        "1 voided in the serial registry"
+    )
+
+
+# --- the audit: verdict, report, ledger, redraw ------------------------------------------------------------
+
+
+def test_an_audit_reports_archives_itself_and_redraws(archive, tmp_path):
+    request = AuditRequest(criteria=LotCriteria(), level="II", aql="2.5", seed=11)
+    outcome = run_audit(
+        auditor=archive.auditor, request=request, actor="auditor-li", out_dir=tmp_path / "r", workers=2
+    )
+    report = outcome.report
+    assert (report.plan.lot_size, report.plan.code_letter, report.plan.sample_size) == (6, "A", 5)  # arrow: 5
+    assert (report.defects, report.verdict) == (0, "accept")
+    data = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    assert {
+        k: data[k] for k in ("lot_size", "code_letter", "sample_size", "ac", "re", "seed", "verdict")
+    } == {
+        "lot_size": 6,
+        "code_letter": "A",
+        "sample_size": 5,
+        "ac": 0,
+        "re": 1,
+        "seed": 11,
+        "verdict": "accept",
+    }
+    assert [p["policy_no"] for p in data["policies"]] == list(report.sample.policy_nos)
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "接收 ACCEPT" in html and "data:image/png;base64," in html and report.audit_id in html
+    csv_rows = (tmp_path / "r" / "report.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(csv_rows) == 6 and csv_rows[0].startswith("audit_id,policy_no")
+    # archived beside the archive, byte for byte, and recorded in the ledger with the reports' hashes
+    for fmt in ("html", "json", "csv"):
+        stored = archive.store.get(report_key(report.audit_id, fmt))
+        assert stored == (tmp_path / "r" / f"report.{fmt}").read_bytes()
+        assert archive.store.head(report_key(report.audit_id, fmt)).retain_until is not None
+    (event,) = [e for e in archive.index.ledger_entries(subject=report.audit_id)]
+    assert (event.action, event.actor) == ("audit.completed", "auditor-li")
+    assert event.detail["seed"] == 11 and event.detail["n"] == 5 and event.detail["verdict"] == "accept"
+    for fmt, pinned in event.detail["reports"].items():
+        assert pinned["sha256"] == sha256_hex((tmp_path / "r" / f"report.{fmt}").read_bytes())
+    assert archive.index.verify_ledger() == []
+    assert sanity_check(archive.store, archive.index) == ()  # the reports are claimed by the event
+    # anyone can draw the same sample again from the record
+    recorded = recorded_audit(archive.index, archive.store, audit_id=report.audit_id)
+    again = redraw(archive.index, recorded)
+    assert again.same_lot and again.same_sample
+    assert again.drawn.sample.policy_nos == report.sample.policy_nos
+    # without the ledger event, the archived JSON report says the same
+    with archive.index.engine.begin() as conn:
+        conn.execute(s.ledger.delete().where(s.ledger.c.subject == report.audit_id))
+    from_report = recorded_audit(archive.index, archive.store, audit_id=report.audit_id)
+    assert from_report.source == "report" and from_report.request == recorded.request
+    assert redraw(archive.index, from_report).same_sample
+
+
+def test_the_lot_verdict_flips_at_ac_plus_one_defects(archive, registry):
+    request = AuditRequest(criteria=LotCriteria(branch="510107"), seed=3)  # N = 2: A, arrow to 5: 100%
+    clean = run_audit(auditor=archive.auditor, request=request, actor="auditor-li", workers=2).report
+    assert clean.plan.full_inspection and clean.sample.policy_nos == CHENGDU
+    assert (clean.plan.ac, clean.plan.re, clean.defects, clean.verdict) == (0, 1, 0, "accept")
+    (version,) = archive.index.versions(CHENGDU[0])
+    _flip_one_byte(archive, version.bundle_key)
+    auditor = Auditor(
+        store=archive.store, index=archive.index, products=registry, seals=load_seal_registry(), seal_dpi=DPI
+    )
+    dirty = run_audit(auditor=auditor, request=request, actor="auditor-li", workers=2).report
+    assert (dirty.defects, dirty.verdict) == (1, "reject")
+    assert [r.policy_no for r in dirty.results if r.defective] == [CHENGDU[0]]
+
+
+def test_an_audit_on_postgresql(sealing_maker, postgres_server, registry, tmp_path):
+    index = Index.open(postgres_server(), hmac_key=KEY)
+    store = LocalStore(tmp_path / "archive")
+    filing = Filing(store=store, index=index, maker=sealing_maker, operator="tester")
+    assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 7
+    auditor = Auditor(store=store, index=index, products=registry, seals=load_seal_registry(), seal_dpi=DPI)
+    # issued 2026-01-27 and 2026-08-04 (China time): both ends of the range are inclusive
+    criteria = LotCriteria(issued_from=date(2026, 1, 27), issued_to=date(2026, 8, 4), product="PA-ACC")
+    request = AuditRequest(criteria=criteria, seed=9, stratify="branch")
+    report = run_audit(auditor=auditor, request=request, actor="auditor-li", workers=2).report
+    assert report.sample.policy_nos == CHENGDU and report.sample.allocation == {"510107": 2}
+    assert (report.defects, report.verdict) == (0, "accept")
+    again = redraw(index, recorded_audit(index, store, audit_id=report.audit_id))
+    assert again.same_lot and again.same_sample
+    assert sanity_check(store, index) == ()
+    index.close()
+
+
+# --- the command line -------------------------------------------------------------------------------------
+
+
+def test_the_command_line(archive, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ISSUANCE_STORE", archive.store.root.as_uri())
+    monkeypatch.setenv("ISSUANCE_INDEX", f"sqlite:///{archive.root / 'index.sqlite'}")
+    monkeypatch.setenv("ISSUANCE_HMAC_KEY", KEY.decode())
+    common = ["--seal-dpi", str(DPI), "--no-progress", "--workers", "2"]
+
+    code = main(
+        ["audit", "--branch", "510107", "--seed", "5", "-o", str(tmp_path / "rep"), "--by", "li", *common]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "lot N=2; level II, AQL 2.5 -> letter A, n=2, 100% inspection, Ac 0 / Re 1; seed 5" in out
+    audit_id = json.loads((tmp_path / "rep" / "report.json").read_text(encoding="utf-8"))["audit_id"]
+
+    assert main(["audit", "--redraw", audit_id]) == 0
+    out = capsys.readouterr().out
+    assert all(p in out for p in CHENGDU) and "same sample as recorded: 2 policies" in out
+
+    assert main(["verify", CHENGDU[0], *common]) == 0
+    capsys.readouterr()
+
+    # orphans: an object nobody claims (warning), a claimed object gone (error)
+    (version,) = archive.index.versions(CHENGDU[0])
+    stray_key = version.customer_key.rsplit("/", 1)[0] + "/customer-000000000000.pdf"
+    archive.store.put(stray_key, b"%PDF-1.7 stray", sha256=sha256_hex(b"%PDF-1.7 stray"))
+    (archive.store.root / version.bundle_key).unlink()
+    assert main(["audit", "--orphans", "--json"]) == 1
+    findings = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(f["level"], f["kind"], f["key"]) for f in findings] == [
+        ("error", "missing_object", version.bundle_key),
+        ("warning", "orphan_object", stray_key),
+    ]
+    assert findings[0]["policy_no"] == CHENGDU[0]
+
+    assert main(["verify", CHENGDU[0], *common]) == 1
+    out = capsys.readouterr().out
+    assert "defective" in out and "objects_present" in out
