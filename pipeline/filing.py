@@ -162,6 +162,7 @@ class Filing:
         self.maker = maker
         self.registry = maker.registry
         self.operator = operator
+        self.clock = maker.clock  # one split per run: documents and filing stages together
         self._policies: dict[str, Policy] = {}
         self._lock = threading.Lock()
 
@@ -211,6 +212,10 @@ class Filing:
         return result.pdf, [entries[i] for i in sorted(entries)]
 
     def _upload(self, parts: Sequence[tuple[Part, str]], *, retain_until: datetime) -> None:
+        with self.clock.measure("upload"):
+            self._upload_parts(parts, retain_until=retain_until)
+
+    def _upload_parts(self, parts: Sequence[tuple[Part, str]], *, retain_until: datetime) -> None:
         for part, key in parts:
             content_type = "application/json" if part.name.endswith(".json") else "application/pdf"
             self.store.put(
@@ -266,10 +271,12 @@ class Filing:
         adopted = body is not None
         if body is None:
             document = self.maker.policy_pdf(policy)
-            image_pdf, entries = self._images(policy, batch_dir)
+            with self.clock.measure("images"):
+                image_pdf, entries = self._images(policy, batch_dir)
             title = f"{product.name}保险单 {policy.policy_no}"
             customer = Part("customer.pdf", document.pdf, document.pages)
-            bundle_pdf = archive_copy(document.pdf, images=image_pdf, entries=entries, title=title)
+            with self.clock.measure("bundle"):
+                bundle_pdf = archive_copy(document.pdf, images=image_pdf, entries=entries, title=title)
             bundle = Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
             parts = [(customer, _part_key(folder, customer)), (bundle, _part_key(folder, bundle))]
             body_part = manifest(
@@ -307,26 +314,29 @@ class Filing:
             seal_id=(body.get("seal") or {}).get("id"),
             seal_version=(body.get("seal") or {}).get("version"),
         )
-        self.index.archive_policy(
-            facts=_policy_facts(policy, issued_at=issued_at, prefix=prefix, retain_until=retain),
-            version=version,
-            record=RecordFacts(policy.record_id, record_sha, "policy", policy.policy_no, batch_id, raw.line),
-            missing_images=list(body.get("missing_images", missing)),
-            event=LedgerEvent(
-                self.operator,
-                "policy.archived",
-                policy.policy_no,
-                {
-                    "version": 1,
-                    "record_id": policy.record_id,
-                    "batch_id": batch_id,
-                    "clerk": policy.issued_by,
-                    "manifest": manifest_key,
-                    "manifest_sha256": version.manifest.sha256,
-                    "adopted": adopted,
-                },
-            ),
-        )
+        with self.clock.measure("index"):
+            self.index.archive_policy(
+                facts=_policy_facts(policy, issued_at=issued_at, prefix=prefix, retain_until=retain),
+                version=version,
+                record=RecordFacts(
+                    policy.record_id, record_sha, "policy", policy.policy_no, batch_id, raw.line
+                ),
+                missing_images=list(body.get("missing_images", missing)),
+                event=LedgerEvent(
+                    self.operator,
+                    "policy.archived",
+                    policy.policy_no,
+                    {
+                        "version": 1,
+                        "record_id": policy.record_id,
+                        "batch_id": batch_id,
+                        "clerk": policy.issued_by,
+                        "manifest": manifest_key,
+                        "manifest_sha256": version.manifest.sha256,
+                        "adopted": adopted,
+                    },
+                ),
+            )
         if policy.print_serial:
             # the pre-printed form is now used by this document (never fails the policy: see mark_used)
             mark_used(
@@ -378,7 +388,8 @@ class Filing:
                 endorsement_no=endorsement.endorsement_no,
                 title=f"{title}（档案件）",
             )
-            image_pdf, entries = self._images(endorsement, batch_dir)
+            with self.clock.measure("images"):
+                image_pdf, entries = self._images(endorsement, batch_dir)
             if image_pdf:
                 bundle_pdf = add_images(bundle_pdf, images=image_pdf, entries=entries)
             customer = Part("customer.pdf", customer_pdf, page_count(customer_pdf))
@@ -422,27 +433,33 @@ class Filing:
             seal_id=(body.get("seal") or {}).get("id"),
             seal_version=(body.get("seal") or {}).get("version"),
         )
-        self.index.archive_version(
-            version=version,
-            record=RecordFacts(
-                endorsement.record_id, record_sha, "endorsement", endorsement.policy_no, batch_id, raw.line
-            ),
-            event=LedgerEvent(
-                self.operator,
-                "endorsement.archived",
-                endorsement.policy_no,
-                {
-                    "version": n,
-                    "record_id": endorsement.record_id,
-                    "endorsement_no": endorsement.endorsement_no,
-                    "batch_id": batch_id,
-                    "clerk": endorsement.issued_by,
-                    "manifest": manifest_key,
-                    "manifest_sha256": version.manifest.sha256,
-                    "adopted": adopted,
-                },
-            ),
-        )
+        with self.clock.measure("index"):
+            self.index.archive_version(
+                version=version,
+                record=RecordFacts(
+                    endorsement.record_id,
+                    record_sha,
+                    "endorsement",
+                    endorsement.policy_no,
+                    batch_id,
+                    raw.line,
+                ),
+                event=LedgerEvent(
+                    self.operator,
+                    "endorsement.archived",
+                    endorsement.policy_no,
+                    {
+                        "version": n,
+                        "record_id": endorsement.record_id,
+                        "endorsement_no": endorsement.endorsement_no,
+                        "batch_id": batch_id,
+                        "clerk": endorsement.issued_by,
+                        "manifest": manifest_key,
+                        "manifest_sha256": version.manifest.sha256,
+                        "adopted": adopted,
+                    },
+                ),
+            )
         if endorsement.print_serial:
             mark_used(
                 self.index,
@@ -530,32 +547,33 @@ class Filing:
             "manifest.json", json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
         )
         self._upload([(bundle, bundle_key), (body_part, manifest_key)], retain_until=retain)
-        self.index.archive_version(
-            version=VersionFacts(
-                policy_no=policy_no,
-                version=n,
-                kind="supplement",
-                created_at=datetime.fromisoformat(body["created_at"]),
-                customer=customer,
-                bundle=StoredObject(bundle_key, bundle.sha256, bundle.size, bundle.pages),
-                manifest=StoredObject(manifest_key, body_part.sha256, body_part.size),
-                retain_until=retain,
-            ),
-            record=None,
-            event=LedgerEvent(
-                by,
-                "supplement.archived",
-                policy_no,
-                {
-                    "version": n,
-                    "kind": kind,
-                    "files": len(files),
-                    "manifest": manifest_key,
-                    "operator": self.operator,
-                },
-            ),
-            missing_images=missing,
-        )
+        with self.clock.measure("index"):
+            self.index.archive_version(
+                version=VersionFacts(
+                    policy_no=policy_no,
+                    version=n,
+                    kind="supplement",
+                    created_at=datetime.fromisoformat(body["created_at"]),
+                    customer=customer,
+                    bundle=StoredObject(bundle_key, bundle.sha256, bundle.size, bundle.pages),
+                    manifest=StoredObject(manifest_key, body_part.sha256, body_part.size),
+                    retain_until=retain,
+                ),
+                record=None,
+                event=LedgerEvent(
+                    by,
+                    "supplement.archived",
+                    policy_no,
+                    {
+                        "version": n,
+                        "kind": kind,
+                        "files": len(files),
+                        "manifest": manifest_key,
+                        "operator": self.operator,
+                    },
+                ),
+                missing_images=missing,
+            )
         return Filed(n, (bundle_key, manifest_key), False, tuple(missing))
 
 
@@ -717,6 +735,7 @@ class BatchRun:
         if self.fatal:
             raise self.fatal[0]
         self.report.finished_at = datetime.now(CHINA)
+        self.report.extra["stages"] = self.filing.clock.snapshot()
         return self.report
 
 
