@@ -249,6 +249,44 @@ class Filing:
         logger.info("adopting %s, uploaded by an interrupted run", manifest_key)
         return body
 
+    def _publish(
+        self, parts: Sequence[tuple[Part, str]], *, manifest: Part, manifest_key: str, retain_until: datetime
+    ) -> dict[str, Any]:
+        """Upload the parts, then the manifest last (the write order); the manifest's body, as adopted."""
+        self._upload([*parts, (manifest, manifest_key)], retain_until=retain_until)
+        body = json.loads(manifest.data)
+        body["_manifest"] = {"key": manifest_key, "sha256": manifest.sha256, "size": manifest.size}
+        return body
+
+    def _version_facts(
+        self,
+        body: dict[str, Any],
+        *,
+        policy_no: str,
+        retain_until: datetime,
+        record_id: str,
+        batch_id: str | None,
+        endorsement_no: str | None = None,
+    ) -> VersionFacts:
+        """The index's row for a version, from its manifest (freshly uploaded or adopted)."""
+        seal = body.get("seal") or {}
+        manifest = body["_manifest"]
+        return VersionFacts(
+            policy_no=policy_no,
+            version=body["version"],
+            kind=body["kind"],
+            created_at=datetime.fromisoformat(body["created_at"]),
+            customer=self._stored(body, "customer.pdf"),
+            bundle=self._stored(body, "bundle.pdf"),
+            manifest=StoredObject(manifest["key"], manifest["sha256"], manifest["size"]),
+            retain_until=retain_until,
+            record_id=record_id,
+            endorsement_no=endorsement_no,
+            batch_id=batch_id,
+            seal_id=seal.get("id"),
+            seal_version=seal.get("version"),
+        )
+
     @staticmethod
     def _stored(body: dict[str, Any], name: str) -> StoredObject:
         part = next(p for p in body["parts"] if p["name"] == name)
@@ -295,24 +333,13 @@ class Filing:
                 created_at=datetime.now(UTC),
                 missing_images=missing,
             )
-            self._upload([*parts, (body_part, manifest_key)], retain_until=retain)
-            body = json.loads(body_part.data)
-            body["_manifest"] = {"key": manifest_key, "sha256": body_part.sha256, "size": body_part.size}
-        version = VersionFacts(
+            body = self._publish(parts, manifest=body_part, manifest_key=manifest_key, retain_until=retain)
+        version = self._version_facts(
+            body,
             policy_no=policy.policy_no,
-            version=1,
-            kind="issue",
-            created_at=datetime.fromisoformat(body["created_at"]),
-            customer=self._stored(body, "customer.pdf"),
-            bundle=self._stored(body, "bundle.pdf"),
-            manifest=StoredObject(
-                body["_manifest"]["key"], body["_manifest"]["sha256"], body["_manifest"]["size"]
-            ),
             retain_until=retain,
             record_id=policy.record_id,
             batch_id=batch_id,
-            seal_id=(body.get("seal") or {}).get("id"),
-            seal_version=(body.get("seal") or {}).get("version"),
         )
         with self.clock.measure("index"):
             self.index.archive_policy(
@@ -413,25 +440,14 @@ class Filing:
                 previous={"version": str(previous.version), "manifest": previous.manifest_key},
                 extra={"endorsement_no": endorsement.endorsement_no},
             )
-            self._upload([*parts, (body_part, manifest_key)], retain_until=retain)
-            body = json.loads(body_part.data)
-            body["_manifest"] = {"key": manifest_key, "sha256": body_part.sha256, "size": body_part.size}
-        version = VersionFacts(
+            body = self._publish(parts, manifest=body_part, manifest_key=manifest_key, retain_until=retain)
+        version = self._version_facts(
+            body,
             policy_no=endorsement.policy_no,
-            version=n,
-            kind="endorsement",
-            created_at=datetime.fromisoformat(body["created_at"]),
-            customer=self._stored(body, "customer.pdf"),
-            bundle=self._stored(body, "bundle.pdf"),
-            manifest=StoredObject(
-                body["_manifest"]["key"], body["_manifest"]["sha256"], body["_manifest"]["size"]
-            ),
             retain_until=retain,
             record_id=endorsement.record_id,
-            endorsement_no=endorsement.endorsement_no,
             batch_id=batch_id,
-            seal_id=(body.get("seal") or {}).get("id"),
-            seal_version=(body.get("seal") or {}).get("version"),
+            endorsement_no=endorsement.endorsement_no,
         )
         with self.clock.measure("index"):
             self.index.archive_version(
