@@ -5,6 +5,7 @@ What it promises:
 - One transaction per archived version: the policy row (or its update), its parties, the document
   version, the record row that makes re-runs idempotent, and the ledger event commit together or not at
   all (DESIGN.md invariant 3: the index row and the ledger event are one step here, which is stricter).
+  ``archive_policies`` puts several new policies in one transaction, all or nothing, for throughput.
 - Raw ID numbers never reach the database: ``identity()`` turns one into an HMAC-SHA256 with the
   centre's secret key (exact lookup) and ``mask_id`` into a display form. Phones and addresses are not
   stored.
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 GENESIS = "0" * 64
+_LEDGER_HEAD_FOR_UPDATE = (
+    select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
+)
 
 
 class IndexConflict(IssuanceError):
@@ -124,6 +128,17 @@ class LedgerEvent:
     action: str
     subject: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewPolicy:
+    """Version 1 of a new policy, as ``archive_policies`` takes it: what ``archive_policy`` takes."""
+
+    facts: PolicyFacts
+    version: VersionFacts
+    record: RecordFacts
+    missing_images: Sequence[str]
+    event: LedgerEvent
 
 
 @dataclass(frozen=True)
@@ -297,18 +312,35 @@ class Index:
 
     @_database_errors
     def record(self, record_id: str) -> RecordFacts | None:
+        return self.records([record_id]).get(record_id)
+
+    @_database_errors
+    def records(self, record_ids: Sequence[str]) -> dict[str, RecordFacts]:
+        """``record`` for many record ids at once (one query): the ones indexed, by id."""
+        if not record_ids:
+            return {}
         with self.engine.connect() as conn:
-            row = conn.execute(select(s.records).where(s.records.c.record_id == record_id)).first()
-        if row is None:
-            return None
-        return RecordFacts(
-            record_id=row.record_id,
-            content_sha256=row.content_sha256,
-            kind=row.kind,
-            policy_no=row.policy_no,
-            batch_id=row.batch_id,
-            line=row.line,
-        )
+            rows = conn.execute(select(s.records).where(s.records.c.record_id.in_(sorted(set(record_ids)))))
+            return {
+                row.record_id: RecordFacts(
+                    record_id=row.record_id,
+                    content_sha256=row.content_sha256,
+                    kind=row.kind,
+                    policy_no=row.policy_no,
+                    batch_id=row.batch_id,
+                    line=row.line,
+                )
+                for row in rows
+            }
+
+    @_database_errors
+    def indexed_policies(self, policy_nos: Sequence[str]) -> set[str]:
+        """Which of ``policy_nos`` the index holds (one query)."""
+        if not policy_nos:
+            return set()
+        with self.engine.connect() as conn:
+            column = s.policies.c.policy_no
+            return set(conn.scalars(select(column).where(column.in_(sorted(set(policy_nos))))))
 
     @_database_errors
     def policy_row(self, policy_no: str) -> Any | None:
@@ -397,57 +429,60 @@ class Index:
         event: LedgerEvent,
     ) -> LedgerEntry:
         """Version 1 of a new policy, in one transaction. ``IndexConflict`` if another writer won."""
+        (entry,) = self.archive_policies([NewPolicy(facts, version, record, missing_images, event)])
+        return entry
+
+    @_database_errors
+    def archive_policies(self, items: Sequence[NewPolicy]) -> list[LedgerEntry]:
+        """Version 1 of each of ``items``, all in ONE transaction (one commit instead of one per policy):
+        the rows and ledger events, in the given order, that ``archive_policy`` writes for each in turn.
+
+        All or nothing: ``IndexConflict`` if another writer indexed one of these policies or records
+        first (or ``items`` names one twice), and then nothing of the batch is written; ``archive_policy``
+        one by one finds which it was.
+        """
+        if not items:
+            return []
+        # Rows go in in key order, table by table, so that two writers whose batches overlap take their
+        # PostgreSQL unique-key waits in the same order: one of them gets a conflict, never a deadlock.
+        ordered = sorted(items, key=lambda x: x.facts.policy_no)
         try:
             with self.engine.begin() as conn:
+                conn.execute(insert(s.policies), [_policy_row(x) for x in ordered])
+                parties = [self._party_row(x.facts.policy_no, p) for x in ordered for p in x.facts.parties]
+                if parties:
+                    conn.execute(insert(s.parties), parties)
+                conn.execute(insert(s.documents), [_version_row(x.version) for x in ordered])
                 conn.execute(
-                    insert(s.policies).values(
-                        policy_no=facts.policy_no,
-                        proposal_no=facts.proposal_no,
-                        product_code=facts.product_code,
-                        branch_code=facts.branch_code,
-                        branch_name=facts.branch_name,
-                        applicant_name=facts.applicant_name,
-                        insured_name=facts.insured_name,
-                        insured_id_masked=mask_id(facts.insured_id_no),
-                        plate=facts.plate.upper() if facts.plate else None,
-                        vin=facts.vin,
-                        period_start=as_utc(facts.period_start),
-                        period_end=as_utc(facts.period_end),
-                        total_premium=facts.total_premium,
-                        currency=facts.currency,
-                        print_serial=facts.print_serial,
-                        status="issued",
-                        complete=not missing_images,
-                        missing_images=",".join(missing_images),
-                        issued_at=as_utc(facts.issued_at),
-                        key_prefix=facts.key_prefix,
-                        current_version=version.version,
-                        retain_until=as_utc(facts.retain_until),
-                    )
+                    insert(s.records),
+                    [
+                        _record_row(x.record, x.version.version)
+                        for x in sorted(items, key=lambda x: x.record.record_id)
+                    ],
                 )
-                if facts.parties:
-                    conn.execute(
-                        insert(s.parties),
-                        [
-                            {
-                                "policy_no": facts.policy_no,
-                                "role": party.role,
-                                "seq": party.seq,
-                                "name": party.name,
-                                "id_type": party.id_type,
-                                "id_hmac": self.identity(party.id_no),
-                                "id_masked": mask_id(party.id_no),
-                            }
-                            for party in facts.parties
-                        ],
-                    )
-                self._insert_version(conn, version)
-                self._insert_record(conn, record, version.version)
-                return self._append(conn, event)
+                return self._append_many(conn, [x.event for x in items])
         except IntegrityError as e:
+            if len(items) == 1:
+                (only,) = items
+                raise IndexConflict(
+                    f"policy {only.facts.policy_no} or record {only.record.record_id} is already indexed"
+                ) from e
             raise IndexConflict(
-                f"policy {facts.policy_no} or record {record.record_id} is already indexed"
+                f"a policy or record of this batch of {len(items)} ({ordered[0].facts.policy_no} … "
+                f"{ordered[-1].facts.policy_no}) is already indexed; nothing of the batch was written",
+                hint="archive them one by one to find which",
             ) from e
+
+    def _party_row(self, policy_no: str, party: PartyFacts) -> dict[str, Any]:
+        return {
+            "policy_no": policy_no,
+            "role": party.role,
+            "seq": party.seq,
+            "name": party.name,
+            "id_type": party.id_type,
+            "id_hmac": self.identity(party.id_no),
+            "id_masked": mask_id(party.id_no),
+        }
 
     @_database_errors
     def archive_version(
@@ -485,46 +520,11 @@ class Index:
             raise IndexConflict(f"version {version.version} of {version.policy_no} is already indexed") from e
 
     def _insert_version(self, conn: Connection, v: VersionFacts) -> None:
-        conn.execute(
-            insert(s.documents).values(
-                policy_no=v.policy_no,
-                version=v.version,
-                kind=v.kind,
-                record_id=v.record_id,
-                endorsement_no=v.endorsement_no,
-                batch_id=v.batch_id,
-                created_at=as_utc(v.created_at),
-                customer_key=v.customer.key,
-                customer_sha256=v.customer.sha256,
-                customer_size=v.customer.size,
-                customer_pages=v.customer.pages,
-                bundle_key=v.bundle.key,
-                bundle_sha256=v.bundle.sha256,
-                bundle_size=v.bundle.size,
-                bundle_pages=v.bundle.pages,
-                manifest_key=v.manifest.key,
-                manifest_sha256=v.manifest.sha256,
-                manifest_size=v.manifest.size,
-                seal_id=v.seal_id,
-                seal_version=v.seal_version,
-                retain_until=as_utc(v.retain_until),
-            )
-        )
+        conn.execute(insert(s.documents), _version_row(v))
 
     @staticmethod
     def _insert_record(conn: Connection, record: RecordFacts, version: int) -> None:
-        conn.execute(
-            insert(s.records).values(
-                record_id=record.record_id,
-                content_sha256=record.content_sha256,
-                kind=record.kind,
-                policy_no=record.policy_no,
-                version=version,
-                batch_id=record.batch_id,
-                line=record.line,
-                archived_at=datetime.now(UTC),
-            )
-        )
+        conn.execute(insert(s.records), _record_row(record, version))
 
     # --- batches ---------------------------------------------------------------------------------------
 
@@ -572,38 +572,49 @@ class Index:
             return self._append(conn, event)
 
     def _append(self, conn: Connection, event: LedgerEvent) -> LedgerEntry:
-        head = conn.execute(
-            select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
-        ).one()
-        seq = head.seq + 1
-        at = datetime.now(UTC)
-        # the ledger is read by auditors: no personal data in it, whatever a caller put in the detail
-        detail = scrub(json.dumps(event.detail, ensure_ascii=False, sort_keys=True, default=str))
-        digest = _entry_hash(
-            head.hash,
-            seq=seq,
-            at=at,
-            actor=event.actor,
-            action=event.action,
-            subject=event.subject,
-            detail=detail,
-        )
-        conn.execute(
-            insert(s.ledger).values(
+        return self._append_many(conn, [event])[0]
+
+    def _append_many(self, conn: Connection, events: Sequence[LedgerEvent]) -> list[LedgerEntry]:
+        """Chain ``events``, in order, after the ledger's head inside ``conn``'s transaction.
+
+        The head is read once, locked (a row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE holds the write
+        lock already) so that concurrent writers queue up; each event's hash covers its predecessor's.
+        """
+        if not events:
+            return []
+        head = conn.execute(_LEDGER_HEAD_FOR_UPDATE).one()
+        seq, prev_hash = head.seq, head.hash
+        rows: list[dict[str, Any]] = []
+        for ledger_event in events:
+            seq += 1
+            at = datetime.now(UTC)
+            # the ledger is read by auditors: no personal data in it, whatever a caller put in the detail
+            detail = scrub(json.dumps(ledger_event.detail, ensure_ascii=False, sort_keys=True, default=str))
+            digest = _entry_hash(
+                prev_hash,
                 seq=seq,
                 at=at,
-                actor=event.actor,
-                action=event.action,
-                subject=event.subject,
+                actor=ledger_event.actor,
+                action=ledger_event.action,
+                subject=ledger_event.subject,
                 detail=detail,
-                prev_hash=head.hash,
-                hash=digest,
             )
-        )
-        conn.execute(update(s.ledger_head).where(s.ledger_head.c.id == 1).values(seq=seq, hash=digest))
-        return LedgerEntry(
-            seq, at, event.actor, event.action, event.subject, json.loads(detail), head.hash, digest
-        )
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": at,
+                    "actor": ledger_event.actor,
+                    "action": ledger_event.action,
+                    "subject": ledger_event.subject,
+                    "detail": detail,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+            )
+            prev_hash = digest
+        conn.execute(insert(s.ledger), rows)
+        conn.execute(update(s.ledger_head).where(s.ledger_head.c.id == 1), {"seq": seq, "hash": prev_hash})
+        return [LedgerEntry(**{**row, "detail": json.loads(row["detail"])}) for row in rows]
 
     def ledger_entries(self, *, subject: str | None = None) -> Iterator[LedgerEntry]:
         query = select(s.ledger).order_by(s.ledger.c.seq)
@@ -656,6 +667,77 @@ class Index:
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(s.metadata.tables[table])).scalar_one()
+
+
+# Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
+# SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
+
+
+def _policy_row(item: NewPolicy) -> dict[str, Any]:
+    facts, missing = item.facts, item.missing_images
+    return {
+        "policy_no": facts.policy_no,
+        "proposal_no": facts.proposal_no,
+        "product_code": facts.product_code,
+        "branch_code": facts.branch_code,
+        "branch_name": facts.branch_name,
+        "applicant_name": facts.applicant_name,
+        "insured_name": facts.insured_name,
+        "insured_id_masked": mask_id(facts.insured_id_no),
+        "plate": facts.plate.upper() if facts.plate else None,
+        "vin": facts.vin,
+        "period_start": as_utc(facts.period_start),
+        "period_end": as_utc(facts.period_end),
+        "total_premium": facts.total_premium,
+        "currency": facts.currency,
+        "print_serial": facts.print_serial,
+        "status": "issued",
+        "complete": not missing,
+        "missing_images": ",".join(missing),
+        "issued_at": as_utc(facts.issued_at),
+        "key_prefix": facts.key_prefix,
+        "current_version": item.version.version,
+        "retain_until": as_utc(facts.retain_until),
+    }
+
+
+def _version_row(v: VersionFacts) -> dict[str, Any]:
+    return {
+        "policy_no": v.policy_no,
+        "version": v.version,
+        "kind": v.kind,
+        "record_id": v.record_id,
+        "endorsement_no": v.endorsement_no,
+        "batch_id": v.batch_id,
+        "created_at": as_utc(v.created_at),
+        "customer_key": v.customer.key,
+        "customer_sha256": v.customer.sha256,
+        "customer_size": v.customer.size,
+        "customer_pages": v.customer.pages,
+        "bundle_key": v.bundle.key,
+        "bundle_sha256": v.bundle.sha256,
+        "bundle_size": v.bundle.size,
+        "bundle_pages": v.bundle.pages,
+        "manifest_key": v.manifest.key,
+        "manifest_sha256": v.manifest.sha256,
+        "manifest_size": v.manifest.size,
+        "seal_id": v.seal_id,
+        "seal_version": v.seal_version,
+        "retain_until": as_utc(v.retain_until),
+    }
+
+
+def _record_row(record: RecordFacts, version: int) -> dict[str, Any]:
+    return {
+        "record_id": record.record_id,
+        "content_sha256": record.content_sha256,
+        "kind": record.kind,
+        "policy_no": record.policy_no,
+        "version": version,
+        "batch_id": record.batch_id,
+        "line": record.line,
+        "archived_at": datetime.now(UTC),
+    }
 
 
 def _safe_url(url: str) -> str:

@@ -3,9 +3,10 @@
 A serial's life, one row in ``print_serials``:
 
 - **issued** to a clerk (and branch) by ``issue_range`` (``issuance serials issue FROM TO --to CLERK``);
-- **used** by one document, ``policy_no`` + version (``mark_used``, called after a policy is filed, and
-  by a reissue for its new serial); a serial a document used but nobody issued is recorded as used with
-  ``registered`` false, never refused: the policy is already filed, and the form exists;
+- **used** by one document, ``policy_no`` + version (``mark_used``, or ``mark_used_many`` for a batch's
+  documents in one transaction, called after they are filed; and by a reissue for its new serial); a
+  serial a document used but nobody issued is recorded as used with ``registered`` false, never refused:
+  the policy is already filed, and the form exists;
 - **voided**: by a reissue (the lost or damaged form; ``voided_by_version`` names the reissue version of
   the same policy), with when and why; the row stays, so the voided serial remains searchable;
 - **reconciled** (核销): ``reconciled_at`` set by ``reconcile`` on a used or voided serial.
@@ -27,15 +28,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from archive import schema as s
 from archive.index import Index, LedgerEvent, as_utc
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_OVERDUE_DAYS",
     "MAX_RANGE",
     "OVERDUE_DEFINITION",
+    "DocumentSerial",
     "IssuedRange",
     "Reconciled",
     "SerialRecord",
@@ -54,6 +56,7 @@ __all__ = [
     "issue_range",
     "lookup",
     "mark_used",
+    "mark_used_many",
     "normalise",
     "parse_serial",
     "reconcile",
@@ -109,6 +112,17 @@ class SerialUse:
     serial: str
     status: str
     held_by: tuple[str, int] | None = None  # for a conflict: the document that holds the serial
+
+
+@dataclass(frozen=True)
+class DocumentSerial:
+    """The form document ``policy_no`` v``version`` was printed on, as ``mark_used_many`` takes it."""
+
+    serial: str | None
+    policy_no: str
+    version: int
+    at: datetime | None = None  # when it was used; None: now
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -321,71 +335,124 @@ def mark_used(
     ``serial`` None or blank: None, nothing recorded. If the index fails here, the error is logged and
     ``status`` is "failed": the document is filed already, and a serial's bookkeeping must not reject it.
     """
-    if serial is None or not serial.strip():
-        return None
-    value = normalise(serial)
-    when = as_utc(at) or datetime.now(UTC)
-    try:
-        return _mark_used(index, value, policy_no=policy_no, version=version, at=when, by=by)
-    except SQLAlchemyError:
-        logger.exception("serial %s of %s v%d could not be recorded as used", value, policy_no, version)
-        return SerialUse(value, "failed")
-
-
-def _mark_used(
-    index: Index, value: str, *, policy_no: str, version: int, at: datetime, by: str | None
-) -> SerialUse:
-    with index.engine.begin() as conn:
-        use = use_serial(conn, value, policy_no=policy_no, version=version, at=at, by=by)
-        if use.status == "conflict":
-            index._append(  # the incident commits with the check
-                conn,
-                LedgerEvent(
-                    by or "issuance",
-                    "incident.serial_conflict",
-                    policy_no,
-                    {
-                        "serial": value,
-                        "version": version,
-                        "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]}
-                        if use.held_by
-                        else None,
-                    },
-                ),
-            )
+    (use,) = mark_used_many(index, [DocumentSerial(serial, policy_no, version, at=at, by=by)])
     return use
+
+
+def mark_used_many(index: Index, uses: Sequence[DocumentSerial]) -> list[SerialUse | None]:
+    """``mark_used`` for each of ``uses``, in order, in ONE transaction with the conflicts' incident
+    events; the statuses in the order of ``uses`` (None where the serial is None or blank).
+
+    Two documents of ``uses`` on one serial: the second gets "already" or "conflict" against the first,
+    as it would one call later. If the index fails, every status is "failed" and the error is logged;
+    if another writer recorded a first use of one of these serials meanwhile, each is recorded on its own.
+    """
+    todo = [
+        (i, replace(use, serial=normalise(use.serial), at=as_utc(use.at) or datetime.now(UTC)))
+        for i, use in enumerate(uses)
+        if use.serial is not None and use.serial.strip()
+    ]
+    out: list[SerialUse | None] = [None] * len(uses)
+    if not todo:
+        return out
+    claims = [claim for _, claim in todo]
+    results: list[SerialUse | None]
+    try:
+        results = list(_mark_used(index, claims))
+    except SQLAlchemyError as e:
+        if isinstance(e, IntegrityError) and len(claims) > 1:
+            # another writer used one of these serials first: each on its own, now seeing that writer's row
+            results = [mark_used_many(index, [claim])[0] for claim in claims]
+        else:
+            logger.exception(
+                "%s could not be recorded as used",
+                ", ".join(f"serial {c.serial} of {c.policy_no} v{c.version}" for c in claims),
+            )
+            results = [SerialUse(claim.serial, "failed") for claim in claims]
+    for (i, _), result in zip(todo, results, strict=True):
+        out[i] = result
+    return out
+
+
+def _mark_used(index: Index, claims: Sequence[DocumentSerial]) -> list[SerialUse]:
+    with index.engine.begin() as conn:
+        results = use_serials(conn, claims)
+        incidents = [
+            LedgerEvent(
+                claim.by or "issuance",
+                "incident.serial_conflict",
+                claim.policy_no,
+                {
+                    "serial": use.serial,
+                    "version": claim.version,
+                    "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]}
+                    if use.held_by
+                    else None,
+                },
+            )
+            for claim, use in zip(claims, results, strict=True)
+            if use.status == "conflict"
+        ]
+        index._append_many(conn, incidents)  # the incidents commit with the checks
+    return results
 
 
 def use_serial(
     conn: Connection, serial: str, *, policy_no: str, version: int, at: datetime, by: str | None
 ) -> SerialUse:
     """``mark_used``'s change inside a caller's transaction (a reissue uses its new serial this way)."""
+    (use,) = use_serials(conn, [DocumentSerial(serial, policy_no, version, at=at, by=by)])
+    return use
+
+
+def use_serials(conn: Connection, claims: Sequence[DocumentSerial]) -> list[SerialUse]:
+    """``use_serial`` for each of ``claims`` (normalised serials, ``at`` given), in order: the rows read
+    with one query and written with one statement per kind of change."""
     t = s.print_serials
-    at = as_utc(at)  # SQLite keeps no zone: everything is stored in UTC
-    row = row_for_update(conn, serial)
-    if row is None:
-        conn.execute(
-            insert(t).values(
-                serial=serial,
-                state=USED,
-                registered=False,
-                used_at=at,
-                policy_no=policy_no,
-                version=version,
-                used_by=by,
-            )
+    wanted = sorted({claim.serial for claim in claims})
+    # locked in serial order: two writers with overlapping serials queue up instead of deadlocking
+    held = {
+        row.serial: (row.state, row.policy_no, row.version)
+        for chunk in _chunks(wanted, 500)
+        for row in conn.execute(
+            select(t.c.serial, t.c.state, t.c.policy_no, t.c.version)
+            .where(t.c.serial.in_(chunk))
+            .order_by(t.c.serial)
+            .with_for_update()
         )
-        return SerialUse(serial, "unregistered")
-    if row.state == ISSUED:
-        conn.execute(
-            update(t)
-            .where(t.c.serial == serial)
-            .values(state=USED, used_at=at, policy_no=policy_no, version=version, used_by=by)
-        )
-        return SerialUse(serial, "used")
-    if row.policy_no == policy_no and row.version == version and row.state == USED:
-        return SerialUse(serial, "already")
-    return SerialUse(serial, "conflict", held_by=(row.policy_no, row.version) if row.policy_no else None)
+    }
+    fresh: list[dict[str, Any]] = []
+    issued: list[dict[str, Any]] = []
+    results: list[SerialUse] = []
+    for claim in claims:
+        serial = claim.serial
+        assert serial is not None
+        mine = (USED, claim.policy_no, claim.version)
+        used = {
+            "state": USED,
+            "used_at": as_utc(claim.at),  # SQLite keeps no zone: everything is stored in UTC
+            "policy_no": claim.policy_no,
+            "version": claim.version,
+            "used_by": claim.by,
+        }
+        state = held.get(serial)
+        if state is None:
+            fresh.append({"serial": serial, "registered": False, **used})
+            held[serial] = mine
+            results.append(SerialUse(serial, "unregistered"))
+        elif state[0] == ISSUED:
+            issued.append({"target": serial, **used})
+            held[serial] = mine
+            results.append(SerialUse(serial, "used"))
+        elif state == mine:
+            results.append(SerialUse(serial, "already"))
+        else:
+            results.append(SerialUse(serial, "conflict", held_by=(state[1], state[2]) if state[1] else None))
+    if fresh:
+        conn.execute(insert(t), fresh)
+    if issued:
+        conn.execute(update(t).where(t.c.serial == bindparam("target")), issued)
+    return results
 
 
 def void_serial(

@@ -4,23 +4,24 @@ Generates N synthetic policies (all three products, three images each, bench.syn
 machine:
 
 (a) LibreOffice only: the same records' schedules, rendered to .docx beforehand, converted with the best
-    single-machine set-up found — a warm pool, one document per schedule, and also several schedules per
-    LibreOffice document (the faster one is reported as (a));
+    single-machine set-up found — a warm pool of ``--workers`` instances fed by as many threads, one
+    document per schedule, and also ``CHUNK`` schedules per LibreOffice document composed exactly as
+    ``issuance run`` composes them (``pipeline.schedules``); the faster one is reported as (a);
 (b) ``issuance run`` end to end into the local store (the real command in a subprocess: start-up,
     validation, rendering, conversion, sealing, images, bundles, upload, index, ledger);
 (c) a naive baseline on a sample of the records: one ``soffice --convert-to pdf`` start per schedule and
     one overlay (the seal image read from disk again) per page;
 
 and prints records/s, the ratios b/a and b/c, the peak memory of (b), and the time split per stage that
-(b)'s report gives. ``--json FILE`` writes the figures. Not a test: nothing fails on timing.
+(b)'s report gives. ``--memory-records 10000`` also runs (b) on that many records and prints its peak
+memory against the first run's. ``--json FILE`` writes the figures. Not a test: nothing fails on timing.
 
-    python bench/throughput_bench.py [-n 500] [--naive-sample 20] [--json out.json]
+    python bench/throughput_bench.py [-n 500] [--naive-sample 20] [--memory-records 10000] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -37,53 +38,61 @@ sys.path.insert(0, str(REPO))
 
 from bench.synth import make_batch  # noqa: E402
 from pipeline.batchfile import read_batch  # noqa: E402
+from pipeline.config import DEFAULT_CHUNK as CHUNK  # noqa: E402  (schedules per LibreOffice document)
 from pipeline.convert import ConverterPool, default_pool_size  # noqa: E402
+from pipeline.documents import SEAL_ANCHOR, SEAL_OVER  # noqa: E402
 from pipeline.products import load_registry  # noqa: E402
 from pipeline.records import Policy, parse_record  # noqa: E402
 from pipeline.render import TemplateCache, policy_context, render_docx  # noqa: E402
+from pipeline.schedules import ComposedTemplate  # noqa: E402
 
-CHUNK = 16  # schedules per LibreOffice document in the combined set-up
+
+def _policies(batch: Path) -> list[Policy]:
+    policies = []
+    for raw in read_batch(batch):
+        record, reasons = parse_record(raw.data or {})
+        if isinstance(record, Policy) and not reasons:
+            policies.append(record)
+    return policies
 
 
 def render_schedules(batch: Path, folder: Path) -> list[tuple[str, Path]]:
-    """The schedules of every policy in ``batch`` as .docx (product code, path)."""
+    """The schedule of every policy in ``batch`` as its own .docx (product code, path)."""
     registry = load_registry()
     cache = TemplateCache()
     out = []
-    for raw in read_batch(batch):
-        record, reasons = parse_record(raw.data or {})
-        if not isinstance(record, Policy) or reasons:
-            continue
-        target = folder / f"{record.policy_no}.docx"
+    for policy in _policies(batch):
+        target = folder / f"{policy.policy_no}.docx"
         render_docx(
-            template=registry.products[record.product_code].schedule,
-            context=policy_context(record, registry=registry),
+            template=registry.products[policy.product_code].schedule,
+            context=policy_context(policy, registry=registry),
             out=target,
             cache=cache,
         )
-        out.append((record.product_code, target))
+        out.append((policy.product_code, target))
     return out
 
 
-def combine(paths: list[Path], target: Path) -> None:
-    """One .docx holding several schedules of one template, each starting on a new page."""
-    from docx import Document
-    from docx.enum.text import WD_BREAK
+def compose_schedules(batch: Path, folder: Path, chunk: int) -> list[Path]:
+    """The schedules of ``batch``, ``chunk`` policies of one product per .docx, as ``issuance run`` does."""
+    registry = load_registry()
+    by_product: dict[str, list[Policy]] = {}
+    for policy in _policies(batch):
+        by_product.setdefault(policy.product_code, []).append(policy)
+    documents = []
+    for product, policies in by_product.items():
+        template = ComposedTemplate(
+            registry.products[product].schedule, anchor=SEAL_ANCHOR, seal_over=SEAL_OVER
+        )
+        for i in range(0, len(policies), chunk):
+            target = folder / f"composed-{product}-{i:05d}.docx"
+            template.write([policy_context(p, registry=registry) for p in policies[i : i + chunk]], target)
+            documents.append(target)
+    return documents
 
-    base = Document(paths[0])
-    body = base.element.body
-    section = body[-1]
-    for path in paths[1:]:
-        brk = base.add_paragraph()
-        brk.add_run().add_break(WD_BREAK.PAGE)
-        body.remove(brk._p)
-        section.addprevious(brk._p)
-        for element in list(Document(path).element.body)[:-1]:
-            section.addprevious(copy.deepcopy(element))
-    base.save(target)
 
-
-def bench_libreoffice(schedules: list[tuple[str, Path]], scratch: Path, workers: int) -> dict:
+def bench_libreoffice(batch: Path, schedules: list[tuple[str, Path]], scratch: Path, workers: int) -> dict:
+    composed = compose_schedules(batch, scratch, CHUNK)
     with ConverterPool(size=workers, workdir=scratch / "lo") as pool:
         pool.start()
         began = time.perf_counter()
@@ -91,18 +100,9 @@ def bench_libreoffice(schedules: list[tuple[str, Path]], scratch: Path, workers:
             list(threads.map(lambda item: pool.convert(item[1], item[1].with_suffix(".pdf")), schedules))
         separate = time.perf_counter() - began
 
-        chunks: list[Path] = []
-        by_product: dict[str, list[Path]] = {}
-        for product, path in schedules:
-            by_product.setdefault(product, []).append(path)
-        for product, paths in by_product.items():
-            for i in range(0, len(paths), CHUNK):
-                target = scratch / f"combined-{product}-{i:05d}.docx"
-                combine(paths[i : i + CHUNK], target)
-                chunks.append(target)
         began = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as threads:
-            list(threads.map(lambda d: pool.convert(d, d.with_suffix(".pdf")), chunks))
+            list(threads.map(lambda d: pool.convert(d, d.with_suffix(".pdf")), composed))
         combined = time.perf_counter() - began
     n = len(schedules)
     return {
@@ -190,6 +190,12 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500)
     parser.add_argument("--workers", type=int, default=default_pool_size())
     parser.add_argument("--naive-sample", type=int, default=20, help="records for the naive baseline")
+    parser.add_argument(
+        "--memory-records",
+        type=int,
+        default=0,
+        help="also run (b) on this many records (10000 for the issue's check) and compare its peak RSS",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -200,8 +206,19 @@ def main() -> None:
         (root / "naive").mkdir()
         schedules = render_schedules(batch, root / "docx")
         c = bench_naive(schedules, root, args.naive_sample)
-        a = bench_libreoffice(schedules, root / "docx", args.workers)
+        a = bench_libreoffice(batch, schedules, root / "docx", args.workers)
         b = bench_run(batch, root / "run", args.workers)
+        memory = None
+        if args.memory_records:
+            big = make_batch(root / "big", args.memory_records, seed=2029, images_per_record=3)
+            long_run = bench_run(big, root / "run-big", args.workers)
+            memory = {
+                "records": args.memory_records,
+                "seconds": long_run["seconds"],
+                "per_second": long_run["per_second"],
+                "peak_rss_mb": long_run["peak_rss_mb"],
+                "ratio_to_b": long_run["peak_rss_mb"] / b["peak_rss_mb"],
+            }
     figures = {
         "records": args.n,
         "workers": args.workers,
@@ -211,6 +228,7 @@ def main() -> None:
         "c_naive": c,
         "ratio_b_a": b["per_second"] / a["best_per_second"],
         "ratio_b_c": b["per_second"] / c["per_second"],
+        "memory": memory,
     }
     print(
         f"machine: {figures['machine']}; {args.n} policies × 3 images; {args.workers} LibreOffice instances"
@@ -228,6 +246,12 @@ def main() -> None:
     if b["stages"]:
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["stages"].items(), key=lambda kv: -kv[1]))
         print(f"time split of (b), summed over threads: {split}")
+    if memory:
+        print(
+            f"memory: {memory['records']} records in {memory['seconds']:.1f} s "
+            f"({memory['per_second']:.2f}/s), "
+            f"peak RSS {memory['peak_rss_mb']} MB = {memory['ratio_to_b']:.2f} × the {args.n}-record run"
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 

@@ -189,7 +189,11 @@ class Office:
             # Fonts are embedded by default; UseTaggedPDF stays off: PDF/A-2b (unlike 2a) needs no tags.
             filter_data = uno.Any(
                 "[]com.sun.star.beans.PropertyValue",
-                self._props(SelectPdfVersion=pdf_version, UseTaggedPDF=False),
+                self._props(
+                    SelectPdfVersion=pdf_version,
+                    UseTaggedPDF=False,
+                    ExportBookmarksToPDFDestination=True,
+                ),
             )
             store = uno.Any(
                 "[]com.sun.star.beans.PropertyValue",

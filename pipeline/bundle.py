@@ -8,6 +8,9 @@
 
 Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单, 影像资料 → one per image) and metadata
 with document numbers only, never names or ID numbers.
+
+A PDF is put together by qpdf (through pikepdf) without decoding any stream: what an earlier version's
+pages draw goes into the next version byte for byte, and the work costs little more than a copy.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from io import BytesIO
 from typing import Any
 
-from pypdf import PdfReader, PdfWriter
+import pikepdf
 
-from pipeline.documents import PRODUCER
+from pipeline.documents import PRODUCER, SAVE_OPTIONS, bookmark
 from pipeline.records import IMAGE_KIND_LABELS
 
 MANIFEST_FORMAT = "issuance-manifest/1"
@@ -59,78 +63,133 @@ class ImageEntry:
 
 
 def page_count(pdf: bytes) -> int:
-    return len(PdfReader(BytesIO(pdf)).pages)
-
-
-def _finish(writer: PdfWriter, *, title: str, subject: str, extra: dict[str, str]) -> bytes:
-    writer.add_metadata({"/Title": title, "/Subject": subject, "/Producer": PRODUCER, **extra})
-    writer.page_mode = "/UseOutlines"
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-def _metadata_extra(reader: PdfReader) -> dict[str, str]:
-    meta = reader.metadata or {}
-    return {k: str(v) for k, v in meta.items() if k.startswith("/Issuance")}
+    """The number of pages of ``pdf``."""
+    with _open(pdf) as document:
+        return len(document.pages)
 
 
 def append_endorsement(customer: bytes, endorsement: bytes, *, endorsement_no: str, title: str) -> bytes:
     """The customer copy after an endorsement: everything so far, then the sealed endorsement."""
-    previous = PdfReader(BytesIO(customer))
-    writer = PdfWriter(clone_from=previous)
-    first = len(writer.pages)
-    writer.append(PdfReader(BytesIO(endorsement)), import_outline=False)
-    writer.add_outline_item(title=f"批单 {endorsement_no}", page_number=first)
-    return _finish(
-        writer,
-        title=title,
-        subject=str((previous.metadata or {}).get("/Subject", "")),
-        extra=_metadata_extra(previous),
-    )
+    with _open(customer) as document, _open(endorsement) as added:
+        info = _info(document)
+        first = _append(document, added)
+        with document.open_outline() as outline:
+            outline.root.append(bookmark(document, f"批单 {endorsement_no}", first))
+        return _finish(document, title=title, subject=info.get("/Subject", ""), previous=info, added=added)
 
 
 def archive_copy(
     customer: bytes, *, images: bytes | None, entries: Sequence[ImageEntry], title: str
 ) -> bytes:
     """The archive copy: the customer copy followed by the image pages, bookmarked by kind."""
-    previous = PdfReader(BytesIO(customer))
-    writer = PdfWriter(clone_from=previous)
-    if images:
-        first = len(writer.pages)
-        writer.append(PdfReader(BytesIO(images)), import_outline=False)
-        parent = writer.add_outline_item(title="影像资料", page_number=first)
-        page = first
-        for entry in entries:
-            label = IMAGE_KIND_LABELS.get(entry.kind, entry.kind)
-            if entry.kind == "other" and entry.label:
-                label = f"{label}（{entry.label}）"
-            writer.add_outline_item(title=label, page_number=page, parent=parent)
-            page += entry.pages
-    subject = str((previous.metadata or {}).get("/Subject", ""))
-    return _finish(writer, title=f"{title}（档案件）", subject=subject, extra=_metadata_extra(previous))
+    with ExitStack() as stack:
+        document = stack.enter_context(_open(customer))
+        info = _info(document)
+        added = None
+        if images:
+            added = stack.enter_context(_open(images))
+            first = _append(document, added)
+            labels = [_image_label(entry) for entry in entries]
+            _bookmark_images(document, "影像资料", first=first, entries=entries, labels=labels)
+        subject = info.get("/Subject", "")
+        return _finish(document, title=f"{title}（档案件）", subject=subject, previous=info, added=added)
 
 
 def add_images(bundle: bytes, *, images: bytes, entries: Sequence[ImageEntry]) -> bytes:
     """A supplement: the previous archive copy with late-filed image pages added at the end."""
-    previous = PdfReader(BytesIO(bundle))
-    writer = PdfWriter(clone_from=previous)
-    first = len(writer.pages)
-    writer.append(PdfReader(BytesIO(images)), import_outline=False)
-    parent = writer.add_outline_item(title="补充影像资料", page_number=first)
-    page = first
-    for entry in entries:
-        writer.add_outline_item(
-            title=IMAGE_KIND_LABELS.get(entry.kind, entry.kind), page_number=page, parent=parent
+    with _open(bundle) as document, _open(images) as added:
+        info = _info(document)
+        first = _append(document, added)
+        labels = [IMAGE_KIND_LABELS.get(entry.kind, entry.kind) for entry in entries]
+        _bookmark_images(document, "补充影像资料", first=first, entries=entries, labels=labels)
+        return _finish(
+            document,
+            title=info.get("/Title", ""),
+            subject=info.get("/Subject", ""),
+            previous=info,
+            added=added,
         )
+
+
+def _open(pdf: bytes) -> pikepdf.Pdf:
+    # Streams are read from the source when the document that copied them is saved: keep it open till then.
+    return pikepdf.open(BytesIO(pdf))
+
+
+def _append(document: pikepdf.Pdf, added: pikepdf.Pdf) -> int:
+    """Copy ``added``'s pages (not its outline or document data) to the end; their first index."""
+    first = len(document.pages)
+    document.pages.extend(added.pages)
+    return first
+
+
+def _image_label(entry: ImageEntry) -> str:
+    label = IMAGE_KIND_LABELS.get(entry.kind, entry.kind)
+    if entry.kind == "other" and entry.label:
+        label = f"{label}（{entry.label}）"
+    return label
+
+
+def _bookmark_images(
+    document: pikepdf.Pdf,
+    heading: str,
+    *,
+    first: int,
+    entries: Sequence[ImageEntry],
+    labels: Sequence[str],
+) -> None:
+    """After the existing outline: ``heading`` on page ``first``, one child per image on its first page."""
+    parent = bookmark(document, heading, first)
+    page = first
+    for entry, label in zip(entries, labels, strict=True):
+        parent.children.append(bookmark(document, label, page))
         page += entry.pages
-    meta = previous.metadata or {}
-    return _finish(
-        writer,
-        title=str(meta.get("/Title", "")),
-        subject=str(meta.get("/Subject", "")),
-        extra=_metadata_extra(previous),
+    with document.open_outline() as outline:
+        outline.root.append(parent)
+
+
+def _info(document: pikepdf.Pdf) -> dict[str, str]:
+    info = document.trailer.get("/Info")
+    if not isinstance(info, pikepdf.Dictionary):
+        return {}
+    return {str(key): str(value) for key, value in info.items()}
+
+
+def _finish(
+    document: pikepdf.Pdf,
+    *,
+    title: str,
+    subject: str,
+    previous: dict[str, str],
+    added: pikepdf.Pdf | None,
+) -> bytes:
+    """Save ``document`` with new document information, the outline shown on opening, and a version
+    no older than ``added``'s.
+
+    The information is the title, the subject, the producer and the previous document's /Issuance*
+    keys (template versions), nothing else of it: those carry document numbers only.
+    """
+    fields = {
+        "/Title": title,
+        "/Subject": subject,
+        "/Producer": PRODUCER,
+        **{key: value for key, value in previous.items() if key.startswith("/Issuance")},
+    }
+    document.trailer.Info = document.make_indirect(
+        pikepdf.Dictionary({key: pikepdf.String(value) for key, value in fields.items()})
     )
+    document.Root.PageMode = pikepdf.Name.UseOutlines
+    versions = [document.pdf_version] + ([added.pdf_version] if added is not None else [])
+    out = BytesIO()
+    document.save(out, min_version=_newest(*versions), **SAVE_OPTIONS)
+    return out.getvalue()
+
+
+def _newest(*versions: str) -> str:
+    def number(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+    return max(versions, key=number)
 
 
 def manifest(

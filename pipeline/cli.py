@@ -241,8 +241,9 @@ def _run(args: argparse.Namespace) -> int:
             file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
         else:
             session = stack.enter_context(filing_session(settings, workers=args.workers))
-            # one more than LibreOffice instances: rendering overlaps conversion
-            file_batch = functools.partial(run_batch, filing=session.filing, workers=session.workers + 1)
+            file_batch = functools.partial(
+                run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
+            )
         progress = stack.enter_context(
             Progress(
                 TextColumn("[bold]filing"),

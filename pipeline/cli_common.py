@@ -96,7 +96,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
             size=count, workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice
         ) as pool,
     ):
-        pool.start()
+        pool.start(wait=False)  # LibreOffice starts while the first records are read and checked
         maker = DocumentMaker(
             registry=registry,
             converter=pool,

@@ -352,7 +352,9 @@ def _settled(filing: Filing, raw: RawRecord, batch_id: str) -> Outcome | None:
     if known is None:
         return None
     if known.batch_id != batch_id or known.content_sha256 != content_hash(data):
-        return already_archived(filing.index, raw)  # another run got there first: the client's rules
+        return already_archived(
+            raw, {known.record_id: known}
+        )  # another run got there first: the client's rules
     version = next(
         (v for v in filing.index.versions(known.policy_no) if v.record_id == known.record_id), None
     )

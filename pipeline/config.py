@@ -36,6 +36,9 @@ from typing import Any
 from pipeline.errors import ConfigError
 
 DEFAULT_FILE = Path("issuance.toml")
+# Policies of one product per LibreOffice document: 16 and 32 measured alike, 64 slower (fewer documents
+# than instances near a batch's end); bench/throughput_bench.py.
+DEFAULT_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Settings:
     hmac_key: bytes
     workers: int
     timeout: float
+    chunk: int  # policies per LibreOffice document (pipeline.schedules); 1: one document per record
     operator: str
     cache_dir: Path
     templates_dir: Path | None
@@ -85,10 +89,11 @@ def load_settings(
     try:
         workers = int(env.get("ISSUANCE_WORKERS") or run.get("workers") or 0)
         timeout = float(env.get("ISSUANCE_TIMEOUT") or run.get("timeout") or 120)
+        chunk = int(env.get("ISSUANCE_CHUNK") or run.get("chunk") or DEFAULT_CHUNK)
     except ValueError as e:
-        raise ConfigError(f"configuration: workers and timeout are numbers ({e})") from e
-    if workers < 0 or timeout <= 0:
-        raise ConfigError("configuration: workers must be ≥ 0 (0 = one per CPU) and timeout > 0")
+        raise ConfigError(f"configuration: workers, timeout and chunk are numbers ({e})") from e
+    if workers < 0 or timeout <= 0 or chunk < 1:
+        raise ConfigError("configuration: workers must be ≥ 0 (0 = one per CPU), timeout > 0 and chunk ≥ 1")
     templates = env.get("ISSUANCE_TEMPLATES") or run.get("templates")
     return Settings(
         store_url=store_url,
@@ -97,6 +102,7 @@ def load_settings(
         hmac_key=_hmac_key(env, secret, var_dir),
         workers=workers,
         timeout=timeout,
+        chunk=chunk,
         operator=env.get("ISSUANCE_OPERATOR") or run.get("operator") or _login(),
         cache_dir=Path(env.get("ISSUANCE_CACHE") or run.get("cache") or var_dir / "cache"),
         templates_dir=Path(templates) if templates else None,

@@ -484,9 +484,15 @@ class ConverterPool:
         for converter in self._converters:
             self._free.put(converter)
         self._closed = False
+        self._starting: tuple[list[threading.Thread], list[BaseException]] | None = None
+        self._start_lock = threading.Lock()
 
-    def start(self) -> None:
-        """Start every instance now, in parallel; raises the first ``ComponentUnavailable``."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start every instance now, in parallel; raises the first ``ComponentUnavailable``.
+
+        ``wait=False`` returns at once and lets the instances start while the caller does other work
+        (reading and checking a batch); the first ``convert`` waits for them and raises the start's error.
+        """
         errors: list[BaseException] = []
 
         def start_one(converter: Converter) -> None:
@@ -495,16 +501,28 @@ class ConverterPool:
             except BaseException as e:
                 errors.append(e)
 
-        threads = [threading.Thread(target=start_one, args=(c,)) for c in self._converters]
+        threads = [threading.Thread(target=start_one, args=(c,), daemon=True) for c in self._converters]
         for t in threads:
             t.start()
+        self._starting = (threads, errors)
+        if wait:
+            self._started()
+
+    def _started(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        threads, errors = starting
         for t in threads:
             t.join()
         if errors:
+            self._starting = ([], errors)  # every later caller hears the same error
             raise errors[0]
 
     def convert(self, docx: Path, pdf: Path, *, timeout: float | None = None) -> int:
         """Convert on the next free instance; same promises and errors as ``Converter.convert``."""
+        with self._start_lock:
+            self._started()
         with self._borrow() as converter:
             return converter.convert(docx, pdf, timeout=timeout)
 
@@ -534,6 +552,10 @@ class ConverterPool:
     def close(self) -> None:
         """Close every instance; waits for conversions in flight to finish. Idempotent."""
         self._closed = True
+        starting = self._starting
+        if starting is not None:  # let instances still starting finish starting, then close them
+            for t in starting[0]:
+                t.join()
         for converter in self._converters:
             converter.close()  # its lock makes this wait for a conversion in flight
 

@@ -10,28 +10,38 @@ in its PDF metadata and in the batch report.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pypdf import PdfReader, PdfWriter
+import pikepdf
 
+from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, SealAnchorMissing
 from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy
-from pipeline.render import TemplateCache, endorsement_context, policy_context, render_docx
+from pipeline.render import endorsement_context, policy_context
+from pipeline.schedules import ComposedTemplate, RecordPages, SplitError, split
 from pipeline.timing import StageClock
+from stamps.anchor import find_text
+from stamps.stamping import pikepdf_frames, seal_document
 
 if TYPE_CHECKING:
     from stamps import SealRegistry
 
+logger = logging.getLogger(__name__)
+
 PRODUCER = "issuance (示范出单中心)"
-# The signature line every schedule and endorsement template carries; the company seal is centred on it.
+# The signature line every schedule and endorsement template carries; the company seal is centred on
+# the part SEAL_OVER of it, as a clerk's hand stamp would be.
 SEAL_ANCHOR = "保险人（盖章）"
+SEAL_OVER = "盖章"
 
 
 class DocxToPdf(Protocol):
@@ -73,6 +83,7 @@ class ClauseLibrary:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._bytes: dict[str, bytes] = {}
+        self._opened = threading.local()  # a pikepdf document is not safe to share between threads
         self.conversions = 0
 
     def pdf_bytes(self, code: str) -> bytes:
@@ -93,6 +104,17 @@ class ClauseLibrary:
                 with self._guard:
                     self._bytes[key] = data
         return self._bytes[key]
+
+    def document(self, code: str) -> pikepdf.Pdf:
+        """The clause's PDF opened for copying pages from, one per thread (read lazily from memory)."""
+        opened = getattr(self._opened, "documents", None)
+        if opened is None:
+            opened = self._opened.documents = {}
+        data = self.pdf_bytes(code)
+        found = opened.get(code)
+        if found is None or found[0] is not data:
+            found = opened[code] = (data, pikepdf.open(BytesIO(data)))
+        return found[1]
 
     def _convert(self, docx: Path, target: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="clause-", dir=self._dir) as tmp:
@@ -118,7 +140,14 @@ def _relative(registry: ProductRegistry, path: Path) -> str:
 
 
 class DocumentMaker:
-    """Makes the customer's PDFs for records; safe to call from several threads at once."""
+    """Makes the customer's PDFs for records; safe to call from several threads at once.
+
+    Records that share a template are made together (``policy_pdfs``): one LibreOffice document for all
+    their schedules (``pipeline.schedules``), split back per record; the customer copy of each is then
+    assembled in memory (pikepdf): its schedule pages, every listed clause from the cache, bookmarks,
+    metadata, and the seals (``stamps.seal_document``). A record whose template part fails, or a composed
+    document LibreOffice cannot convert, costs only that record: the others are converted one by one.
+    """
 
     def __init__(
         self,
@@ -133,114 +162,307 @@ class DocumentMaker:
         self.registry = registry
         self.converter = converter
         self.clauses = ClauseLibrary(registry=registry, converter=converter, cache_dir=cache_dir)
-        self._templates = TemplateCache()
         self._scratch = scratch_dir
         self._now = now
         self._seals = seals
+        self._composed: dict[Path, ComposedTemplate] = {}
+        self._anchor_offsets: dict[Path, tuple[float, float]] = {}
+        self._lock = threading.Lock()
         self.clock = StageClock()
 
-    def _render_and_convert(self, *, template: Path, context: dict, scratch: Path) -> tuple[Path, int]:
-        docx = scratch / "document.docx"
-        pdf = scratch / "document.pdf"
-        with self.clock.measure("render"):
-            render_docx(template=template, context=context, out=docx, cache=self._templates)
-        with self.clock.measure("convert"):
-            pages = self.converter.convert(docx, pdf)
-        return pdf, pages
+    # --- policies ------------------------------------------------------------------------------------
 
     def policy_pdf(self, policy: Policy) -> IssuedDocument:
         """Schedule followed by every listed clause, in the listed order, with bookmarks; sealed."""
+        return _raise_or_return(self.policy_pdfs([policy])[0])
+
+    def policy_pdfs(self, policies: Sequence[Policy]) -> list[IssuedDocument | IssuanceError]:
+        """``policy_pdf`` for many policies at once, in order: each its document or why it has none.
+
+        Raises only ``ComponentUnavailable`` (LibreOffice or a font is missing): that stops a batch.
+        """
+        results: list[IssuedDocument | IssuanceError | None] = [None] * len(policies)
+        by_template: dict[Path, list[int]] = {}
+        for i, policy in enumerate(policies):
+            by_template.setdefault(self.registry.products[policy.product_code].schedule, []).append(i)
+        for template, members in by_template.items():
+            contexts = [policy_context(policies[i], registry=self.registry, now=self._now) for i in members]
+            made = self._compose(
+                template,
+                contexts,
+                lambda k, pdf, pages, path, members=members: self._policy_document(
+                    policies[members[k]], pdf, pages, path
+                ),
+            )
+            for k, i in enumerate(members):
+                results[i] = made[k]
+        return [r for r in results if r is not None]
+
+    def _policy_document(
+        self, policy: Policy, composed: pikepdf.Pdf, pages: RecordPages, path: Path
+    ) -> IssuedDocument:
         registry = self.registry
         product = registry.products[policy.product_code]
         versions = {_relative(registry, product.schedule): registry.template_version(product.schedule)}
-        with tempfile.TemporaryDirectory(prefix="policy-", dir=self._scratch) as tmp:
-            context = policy_context(policy, registry=registry, now=self._now)
-            schedule, schedule_pages = self._render_and_convert(
-                template=product.schedule, context=context, scratch=Path(tmp)
-            )
-            writer = PdfWriter()
-            writer.append(str(schedule), import_outline=False)
-            writer.add_outline_item(title="保单", page_number=0)
-            parent = None
-            for code in policy.clauses:
+        with self.clock.measure("assemble"):
+            out = pikepdf.new()
+            out.pages.extend(composed.pages[pages.pages.start : pages.pages.stop])
+            bookmarks = [("保单", 0, None)]
+            for n, code in enumerate(policy.clauses):
                 clause = registry.clauses[code]
-                first_page = len(writer.pages)
-                writer.append(PdfReader(BytesIO(self.clauses.pdf_bytes(code))), import_outline=False)
-                if parent is None:
-                    parent = writer.add_outline_item(title="条款", page_number=first_page)
-                writer.add_outline_item(title=clause.title, page_number=first_page, parent=parent)
+                first = len(out.pages)
+                out.pages.extend(self.clauses.document(code).pages)
+                if n == 0:
+                    bookmarks.append(("条款", first, None))
+                bookmarks.append((clause.title, first, "条款"))
                 versions[_relative(registry, clause.path)] = clause.content_hash
-            title = f"{product.name}保险单 {policy.policy_no}"
-            pages = len(writer.pages)
-            pdf = _serialise(writer, title=title, subject=policy.policy_no, versions=versions)
-        return self._sealed(
-            pdf,
+        return self._finish(
+            out,
+            composed=composed,
+            path=path,
             pages=pages,
-            templates=versions,
+            template=product.schedule,
+            bookmarks=bookmarks,
+            title=f"{product.name}保险单 {policy.policy_no}",
+            subject=policy.policy_no,
+            versions=versions,
             branch_code=policy.branch.code,
             document="policy",
-            anchor_pages=range(schedule_pages),
         )
+
+    # --- endorsements --------------------------------------------------------------------------------
 
     def endorsement_pdf(self, endorsement: Endorsement, policy: Policy) -> IssuedDocument:
         registry = self.registry
         template = registry.endorsement_template
-        versions = {_relative(registry, template): registry.template_version(template)}
-        with tempfile.TemporaryDirectory(prefix="endorsement-", dir=self._scratch) as tmp:
-            context = endorsement_context(endorsement, policy=policy, registry=registry, now=self._now)
-            pdf, _ = self._render_and_convert(template=template, context=context, scratch=Path(tmp))
-            writer = PdfWriter()
-            writer.append(str(pdf), import_outline=False)
-            writer.add_outline_item(title="批单", page_number=0)
-            pages = len(writer.pages)
-            title = f"批单 {endorsement.endorsement_no}（保险单 {endorsement.policy_no}）"
-            pdf = _serialise(writer, title=title, subject=endorsement.policy_no, versions=versions)
-        return self._sealed(
-            pdf,
-            pages=pages,
-            templates=versions,
-            branch_code=policy.branch.code,
-            document="endorsement",
-            anchor_pages=range(pages),
-        )
+        context = endorsement_context(endorsement, policy=policy, registry=registry, now=self._now)
 
-    def _sealed(
+        def finish(_k: int, composed: pikepdf.Pdf, pages: RecordPages, path: Path) -> IssuedDocument:
+            with self.clock.measure("assemble"):
+                out = pikepdf.new()
+                out.pages.extend(composed.pages[pages.pages.start : pages.pages.stop])
+            return self._finish(
+                out,
+                composed=composed,
+                path=path,
+                pages=pages,
+                template=template,
+                bookmarks=[("批单", 0, None)],
+                title=f"批单 {endorsement.endorsement_no}（保险单 {endorsement.policy_no}）",
+                subject=endorsement.policy_no,
+                versions={_relative(registry, template): registry.template_version(template)},
+                branch_code=policy.branch.code,
+                document="endorsement",
+            )
+
+        return _raise_or_return(self._compose(template, [context], finish)[0])
+
+    # --- shared --------------------------------------------------------------------------------------
+
+    def _composed_template(self, template: Path) -> ComposedTemplate:
+        with self._lock:
+            composed = self._composed.get(template)
+            if composed is None:
+                composed = ComposedTemplate(template, anchor=SEAL_ANCHOR, seal_over=SEAL_OVER)
+                self._composed[template] = composed
+            return composed
+
+    def _compose(
         self,
-        pdf: bytes,
+        template: Path,
+        contexts: Sequence[dict],
+        finish: Callable[[int, pikepdf.Pdf, RecordPages, Path], IssuedDocument],
+    ) -> list[IssuedDocument | IssuanceError]:
+        """Render ``contexts`` into one document, convert it, and ``finish`` each record's pages.
+
+        A composed document that LibreOffice refuses, or whose PDF cannot be split, is retried one record
+        per document, so that only the record at fault is refused.
+        """
+        composed = self._composed_template(template)
+        if len(contexts) > 1 and not composed.composable:
+            return [
+                self._compose(template, [c], lambda _k, *a, k=k: finish(k, *a))[0]
+                for k, c in enumerate(contexts)
+            ]
+        alone: list[int] = []  # records to convert again on their own
+        with tempfile.TemporaryDirectory(prefix="documents-", dir=self._scratch) as tmp:
+            docx, pdf_path = Path(tmp) / "documents.docx", Path(tmp) / "documents.pdf"
+            with self.clock.measure("render"):
+                errors = composed.write(contexts, docx)
+            results: list[IssuedDocument | IssuanceError] = [
+                e if e is not None else IssuanceError("not made") for e in errors
+            ]
+            rendered = [k for k, e in enumerate(errors) if e is None]
+            if not rendered:
+                return results
+            try:
+                with self.clock.measure("convert"):
+                    self.converter.convert(docx, pdf_path)
+                with pikepdf.open(pdf_path) as pdf:
+                    placements = split(pdf, len(rendered))
+                    for k, pages in zip(rendered, placements, strict=True):
+                        if len(rendered) > 1 and composed.counts_pages and len(pages.pages) > 1:
+                            alone.append(k)  # its footer says 共 1 页: only alone does it count its pages
+                        else:
+                            results[k] = self._finish_one(finish, k, pdf, pages, pdf_path)
+                if not alone:
+                    return results
+            except ComponentUnavailable:
+                raise
+            except (ConversionFailed, SplitError, pikepdf.PdfError) as e:
+                if len(rendered) == 1:
+                    results[rendered[0]] = _as_issuance_error(e)
+                    return results
+                logger.warning(
+                    "%d documents of %s could not be made together (%s); making them one by one",
+                    len(rendered),
+                    template.name,
+                    e,
+                )
+                alone = rendered
+        for k in alone:
+            results[k] = self._compose(
+                template, [contexts[k]], lambda _k, pdf, pages, path, k=k: finish(k, pdf, pages, path)
+            )[0]
+        return results
+
+    @staticmethod
+    def _finish_one(
+        finish: Callable[[int, pikepdf.Pdf, RecordPages, Path], IssuedDocument],
+        k: int,
+        pdf: pikepdf.Pdf,
+        pages: RecordPages,
+        path: Path,
+    ) -> IssuedDocument | IssuanceError:
+        try:
+            return finish(k, pdf, pages, path)
+        except ComponentUnavailable:
+            raise
+        except IssuanceError as e:
+            return e
+        except pikepdf.PdfError as e:
+            return IssuanceError(f"the converted document cannot be assembled: {e}")
+
+    def _finish(
+        self,
+        out: pikepdf.Pdf,
         *,
-        pages: int,
-        templates: dict[str, str],
+        composed: pikepdf.Pdf,
+        path: Path,
+        pages: RecordPages,
+        template: Path,
+        bookmarks: list[tuple[str, int, str | None]],
+        title: str,
+        subject: str,
+        versions: dict[str, str],
         branch_code: str,
         document: str,
-        anchor_pages: range,
     ) -> IssuedDocument:
-        """Company seal on 保险人（盖章）, cross-page seal over all pages (stamps decides the groups)."""
-        if self._seals is None:
-            return IssuedDocument(pdf=pdf, pages=pages, templates=templates)
-        from stamps import stamp_pdf
+        """Seal, bookmark, label and save one record's assembled document."""
+        seal_ref = None
+        if self._seals is not None:
+            seal = self._seals.seal_for(branch_code=branch_code, document=document)
+            company_at = self._anchor(template, composed, path, pages)
+            with self.clock.measure("seal"):
+                seal_document(out, seal=seal, company_at=company_at, cross_page=True)
+            seal_ref = {"id": seal.id, "version": str(seal.version)}
+        with self.clock.measure("assemble"):
+            with out.open_outline() as outline:
+                parents: dict[str, pikepdf.OutlineItem] = {}
+                for text, page, parent in bookmarks:
+                    item = bookmark(out, text, page)
+                    (parents[parent].children if parent else outline.root).append(item)
+                    parents.setdefault(text, item)
+            # Metadata carries document numbers and template versions, never names or ID numbers.
+            out.docinfo["/Title"] = title
+            out.docinfo["/Subject"] = subject
+            out.docinfo["/Producer"] = PRODUCER
+            out.docinfo["/IssuanceTemplates"] = json.dumps(versions, ensure_ascii=False, sort_keys=True)
+            out.Root.PageMode = pikepdf.Name.UseOutlines
+            count = len(out.pages)
+            data = save_pdf(out, min_version=composed.pdf_version)
+        return IssuedDocument(pdf=data, pages=count, templates=versions, seal=seal_ref)
 
-        seal = self._seals.seal_for(branch_code=branch_code, document=document)
+    def _anchor(
+        self, template: Path, composed: pikepdf.Pdf, path: Path, pages: RecordPages
+    ) -> tuple[int, tuple[float, float]]:
+        """Where the company seal's centre goes: (page of the record, point in its visual frame).
+
+        From the seal marks LibreOffice exported (``pipeline.schedules``), offset by how far the centre of
+        盖章's glyphs lies from the mark's line top, read once per template with ``pdftotext``; a record
+        without usable marks has its signature line read back from the text.
+        """
+        mark = pages.anchor
+        rotated = any(int(composed.pages[p].obj.get("/Rotate", 0)) % 360 for p in pages.pages)
+        if mark is not None and not rotated:
+            with self._lock:
+                offset = self._anchor_offsets.get(template)
+            if offset is None:
+                found = self._read_anchor(
+                    composed, path, range(pages.pages.start + mark.page, pages.pages.start + mark.page + 1)
+                )
+                if found is not None:
+                    x, y = found[1]
+                    offset = (x - (mark.x0 + mark.x1) / 2, y - mark.top)
+                    with self._lock:
+                        self._anchor_offsets.setdefault(template, offset)
+            if offset is not None:
+                return mark.page, ((mark.x0 + mark.x1) / 2 + offset[0], mark.top + offset[1])
+        found = self._read_anchor(composed, path, pages.pages)
+        if found is None:
+            raise SealAnchorMissing(
+                f"the signature line {SEAL_ANCHOR!r} is not on the document",
+                hint="the template must keep the anchor text where the company seal goes",
+            )
+        return found[0] - pages.pages.start, found[1]
+
+    def _read_anchor(
+        self, composed: pikepdf.Pdf, path: Path, pages: range
+    ) -> tuple[int, tuple[float, float]] | None:
+        """The last 盖章 of the anchor on ``pages`` of the composed PDF, by its text: (page, visual point)."""
+        frames = pikepdf_frames(composed)
         with self.clock.measure("seal"):
-            result = stamp_pdf(pdf, seal=seal, anchor=SEAL_ANCHOR, anchor_pages=anchor_pages, cross_page=True)
-        return IssuedDocument(
-            pdf=result.pdf,
-            pages=pages,
-            templates=templates,
-            seal={"id": seal.id, "version": str(seal.version)},
-        )
+            hits = find_text(
+                path, SEAL_ANCHOR, pages=pages, rotations=[f.rotation for f in frames], part=SEAL_OVER
+            )
+        if not hits:
+            return None
+        hit = hits[-1]
+        x, top = hit.centre
+        return hit.page, (x, frames[hit.page].height - top)
 
 
-def _serialise(writer: PdfWriter, *, title: str, subject: str, versions: dict[str, str]) -> bytes:
-    # Metadata carries document numbers and template versions, never names or ID numbers.
-    writer.add_metadata(
-        {
-            "/Title": title,
-            "/Subject": subject,
-            "/Producer": PRODUCER,
-            "/IssuanceTemplates": json.dumps(versions, ensure_ascii=False, sort_keys=True),
-        }
-    )
-    writer.page_mode = "/UseOutlines"
+# Saved as qpdf found it: no stream is decoded, re-encoded or (when it had no filter) compressed, so pages
+# copied from LibreOffice's PDF and the clause cache go into the new file byte for byte and writing costs
+# about a copy. The file identifier is qpdf's usual one: a content-derived one (deterministic_id) costs an
+# MD5 of the whole output, ~2 ms a file, and no promise rests on equal bytes for equal inputs.
+SAVE_OPTIONS: dict[str, Any] = {
+    "stream_decode_level": pikepdf.StreamDecodeLevel.none,
+    "object_stream_mode": pikepdf.ObjectStreamMode.preserve,
+    "compress_streams": False,
+}
+
+
+def save_pdf(pdf: pikepdf.Pdf, *, min_version: str = "") -> bytes:
+    """The document as bytes, written with ``SAVE_OPTIONS``."""
     out = BytesIO()
-    writer.write(out)
+    pdf.save(out, min_version=min_version, **SAVE_OPTIONS)
     return out.getvalue()
+
+
+def bookmark(pdf: pikepdf.Pdf, title: str, page: int) -> pikepdf.OutlineItem:
+    """An outline item that shows page ``page`` whole, as a /GoTo action (as the pipeline always wrote)."""
+    target = pikepdf.Array([pdf.pages[page].obj, pikepdf.Name.Fit])
+    return pikepdf.OutlineItem(title, action=pikepdf.Dictionary(S=pikepdf.Name.GoTo, D=target))
+
+
+def _raise_or_return(result: IssuedDocument | IssuanceError) -> IssuedDocument:
+    if isinstance(result, IssuanceError):
+        raise result
+    return result
+
+
+def _as_issuance_error(error: Exception) -> IssuanceError:
+    if isinstance(error, IssuanceError):
+        return error
+    return ConversionFailed(f"LibreOffice's PDF cannot be read: {error}")

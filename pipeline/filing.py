@@ -18,10 +18,12 @@ What a crash leaves, and what the next run does with it:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from archive.index import (
     Index,
     IndexConflict,
     LedgerEvent,
+    NewPolicy,
     PartyFacts,
     PolicyFacts,
     RecordFacts,
@@ -41,7 +44,7 @@ from archive.index import (
     VersionFacts,
     as_utc,
 )
-from archive.serials import mark_used
+from archive.serials import DocumentSerial, mark_used, mark_used_many
 from archive.store import ObjectStore, retention_until
 from pipeline.batch import Accepted, RecordChecker, content_hash
 from pipeline.batchfile import RawRecord, read_batch
@@ -54,8 +57,9 @@ from pipeline.bundle import (
     manifest,
     page_count,
 )
-from pipeline.documents import DocumentMaker
-from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError, UsageError
+from pipeline.config import DEFAULT_CHUNK
+from pipeline.documents import DocumentMaker, IssuedDocument
+from pipeline.errors import ComponentUnavailable, IssuanceError, TemplateError, UsageError
 from pipeline.idcheck import scrub
 from pipeline.images import resolve_image_path
 from pipeline.intake import ImageSource, image_pages
@@ -70,6 +74,7 @@ CHINA = ZoneInfo("Asia/Shanghai")
 ARCHIVED = "archived"
 ALREADY_ARCHIVED = "already_archived"
 STATUSES = (ARCHIVED, ALREADY_ARCHIVED, REJECTED)
+REMEMBERED_POLICIES = 2048
 
 
 class _Refused(Exception):
@@ -88,6 +93,21 @@ class Filed:
     keys: tuple[str, ...]
     adopted: bool
     missing_images: tuple[str, ...] = ()
+
+
+@dataclass
+class _PolicyPlan:
+    """Version 1 of a policy on its way into the archive (``Filing.file_policies``)."""
+
+    prefix: str
+    folder: str
+    manifest_key: str
+    record_sha: str
+    retain: datetime
+    missing: tuple[str, ...]
+    raw: RawRecord
+    body: dict[str, Any] | None  # the manifest's body once uploaded (or adopted)
+    adopted: bool
 
 
 def required_images(policy: Policy, product: Product) -> tuple[str, ...]:
@@ -163,7 +183,9 @@ class Filing:
         self.registry = maker.registry
         self.operator = operator
         self.clock = maker.clock  # one split per run: documents and filing stages together
-        self._policies: dict[str, Policy] = {}
+        # recently filed or read policies, for their endorsements; bounded, so memory stays flat in a long
+        # batch or a watcher that runs for months (an older one is read again from its manifest)
+        self._policies: OrderedDict[str, Policy] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- archived policies ---------------------------------------------------------------------------
@@ -172,6 +194,7 @@ class Filing:
         """The archived policy's record, read from its first version's manifest (hash-verified)."""
         with self._lock:
             if policy_no in self._policies:
+                self._policies.move_to_end(policy_no)
                 return self._policies[policy_no]
         versions = self.index.versions(policy_no)
         if not versions:
@@ -181,9 +204,15 @@ class Filing:
         policy, reasons = parse_record(data["record"])
         if not isinstance(policy, Policy) or reasons:
             raise IssuanceError(f"the archived manifest of {policy_no} does not hold a valid policy record")
-        with self._lock:
-            self._policies[policy_no] = policy
+        self._remember(policy)
         return policy
+
+    def _remember(self, policy: Policy) -> None:
+        with self._lock:
+            self._policies[policy.policy_no] = policy
+            self._policies.move_to_end(policy.policy_no)
+            while len(self._policies) > REMEMBERED_POLICIES:
+                self._policies.popitem(last=False)
 
     # --- one record --------------------------------------------------------------------------------
 
@@ -294,89 +323,177 @@ class Filing:
 
     def file_policy(self, policy: Policy, *, raw: RawRecord, batch_dir: Path, batch_id: str | None) -> Filed:
         """Version 1 of a new policy: sealed customer copy, archive copy with images, manifest, index."""
+        result = self.file_policies([(policy, raw)], batch_dir=batch_dir, batch_id=batch_id)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def file_policies(
+        self, items: Sequence[tuple[Policy, RawRecord]], *, batch_dir: Path, batch_id: str | None
+    ) -> list[Filed | Exception]:
+        """``file_policy`` for several new policies at once, in order: each its ``Filed`` or its error.
+
+        The documents are made together (``DocumentMaker.policy_pdfs``: one LibreOffice document for the
+        schedules of one template), each version is published alone (parts, then its manifest), and the
+        index rows and ledger events of all of them commit in one transaction; if another writer got to
+        one of them first, they are committed one by one so that only that record fails. Raises
+        ``ComponentUnavailable`` (LibreOffice, the store or the index is down) for all of them: what was
+        published is adopted by the next run.
+        """
+        results: list[Filed | Exception | None] = [None] * len(items)
+        plans: dict[int, _PolicyPlan] = {}
+        for i, (policy, raw) in enumerate(items):
+            try:
+                plans[i] = self._plan_policy(policy, raw)
+            except (_Refused, IssuanceError) as e:
+                if isinstance(e, ComponentUnavailable):
+                    raise
+                results[i] = e
+        fresh = [i for i, plan in plans.items() if plan.body is None]
+        documents = self.maker.policy_pdfs([items[i][0] for i in fresh])
+        for i, document in zip(fresh, documents, strict=True):
+            if isinstance(document, IssuanceError):
+                results[i] = document
+                del plans[i]
+                continue
+            try:
+                plans[i].body = self._publish_policy(items[i][0], plans[i], document, batch_dir, batch_id)
+            except ComponentUnavailable:
+                raise
+            except (_Refused, IssuanceError) as e:
+                results[i] = e
+                del plans[i]
+        news = {i: self._new_policy(items[i][0], plan, batch_id) for i, plan in plans.items()}
+        with self.clock.measure("index"):
+            try:
+                self.index.archive_policies(list(news.values()))
+            except IndexConflict:
+                for i, new in news.items():  # find the one another writer indexed first
+                    try:
+                        self.index.archive_policies([new])
+                    except IndexConflict as e:
+                        results[i] = e
+            mark_used_many(
+                self.index,
+                [
+                    DocumentSerial(
+                        serial=items[i][0].print_serial,
+                        policy_no=new.facts.policy_no,
+                        version=1,
+                        at=new.version.created_at,
+                        by=items[i][0].issued_by,
+                    )
+                    for i, new in news.items()
+                    if results[i] is None and items[i][0].print_serial
+                ],
+            )
+        for i, new in news.items():
+            if results[i] is None:
+                policy = items[i][0]
+                self._remember(policy)
+                results[i] = Filed(
+                    1,
+                    (new.version.customer.key, new.version.bundle.key, new.version.manifest.key),
+                    plans[i].adopted,
+                    plans[i].missing,
+                )
+        return [r for r in results if r is not None]
+
+    def _plan_policy(self, policy: Policy, raw: RawRecord) -> _PolicyPlan:
+        """Where version 1 of ``policy`` goes, and its manifest if an interrupted run uploaded it."""
         product = self.registry.products[policy.product_code]
         prefix = key_prefix(policy)
         folder = f"{prefix}/v1-issue"
         manifest_key = f"{folder}/manifest.json"
         record_sha = content_hash(raw.data or {})
         retain = retention_until(policy.period.start, policy.period.end)
-        issued_at = policy.issued_at or datetime.now(UTC)
         missing = tuple(
             k for k in required_images(policy, product) if k not in {i.kind for i in policy.images}
         )
-
         body = self._adopt(manifest_key, record_sha, retain_until=retain)
-        adopted = body is not None
-        if body is None:
-            document = self.maker.policy_pdf(policy)
-            with self.clock.measure("images"):
-                image_pdf, entries = self._images(policy, batch_dir)
-            title = f"{product.name}保险单 {policy.policy_no}"
-            customer = Part("customer.pdf", document.pdf, document.pages)
-            with self.clock.measure("bundle"):
-                bundle_pdf = archive_copy(document.pdf, images=image_pdf, entries=entries, title=title)
-            bundle = Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
-            parts = [(customer, _part_key(folder, customer)), (bundle, _part_key(folder, bundle))]
-            body_part = manifest(
-                policy_no=policy.policy_no,
-                version=1,
-                kind="issue",
-                record=raw.data,
-                record_sha256=record_sha,
-                parts=parts,
-                images=entries,
-                templates=document.templates,
-                seal=document.seal,
-                batch_id=batch_id,
-                operator=self.operator,
-                clerk=policy.issued_by,
-                created_at=datetime.now(UTC),
-                missing_images=missing,
-            )
-            body = self._publish(parts, manifest=body_part, manifest_key=manifest_key, retain_until=retain)
-        version = self._version_facts(
-            body,
+        return _PolicyPlan(
+            prefix=prefix,
+            folder=folder,
+            manifest_key=manifest_key,
+            record_sha=record_sha,
+            retain=retain,
+            missing=missing,
+            raw=raw,
+            body=body,
+            adopted=body is not None,
+        )
+
+    def _publish_policy(
+        self,
+        policy: Policy,
+        plan: _PolicyPlan,
+        document: IssuedDocument,
+        batch_dir: Path,
+        batch_id: str | None,
+    ) -> dict[str, Any]:
+        """Images, archive copy, manifest; all uploaded, the manifest last. The manifest's body."""
+        product = self.registry.products[policy.product_code]
+        with self.clock.measure("images"):
+            image_pdf, entries = self._images(policy, batch_dir)
+        title = f"{product.name}保险单 {policy.policy_no}"
+        customer = Part("customer.pdf", document.pdf, document.pages)
+        with self.clock.measure("bundle"):
+            bundle_pdf = archive_copy(document.pdf, images=image_pdf, entries=entries, title=title)
+            bundle = Part("bundle.pdf", bundle_pdf, document.pages + sum(e.pages for e in entries))
+        parts = [(customer, _part_key(plan.folder, customer)), (bundle, _part_key(plan.folder, bundle))]
+        body_part = manifest(
             policy_no=policy.policy_no,
-            retain_until=retain,
+            version=1,
+            kind="issue",
+            record=plan.raw.data,
+            record_sha256=plan.record_sha,
+            parts=parts,
+            images=entries,
+            templates=document.templates,
+            seal=document.seal,
+            batch_id=batch_id,
+            operator=self.operator,
+            clerk=policy.issued_by,
+            created_at=datetime.now(UTC),
+            missing_images=plan.missing,
+        )
+        return self._publish(
+            parts, manifest=body_part, manifest_key=plan.manifest_key, retain_until=plan.retain
+        )
+
+    def _new_policy(self, policy: Policy, plan: _PolicyPlan, batch_id: str | None) -> NewPolicy:
+        """The index's rows and ledger event for version 1 of ``policy``, from its manifest."""
+        assert plan.body is not None
+        version = self._version_facts(
+            plan.body,
+            policy_no=policy.policy_no,
+            retain_until=plan.retain,
             record_id=policy.record_id,
             batch_id=batch_id,
         )
-        with self.clock.measure("index"):
-            self.index.archive_policy(
-                facts=_policy_facts(policy, issued_at=issued_at, prefix=prefix, retain_until=retain),
-                version=version,
-                record=RecordFacts(
-                    policy.record_id, record_sha, "policy", policy.policy_no, batch_id, raw.line
-                ),
-                missing_images=list(body.get("missing_images", missing)),
-                event=LedgerEvent(
-                    self.operator,
-                    "policy.archived",
-                    policy.policy_no,
-                    {
-                        "version": 1,
-                        "record_id": policy.record_id,
-                        "batch_id": batch_id,
-                        "clerk": policy.issued_by,
-                        "manifest": manifest_key,
-                        "manifest_sha256": version.manifest.sha256,
-                        "adopted": adopted,
-                    },
-                ),
-            )
-        if policy.print_serial:
-            # the pre-printed form is now used by this document (never fails the policy: see mark_used)
-            mark_used(
-                self.index,
-                serial=policy.print_serial,
-                policy_no=policy.policy_no,
-                version=1,
-                at=version.created_at,
-                by=policy.issued_by,
-            )
-        with self._lock:
-            self._policies[policy.policy_no] = policy
-        return Filed(1, (version.customer.key, version.bundle.key, manifest_key), adopted, missing)
+        issued_at = policy.issued_at or datetime.now(UTC)
+        return NewPolicy(
+            facts=_policy_facts(policy, issued_at=issued_at, prefix=plan.prefix, retain_until=plan.retain),
+            version=version,
+            record=RecordFacts(
+                policy.record_id, plan.record_sha, "policy", policy.policy_no, batch_id, plan.raw.line
+            ),
+            missing_images=list(plan.body.get("missing_images", plan.missing)),
+            event=LedgerEvent(
+                self.operator,
+                "policy.archived",
+                policy.policy_no,
+                {
+                    "version": 1,
+                    "record_id": policy.record_id,
+                    "batch_id": batch_id,
+                    "clerk": policy.issued_by,
+                    "manifest": plan.manifest_key,
+                    "manifest_sha256": version.manifest.sha256,
+                    "adopted": plan.adopted,
+                },
+            ),
+        )
 
     def file_endorsement(
         self,
@@ -612,38 +729,67 @@ def _base(item: Accepted) -> dict[str, Any]:
 
 
 def file_record(filing: Filing, item: Accepted, *, batch_dir: Path, batch_id: str | None) -> Outcome:
-    """File one accepted record; what became of it, as the batch report's outcome.
+    """File one accepted record; what became of it, as the batch report's outcome (see ``file_records``)."""
+    return file_records(filing, [item], batch_dir=batch_dir, batch_id=batch_id)[0]
 
-    Shared by the thread pool (``run_batch``) and the cluster (``pipeline.cluster``). Whatever belongs to
-    the record (a field, a template, a failed conversion, a conflict in the index) comes back as a
-    ``rejected`` outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store
-    or the index is down: that stops the batch, not just the record).
+
+def file_records(
+    filing: Filing, items: Sequence[Accepted], *, batch_dir: Path, batch_id: str | None
+) -> list[Outcome]:
+    """File accepted records; what became of each, in order, as the batch report's outcomes.
+
+    Policies are filed together (``Filing.file_policies``), endorsements one by one after them. Shared by
+    the thread pool (``run_batch``) and the cluster (``pipeline.cluster``). Whatever belongs to a record
+    (a field, a template, a failed conversion, a conflict in the index) comes back as a ``rejected``
+    outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store or the index
+    is down: that stops the batch, not just the record).
     """
-    base = _base(item)
-    record = item.record
-    try:
-        if isinstance(record, Policy):
-            filed = filing.file_policy(record, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id)
-        else:
-            assert item.policy is not None
-            filed = filing.file_endorsement(
-                record, item.policy, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
+    results: list[Filed | Exception | None] = [None] * len(items)
+    policies = [i for i, item in enumerate(items) if isinstance(item.record, Policy)]
+    if policies:
+        try:
+            filed = filing.file_policies(
+                [(items[i].record, items[i].raw) for i in policies],  # type: ignore[misc]
+                batch_dir=batch_dir,
+                batch_id=batch_id,
             )
-    except _Refused as e:
-        return Outcome(status=REJECTED, reasons=(e.reason,), **base)
-    except ComponentUnavailable:
-        raise
-    except IndexConflict as e:
-        return Outcome(status=REJECTED, reasons=(Reason("record_id", f"{e}; re-run the batch"),), **base)
-    except TemplateError as e:
-        return Outcome(status=REJECTED, reasons=(Reason("template", str(e)),), **base)
-    except (ConversionFailed, IssuanceError) as e:
-        field = getattr(e, "field", None) or "document"
-        return Outcome(status=REJECTED, reasons=(Reason(field, str(e)),), **base)
-    except Exception as e:
-        logger.exception("batch %s line %d: unexpected error while filing", batch_id, item.raw.line)
-        return Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base)
-    return Outcome(status=ARCHIVED, documents=filed.keys, **base)
+        except ComponentUnavailable:
+            raise
+        except Exception as e:  # a bug, not a record's fault: every record of the group says so
+            logger.exception("batch %s: unexpected error while filing policies", batch_id)
+            filed = [e] * len(policies)
+        for i, result in zip(policies, filed, strict=True):
+            results[i] = result
+    for i, item in enumerate(items):
+        if isinstance(item.record, Endorsement):
+            assert item.policy is not None
+            try:
+                results[i] = filing.file_endorsement(
+                    item.record, item.policy, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
+                )
+            except ComponentUnavailable:
+                raise
+            except Exception as e:
+                results[i] = e
+    return [_outcome(item, result, batch_id) for item, result in zip(items, results, strict=True)]
+
+
+def _outcome(item: Accepted, result: Filed | Exception | None, batch_id: str | None) -> Outcome:
+    base = _base(item)
+    if isinstance(result, Filed):
+        return Outcome(status=ARCHIVED, documents=result.keys, **base)
+    if isinstance(result, _Refused):
+        reason = result.reason
+    elif isinstance(result, IndexConflict):
+        reason = Reason("record_id", f"{result}; re-run the batch")
+    elif isinstance(result, TemplateError):
+        reason = Reason("template", str(result))
+    elif isinstance(result, IssuanceError):
+        reason = Reason(getattr(result, "field", None) or "document", str(result))
+    else:
+        logger.error("batch %s line %d: unexpected error while filing: %r", batch_id, item.raw.line, result)
+        reason = Reason("document", f"internal error: {result}")
+    return Outcome(status=REJECTED, reasons=(reason,), **base)
 
 
 def not_filed_earlier(item: Accepted) -> Outcome:
@@ -691,29 +837,41 @@ class BatchRun:
         )
 
     def accepted(self, *, stop: threading.Event | None = None) -> Iterator[Accepted]:
-        """The records to file, in input order; stops after a component error or when ``stop`` is set."""
+        """The records to file, in input order; stops after a component error or when ``stop`` is set.
+
+        Records are read in blocks of ``LOOKAHEAD``, and the index is asked once per block which of them
+        it holds already (two queries, not two per record).
+        """
         index = self.filing.index
-        for raw in self._records:
-            if self.fatal:
-                break
-            if stop is not None and stop.is_set():
-                self.report.extra["interrupted"] = True
-                break
-            known = already_archived(index, raw)
-            if known is not None:
-                self.finish(known)
-                continue
-            verdict = self._checker.check(raw)
-            if isinstance(verdict, list):
-                self.finish(rejected_outcome(raw, verdict))
-                continue
-            if isinstance(verdict.record, Policy) and index.policy_row(verdict.record.policy_no) is not None:
-                reason = Reason(
-                    "policy_no", f"policy {verdict.record.policy_no} is already archived by another record"
-                )
-                self.finish(rejected_outcome(raw, [reason]))
-                continue
-            yield verdict
+        records = iter(self._records)
+        while block := list(itertools.islice(records, LOOKAHEAD)):
+            data = [raw.data if isinstance(raw.data, dict) else {} for raw in block]
+            known = index.records([d["record_id"] for d in data if isinstance(d.get("record_id"), str)])
+            indexed = index.indexed_policies(
+                [
+                    d["policy_no"]
+                    for d in data
+                    if d.get("kind") == "policy" and isinstance(d.get("policy_no"), str)
+                ]
+            )
+            for raw in block:
+                if self.fatal:
+                    return
+                if stop is not None and stop.is_set():
+                    self.report.extra["interrupted"] = True
+                    return
+                outcome = already_archived(raw, known)
+                if outcome is not None:
+                    self.finish(outcome)
+                    continue
+                verdict = self._checker.check(raw)
+                if isinstance(verdict, list):
+                    self.finish(rejected_outcome(raw, verdict))
+                    continue
+                if isinstance(verdict.record, Policy) and verdict.record.policy_no in indexed:
+                    self.finish(rejected_outcome(raw, [_archived_by_another(verdict.record.policy_no)]))
+                    continue
+                yield verdict
 
     def finish(self, outcome: Outcome) -> None:
         """Record one record's outcome (logged if rejected, passed to ``on_record``)."""
@@ -755,6 +913,9 @@ class BatchRun:
         return self.report
 
 
+LOOKAHEAD = 64  # records read (and looked up in the index) at a time
+
+
 def run_batch(
     batch: Path,
     *,
@@ -762,26 +923,29 @@ def run_batch(
     workers: int,
     on_record: Callable[[Outcome], None] | None = None,
     stop: threading.Event | None = None,
+    chunk: int = DEFAULT_CHUNK,
 ) -> BatchReport:
     """``issuance run``: every record of ``batch`` ends archived, already archived, or rejected.
 
     Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``ComponentUnavailable`` when
     LibreOffice, the store or the index fails for good (what was filed stays filed; a re-run goes on).
+    ``workers`` is the number of LibreOffice instances of the filing's converter.
 
-    ``stop`` set (SIGTERM in the watcher): no further record is started, the ones in flight finish, and
-    the report says ``interrupted``; its counts cover the records handled. A later run does the rest.
+    Policies are filed in groups of up to ``chunk`` of one product (one LibreOffice document for their
+    schedules, one index transaction); an endorsement is filed after the group holding its policy's
+    earlier version. ``2 × workers + 1`` groups are filed at a time, so that each LibreOffice instance
+    (``workers`` of them) has a group waiting while other groups' PDFs are sealed, bundled and uploaded.
+
+    ``stop`` set (SIGTERM in the watcher): no further record is read, the ones read finish, and the report
+    says ``interrupted``; its counts cover the records handled. A later run does the rest.
     """
     run = BatchRun(batch, filing=filing, on_record=on_record)
-    in_flight = threading.BoundedSemaphore(max(2, workers * 2))
+    threads = 2 * max(1, workers) + 1
+    in_flight = threading.BoundedSemaphore(threads + 1)
     last_task: dict[str, Future[Outcome]] = {}  # per policy: versions are filed in input order
-
-    def file(item: Accepted, before: Future[Outcome] | None) -> Outcome:
-        if before is not None and (before.exception() is not None or before.result().status != ARCHIVED):
-            return not_filed_earlier(item)
-        return file_record(filing, item, batch_dir=run.batch_dir, batch_id=run.batch_id)
+    pending: dict[str, list[Accepted]] = {}  # per product: policies waiting for a full group
 
     def done(item: Accepted, future: Future[Outcome]) -> None:
-        in_flight.release()
         try:
             outcome = future.result()
         except ComponentUnavailable as e:
@@ -789,14 +953,63 @@ def run_batch(
         else:
             run.finish(outcome)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file") as pool:
-        for item in run.accepted(stop=stop):
-            in_flight.acquire()
-            policy_no = item.record.policy_no
-            future = pool.submit(file, item, last_task.get(policy_no))
-            last_task[policy_no] = future
+    def file(items: list[Accepted], futures: list[Future[Outcome]], before: Future[Outcome] | None) -> None:
+        try:
+            earlier = None if before is None or before.exception() is not None else before.result()
+            if before is not None and isinstance(items[0].record, Policy):
+                if earlier is not None and earlier.status == ARCHIVED:
+                    outcomes = [
+                        rejected_outcome(items[0].raw, [_archived_by_another(items[0].record.policy_no)])
+                    ]
+                else:  # the earlier record of this policy was not filed: this one may be
+                    outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
+            elif before is not None and (earlier is None or earlier.status != ARCHIVED):
+                outcomes = [not_filed_earlier(item) for item in items]
+            else:
+                outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
+        except BaseException as e:
+            for future in futures:
+                future.set_exception(e)
+        else:
+            for future, outcome in zip(futures, outcomes, strict=True):
+                future.set_result(outcome)
+        finally:
+            in_flight.release()
+
+    def submit(
+        pool: ThreadPoolExecutor, items: list[Accepted], before: Future[Outcome] | None = None
+    ) -> None:
+        in_flight.acquire()
+        futures: list[Future[Outcome]] = [Future() for _ in items]
+        for item, future in zip(items, futures, strict=True):
+            last_task[item.record.policy_no] = future
             future.add_done_callback(lambda f, item=item: done(item, f))
+        pool.submit(file, items, futures, before)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="file") as pool:
+        for item in run.accepted(stop=stop):
+            record = item.record
+            earlier = _pending_group(pending, record.policy_no)
+            if earlier is not None:  # an earlier record of this policy waits for a full group: file it now
+                submit(pool, pending.pop(earlier))
+            if isinstance(record, Policy) and record.policy_no not in last_task:
+                group = pending.setdefault(record.product_code, [])
+                group.append(item)
+                if len(group) >= chunk:
+                    submit(pool, pending.pop(record.product_code))
+                continue
+            # an endorsement, or a second record of a policy this batch files already: after the earlier one
+            submit(pool, [item], last_task.get(record.policy_no))
+        for product in list(pending):
+            submit(pool, pending.pop(product))
     return run.end()
+
+
+def _pending_group(pending: dict[str, list[Accepted]], policy_no: str) -> str | None:
+    """The product whose waiting group holds a record of ``policy_no``, if any."""
+    return next(
+        (p for p, group in pending.items() if any(i.record.policy_no == policy_no for i in group)), None
+    )
 
 
 def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
@@ -812,21 +1025,26 @@ def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
     )
 
 
-def already_archived(index: Index, raw: RawRecord) -> Outcome | None:
-    """Outcome for a record the index already holds: the same content, or a conflict."""
+def already_archived(raw: RawRecord, known: dict[str, RecordFacts]) -> Outcome | None:
+    """Outcome for a record the index already holds (``known``, by record id): the same content, or a
+    conflict."""
     data = raw.data
     if not data or not isinstance(data.get("record_id"), str):
         return None
-    known = index.record(data["record_id"])
-    if known is None:
+    record = known.get(data["record_id"])
+    if record is None:
         return None
     base = {
         "line": raw.line,
         "record_id": data["record_id"],
-        "policy_no": known.policy_no,
-        "kind": known.kind,
+        "policy_no": record.policy_no,
+        "kind": record.kind,
     }
-    if known.content_sha256 == content_hash(data):
+    if record.content_sha256 == content_hash(data):
         return Outcome(status=ALREADY_ARCHIVED, **base)
     message = "already archived with different content: a conflict, reported and not overwritten"
     return Outcome(status=REJECTED, reasons=(Reason("record_id", message),), **base)
+
+
+def _archived_by_another(policy_no: str) -> Reason:
+    return Reason("policy_no", f"policy {policy_no} is already archived by another record")

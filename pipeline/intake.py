@@ -50,7 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image, ImageCms, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFont
 from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 from pypdf.generic import (
@@ -627,18 +627,18 @@ def _picture_page(
     placement = _place(_shown_size((picture.width, picture.height), picture.orientation))
     page_w, page_h = placement.page
     page = writer.add_blank_page(page_w, page_h)
-    band_w = page_w - 2 * MARGIN
     band_y = page_h - MARGIN - BAND_PT
     rule_y = band_y - 3
+    title_band, title_w = _title_xobject(title, count, page_w - 2 * MARGIN)
     # pypdf has no public call that adds an indirect object; _add_object is the one its docs use
     picture_ref = writer._add_object(_image_xobject(writer, picture, colour_spaces))
-    title_ref = writer._add_object(_title_xobject(title, count, band_w))
+    title_ref = writer._add_object(title_band)
     numbers = " ".join(_num(v) for v in _matrix(picture.orientation, placement.box))
     content = DecodedStreamObject()
     content.set_data(
         (
             f"q 0.4 G 0.5 w {_num(MARGIN)} {_num(rule_y)} m {_num(page_w - MARGIN)} {_num(rule_y)} l S Q\n"
-            f"q {_num(band_w)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(band_y)} cm /Title Do Q\n"
+            f"q {_num(title_w)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(band_y)} cm /Title Do Q\n"
             f"q {numbers} cm /Picture Do Q\n"
         ).encode("ascii")
     )
@@ -686,8 +686,17 @@ def _image_xobject(
 
 
 def _image_stream(
-    data: bytes, *, width: int, height: int, colours: int, bits: int, flate: bool
+    data: bytes,
+    *,
+    width: int,
+    height: int,
+    colours: int,
+    bits: int,
+    flate: bool,
+    predictors: bool = True,
 ) -> DecodedStreamObject:
+    """An image XObject around ``data``; Flate data is a PNG's IDAT (rows with PNG predictors) unless
+    ``predictors`` is false, then it is the deflated pixels as they are."""
     stream = DecodedStreamObject()
     stream.set_data(data)  # already encoded: written as it is, under the filter named below
     stream.update(
@@ -700,7 +709,7 @@ def _image_stream(
             NameObject("/Filter"): NameObject("/FlateDecode" if flate else "/DCTDecode"),
         }
     )
-    if flate:
+    if flate and predictors:
         stream[NameObject("/DecodeParms")] = DictionaryObject(
             {
                 NameObject("/Predictor"): NumberObject(15),
@@ -712,39 +721,106 @@ def _image_stream(
     return stream
 
 
-def _title_xobject(title: tuple[str, str], count: str, width_pt: float) -> DecodedStreamObject:
-    """The title band as a 300-dpi greyscale picture: black text on white, legible in print.
+def _title_xobject(title: tuple[str, str], count: str, width_pt: float) -> tuple[DecodedStreamObject, float]:
+    """The title band as a 300-dpi greyscale picture, black text on white, legible in print; and the
+    width in points to show it at.
 
-    ``title`` is the kind of image (which may be cut short to fit) and the policy number (which is not).
+    ``title`` is the kind of image (which may be cut short to fit ``width_pt``) and the policy number
+    (which is not). The picture is only as wide as its text: the white rest of a band ``width_pt`` wide
+    would cost time to draw and to compress. It is shown at the scale such a band had, so the text lands
+    where it always did. Its pixels are stored as they are, quickly deflated, without PNG predictors.
     """
-    px = TITLE_DPI / 72
-    width, height = round(width_pt * px), round(BAND_PT * px)
-    band = Image.new("L", (width, height), 255)
-    draw = ImageDraw.Draw(band)
-    font, line = _fit(*title, width_px=width)
-    draw.text((0, round(TITLE_PT * 1.1 * px)), line, font=font, fill=0, anchor="ls")
-    draw.text(
-        (0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)), count, font=_font(COUNT_PT), fill=0, anchor="ls"
-    )
-    buffer = io.BytesIO()
-    band.save(buffer, "PNG", compress_level=FLATE_LEVEL)
+    band_px = round(width_pt * TITLE_DPI / 72)
+    band = _title_band(title, count, band_px=band_px)
     stream = _image_stream(
-        _png_idat(buffer.getvalue()), width=width, height=height, colours=1, bits=8, flate=True
+        zlib.compress(band.tobytes(), level=1),
+        width=band.width,
+        height=band.height,
+        colours=1,
+        bits=8,
+        flate=True,
+        predictors=False,
     )
     stream[NameObject("/ColorSpace")] = NameObject("/DeviceGray")
-    return stream
+    # band_px is rounded, so a band's scale is a hair off 300 dpi: keep it, not the nominal 72/300 pt
+    return stream, width_pt * band.width / band_px
 
 
-def _fit(head: str, tail: str, *, width_px: int) -> tuple[ImageFont.FreeTypeFont, str]:
-    """The largest title size from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head + tail`` fits,
-    else the smallest size with ``head`` cut short with "…" (the policy number in ``tail`` stays whole)."""
+def _title_band(title: tuple[str, str], count: str, *, band_px: int) -> Image.Image:
+    """The pixels that drawing the title line and the count line in one go on a white band ``band_px``
+    wide gives, cut off right of the text.
+
+    The lines are put together from pieces drawn once per process: the kind of image, the policy number
+    (the same on every page of a record) and the page count (the same in many records). A piece is
+    drawn from the fraction of a pixel at which the line's pen reaches it, so its glyphs land exactly
+    where drawing the whole line puts them.
+    """
+    px = TITLE_DPI / 72
+    points, head = _fit(*title, width_px=band_px)
+    title_baseline = round(TITLE_PT * 1.1 * px)
+    pieces = (
+        (head, points, 0.0, title_baseline),
+        (title[1], points, _advance(head, points), title_baseline),
+        (count, COUNT_PT, 0.0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)),
+    )
+    placed = []
+    for text, size, pen, baseline in pieces:
+        drawn = _drawn(text, size, pen - math.floor(pen))
+        placed.append((drawn.picture, (math.floor(pen) - drawn.origin[0], baseline - drawn.origin[1])))
+    width = max(1, min(band_px, max(left + picture.width for picture, (left, _) in placed)))
+    band = Image.new("L", (width, round(BAND_PT * px)), 255)
+    for picture, at in placed:
+        _darken(band, picture, at)
+    return band
+
+
+def _fit(head: str, tail: str, *, width_px: int) -> tuple[float, str]:
+    """The largest title size in points from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head +
+    tail`` fits, else the smallest size with ``head`` cut short with "…" (the policy number in ``tail``
+    stays whole); and ``head`` as it is to be drawn."""
     size = TITLE_PT
-    while size > MIN_TITLE_PT and _font(size).getlength(head + tail) > width_px:
+    while (too_wide := _font(size).getlength(head + tail) > width_px) and size > MIN_TITLE_PT:
         size -= 0.5
-    font = _font(size)
-    while len(head) > 1 and font.getlength(head + tail) > width_px:
+    while too_wide and len(head) > 1:
         head = head[:-2] + "…"
-    return font, head + tail
+        too_wide = _font(size).getlength(head + tail) > width_px
+    return size, head
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """Text drawn black on white; ``origin`` is the pixel where its pen started, on its baseline."""
+
+    picture: Image.Image  # shared through the cache: never drawn on
+    origin: tuple[int, int]
+
+
+@lru_cache(maxsize=64)  # a policy number's piece is some 40 KB and serves one record
+def _drawn(text: str, points: float, pen_fraction: float) -> _Drawn:
+    """``text`` as ``ImageDraw.text`` draws it from a pen position ``pen_fraction`` of a pixel right of
+    a pixel's edge, in a picture just large enough (with a margin) for its glyphs' outlines."""
+    font = _font(points)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    x, y = max(0, -math.floor(left)) + 1, max(0, -math.floor(top)) + 1
+    picture = Image.new("L", (x + max(0, math.ceil(right)) + 2, y + max(0, math.ceil(bottom)) + 2), 255)
+    ImageDraw.Draw(picture).text((x + pen_fraction, y), text, font=font, fill=0, anchor="ls")
+    return _Drawn(picture, (x, y))
+
+
+@lru_cache(maxsize=256)
+def _advance(text: str, points: float) -> float:
+    return _font(points).getlength(text)
+
+
+def _darken(band: Image.Image, picture: Image.Image, at: tuple[int, int]) -> None:
+    """Put ``picture`` on ``band`` with its top left at ``at``, keeping the darker of two pixels: a
+    piece's white margin never covers another piece's text. What falls outside ``band`` is cut off."""
+    x, y = at
+    box = (max(x, 0), max(y, 0), min(x + picture.width, band.width), min(y + picture.height, band.height))
+    if box[0] >= box[2] or box[1] >= box[3]:
+        return
+    part = picture.crop((box[0] - x, box[1] - y, box[2] - x, box[3] - y))
+    band.paste(ImageChops.darker(band.crop(box), part), box)
 
 
 @lru_cache(maxsize=16)

@@ -27,7 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
+import pikepdf
 from PIL import Image, ImageChops
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PdfReadError
@@ -39,7 +41,17 @@ from stamps.layout import PageFrame, StripWindow, cross_page_groups, frame_for, 
 from stamps.pdfupdate import IncrementalUpdate, previous_xref, serialise
 from stamps.registry import Seal
 
-__all__ = ["DEFAULT_ANCHOR", "EncodedSeal", "StampResult", "encoded_seal", "page_frames", "stamp_pdf"]
+__all__ = [
+    "DEFAULT_ANCHOR",
+    "EncodedSeal",
+    "SealPlan",
+    "StampResult",
+    "encoded_seal",
+    "page_frames",
+    "plan_seals",
+    "seal_document",
+    "stamp_pdf",
+]
 
 DEFAULT_ANCHOR = "保险人（盖章）"
 SEAL_OVER = "盖章"  # the part of the anchor a hand stamp is centred on
@@ -181,51 +193,22 @@ def stamp_pdf(
         reader = _read(pdf)
     frames = page_frames(reader)
     encoded = encoded_seal(seal, dpi)
-
-    windows: list[StripWindow] = []
-    groups: tuple[tuple[int, int], ...] = ()
-    if cross_page:
-        width_mm = encoded.width_pt * 25.4 / 72
-        groups = cross_page_groups(len(frames), max_pages=max_group_pages(width_mm))
-        for group in groups:
-            windows += strip_windows(
-                frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt
-            )
-
     anchor_page, centre = None, None
     if anchor is not None:
         anchor_page, centre = _locate_anchor(pdf, anchor=anchor, pages=anchor_pages, frames=frames)
-        frame = frames[anchor_page]
-        # The whole seal stays on the paper even if the signature line is near an edge, and off the
-        # page's cross-page strip, so that each of the two can be checked on its own.
-        right = min([w.clip_x for w in windows if w.page == anchor_page], default=frame.width)
-        centre = (
-            min(max(centre[0], encoded.width_pt / 2), right - encoded.width_pt / 2),
-            min(max(centre[1], encoded.height_pt / 2), frame.height - encoded.height_pt / 2),
-        )
+    plan = plan_seals(
+        frames, encoded, company_at=(anchor_page, centre) if centre else None, cross_page=cross_page
+    )
+    anchor_page, centre, groups, uses = plan.anchor_page, plan.centre, plan.groups, plan.uses
 
-    if anchor_page is None and not windows:
+    if not uses:
         return StampResult(
             pdf=pdf, anchor_page=None, anchor_xy_pt=None, groups=(), seal=seal.ref, pages=len(frames)
         )
 
     update = IncrementalUpdate(pdf, reader)
     image_ref = encoded.objects(update)
-    gstate_ref = update.add(b"<</Type/ExtGState/BM/Multiply/ca 1/CA 1>>")
-    # Per page, each use of the seal: (image box, clip box or None), in the page's visual frame.
-    uses: dict[int, list[tuple[_Box, _Box | None]]] = {}
-    for w in windows:
-        uses.setdefault(w.page, []).append(
-            (
-                (w.seal_x, w.seal_y, w.seal_width, w.seal_height),
-                (w.clip_x, w.seal_y, w.clip_width, w.seal_height),
-            )
-        )
-    if anchor_page is not None and centre is not None:
-        width, height = encoded.width_pt, encoded.height_pt
-        uses.setdefault(anchor_page, []).append(
-            ((centre[0] - width / 2, centre[1] - height / 2, width, height), None)
-        )
+    gstate_ref = update.add(_GSTATE_BODY)
 
     for index, page_uses in sorted(uses.items()):
         page = reader.pages[index]
@@ -253,6 +236,143 @@ def stamp_pdf(
         seal=seal.ref,
         pages=len(frames),
     )
+
+
+_GSTATE_BODY = b"<</Type/ExtGState/BM/Multiply/ca 1/CA 1>>"
+
+
+@dataclass(frozen=True)
+class SealPlan:
+    """Where the seal goes on a document: the company seal's page and centre, the cross-page groups, and
+    per page each use of the seal as (image box, clip box or None), in the page's visual frame."""
+
+    anchor_page: int | None
+    centre: tuple[float, float] | None
+    groups: tuple[tuple[int, int], ...]
+    uses: dict[int, list[tuple[_Box, _Box | None]]]
+
+
+def plan_seals(
+    frames: Sequence[PageFrame],
+    encoded: EncodedSeal,
+    *,
+    company_at: tuple[int, tuple[float, float]] | None,
+    cross_page: bool,
+) -> SealPlan:
+    """The seal's uses on pages ``frames``: the company seal centred at ``company_at`` (page, visual
+    point) and, if ``cross_page``, the strips of ``stamps.layout``. ``stamp_pdf`` and ``seal_document``
+    both place seals by this plan, so the two cannot drift apart."""
+    frames = list(frames)
+    windows: list[StripWindow] = []
+    groups: tuple[tuple[int, int], ...] = ()
+    if cross_page:
+        width_mm = encoded.width_pt * 25.4 / 72
+        groups = cross_page_groups(len(frames), max_pages=max_group_pages(width_mm))
+        for group in groups:
+            windows += strip_windows(
+                frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt
+            )
+    uses: dict[int, list[tuple[_Box, _Box | None]]] = {}
+    for w in windows:
+        uses.setdefault(w.page, []).append(
+            (
+                (w.seal_x, w.seal_y, w.seal_width, w.seal_height),
+                (w.clip_x, w.seal_y, w.clip_width, w.seal_height),
+            )
+        )
+    anchor_page, centre = None, None
+    if company_at is not None:
+        anchor_page, (x, y) = company_at
+        frame = frames[anchor_page]
+        # The whole seal stays on the paper even if the signature line is near an edge, and off the
+        # page's cross-page strip, so that each of the two can be checked on its own.
+        right = min([w.clip_x for w in windows if w.page == anchor_page], default=frame.width)
+        width, height = encoded.width_pt, encoded.height_pt
+        centre = (
+            min(max(x, width / 2), right - width / 2),
+            min(max(y, height / 2), frame.height - height / 2),
+        )
+        uses.setdefault(anchor_page, []).append(
+            ((centre[0] - width / 2, centre[1] - height / 2, width, height), None)
+        )
+    return SealPlan(anchor_page=anchor_page, centre=centre, groups=groups, uses=uses)
+
+
+def pikepdf_frames(pdf: pikepdf.Pdf) -> list[PageFrame]:
+    """Each page's visual frame (crop box, else media box, and /Rotate, inherited ones included)."""
+    frames = []
+    for page in pdf.pages:
+        box = tuple(float(v) for v in page.cropbox)
+        rotation = int(page.obj.get("/Rotate", page.obj.get("/Parent", {}).get("/Rotate", 0)))
+        frames.append(frame_for(box=box, rotation=rotation))  # type: ignore[arg-type]
+    return frames
+
+
+def seal_document(
+    pdf: pikepdf.Pdf,
+    *,
+    seal: Seal,
+    company_at: tuple[int, tuple[float, float]] | None,
+    cross_page: bool = True,
+    dpi: int = 600,
+) -> SealPlan:
+    """Seal a document being assembled in memory (pikepdf), in place: the company seal centred at
+    ``company_at`` (page, point in its visual frame; None for none) and the cross-page seal.
+
+    The drawing is ``stamp_pdf``'s, by the same plan: one stencil image for the document, each page's
+    content run inside ``q … Q`` before the seal is drawn on top with Multiply. Unlike ``stamp_pdf`` this
+    is not an incremental update: the pipeline seals what it has just assembled, where no earlier bytes
+    exist to keep. ``stamp_pdf`` stays the way to seal a finished file.
+    """
+    frames = pikepdf_frames(pdf)
+    encoded = encoded_seal(seal, dpi)
+    plan = plan_seals(frames, encoded, company_at=company_at, cross_page=cross_page)
+    if not plan.uses:
+        return plan
+    image = pdf.make_stream(
+        encoded.mask_data,
+        Type=pikepdf.Name.XObject,
+        Subtype=pikepdf.Name.Image,
+        Width=encoded.width_px,
+        Height=encoded.height_px,
+        ImageMask=True,
+        BitsPerComponent=1,
+        Decode=pikepdf.Array([0, 1]),
+        Filter=pikepdf.Name.CCITTFaxDecode,
+        DecodeParms=pikepdf.Dictionary(
+            K=-1, Columns=encoded.width_px, Rows=encoded.height_px, BlackIs1=False
+        ),
+    )
+    gstate = pdf.make_indirect(
+        pikepdf.Dictionary(Type=pikepdf.Name.ExtGState, BM=pikepdf.Name.Multiply, ca=1, CA=1)
+    )
+    for index, page_uses in sorted(plan.uses.items()):
+        page = pdf.pages[index].obj
+        resources = page.get("/Resources")
+        resources = pikepdf.Dictionary(resources) if resources is not None else pikepdf.Dictionary()
+        taken = set()
+        for kind in ("/XObject", "/ExtGState"):
+            if kind in resources:
+                taken |= set(resources[kind].keys())
+        names = _free_names(taken)
+        body = b"Q\n" + b"".join(
+            _draw(frames[index], image=i, clip=c, names=names, fill=encoded.fill) for i, c in page_uses
+        )
+        contents = page.get("/Contents")
+        if contents is None:
+            existing: list[Any] = []
+        elif isinstance(contents, pikepdf.Array):
+            existing = list(contents)
+        else:
+            existing = [contents]
+        page.Contents = pikepdf.Array([pdf.make_stream(b"q"), *existing, pdf.make_stream(body)])
+        for kind, name, ref in (("/XObject", names[0], image), ("/ExtGState", names[1], gstate)):
+            sub = resources.get(kind)
+            merged = pikepdf.Dictionary(sub) if sub is not None else pikepdf.Dictionary()
+            merged["/" + name.decode()] = ref
+            resources[kind] = merged
+        page.Resources = resources
+    return plan
 
 
 def _read(pdf: bytes) -> PdfReader:
@@ -343,6 +463,10 @@ def _names(page: DictionaryObject) -> tuple[bytes, bytes]:
         sub = resources.get(kind)
         if sub is not None:
             taken |= set(sub.keys())
+    return _free_names(taken)
+
+
+def _free_names(taken: set[str]) -> tuple[bytes, bytes]:
     chosen = []
     for base in (_XOBJECT, _GSTATE):
         name, n = base, 1

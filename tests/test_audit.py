@@ -55,6 +55,7 @@ from bench.synth import make_batch
 from pipeline.cli import main
 from pipeline.documents import DocumentMaker
 from pipeline.filing import Filing, run_batch
+from pipeline.records import parse_record
 from stamps import load_seal_registry, stamp_pdf
 from tests.conftest import REPO
 
@@ -276,7 +277,7 @@ def test_a_strip_removed_from_one_page_fails_the_cross_page_check(archive):
     assert any(line.startswith("保单 (pages 1–11): page 5:") for line in found.cross_page.evidence)
 
 
-def test_a_seal_of_another_version_fails_both_seal_checks(archive):
+def test_a_seal_of_another_version_fails_both_seal_checks(archive, registry, pool, tmp_path):
     seals = load_seal_registry()
     v1, v2 = seals.get("beijing-policy", 1), seals.get("beijing-policy", 2)
     sealed_v2 = _customer(archive, BEIJING)
@@ -289,9 +290,11 @@ def test_a_seal_of_another_version_fails_both_seal_checks(archive):
     # the manifest says v1, the PDF carries v2
     wrong = check(sealed_v2, v1)
     assert not wrong.company.passed and not wrong.cross_page.passed
-    # and the other way round: the unsealed document is the sealed one's prefix (an incremental update)
-    unsealed = sealed_v2[: sealed_v2.index(b"%%EOF") + len(b"%%EOF\n")]
-    assert PdfReader(BytesIO(unsealed)).pages and len(PdfReader(BytesIO(unsealed)).pages) == 11
+    # and the other way round: the same policy made without seals, then sealed with v1
+    line = next(ln for ln in SAMPLE.read_text(encoding="utf-8").splitlines() if BEIJING in ln)
+    policy, _ = parse_record(json.loads(line))
+    unsealed = DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path).policy_pdf(policy).pdf
+    assert len(PdfReader(BytesIO(unsealed)).pages) == 11
     sealed_v1 = stamp_pdf(
         unsealed, seal=v1, anchor="保险人（盖章）", anchor_pages=range(1), cross_page=True
     ).pdf

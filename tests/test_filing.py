@@ -145,18 +145,18 @@ def test_same_policy_no_from_another_record_is_refused(local_archive, tmp_path):
 
 def test_crash_after_manifest_before_index_commit_is_adopted(local_archive, tmp_path, monkeypatch):
     batch = make_batch(tmp_path / "b", 1, seed=25, images_per_record=2)
-    real = Index.archive_policy
+    real = Index.archive_policies
 
-    def power_cut(self, **kwargs):
+    def power_cut(self, items):
         raise RuntimeError("power cut between the upload and the index commit")
 
-    monkeypatch.setattr(Index, "archive_policy", power_cut)
+    monkeypatch.setattr(Index, "archive_policies", power_cut)
     crashed = run_batch(batch, filing=local_archive, workers=1)
     assert _statuses(crashed) == [REJECTED]
     uploaded = _objects(local_archive)
     assert any(k.endswith("manifest.json") for k in uploaded) and local_archive.index.count("records") == 0
 
-    monkeypatch.setattr(Index, "archive_policy", real)
+    monkeypatch.setattr(Index, "archive_policies", real)
     rerun = run_batch(batch, filing=local_archive, workers=1)
     assert _statuses(rerun) == [ARCHIVED]
     assert _objects(local_archive) == uploaded  # adopted: nothing uploaded twice

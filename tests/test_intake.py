@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -17,14 +18,15 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFont, ImageOps, ImageStat
 from PIL.PngImagePlugin import PngInfo
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, TextStringObject
 
 from pipeline.errors import RecordRejected
 from pipeline.images import ImageProblem, RecordImageError, image_problem
-from pipeline.intake import MARGIN, ImageSource, IntakeResult, image_pages
+from pipeline.intake import MARGIN, TITLE_FONT, TITLE_FONT_INDEX, ImageSource, IntakeResult, image_pages
+from pipeline.records import IMAGE_KIND_LABELS
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) needed")
 
@@ -444,6 +446,66 @@ def test_long_other_label_shrinks_but_keeps_the_policy_number(tmp_path):
     assert len(result.pages) == 1  # drawn without error; the band stays inside the margins
     band = title_band(result, 1)
     assert band.getbbox() is not None
+
+
+def title_picture(result: IntakeResult, page: int) -> tuple[Image.Image, float]:
+    """Output page ``page``'s title band picture, decoded, and the width it is shown at in points."""
+    pdf_page = PdfReader(io.BytesIO(result.pdf)).pages[page - 1]
+    band = pdf_page["/Resources"]["/XObject"]["/Title"].get_object()
+    assert band["/Filter"] == "/FlateDecode" and "/DecodeParms" not in band  # plain deflated pixels
+    assert (band["/ColorSpace"], band["/BitsPerComponent"]) == ("/DeviceGray", 8)
+    shown = re.search(rb"q (\S+) 0 0 30 (\S+) (\S+) cm /Title Do Q", pdf_page.get_contents().get_data())
+    assert shown is not None and float(shown.group(2)) == pytest.approx(MARGIN, abs=1e-3)
+    assert float(shown.group(3)) == pytest.approx(result.pages[page - 1].page_size[1] - MARGIN - 30, abs=1e-3)
+    picture = Image.frombytes("L", (band["/Width"], band["/Height"]), band.get_data())
+    return picture, float(shown.group(1))
+
+
+def drawn_whole(title: str, count: str, width: int) -> Image.Image:
+    """The band as it was drawn before: both lines at once on a band ``width`` pixels wide (300 dpi,
+    12 pt title on a baseline 13.2 pt down, 9 pt count on one 26.25 pt down)."""
+    band = Image.new("L", (width, 125), 255)
+    draw = ImageDraw.Draw(band)
+    for text, size, baseline in ((title, 50, 55), (count, 38, 109)):
+        font = ImageFont.truetype(str(TITLE_FONT), size, index=TITLE_FONT_INDEX)
+        draw.text((0, baseline), text, font=font, fill=0, anchor="ls")
+    return band
+
+
+def test_title_band_is_only_as_wide_as_its_text(tmp_path):
+    result = take(save(quadrants(), tmp_path / "a.jpg"))
+    picture, shown_w = title_picture(result, 1)
+    band_w = result.pages[0].page_size[0] - 2 * MARGIN
+    assert picture.height == 125  # 30 pt at 300 dpi
+    assert picture.width < band_w * 300 / 72 / 2
+    assert shown_w == pytest.approx(picture.width * 72 / 300, rel=1e-3)  # at 300 dpi, like the full band
+    inked = [x for x in range(picture.width) if picture.crop((x, 0, x + 1, 125)).getextrema()[0] < 128]
+    assert picture.width - 8 < inked[-1] < picture.width - 1  # the text reaches the edge, uncut
+    rendered = title_band(result, 1)  # margin to margin, at 100 dpi, with the rule below the band
+    split, above_rule = round(shown_w * 100 / 72) + 2, round(30 * 100 / 72)
+    text = rendered.crop((0, 0, split, above_rule))
+    rest = rendered.crop((split, 0, rendered.width, above_rule))
+    assert sum(text.convert("L").point(lambda v: 255 if v < 128 else 0).histogram()[255:]) > 200
+    assert rest.getextrema() == ((255, 255),) * 3  # nothing drawn right of the text
+
+
+def test_title_band_has_the_pixels_of_its_lines_drawn_whole(tmp_path):
+    """The band is put together from pieces (kind, policy number, count); it must be pixel for pixel what
+    drawing each line in one go gives, whatever fraction of a pixel a piece starts at."""
+    paths = [save(quadrants(), tmp_path / f"{i}.jpg") for i in range(3)]
+    labels = [None, "Invoice No. 7/AVW fj", None]
+    for kinds in (["id_front", "other", "vehicle_license"], ["vehicle_license", "other", "id_front"]):
+        sources = [
+            ImageSource(index=i, kind=k, label=label, path=p)
+            for i, (k, label, p) in enumerate(zip(kinds, labels, paths, strict=True))
+        ]
+        result = image_pages(sources, policy_no=POLICY_NO)
+        for page, kind in enumerate(kinds, start=1):
+            head = "其他（Invoice No. 7/AVW fj）" if kind == "other" else IMAGE_KIND_LABELS[kind]
+            picture, _ = title_picture(result, page)
+            whole = drawn_whole(f"{head}　保险单号 {POLICY_NO}", f"承保影像 第 {page} 页 共 3 页", 3224)
+            assert ImageChops.difference(picture, whole.crop((0, 0, *picture.size))).getbbox() is None
+            assert whole.crop((picture.width, 0, *whole.size)).getextrema() == (255, 255)
 
 
 def test_small_pictures_are_not_blown_up_and_large_ones_fit(tmp_path):

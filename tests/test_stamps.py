@@ -281,18 +281,19 @@ def test_scan_paper_becomes_transparent_and_ink_red(tmp_path):
 def anchor_centre_pt(pdf: bytes, page: int, anchor: str = "保险人（盖章）") -> tuple[float, float]:
     """The centre of "盖章" from pypdf's text positions: an oracle independent of the stamper's poppler.
 
-    LibreOffice shows the run in one operator; every glyph in it is one em wide.
+    LibreOffice shows a run in one operator (the pipeline's documents split the signature line into
+    "保险人（", "盖章", "）" around its seal marks); every glyph in it is one em wide.
     """
     runs = []
 
     def visit(text, cm, tm, font, size):
-        if anchor in text:
+        if "盖章" in text:
             runs.append((text, cm, tm, size))
 
     PdfReader(BytesIO(pdf)).pages[page].extract_text(visitor_text=visit)
     text, cm, tm, size = runs[-1]
     em = size * tm[0] * cm[0]
-    start = tm[4] * cm[0] + cm[4] + em * (text.index(anchor) + anchor.index("盖章"))
+    start = tm[4] * cm[0] + cm[4] + em * text.rindex("盖章")
     baseline = tm[5] * cm[3] + cm[5]
     return start + em, baseline + 0.38 * em  # middle of two ems; the ideographic em box's middle
 

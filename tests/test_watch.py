@@ -340,7 +340,8 @@ def test_sigterm_mid_batch_stops_cleanly_and_a_restart_finishes(site: Site):
     folder = site.inbox / "twelve"
     make_batch(folder, 12, seed=508, images_per_record=1)
     (folder / "READY").touch()
-    watching = site.start(*FAST)
+    # one record per LibreOffice document: with groups of 16, all twelve would be in flight at once
+    watching = site.start(*FAST, env={"ISSUANCE_CHUNK": "1"})
     watching.wait_for("a first record archived", lambda: site.committed() >= 1)
     sent = time.monotonic()
     assert watching.terminate() == 0

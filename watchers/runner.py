@@ -74,7 +74,8 @@ class FilingRunner:
             return run_batch(
                 batch,
                 filing=session.filing,
-                workers=session.workers + 1,  # as `issuance run`: rendering overlaps conversion
+                workers=session.workers,  # LibreOffice instances: run_batch sizes its threads to them
+                chunk=self._settings.chunk,
                 stop=stop,
             )
         except BatchUnreadable:

@@ -1,0 +1,328 @@
+"""Bundles on real PDFs: a customer copy made the way ``pipeline.documents`` makes it (pypdf, bookmarks
+as /GoTo actions, metadata with document numbers), real image pages from ``pipeline.intake`` (which carry
+their own bookmarks, never to be imported), read back with pikepdf.
+
+What is checked: page order; that the customer copy's content streams reach the archive copy byte for
+byte; every bookmark's title, level and target page; the document information; page counts.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pikepdf
+import pytest
+from PIL import Image
+from pypdf import PdfWriter
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+
+from pipeline.bundle import ImageEntry, add_images, append_endorsement, archive_copy, page_count
+from pipeline.documents import PRODUCER
+from pipeline.intake import ImageSource, IntakeResult, image_pages
+
+IMAGES = Path(__file__).parent / "resources" / "images"
+POLICY_NO = "PAC20260304028000124"
+TEMPLATES = '{"schedules/AUTO-COMM.docx": "sha256:34a6"}'
+
+
+# --- making the inputs -----------------------------------------------------------------------------
+
+
+def document_pdf(
+    marks: list[str], *, outline: list[tuple[str, int, list[tuple[str, int]]]], info: dict[str, str]
+) -> bytes:
+    """Pages showing ``marks``, as LibreOffice and the seal leave them: a Flate page stream, and on the
+    first page an unfiltered second stream (the seal's); ``outline`` is (title, page, children)."""
+    writer = PdfWriter()
+    font = writer._add_object(
+        DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+    )
+    for number, mark in enumerate(marks):
+        page = writer.add_blank_page(595.3, 841.9)
+        text = DecodedStreamObject()
+        text.set_data(f"BT /F1 24 Tf 72 700 Td ({mark}) Tj ET".encode())
+        streams = [writer._add_object(text.flate_encode())]
+        if number == 0:
+            seal = DecodedStreamObject()
+            seal.set_data(b"q 0.8 0 0 RG 400 100 80 80 re S Q")
+            streams.append(writer._add_object(seal))
+        page[NameObject("/Contents")] = ArrayObject(streams)
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})}
+        )
+    for title, page_number, children in outline:
+        parent = writer.add_outline_item(title=title, page_number=page_number)
+        for child, child_page in children:
+            writer.add_outline_item(title=child, page_number=child_page, parent=parent)
+    writer.add_metadata(info)
+    writer.page_mode = "/UseOutlines"
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def customer_pdf() -> bytes:
+    return document_pdf(
+        ["CUSTOMER-PAGE-1", "CUSTOMER-PAGE-2", "CUSTOMER-PAGE-3"],
+        outline=[("保单", 0, []), ("条款", 1, [("机动车损失保险条款", 1), ("机动车第三者责任保险条款", 2)])],
+        info={
+            "/Title": f"机动车商业保险保险单 {POLICY_NO}",
+            "/Subject": POLICY_NO,
+            "/Producer": PRODUCER,
+            "/IssuanceTemplates": TEMPLATES,
+            "/Author": "张三",  # not ours: a bundle carries only document numbers
+        },
+    )
+
+
+def endorsement_pdf() -> bytes:
+    return document_pdf(
+        ["ENDORSEMENT-PAGE-1", "ENDORSEMENT-PAGE-2"],
+        outline=[("批单正文", 0, [])],
+        info={"/Title": "批单", "/Subject": "E1", "/Producer": PRODUCER, "/IssuanceTemplates": "{}"},
+    )
+
+
+def two_frame_tiff(path: Path) -> Path:
+    frames = [Image.new("RGB", (300, 200), (200, 40, 40)), Image.new("RGB", (200, 300), (40, 40, 200))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    return path
+
+
+def take(sources: list[tuple[str, str | None, Path]]) -> tuple[IntakeResult, list[ImageEntry]]:
+    """Image pages for (kind, label, path) sources and their entries, as ``pipeline.filing`` makes them."""
+    result = image_pages(
+        [ImageSource(index=i, kind=k, label=label, path=p) for i, (k, label, p) in enumerate(sources)],
+        policy_no=POLICY_NO,
+    )
+    entries = []
+    for i, (kind, label, _) in enumerate(sources):
+        pages = [p for p in result.pages if p.index == i]
+        entries.append(
+            ImageEntry(
+                index=i,
+                kind=kind,
+                label=label,
+                source_sha256=pages[0].source_sha256,
+                source_size=pages[0].source_size,
+                pages=len(pages),
+            )
+        )
+    return result, entries
+
+
+@pytest.fixture
+def images(tmp_path) -> tuple[IntakeResult, list[ImageEntry]]:
+    """Four image pages: one photo, a two-frame TIFF, an 'other' with its label."""
+    return take(
+        [
+            ("id_front", None, IMAGES / "id_front-1.jpg"),
+            ("vehicle_license", None, two_frame_tiff(tmp_path / "two.tif")),
+            ("other", "病历首页", IMAGES / "id_back-1.jpg"),
+        ]
+    )
+
+
+# --- reading the output ----------------------------------------------------------------------------
+
+
+def opened(data: bytes) -> pikepdf.Pdf:
+    pdf = pikepdf.open(io.BytesIO(data))
+    assert pdf.check_pdf_syntax() == []  # qpdf finds nothing wrong in the file's structure
+    return pdf
+
+
+def outline(data: bytes) -> list[tuple[int, str, int]]:
+    """(level, title, target page index) of every bookmark, in reading order.
+
+    Each target must be an explicit destination showing the whole page (pypdf's /GoTo action, or /Dest).
+    """
+    pdf = opened(data)
+    index = {page.obj.objgen: i for i, page in enumerate(pdf.pages)}
+    found = []
+
+    def walk(items, level):
+        for item in items:
+            target = item.destination if item.destination is not None else item.action["/D"]
+            assert item.destination is not None or item.action["/S"] == "/GoTo"
+            assert target[1] == pikepdf.Name.Fit
+            assert not item.is_closed
+            found.append((level, item.title, index[target[0].objgen]))
+            walk(item.children, level + 1)
+
+    with pdf.open_outline() as tree:
+        walk(tree.root, 0)
+    return found
+
+
+def info(data: bytes) -> dict[str, str]:
+    pdf = opened(data)  # kept while its objects are read
+    return {str(k): str(v) for k, v in pdf.docinfo.items()}
+
+
+def marks(data: bytes) -> list[str]:
+    """What each page is: its text mark for a document page, "image" for an image page."""
+    out = []
+    for page in opened(data).pages:
+        xobjects = page.obj.get("/Resources", {}).get("/XObject", {})
+        if "/Picture" in xobjects:
+            out.append("image")
+            continue
+        contents = page.obj.Contents
+        first = contents[0] if isinstance(contents, pikepdf.Array) else contents
+        out.append(first.read_bytes().decode().split("(")[1].split(")")[0])
+    return out
+
+
+def raw_streams(page: pikepdf.Page) -> list[tuple[bytes, str]]:
+    """A page's content streams as stored in the file (filtered bytes and the filter)."""
+    contents = page.obj.Contents
+    streams = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+    return [(s.read_raw_bytes(), str(s.get("/Filter", ""))) for s in streams]
+
+
+CUSTOMER_OUTLINE = [
+    (0, "保单", 0),
+    (0, "条款", 1),
+    (1, "机动车损失保险条款", 1),
+    (1, "机动车第三者责任保险条款", 2),
+]
+
+
+# --- archive copy ----------------------------------------------------------------------------------
+
+
+def test_archive_copy_is_the_customer_copy_then_the_image_pages(images):
+    result, entries = images
+    customer = customer_pdf()
+    bundle = archive_copy(customer, images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    assert marks(bundle) == ["CUSTOMER-PAGE-1", "CUSTOMER-PAGE-2", "CUSTOMER-PAGE-3"] + ["image"] * 4
+    assert page_count(bundle) == 7
+    before, after = opened(customer), opened(bundle)
+    for i, page in enumerate(before.pages):
+        assert raw_streams(after.pages[i]) == raw_streams(page)  # byte for byte, filters and all
+    assert raw_streams(before.pages[0])[1] == (b"q 0.8 0 0 RG 400 100 80 80 re S Q", "")  # left unfiltered
+    pictures = opened(result.pdf)
+    for i, page in enumerate(pictures.pages):
+        assert raw_streams(after.pages[3 + i]) == raw_streams(page)
+        assert after.pages[3 + i].mediabox == page.mediabox
+
+
+def test_archive_copy_bookmarks_the_customer_copy_then_each_image(images):
+    result, entries = images
+    assert [title for _, title, _ in outline(result.pdf)] == [
+        "身份证人像面",
+        "机动车行驶证",
+        "其他（病历首页）",
+    ]
+    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="T")
+    assert outline(bundle) == [
+        *CUSTOMER_OUTLINE,
+        (0, "影像资料", 3),
+        (1, "身份证人像面", 3),
+        (1, "机动车行驶证", 4),  # two pages: the TIFF's frames
+        (1, "其他（病历首页）", 6),
+    ]
+
+
+def test_archive_copy_metadata(images):
+    result, entries = images
+    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    assert info(bundle) == {
+        "/Title": "机动车商业保险保险单 X（档案件）",
+        "/Subject": POLICY_NO,
+        "/Producer": PRODUCER,
+        "/IssuanceTemplates": TEMPLATES,
+    }
+    assert opened(bundle).Root.PageMode == pikepdf.Name.UseOutlines
+
+
+def test_archive_copy_without_images_is_the_customer_copy_retitled():
+    customer = customer_pdf()
+    bundle = archive_copy(customer, images=None, entries=[], title="T")
+    assert marks(bundle) == marks(customer)
+    assert outline(bundle) == CUSTOMER_OUTLINE
+    assert info(bundle)["/Title"] == "T（档案件）"
+
+
+def test_customer_streams_are_copied_not_recompressed(images):
+    result, entries = images
+    customer = customer_pdf()
+    first = archive_copy(customer, images=result.pdf, entries=entries, title="T")
+    assert b"CUSTOMER-PAGE" not in first  # the customer's page streams stay compressed as they were
+    assert marks(first)[: len(marks(customer))] == marks(customer)
+
+
+def test_pdf_version_is_at_least_the_newest_input(images):
+    result, entries = images
+    customer = opened(customer_pdf())
+    out = io.BytesIO()
+    customer.save(out, force_version="1.4")
+    newer = opened(result.pdf)
+    images_out = io.BytesIO()
+    newer.save(images_out, force_version="1.7")
+    bundle = archive_copy(out.getvalue(), images=images_out.getvalue(), entries=entries, title="T")
+    assert opened(bundle).pdf_version == "1.7"
+
+
+# --- endorsements and supplements ------------------------------------------------------------------
+
+
+def test_append_endorsement_adds_its_pages_and_one_bookmark(images):
+    result, entries = images
+    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="T")
+    endorsed = append_endorsement(bundle, endorsement_pdf(), endorsement_no="EAC2026000001", title="T2")
+    assert marks(endorsed)[7:] == ["ENDORSEMENT-PAGE-1", "ENDORSEMENT-PAGE-2"]
+    assert marks(endorsed)[:7] == marks(bundle)
+    assert page_count(endorsed) == 9
+    # the endorsement's own bookmark (批单正文) stays behind
+    assert outline(endorsed) == [*outline(bundle), (0, "批单 EAC2026000001", 7)]
+    assert info(endorsed) == {
+        "/Title": "T2",
+        "/Subject": POLICY_NO,
+        "/Producer": PRODUCER,
+        "/IssuanceTemplates": TEMPLATES,
+    }
+    endorsement = opened(endorsement_pdf())
+    after = opened(endorsed)
+    for i, page in enumerate(endorsement.pages):
+        assert raw_streams(after.pages[7 + i]) == raw_streams(page)
+
+
+def test_customer_copy_after_two_endorsements():
+    once = append_endorsement(customer_pdf(), endorsement_pdf(), endorsement_no="E1", title="T")
+    twice = append_endorsement(once, endorsement_pdf(), endorsement_no="E2", title="T")
+    assert page_count(twice) == 7
+    assert outline(twice) == [*CUSTOMER_OUTLINE, (0, "批单 E1", 3), (0, "批单 E2", 5)]
+
+
+def test_add_images_appends_a_supplement_with_its_own_bookmarks(images, tmp_path):
+    result, entries = images
+    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    late, late_entries = take(
+        [("other", "补充件", IMAGES / "vehicle_license-1.jpg"), ("id_back", None, IMAGES / "id_back-2.jpg")]
+    )
+    supplemented = add_images(bundle, images=late.pdf, entries=late_entries)
+    assert marks(supplemented) == [*marks(bundle), "image", "image"]
+    assert outline(supplemented) == [
+        *outline(bundle),
+        (0, "补充影像资料", 7),
+        (1, "其他", 7),  # a supplement's bookmark names the kind only
+        (1, "身份证国徽面", 8),
+    ]
+    assert info(supplemented) == info(bundle)  # title, subject and template versions kept
+    before, after = opened(bundle), opened(supplemented)
+    for i, page in enumerate(before.pages):
+        assert raw_streams(after.pages[i]) == raw_streams(page)
+
+
+def test_page_count():
+    assert page_count(customer_pdf()) == 3
+    assert page_count(endorsement_pdf()) == 2
