@@ -82,8 +82,16 @@ def archive_copy(
     customer: bytes, *, images: bytes | None, entries: Sequence[ImageEntry], title: str
 ) -> bytes:
     """The archive copy: the customer copy followed by the image pages, bookmarked by kind."""
+    with _open(customer) as document:
+        return archive_copy_of(document, images=images, entries=entries, title=title)
+
+
+def archive_copy_of(
+    document: pikepdf.Pdf, *, images: bytes | None, entries: Sequence[ImageEntry], title: str
+) -> bytes:
+    """``archive_copy`` of a customer copy still open (``DocumentMaker``'s ``follow_up``): no second
+    reading of its bytes. ``document`` gains the image pages."""
     with ExitStack() as stack:
-        document = stack.enter_context(_open(customer))
         info = _info(document)
         added = None
         if images:

@@ -44,6 +44,9 @@ SEAL_ANCHOR = "保险人（盖章）"
 SEAL_OVER = "盖章"
 
 
+FollowUp = Callable[[int, "pikepdf.Pdf"], bytes]
+
+
 class DocxToPdf(Protocol):
     """The ``Converter`` seam: ``Converter`` and ``ConverterPool`` both fit."""
 
@@ -58,6 +61,7 @@ class IssuedDocument:
     pages: int
     templates: dict[str, str]  # template file (relative to templates/) -> sha256:...
     seal: dict[str, str] | None = None  # {"id": …, "version": …} of the seal stamped on it
+    follow_up: bytes | None = None  # what the caller's follow_up made of the document (policy_pdfs)
 
     def write(self, out: Path) -> None:
         """Write the PDF to ``out`` atomically (a reader never sees half a file)."""
@@ -176,10 +180,15 @@ class DocumentMaker:
         """Schedule followed by every listed clause, in the listed order, with bookmarks; sealed."""
         return _raise_or_return(self.policy_pdfs([policy])[0])
 
-    def policy_pdfs(self, policies: Sequence[Policy]) -> list[IssuedDocument | IssuanceError]:
+    def policy_pdfs(
+        self, policies: Sequence[Policy], *, follow_up: FollowUp | None = None
+    ) -> list[IssuedDocument | IssuanceError]:
         """``policy_pdf`` for many policies at once, in order: each its document or why it has none.
 
-        Raises only ``ComponentUnavailable`` (LibreOffice or a font is missing): that stops a batch.
+        ``follow_up(i, document)``, if given, is called with the i-th policy's customer copy still open
+        (pikepdf), once its bytes are made; what it returns is the document's ``follow_up``. The archive
+        copy is made so, without reading the customer copy's bytes back. Raises only
+        ``ComponentUnavailable`` (LibreOffice or a font is missing): that stops a batch.
         """
         results: list[IssuedDocument | IssuanceError | None] = [None] * len(policies)
         by_template: dict[Path, list[int]] = {}
@@ -191,7 +200,11 @@ class DocumentMaker:
                 template,
                 contexts,
                 lambda k, pdf, pages, path, members=members: self._policy_document(
-                    policies[members[k]], pdf, pages, path
+                    policies[members[k]],
+                    pdf,
+                    pages,
+                    path,
+                    follow_up=(lambda out, at=members[k]: follow_up(at, out)) if follow_up else None,
                 ),
             )
             for k, i in enumerate(members):
@@ -199,7 +212,13 @@ class DocumentMaker:
         return [r for r in results if r is not None]
 
     def _policy_document(
-        self, policy: Policy, composed: pikepdf.Pdf, pages: RecordPages, path: Path
+        self,
+        policy: Policy,
+        composed: pikepdf.Pdf,
+        pages: RecordPages,
+        path: Path,
+        *,
+        follow_up: Callable[[pikepdf.Pdf], bytes] | None = None,
     ) -> IssuedDocument:
         registry = self.registry
         product = registry.products[policy.product_code]
@@ -228,6 +247,7 @@ class DocumentMaker:
             versions=versions,
             branch_code=policy.branch.code,
             document="policy",
+            follow_up=follow_up,
         )
 
     # --- endorsements --------------------------------------------------------------------------------
@@ -357,8 +377,9 @@ class DocumentMaker:
         versions: dict[str, str],
         branch_code: str,
         document: str,
+        follow_up: Callable[[pikepdf.Pdf], bytes] | None = None,
     ) -> IssuedDocument:
-        """Seal, bookmark, label and save one record's assembled document."""
+        """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it)."""
         seal_ref = None
         if self._seals is not None:
             seal = self._seals.seal_for(branch_code=branch_code, document=document)
@@ -381,7 +402,8 @@ class DocumentMaker:
             out.Root.PageMode = pikepdf.Name.UseOutlines
             count = len(out.pages)
             data = save_pdf(out, min_version=composed.pdf_version)
-        return IssuedDocument(pdf=data, pages=count, templates=versions, seal=seal_ref)
+        after = follow_up(out) if follow_up is not None else None
+        return IssuedDocument(pdf=data, pages=count, templates=versions, seal=seal_ref, follow_up=after)
 
     def _anchor(
         self, template: Path, composed: pikepdf.Pdf, path: Path, pages: RecordPages

@@ -53,7 +53,7 @@ from pipeline.bundle import (
     Part,
     add_images,
     append_endorsement,
-    archive_copy,
+    archive_copy_of,
     manifest,
     page_count,
 )
@@ -349,15 +349,33 @@ class Filing:
                 if isinstance(e, ComponentUnavailable):
                     raise
                 results[i] = e
-        fresh = [i for i, plan in plans.items() if plan.body is None]
-        documents = self.maker.policy_pdfs([items[i][0] for i in fresh])
+        # images first: a record whose images cannot be used needs no documents made
+        images: dict[int, tuple[bytes | None, list[ImageEntry]]] = {}
+        for i, plan in list(plans.items()):
+            if plan.body is None:
+                try:
+                    with self.clock.measure("images"):
+                        images[i] = self._images(items[i][0], batch_dir)
+                except IssuanceError as e:
+                    results[i] = e
+                    del plans[i]
+        fresh = list(images)
+
+        def archive_copy_for(k: int, customer: Any) -> bytes:
+            policy = items[fresh[k]][0]
+            image_pdf, entries = images[fresh[k]]
+            title = f"{self.registry.products[policy.product_code].name}保险单 {policy.policy_no}"
+            with self.clock.measure("bundle"):
+                return archive_copy_of(customer, images=image_pdf, entries=entries, title=title)
+
+        documents = self.maker.policy_pdfs([items[i][0] for i in fresh], follow_up=archive_copy_for)
         for i, document in zip(fresh, documents, strict=True):
             if isinstance(document, IssuanceError):
                 results[i] = document
                 del plans[i]
                 continue
             try:
-                plans[i].body = self._publish_policy(items[i][0], plans[i], document, batch_dir, batch_id)
+                plans[i].body = self._publish_policy(items[i][0], plans[i], document, images[i][1], batch_id)
             except ComponentUnavailable:
                 raise
             except (_Refused, IssuanceError) as e:
@@ -428,18 +446,13 @@ class Filing:
         policy: Policy,
         plan: _PolicyPlan,
         document: IssuedDocument,
-        batch_dir: Path,
+        entries: list[ImageEntry],
         batch_id: str | None,
     ) -> dict[str, Any]:
-        """Images, archive copy, manifest; all uploaded, the manifest last. The manifest's body."""
-        product = self.registry.products[policy.product_code]
-        with self.clock.measure("images"):
-            image_pdf, entries = self._images(policy, batch_dir)
-        title = f"{product.name}保险单 {policy.policy_no}"
+        """Customer copy, archive copy (``document.follow_up``) and manifest, uploaded in that order."""
+        assert document.follow_up is not None
         customer = Part("customer.pdf", document.pdf, document.pages)
-        with self.clock.measure("bundle"):
-            bundle_pdf = archive_copy(document.pdf, images=image_pdf, entries=entries, title=title)
-            bundle = Part("bundle.pdf", bundle_pdf, document.pages + sum(e.pages for e in entries))
+        bundle = Part("bundle.pdf", document.follow_up, document.pages + sum(e.pages for e in entries))
         parts = [(customer, _part_key(plan.folder, customer)), (bundle, _part_key(plan.folder, bundle))]
         body_part = manifest(
             policy_no=policy.policy_no,

@@ -11,6 +11,7 @@ which raises ``RecordImageError``), so a file that passes one passes the other. 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,18 @@ class RecordImageError(ImageProblem, RecordRejected):
         return (type(self), (self.field, self.message))
 
 
+def _real_folder(folder: Path) -> Path:
+    """The batch folder's real path, worked out once per folder (every image of a batch asks); a folder
+    replaced at the same path (a watcher's next batch of the same name) is another folder."""
+    st = folder.stat()
+    return _resolved(folder, st.st_dev, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(folder: Path, _device: int, _inode: int) -> Path:
+    return folder.resolve()
+
+
 def resolve_image_path(batch_dir: Path, rel: str) -> Path:
     """Return the real path of ``rel`` inside ``batch_dir`` or raise ``ImageProblem``."""
     if "\x00" in rel:
@@ -76,9 +89,9 @@ def resolve_image_path(batch_dir: Path, rel: str) -> Path:
     parts = rel.replace("\\", "/").split("/")
     if ".." in parts:
         raise ImageProblem("path must not contain '..'")
-    root = batch_dir.resolve()
     candidate = batch_dir / Path(*parts)
     try:
+        root = _real_folder(batch_dir)
         real = candidate.resolve(strict=True)
     except FileNotFoundError:
         raise ImageProblem("file does not exist") from None
