@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ def content_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+REMEMBERED_POLICIES = 4096  # far more than a run has in flight (pipeline.filing.run_batch)
+
+
 class RecordChecker:
     """Checks records one by one in input order, remembering what the batch has seen so far."""
 
@@ -71,7 +75,10 @@ class RecordChecker:
         self._batch_dir = batch_dir
         self._archived_policy = archived_policy
         self._record_ids: dict[str, tuple[int, str]] = {}
-        self._policies: dict[str, tuple[int, Policy]] = {}
+        self._policy_lines: dict[str, int] = {}  # every policy of the batch: its line
+        # the latest policies themselves, for endorsements later in the batch; bounded, so that memory
+        # stays flat in a batch of a million (an older one is long archived: ``archived_policy`` reads it)
+        self._policies: OrderedDict[str, Policy] = OrderedDict()
         self._rejected_policies: dict[str, int] = {}
 
     def check(self, raw: RawRecord) -> Accepted | list[Reason]:
@@ -96,13 +103,16 @@ class RecordChecker:
 
         if isinstance(record, Policy):
             reasons += check_policy(record, registry=self._registry, batch_dir=self._batch_dir)
-            if record.policy_no in self._policies:
-                line = self._policies[record.policy_no][0]
+            if record.policy_no in self._policy_lines:
+                line = self._policy_lines[record.policy_no]
                 reasons.append(Reason("policy_no", f"already issued by line {line} of this batch"))
             if reasons:
                 self._note_rejected(data, raw.line)
                 return reasons
-            self._policies[record.policy_no] = (raw.line, record)
+            self._policy_lines[record.policy_no] = raw.line
+            self._policies[record.policy_no] = record
+            if len(self._policies) > REMEMBERED_POLICIES:
+                self._policies.popitem(last=False)
             return Accepted(raw, record, None)
 
         try:
@@ -123,7 +133,7 @@ class RecordChecker:
 
     def _policy_for(self, policy_no: str) -> Policy | None:
         if policy_no in self._policies:
-            return self._policies[policy_no][1]
+            return self._policies[policy_no]
         return self._archived_policy(policy_no)
 
     def _note_rejected(self, data: dict[str, Any], line: int) -> None:

@@ -956,15 +956,27 @@ def run_batch(
     threads = 2 * max(1, workers) + 1
     in_flight = threading.BoundedSemaphore(threads + 1)
     last_task: dict[str, Future[Outcome]] = {}  # per policy: versions are filed in input order
+    lock = threading.Lock()
     pending: dict[str, list[Accepted]] = {}  # per product: policies waiting for a full group
 
     def done(item: Accepted, future: Future[Outcome]) -> None:
+        settled: Future[Outcome] = Future()
         try:
             outcome = future.result()
-        except ComponentUnavailable as e:
+        except BaseException as e:
+            settled.set_exception(e)
+            if not isinstance(e, ComponentUnavailable):
+                raise
             run.fail(item, e)
         else:
+            settled.set_result(outcome)
             run.finish(outcome)
+        finally:
+            # Keep only the outcome for the policy's later versions: the future's callbacks hold the whole
+            # record, and a batch of a million must not keep every record in memory.
+            with lock:
+                if last_task.get(item.record.policy_no) is future:
+                    last_task[item.record.policy_no] = settled
 
     def file(items: list[Accepted], futures: list[Future[Outcome]], before: Future[Outcome] | None) -> None:
         try:
@@ -995,7 +1007,8 @@ def run_batch(
         in_flight.acquire()
         futures: list[Future[Outcome]] = [Future() for _ in items]
         for item, future in zip(items, futures, strict=True):
-            last_task[item.record.policy_no] = future
+            with lock:
+                last_task[item.record.policy_no] = future
             future.add_done_callback(lambda f, item=item: done(item, f))
         pool.submit(file, items, futures, before)
 

@@ -230,6 +230,25 @@ def test_missing_soffice_is_component_unavailable(tmp_path: Path) -> None:
     conv.close()
 
 
+def test_pool_started_without_waiting_converts_once_ready(tmp_path: Path) -> None:
+    with ConverterPool(size=2, workdir=tmp_path / "lo") as pool:
+        began = time.monotonic()
+        pool.start(wait=False)
+        assert time.monotonic() - began < 1.0  # LibreOffice takes longer than that to start
+        assert pool.convert(make_docx(tmp_path / "a.docx", title="A"), tmp_path / "a.pdf") == 1
+        assert len(pool.soffice_pids) == 2  # both were started, not just the one that converted
+    assert no_part_files(tmp_path)
+
+
+def test_pool_started_without_waiting_reports_a_missing_soffice_at_first_use(tmp_path: Path) -> None:
+    pool = ConverterPool(size=2, workdir=tmp_path, soffice="/nonexistent/soffice")
+    pool.start(wait=False)  # returns: the error belongs to the first conversion
+    for _ in range(2):  # and to every later one
+        with pytest.raises(ComponentUnavailable, match="libreoffice-writer-nogui"):
+            pool.convert(make_docx(tmp_path / "a.docx", title="A"), tmp_path / "a.pdf")
+    pool.close()
+
+
 def test_missing_python_is_component_unavailable(tmp_path: Path) -> None:
     conv = Converter(workdir=tmp_path, python="/nonexistent/python3")
     with pytest.raises(ComponentUnavailable, match="python3-uno"):
