@@ -310,14 +310,15 @@ def test_done_failed_reports_and_name_collisions(site: Site, tmp_path: Path):
 
 def test_kill_9_mid_batch_and_restart_archive_every_record_once(site: Site):
     folder = site.inbox / "big"
-    make_batch(folder, 8, seed=507, images_per_record=1)
+    make_batch(folder, 16, seed=507, images_per_record=1)
     (folder / "READY").touch()
-    env = {"ISSUANCE_WORKERS": "2"}
+    # groups of two policies per LibreOffice document and index transaction: the kill lands between groups
+    env = {"ISSUANCE_WORKERS": "2", "ISSUANCE_CHUNK": "2"}
     first = site.start(*FAST, env=env)
     first.wait_for("a first record archived", lambda: site.committed() >= 1)
     os.killpg(first.proc.pid, signal.SIGKILL)  # the watcher and its LibreOffice, mid-batch
     first.proc.wait()
-    assert 1 <= site.committed() < 8, "the kill was meant to land mid-batch"
+    assert 1 <= site.committed() < 16, "the kill was meant to land mid-batch"
     assert folder.is_dir() and site.moved(".done") == []
 
     second = site.start(*FAST, env=env)
@@ -325,11 +326,11 @@ def test_kill_9_mid_batch_and_restart_archive_every_record_once(site: Site):
         "the batch filed after the restart", lambda: (site.inbox / ".done/big/REPORT.txt").exists()
     )
     counts = report_of(site.inbox / ".done/big")["counts"]
-    assert counts["archived"] + counts["already_archived"] == 8 and counts["rejected"] == 0
+    assert counts["archived"] + counts["already_archived"] == 16 and counts["rejected"] == 0
     index = Index.open(f"sqlite:///{site.root / 'var' / 'index.sqlite'}", hmac_key=KEY.encode())
     try:
-        assert index.count("records") == 8
-        assert index.count("documents") == 8  # one version per policy: nothing filed twice
+        assert index.count("records") == 16
+        assert index.count("documents") == 16  # one version per policy: nothing filed twice
         assert index.verify_ledger() == []
     finally:
         index.close()
