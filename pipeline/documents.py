@@ -1,7 +1,8 @@
 """The customer's documents: policy schedule with its clauses, and endorsements, as PDF.
 
-A record is rendered to .docx (``pipeline.render``), converted by a warm LibreOffice
-(``pipeline.convert``), and the schedule is followed by every clause it lists. Clauses are static per
+Records are rendered to .docx, several of one template per document (``pipeline.schedules``, with the
+contexts of ``pipeline.render``), converted by a warm LibreOffice (``pipeline.convert``), and each
+record's schedule is followed by every clause it lists. Clauses are static per
 clause version, so each is converted once per content hash and the PDF reused from the cache for
 every policy (never per record). Every document records the version (SHA-256) of each template used,
 in its PDF metadata and in the batch report.

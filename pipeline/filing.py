@@ -356,6 +356,8 @@ class Filing:
                 try:
                     with self.clock.measure("images"):
                         images[i] = self._images(items[i][0], batch_dir)
+                except ComponentUnavailable:
+                    raise  # the title font is missing: no record can be filed
                 except IssuanceError as e:
                     results[i] = e
                     del plans[i]
