@@ -297,10 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     # The parent ends us with SIGTERM or by closing stdin; either way LibreOffice goes with us.
     signal.signal(signal.SIGTERM, lambda *_: (office.kill(), os._exit(0)))
     watch_parent(office)
-    channel.send({"ready": True, "pid": office.pid})
-    log(f"LibreOffice ready, soffice.bin pid {office.pid}")
     finished = False
     try:
+        # inside the try: a parent that died while LibreOffice started (a run killed in its first
+        # seconds) makes this send fail, and LibreOffice must not outlive it
+        channel.send({"ready": True, "pid": office.pid})
+        log(f"LibreOffice ready, soffice.bin pid {office.pid}")
         code = serve(office, channel)
         finished = True
         return code
