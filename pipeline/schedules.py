@@ -150,7 +150,8 @@ class ComposedTemplate:
         self._parts: dict[str, tuple[str, str, str, Any]] = {}  # kind, composed and alone source, part
         rels = doc.docx.part.rels
         self.counts_pages = False
-        self.composable = "NUMPAGES" not in self._body
+        # one section only: a template's inner sections would keep footers no record was rendered into
+        self.composable = "NUMPAGES" not in self._body and self._body.count("<w:sectPr") == 1
         for kind, rel_id in _REFERENCE.findall(self._body):
             part = rels[rel_id].target_part
             alone = doc.patch_xml(part.blob.decode("utf-8"))

@@ -187,3 +187,25 @@ def local_archive_factory(tmp_path, sealing_maker):
     yield make
     for index in opened:
         index.close()
+
+
+def test_a_template_with_several_sections_is_not_composed(tmp_path):
+    """Its inner sections would keep footers that no record was rendered into: one document per record."""
+    from docx import Document
+
+    from pipeline.schedules import ComposedTemplate
+
+    doc = Document()
+    doc.add_paragraph("{{ policy_no }} 样本 SPECIMEN")
+    doc.add_section()
+    doc.add_paragraph("保险人（盖章）")
+    doc.save(tmp_path / "two-sections.docx")
+    assert not ComposedTemplate(
+        tmp_path / "two-sections.docx", anchor="保险人（盖章）", seal_over="盖章"
+    ).composable
+    one = Document()
+    one.add_paragraph("{{ policy_no }} 样本 SPECIMEN")
+    one.save(tmp_path / "one-section.docx")
+    assert ComposedTemplate(
+        tmp_path / "one-section.docx", anchor="保险人（盖章）", seal_over="盖章"
+    ).composable
