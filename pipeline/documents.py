@@ -301,10 +301,7 @@ class DocumentMaker:
         """
         composed = self._composed_template(template)
         if len(contexts) > 1 and not composed.composable:
-            return [
-                self._compose(template, [c], lambda _k, *a, k=k: finish(k, *a))[0]
-                for k, c in enumerate(contexts)
-            ]
+            return self._each_alone(template, contexts, finish, range(len(contexts)), results=None)
         alone: list[int] = []  # records to convert again on their own
         with tempfile.TemporaryDirectory(prefix="documents-", dir=self._scratch) as tmp:
             docx, pdf_path = Path(tmp) / "documents.docx", Path(tmp) / "documents.pdf"
@@ -341,11 +338,24 @@ class DocumentMaker:
                     e,
                 )
                 alone = rendered
-        for k in alone:
-            results[k] = self._compose(
+        return self._each_alone(template, contexts, finish, alone, results=results)
+
+    def _each_alone(
+        self,
+        template: Path,
+        contexts: Sequence[dict],
+        finish: Callable[[int, pikepdf.Pdf, RecordPages, Path], IssuedDocument],
+        which: Sequence[int],
+        *,
+        results: list[IssuedDocument | IssuanceError] | None,
+    ) -> list[IssuedDocument | IssuanceError]:
+        """``results`` with records ``which`` made one per document (``results`` None: none made yet)."""
+        made = list(results) if results is not None else [IssuanceError("not made")] * len(contexts)
+        for k in which:
+            made[k] = self._compose(
                 template, [contexts[k]], lambda _k, pdf, pages, path, k=k: finish(k, pdf, pages, path)
             )[0]
-        return results
+        return made
 
     @staticmethod
     def _finish_one(

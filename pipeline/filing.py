@@ -345,9 +345,9 @@ class Filing:
         for i, (policy, raw) in enumerate(items):
             try:
                 plans[i] = self._plan_policy(policy, raw)
+            except ComponentUnavailable:
+                raise
             except (_Refused, IssuanceError) as e:
-                if isinstance(e, ComponentUnavailable):
-                    raise
                 results[i] = e
         # images first: a record whose images cannot be used needs no documents made
         images: dict[int, tuple[bytes | None, list[ImageEntry]]] = {}
