@@ -123,6 +123,11 @@ class Site:
     def moved(self, where: str) -> list[str]:
         return sorted(p.name for p in (self.inbox / where).iterdir())
 
+    def filed(self, where: str) -> list[str]:
+        """The folders of ``where`` the batch itself has reached (it is moved in after its reports)."""
+        reports = {"report.json", "REPORT.txt"}
+        return [name for name in self.moved(where) if set(os.listdir(self.inbox / where / name)) - reports]
+
 
 @pytest.fixture
 def site(tmp_path: Path, clause_cache: Path) -> Iterator[Site]:
@@ -179,7 +184,7 @@ def test_a_slow_copy_is_taken_once_and_only_when_complete(site: Site, tmp_path: 
             assert site.moved(".done") == [] and site.moved(".failed") == []
     assert (site.inbox / "held.jsonl").read_bytes() == held
 
-    watching.wait_for("both batches filed", lambda: len(site.moved(".done")) == 2)
+    watching.wait_for("both batches filed", lambda: len(site.filed(".done")) == 2)
     for stem, n in (("held", 4), ("reopened", 2)):
         report = report_of(site.inbox / ".done" / stem)
         assert report["counts"] == {"records": n, "archived": n, "already_archived": 0, "rejected": 0}
@@ -201,7 +206,7 @@ def test_a_folder_batch_waits_for_ready(site: Site):
     assert 'why="waiting for READY"' in watching.log()
     (folder / "READY").touch()
     filed = site.inbox / ".done" / folder.name
-    watching.wait_for("the folder batch filed", lambda: (filed / "REPORT.txt").is_file())
+    watching.wait_for("the folder batch filed", lambda: site.filed(".done") == [folder.name])
     assert not folder.exists()
     original = filed / folder.name  # the batch as it arrived: batch file, images, READY
     assert (original / "READY").is_file() and (original / "batch.jsonl").is_file()
@@ -253,7 +258,7 @@ def test_done_failed_reports_and_name_collisions(site: Site, tmp_path: Path):
     for name in clutter:
         (site.inbox / name).write_bytes(b"\x00 clutter")
     watching.wait_for(
-        "four batches moved", lambda: len(site.moved(".done")) + len(site.moved(".failed")) == 4
+        "four batches moved", lambda: len(site.filed(".done")) + len(site.filed(".failed")) == 4
     )
     assert site.moved(".done") == ["clean", "zipped"]
     assert site.moved(".failed") == ["bad", "garbage"]
@@ -283,9 +288,7 @@ def test_done_failed_reports_and_name_collisions(site: Site, tmp_path: Path):
 
     # the same name again: a suffix, nothing overwritten; its records are already archived, so it is done
     (site.inbox / "clean.jsonl").write_bytes(clean.read_bytes())
-    watching.wait_for(
-        "the second clean.jsonl filed", lambda: (site.inbox / ".done/clean-2/REPORT.txt").exists()
-    )
+    watching.wait_for("the second clean.jsonl filed", lambda: "clean-2" in site.filed(".done"))
     assert report_of(site.inbox / ".done/clean-2")["counts"]["already_archived"] == 2
     assert report_of(site.inbox / ".done/clean")["counts"]["archived"] == 2
 
@@ -322,9 +325,7 @@ def test_kill_9_mid_batch_and_restart_archive_every_record_once(site: Site):
     assert folder.is_dir() and site.moved(".done") == []
 
     second = site.start(*FAST, env=env)
-    second.wait_for(
-        "the batch filed after the restart", lambda: (site.inbox / ".done/big/REPORT.txt").exists()
-    )
+    second.wait_for("the batch filed after the restart", lambda: site.filed(".done") == ["big"])
     counts = report_of(site.inbox / ".done/big")["counts"]
     assert counts["archived"] + counts["already_archived"] == 16 and counts["rejected"] == 0
     index = Index.open(f"sqlite:///{site.root / 'var' / 'index.sqlite'}", hmac_key=KEY.encode())

@@ -4,6 +4,8 @@ looks complete, the lock, filing away with suffixes, and unpacking zips (layouts
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -126,6 +128,32 @@ def test_filing_away_never_overwrites(tmp_path: Path):
         assert json.loads((target / "report.json").read_text()) == {"round": round_}
         assert (target / "REPORT.txt").read_text() == "ok\n"
     assert not (tmp_path / "batch.jsonl").exists()
+
+
+def test_a_filed_folder_appears_with_its_reports_already_in_it(tmp_path: Path, monkeypatch):
+    inbox = Inbox(tmp_path)
+    inbox.prepare()
+    (inbox.done_dir / "batch").write_text("not a folder")  # a name taken by something else
+    (tmp_path / "batch.jsonl").write_text("{}\n")
+    seen: list[list[str]] = []
+
+    def looking_after(move):  # every rename and replace: what an onlooker would find in .done/
+        def moved(src, dst):
+            move(src, dst)
+            seen.extend(sorted(os.listdir(d)) for d in inbox.done_dir.iterdir() if d.is_dir())
+
+        return moved
+
+    monkeypatch.setattr(os, "rename", looking_after(os.rename))
+    monkeypatch.setattr(os, "replace", looking_after(os.replace))
+    target = inbox.file_away(
+        Entry("batch.jsonl", tmp_path / "batch.jsonl", "file"), failed=False, report={}, summary="ok\n"
+    )
+    assert target.name == "batch-2" and (inbox.done_dir / "batch").read_text() == "not a folder"
+    assert seen and all({"REPORT.txt", "report.json"} <= set(names) for names in seen)
+    assert sorted(os.listdir(target)) == ["REPORT.txt", "batch.jsonl", "report.json"]
+    assert list(inbox.work_dir.iterdir()) == []  # the staging folder became the filed one
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(inbox.done_dir.stat().st_mode)
 
 
 def test_a_folder_batch_needs_exactly_one_batch_file(tmp_path: Path):

@@ -271,25 +271,33 @@ class Inbox:
         A taken name gets a suffix (``batch``, ``batch-2``, …): nothing is overwritten. The reports are
         written first and the batch moved last, so a crash in between leaves the batch in the inbox (it
         is run again; its records are already archived) rather than a filed batch without its reports.
+        The reports are written in ``.work/`` and their folder renamed into place, so whoever looks in
+        ``.done/`` never sees a batch's folder without them.
         """
+        staged = self.new_workdir(entry)
+        _write(staged / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        _write(staged / "REPORT.txt", summary)
         parent = self.failed_dir if failed else self.done_dir
-        target = _reserve(parent, entry.stem)
-        _write(target / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-        _write(target / "REPORT.txt", summary)
+        staged.chmod(stat.S_IMODE(parent.stat().st_mode))  # as the folder it goes in, not private
+        target = _rename_to_free_name(staged, parent, entry.stem)
         os.rename(entry.path, target / entry.name)
         _fsync_dir(target)
+        _fsync_dir(parent)
         _fsync_dir(self.root)
         return target
 
 
-def _reserve(parent: Path, stem: str) -> Path:
+def _rename_to_free_name(folder: Path, parent: Path, stem: str) -> Path:
+    """Rename ``folder`` to ``parent/stem``, or ``stem-2``, ``stem-3``, … whichever is free first."""
     n = 1
     while True:
         candidate = parent / (stem if n == 1 else f"{stem}-{n}")
         try:
-            candidate.mkdir()
+            os.rename(folder, candidate)  # a taken name holds a filed batch: the rename refuses it
             return candidate
-        except FileExistsError:
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise
             n += 1
 
 
