@@ -9,7 +9,8 @@ What every store promises, whatever its backend does:
 
 - **Immutable.** A put over a key that already holds other bytes raises ``ObjectConflict`` and changes
   nothing; a put of the same bytes again is a success with ``created=False``, so a re-run after a crash
-  adopts what the crashed run stored (DESIGN.md invariants 2 and 3).
+  adopts what the crashed run stored (DESIGN.md invariants 2 and 3). ``put_many`` keeps the same
+  promises for a batch of ``PutItem``; an item's own error comes back in its place.
 - **Verified.** ``put`` checks the caller's SHA-256 against the bytes before storing them; ``get``
   hashes every object it returns and raises ``ObjectCorrupt`` on a mismatch (invariant 4).
 - **Retained.** ``delete`` is refused while ``now < retain_until`` (《保险法》第87条, see
@@ -30,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 from archive.store.base import (
     ObjectInfo,
     ObjectStore,
+    PutItem,
+    PutOutcome,
     PutResult,
     check_key,
     retention_until,
@@ -64,6 +67,8 @@ __all__ = [
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",
+    "PutItem",
+    "PutOutcome",
     "PutResult",
     "S3Store",
     "check_key",

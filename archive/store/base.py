@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
-from pipeline.errors import ObjectCorrupt, RetentionViolation, UnsafeKey
+from pipeline.errors import ObjectConflict, ObjectCorrupt, RetentionViolation, UnsafeKey
 
 MAX_KEY_LENGTH = 512
 # Leaves room under the usual 255-byte file-name limit for LocalStore's temp and sidecar names.
@@ -32,6 +32,24 @@ class PutResult:
     created: bool
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class PutItem:
+    """One object for ``put_many``: the arguments ``put`` takes, as a value."""
+
+    key: str
+    data: bytes
+    sha256: str
+    retain_until: datetime | None = None
+    content_type: str = DEFAULT_CONTENT_TYPE
+
+
+# What put_many hands back for one item: what ``put`` would have returned, or the error ``put`` would
+# have raised for that object's own fault (a key or hash it refuses, other bytes under the key, a
+# stored copy that fails its hash). A failure of the store itself is raised for the whole call.
+PutOutcome: TypeAlias = PutResult | ObjectConflict | ObjectCorrupt | UnsafeKey | ValueError
+ITEM_ERRORS = (ObjectConflict, ObjectCorrupt, UnsafeKey, ValueError)
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,17 @@ class ObjectStore(Protocol):
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> PutResult:
         """Store ``data`` under ``key`` once and for all; see the module docstring for the promises."""
+        ...
+
+    def put_many(self, items: Sequence[PutItem]) -> list[PutOutcome]:
+        """``put`` each item, with the same promises, in one call; one outcome per item, in input order.
+
+        An item ``put`` would refuse gets the error instead of a result (``ObjectConflict``,
+        ``ObjectCorrupt``, ``UnsafeKey``, ``ValueError``), and the other items go on; a failure of the
+        store itself (``StoreError``) is raised for the whole call, after which any item may or may not
+        be stored (a re-run settles it: same bytes give ``created=False``). A key given twice behaves as
+        a second put after the first.
+        """
         ...
 
     def get(self, key: str, *, sha256: str | None = None) -> bytes:

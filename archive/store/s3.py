@@ -6,7 +6,7 @@ import base64
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -18,8 +18,11 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
+    ITEM_ERRORS,
     SHA256_HEX,
     ObjectInfo,
+    PutItem,
+    PutOutcome,
     PutResult,
     aware_utc,
     check_key,
@@ -316,6 +319,28 @@ class S3Store:
                     logger.warning("retain_until of %s has passed; stored without Object Lock", key)
         params["Metadata"] = metadata
         return self._upload(key, params, digest, len(data))
+
+    def put_many(self, items: Sequence[PutItem]) -> list[PutOutcome]:
+        """``put`` each item in turn; an item's own error is its outcome, a ``StoreError`` ends the call.
+
+        An S3 PUT is durable when it returns, so there is no barrier to share: this is a plain loop
+        (in input order, so a key given twice is settled by the second put like any existing object).
+        """
+        outcomes: list[PutOutcome] = []
+        for item in items:
+            try:
+                outcomes.append(
+                    self.put(
+                        item.key,
+                        item.data,
+                        sha256=item.sha256,
+                        retain_until=item.retain_until,
+                        content_type=item.content_type,
+                    )
+                )
+            except ITEM_ERRORS as e:
+                outcomes.append(e)
+        return outcomes
 
     def _upload(self, key: str, params: dict[str, Any], digest: str, size: int) -> PutResult:
         expect = _RACE_CODES | _UNSUPPORTED_CODES | _DIGEST_CODES

@@ -1,0 +1,584 @@
+"""``put_many``: a batch of puts with put's promises, on a real folder (syncfs and fsync paths) and on S3.
+
+The local store's barriers are checked on real files: what exists when each barrier runs, which inodes
+were fsynced before their names appeared, and what a crash between the links and the sidecars leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archive.store import LocalStore, ObjectStore, PutItem, PutResult, S3Store, sha256_hex
+from archive.store import local as local_module
+from pipeline.errors import ObjectConflict, ObjectCorrupt, StoreError, UnsafeKey
+from tests.conftest import Buckets
+
+BASE = "110105/2026/12"
+
+
+def _record(
+    n: int, *, retain_until: datetime | None = None, salt: bytes = b"", base: str = BASE
+) -> list[PutItem]:
+    """A record's three objects, with sizes a little like the real ones (smaller: tests stay quick)."""
+    folder = f"{base}/PAC2026120100{n:04d}/v1-issue"
+    parts = {
+        "customer.pdf": b"%PDF-1.7 customer " + bytes([n % 256]) * 18_000 + salt,
+        "bundle.pdf": b"%PDF-1.7 bundle " + bytes([(n + 1) % 256]) * 70_000 + salt,
+        "manifest.json": b'{"record": %d}' % n + salt,
+    }
+    return [
+        PutItem(
+            f"{folder}/{name}",
+            data,
+            sha256_hex(data),
+            retain_until=retain_until,
+            content_type="application/json" if name.endswith(".json") else "application/pdf",
+        )
+        for name, data in parts.items()
+    ]
+
+
+def _item(key: str, data: bytes, **kwargs: Any) -> PutItem:
+    return PutItem(key, data, sha256_hex(data), **kwargs)
+
+
+def _future(days: int = 30) -> datetime:
+    return (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+
+
+def _temps(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.name.endswith(".tmp"))
+
+
+def _assert_whole(store: LocalStore) -> None:
+    """Every object in the folder has its sidecar and matches it, and no temp file is left."""
+    for info in store.list():
+        assert info.sha256 is not None, f"{info.key} has no sidecar"
+        assert sha256_hex((store.root / info.key).read_bytes()) == info.sha256
+    assert _temps(store.root) == []
+
+
+# --- both stores -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local-syncfs", "local-fsync", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
+    if request.param == "local-fsync":
+        monkeypatch.setattr(local_module, "_syncfs", None)
+    if request.param.startswith("local"):
+        return LocalStore(tmp_path / "archive")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    made: Buckets = request.getfixturevalue("buckets")
+    return S3Store(bucket=made.plain, prefix="archive", endpoint_url=endpoint)
+
+
+def test_results_come_back_in_input_order(store: ObjectStore) -> None:
+    until = _future()
+    items = [item for n in (3, 1, 2) for item in _record(n, retain_until=until)]
+    results = store.put_many(items)
+
+    assert [type(r) for r in results] == [PutResult] * len(items)
+    assert [(r.key, r.created, r.sha256, r.size) for r in results] == [
+        (i.key, True, i.sha256, len(i.data)) for i in items
+    ]
+    for item in items:
+        assert store.get(item.key) == item.data
+        info = store.head(item.key)
+        assert (info.sha256, info.retain_until) == (item.sha256, until)
+    assert store.put_many([]) == []
+
+
+def test_one_bad_item_never_fails_the_others(store: ObjectStore) -> None:
+    same, other = _item(f"{BASE}/P1/v1/a.pdf", b"same"), _item(f"{BASE}/P1/v1/b.pdf", b"first")
+    store.put(same.key, same.data, sha256=same.sha256)
+    store.put(other.key, other.data, sha256=other.sha256)
+    new = _record(7)
+    items = [
+        new[0],
+        same,  # the same bytes again
+        _item(other.key, b"second"),  # other bytes under a taken key
+        PutItem(f"{BASE}/P1/v1/c.pdf", b"damaged", sha256_hex(b"undamaged")),
+        PutItem(f"{BASE}/P1/v1/d.pdf", b"x", "not-a-hash"),
+        _item(f"{BASE}/tel-13812345678/e.pdf", b"x"),  # a key with a mobile number in it
+        _item(f"{BASE}/P1/v1/f.pdf", b"x", retain_until=datetime(2030, 1, 1)),  # naive time
+        new[1],
+        new[2],
+    ]
+    results = store.put_many(items)
+
+    kinds = [type(r) for r in results]
+    assert kinds == [
+        PutResult,
+        PutResult,
+        ObjectConflict,
+        ObjectCorrupt,
+        ValueError,
+        UnsafeKey,
+        ValueError,
+        PutResult,
+        PutResult,
+    ]
+    assert [r.created for r in results if isinstance(r, PutResult)] == [True, False, True, True]
+    assert store.get(other.key) == b"first"
+    for key in (f"{BASE}/P1/v1/c.pdf", f"{BASE}/P1/v1/d.pdf", f"{BASE}/P1/v1/f.pdf"):
+        assert store.head(key) is None
+    for item in new:
+        assert store.get(item.key) == item.data
+    if isinstance(store, LocalStore):
+        _assert_whole(store)
+
+
+def test_the_same_key_twice_is_a_second_put(store: ObjectStore) -> None:
+    key, other_key = f"{BASE}/P2/v1/a.pdf", f"{BASE}/P2/v1/b.pdf"
+    results = store.put_many(
+        [
+            _item(key, b"one"),
+            _item(other_key, b"first"),
+            _item(key, b"one"),
+            _item(other_key, b"second"),
+            _item(key, b"one"),
+        ]
+    )
+    assert [r.created if isinstance(r, PutResult) else type(r) for r in results] == [
+        True,
+        True,
+        False,
+        ObjectConflict,
+        False,
+    ]
+    assert (store.get(key), store.get(other_key)) == (b"one", b"first")
+
+
+def test_a_bad_first_item_does_not_block_the_key(store: ObjectStore) -> None:
+    key = f"{BASE}/P3/v1/a.pdf"
+    results = store.put_many([PutItem(key, b"one", sha256_hex(b"two")), _item(key, b"one")])
+    assert isinstance(results[0], ObjectCorrupt)
+    assert isinstance(results[1], PutResult) and results[1].created is True
+    assert store.get(key) == b"one"
+
+
+# --- S3 specifics ----------------------------------------------------------------------------------
+
+
+def test_s3_unreachable_raises_for_the_whole_call(aws_env: None) -> None:
+    store = S3Store(
+        bucket="archive", endpoint_url="http://127.0.0.1:9", connect_timeout=1, read_timeout=1, max_attempts=1
+    )
+    with pytest.raises(StoreError, match=r"127\.0\.0\.1:9"):
+        store.put_many(_record(1))
+    # An item's own fault is still its own outcome when it comes first; the store's failure still raises.
+    with pytest.raises(StoreError):
+        store.put_many([PutItem(f"{BASE}/P/a.pdf", b"x", "bad"), *_record(1)])
+
+
+def test_s3_put_many_on_a_locked_bucket(moto_endpoint: str, buckets: Buckets, raw_s3: Any) -> None:
+    store = S3Store(bucket=buckets.locked, endpoint_url=moto_endpoint)
+    until = _future(days=3)
+    items = _record(4, retain_until=until)
+    assert [r.created for r in store.put_many(items)] == [True, True, True]
+    head = raw_s3.head_object(Bucket=buckets.locked, Key=items[1].key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"].astimezone(UTC) == until
+    assert [r.created for r in store.put_many(items)] == [False, False, False]
+
+
+# --- LocalStore: the protocol, barrier by barrier ------------------------------------------------
+
+
+def test_syncfs_is_there_and_reports_errors() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("syncfs is Linux's")
+    assert local_module._syncfs is not None
+    with pytest.raises(OSError) as caught:
+        local_module._syncfs(-1)
+    assert caught.value.errno == errno.EBADF
+
+
+class _Recorder:
+    """Wraps os.link, os.replace, os.fsync and the store's syncfs to log the order of events."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.root = root
+        real_link, real_replace, real_fsync = os.link, os.replace, os.fsync
+
+        def link(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            real_link(src, dst, *args, **kwargs)
+            self.events.append(("link", Path(dst)))
+
+        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+            real_replace(src, dst, *args, **kwargs)
+            if root in Path(dst).parents:
+                self.events.append(("replace", Path(dst)))
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            st = os.fstat(fd)
+            self.events.append(("fsync", (st.st_dev, st.st_ino)))
+
+        monkeypatch.setattr(os, "link", link)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "fsync", fsync)
+        real_syncfs = local_module._syncfs
+        if real_syncfs is not None:
+
+            def syncfs(fd: int) -> None:
+                self.events.append(("syncfs", self.snapshot()))
+                real_syncfs(fd)
+
+            monkeypatch.setattr(local_module, "_syncfs", syncfs)
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """Every file under the root: its size and mode, as the barrier finds them."""
+        return {
+            str(p.relative_to(self.root)): (p.stat().st_size, stat.S_IMODE(p.stat().st_mode))
+            for p in self.root.rglob("*")
+            if p.is_file()
+        }
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def test_syncfs_path_barriers_come_before_links_and_before_the_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if local_module._syncfs is None:
+        pytest.skip("no syncfs on this system")
+    store = LocalStore(tmp_path / "archive")
+    recorder = _Recorder(monkeypatch, store.root)
+    items = _record(1) + _record(2)
+    results = store.put_many(items)
+
+    assert all(isinstance(r, PutResult) and r.created for r in results)
+    # One syncfs before the first link, one after the last sidecar, and no fsync at all.
+    assert recorder.kinds() == ["syncfs", *(["link", "replace"] * len(items)), "syncfs"]
+    # At barrier 1 every temp file (object and sidecar) is there, whole and read-only; no object yet.
+    first = recorder.events[0][1]
+    temps = {name: size_mode for name, size_mode in first.items() if name.endswith(".tmp")}
+    assert len(temps) == 2 * len(items) and len(first) == len(temps)
+    assert sorted(size for size, _ in temps.values()) == sorted(
+        [len(i.data) for i in items]
+        + [len((store.root / ".meta" / f"{i.key}.json").read_bytes()) for i in items]
+    )
+    assert {mode for _, mode in temps.values()} == {0o444}
+    # At barrier 2 every object and sidecar is in place; after it the temp files are gone.
+    last = recorder.events[-1][1]
+    assert all(i.key in last and f".meta/{i.key}.json" in last for i in items)
+    _assert_whole(store)
+
+
+def test_fsync_path_fsyncs_each_temp_file_before_linking_and_each_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "_syncfs", None)
+    store = LocalStore(tmp_path / "archive")
+    recorder = _Recorder(monkeypatch, store.root)
+    items = _record(1) + _record(2)
+    results = store.put_many(items)
+
+    assert all(isinstance(r, PutResult) and r.created for r in results)
+    kinds = recorder.kinds()
+    first_link = kinds.index("link")
+    last_publish = max(i for i, kind in enumerate(kinds) if kind in ("link", "replace"))
+    before = {inode for kind, inode in recorder.events[:first_link] if kind == "fsync"}
+    after = {inode for kind, inode in recorder.events[last_publish:] if kind == "fsync"}
+    assert "fsync" not in kinds[first_link:last_publish]
+    for item in items:
+        # A hard link and a rename keep the inode: these are the very files fsynced before linking.
+        assert _inode(store.root / item.key) in before
+        assert _inode(store.root / ".meta" / f"{item.key}.json") in before
+    folders = {(store.root / i.key).parent for i in items} | {
+        (store.root / ".meta" / i.key).parent for i in items
+    }
+    assert after == {_inode(folder) for folder in folders}
+    # One fsync per temp file, then one per folder (4 here), not two per object as put does.
+    assert kinds.count("fsync") == 2 * len(items) + len(folders) == 16
+    _assert_whole(store)
+
+
+def test_objects_already_there_still_get_the_second_barrier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run reports objects a crashed run linked: their names are made durable before it says so."""
+    if local_module._syncfs is None:
+        pytest.skip("no syncfs on this system")
+    store = LocalStore(tmp_path / "archive")
+    items = _record(1)
+    store.put_many(items)
+    recorder = _Recorder(monkeypatch, store.root)
+    assert [r.created for r in store.put_many(items)] == [False, False, False]
+    assert recorder.kinds() == ["syncfs"]
+    recorder.events.clear()
+    # Nothing reported stored (all refused): no barrier at all.
+    assert all(isinstance(r, ObjectConflict) for r in store.put_many(_record(1, salt=b"x")))
+    assert recorder.kinds() == []
+
+
+def test_keys_that_depend_on_each_other_go_in_order(tmp_path: Path) -> None:
+    """``a`` then ``a/b`` in one call: as two puts, the second runs through an object as a folder."""
+    store = LocalStore(tmp_path / "archive")
+    results = store.put_many(
+        [_item("x/a", b"1"), _item("x/a/b", b"2"), _item("y/a/b", b"3"), _item("y/a", b"4"), _item("z", b"5")]
+    )
+    assert [r.created if isinstance(r, PutResult) else type(r) for r in results] == [
+        True,
+        ObjectConflict,
+        True,
+        ObjectConflict,
+        True,
+    ]
+    assert (store.get("x/a"), store.get("y/a/b"), store.get("z")) == (b"1", b"3", b"5")
+    _assert_whole(store)
+
+
+# --- LocalStore: failures and crashes --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """No new names in ``folder``: a mode for ordinary users; root ignores modes, so chattr +i then."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {made.stderr.decode(errors='replace').strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_read_only_root_raises_and_publishes_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "archive")
+    existing = _record(1)
+    store.put_many(existing[:1])  # so the first record's folders exist and stay writable
+    before = sorted(p for p in store.root.rglob("*"))
+    # The first record's new objects can be written in place; the second needs a new folder in the root.
+    items = existing[1:] + _record(2, base="310101/2026/12")
+    with _read_only(store.root), pytest.raises(StoreError) as caught:
+        store.put_many(items)
+    assert os.fspath(store.root) in str(caught.value)
+    assert sorted(p for p in store.root.rglob("*")) == before  # nothing linked, no temp file left
+    _assert_whole(store)
+    assert [r.created for r in store.put_many(items)] == [True] * len(items)
+
+
+def test_a_write_failing_midway_raises_and_publishes_nothing(tmp_path: Path) -> None:
+    """A real write error in the middle of phase 1 (EFBIG from RLIMIT_FSIZE, like a full disk)."""
+    store = LocalStore(tmp_path / "archive")
+    items = [*_record(1), _item(f"{BASE}/PBIG/v1-issue/bundle.pdf", b"\0" * 300_000), *_record(2)]
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, old_limit[1]))
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.put_many(items)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.EFBIG
+    assert list(store.list()) == []
+    assert _temps(store.root) == []
+
+
+@pytest.mark.parametrize("barrier", [1, 2])
+def test_a_failing_barrier_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, barrier: int) -> None:
+    """syncfs reporting a write-back error: before the links nothing is published; after, the call
+    still fails (the names may not be durable) and a re-run adopts what is there."""
+    store = LocalStore(tmp_path / "archive")
+    calls: list[int] = []
+    real = local_module._syncfs or (lambda fd: None)
+
+    def syncfs(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == barrier:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(local_module, "_syncfs", syncfs)
+    items = _record(1)
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.put_many(items)
+    assert _temps(store.root) == []
+    if barrier == 1:
+        assert list(store.list()) == []
+        expected = [True, True, True]
+    else:
+        _assert_whole(store)
+        expected = [False, False, False]
+    monkeypatch.setattr(local_module, "_syncfs", real)
+    assert [r.created for r in store.put_many(items)] == expected
+
+
+def _cut_power_at_sidecar(
+    monkeypatch: pytest.MonkeyPatch, root: Path, n: int, cut: Callable[[], None]
+) -> None:
+    """Make the ``n``-th sidecar rename (0-based) never happen: ``cut`` runs instead."""
+    real_replace = os.replace
+    count = [0]
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if root / ".meta" in Path(dst).parents:
+            count[0] += 1
+            if count[0] == n + 1:
+                cut()
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+class _PowerCut(Exception):
+    pass
+
+
+def _raise_power_cut() -> None:
+    raise _PowerCut
+
+
+@pytest.mark.parametrize("repair", ["put_many", "put", "recover"])
+def test_crash_between_link_and_sidecar_is_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repair: str
+) -> None:
+    store = LocalStore(tmp_path / "archive")
+    until = _future()
+    items = _record(1, retain_until=until) + _record(2, retain_until=until)
+    with monkeypatch.context() as patch:
+        _cut_power_at_sidecar(patch, store.root, 3, _raise_power_cut)
+        with pytest.raises(_PowerCut):
+            store.put_many(items)
+
+    # Items 0-2 whole, item 3 linked without its sidecar, items 4-5 not linked.
+    half = items[3]
+    assert [store.head(i.key) is not None for i in items] == [True] * 4 + [False] * 2
+    assert [store.head(i.key).sha256 for i in items[:4]] == [i.sha256 for i in items[:3]] + [None]
+    assert store.get(half.key, sha256=half.sha256) == half.data  # its bytes are whole
+    with pytest.raises(ObjectCorrupt, match="no recorded SHA-256"):
+        store.get(half.key)
+
+    if repair == "put_many":
+        results = store.put_many(items)
+        assert [r.created for r in results] == [False] * 4 + [True] * 2
+    elif repair == "put":
+        assert store.put(half.key, half.data, sha256=half.sha256, retain_until=until).created is False
+    else:
+        info = store.recover(half.key, retain_until=until)
+        assert info is not None and info.sha256 == half.sha256
+    info = store.head(half.key)
+    assert (info.sha256, info.retain_until) == (half.sha256, until)
+    assert store.get(half.key) == half.data
+    _assert_whole(store)
+
+
+def test_a_sidecar_whose_object_did_not_survive_is_inert(tmp_path: Path) -> None:
+    """The one state put_many's crash can leave that put's cannot (a file system that does not keep
+    metadata in order may keep the sidecar rename and lose the link): nothing reads it, put replaces it."""
+    store = LocalStore(tmp_path / "archive")
+    old, new = _item(f"{BASE}/P9/v1/a.pdf", b"lost bytes"), _item(f"{BASE}/P9/v1/a.pdf", b"new bytes")
+    store.put_many([old])
+    (store.root / old.key).unlink()
+    assert store.head(old.key) is None and list(store.list()) == []
+    assert [r.created for r in store.put_many([new])] == [True]
+    assert store.head(new.key).sha256 == new.sha256
+    assert store.get(new.key) == b"new bytes"
+
+
+def _crashing_child(root: str, items: list[PutItem], n: int) -> None:
+    """In a child process: put_many, killed outright (no finally, no cleanup) at the n-th sidecar."""
+    monkeypatch = pytest.MonkeyPatch()
+    _cut_power_at_sidecar(monkeypatch, Path(root), n, lambda: os._exit(9))
+    LocalStore(Path(root)).put_many(items)
+    os._exit(0)
+
+
+def test_process_killed_between_link_and_sidecar(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    items = _record(1) + _record(2)
+    child = multiprocessing.get_context("spawn").Process(target=_crashing_child, args=(str(root), items, 1))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 9
+
+    store = LocalStore(root)
+    # What the killed writer left: one whole object, one without sidecar, and temp files that
+    # nothing lists (each a second name of bytes made durable by barrier 1).
+    assert [o.key for o in store.list()] == sorted(i.key for i in items[:2])
+    assert [store.head(i.key).sha256 for i in items[:2]] == [items[0].sha256, None]
+    # Every temp file is still there but item 0's sidecar, which was renamed into place.
+    assert len(_temps(root)) == 2 * len(items) - 1
+
+    results = store.put_many(items)
+    assert [r.created for r in results] == [False, False, True, True, True, True]
+    for item in items:
+        assert store.get(item.key) == item.data
+    assert sorted(o.key for o in store.list()) == sorted(i.key for i in items)
+
+
+def test_two_processes_put_many_the_same_keys(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    children = [
+        context.Process(target=_racing_child, args=(str(tmp_path), w, barrier, results)) for w in range(2)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in range(2)]
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+
+    store = LocalStore(tmp_path)
+    by_writer = dict(outcomes)
+    keys = [i.key for i in _record(0)] + [i.key for i in _record(1)]
+    for n, key in enumerate(keys):
+        pair = sorted(by_writer[w][n] for w in range(2))
+        assert pair == ["conflict", "created"], (key, pair)
+        winner = next(w for w in range(2) if by_writer[w][n] == "created")
+        assert store.get(key) == next(i.data for i in _writer_items(winner) if i.key == key)
+    _assert_whole(store)
+
+
+def _writer_items(writer: int) -> list[PutItem]:
+    return _record(0, salt=bytes([writer])) + _record(1, salt=bytes([writer]))
+
+
+def _racing_child(root: str, writer: int, barrier: Any, results: Any) -> None:
+    store = LocalStore(Path(root))
+    barrier.wait()
+    outcomes = [
+        "created"
+        if isinstance(r, PutResult) and r.created
+        else "conflict"
+        if isinstance(r, ObjectConflict)
+        else repr(r)
+        for r in store.put_many(_writer_items(writer))
+    ]
+    results.put((writer, outcomes))
