@@ -9,8 +9,10 @@
 Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单, 影像资料 → one per image) and metadata
 with document numbers only, never names or ID numbers.
 
-A PDF is put together by qpdf (through pikepdf) without decoding any stream: what an earlier version's
-pages draw goes into the next version byte for byte, and the work costs little more than a copy.
+Image pages join a PDF as an incremental update of it (``archive_copy``, ``add_images``): its bytes
+unchanged, then the pages and the objects that now list them. An endorsement's pages are put together by
+qpdf (through pikepdf) without decoding any stream. Either way what an earlier version's pages draw goes
+into the next version byte for byte, and the work costs little more than a copy.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -26,9 +27,15 @@ from io import BytesIO
 from typing import Any
 
 import pikepdf
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
+from pypdf.generic import DictionaryObject, NameObject
 
 from pipeline.documents import PRODUCER, SAVE_OPTIONS, bookmark
+from pipeline.errors import IssuanceError
+from pipeline.intake import PreparedImages
 from pipeline.records import IMAGE_KIND_LABELS
+from stamps.pdfupdate import IncrementalUpdate, OutlineEntry, serialise, text_string, write_outline
 
 MANIFEST_FORMAT = "issuance-manifest/1"
 
@@ -79,44 +86,132 @@ def append_endorsement(customer: bytes, endorsement: bytes, *, endorsement_no: s
 
 
 def archive_copy(
-    customer: bytes, *, images: bytes | None, entries: Sequence[ImageEntry], title: str
+    customer: bytes, *, images: PreparedImages | None, entries: Sequence[ImageEntry], title: str
 ) -> bytes:
-    """The archive copy: the customer copy followed by the image pages, bookmarked by kind."""
-    with _open(customer) as document:
-        return archive_copy_of(document, images=images, entries=entries, title=title)
+    """The archive copy: the customer copy followed by the image pages, bookmarked by kind.
+
+    It is an incremental update of the customer copy (ISO 32000-1 §7.5.6, ``stamps.pdfupdate``): the
+    customer's bytes unchanged, then the image pages, the page tree and outline that now include them, a
+    catalog and the archive copy's document information. So the customer copy is provably inside its
+    archive copy (its bytes are the prefix), and making the archive copy costs what the images cost: the
+    customer's pages are neither parsed nor written again.
+    """
+    labels = [_image_label(entry) for entry in entries]
+    return _with_images(customer, images, entries, labels, heading="影像资料", title=f"{title}（档案件）")
 
 
-def archive_copy_of(
-    document: pikepdf.Pdf, *, images: bytes | None, entries: Sequence[ImageEntry], title: str
+def add_images(bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry]) -> bytes:
+    """A supplement: the previous archive copy with late-filed image pages added at the end, as an
+    incremental update of it (``archive_copy``)."""
+    labels = [IMAGE_KIND_LABELS.get(entry.kind, entry.kind) for entry in entries]
+    return _with_images(bundle, images, entries, labels, heading="补充影像资料", title=None)
+
+
+def _with_images(
+    pdf: bytes,
+    images: PreparedImages | None,
+    entries: Sequence[ImageEntry],
+    labels: Sequence[str],
+    *,
+    heading: str,
+    title: str | None,
 ) -> bytes:
-    """``archive_copy`` of a customer copy still open (``DocumentMaker``'s ``follow_up``): no second
-    reading of its bytes. ``document`` gains the image pages."""
-    with ExitStack() as stack:
-        info = _info(document)
-        added = None
-        if images:
-            added = stack.enter_context(_open(images))
-            first = _append(document, added)
-            labels = [_image_label(entry) for entry in entries]
-            _bookmark_images(document, "影像资料", first=first, entries=entries, labels=labels)
-        subject = info.get("/Subject", "")
-        return _finish(document, title=f"{title}（档案件）", subject=subject, previous=info, added=added)
+    """``pdf`` updated with ``images``' pages at its end under one bookmark ``heading`` (a child per
+    image), shown with its outline open, and titled ``title`` (``None``: as it was)."""
+    try:
+        reader = _reader(pdf)
+        update = IncrementalUpdate(pdf, reader)
+        catalog_ref = reader.trailer.raw_get("/Root")
+        catalog = catalog_ref.get_object()
+        tree_ref = catalog.raw_get("/Pages")
+        tree = tree_ref.get_object()
+        previous = {str(k): str(v) for k, v in (reader.trailer.get("/Info") or {}).items()}
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise IssuanceError(f"the archive copy cannot take its image pages: {e}") from e
+    if any(key in tree for key in _INHERITED):
+        # every copy is written by save_pdf from a new document, whose page tree passes nothing on
+        raise IssuanceError("the document's page tree passes attributes on to new pages")
+    changed = {"/PageMode": b"/UseOutlines"}
+    if images is not None and images.pages:
+        written = images.write(update, parent=tree_ref)
+        refs = [ref for _, pages in written for ref in pages]
+        kids = [serialise(kid) for kid in tree["/Kids"]] + [b"%d 0 R" % ref.idnum for ref in refs]
+        count = b"%d" % (int(tree["/Count"]) + len(refs))
+        update.replace(tree_ref, _dictionary(tree, {"/Kids": b"[" + b" ".join(kids) + b"]", "/Count": count}))
+        children: list[OutlineEntry] = []
+        page = 0
+        for entry, label in zip(entries, labels, strict=True):
+            children.append((label, refs[page], ()))
+            page += entry.pages
+        changed.update(_append_outline(update, catalog, [(heading, refs[0], children)]))
+        version = str(catalog.get("/Version", "/" + pdf[5:8].decode("ascii", "replace")))[1:]
+        if images.version > version:
+            changed["/Version"] = b"/" + images.version.encode("ascii")
+    update.replace(catalog_ref, _dictionary(catalog, changed))
+    info = {
+        "/Title": previous.get("/Title", "") if title is None else title,
+        "/Subject": previous.get("/Subject", ""),
+        "/Producer": PRODUCER,
+        **{key: value for key, value in previous.items() if key.startswith("/Issuance")},
+    }
+    body = b"<<" + b"".join(serialise(NameObject(k)) + text_string(v) for k, v in info.items()) + b">>"
+    update.set_info(update.add(body))
+    # the file identifier changes with what was added: the pictures' own digests say that without
+    # hashing their bytes again
+    identity = body + b"".join(entry.source_sha256.encode("ascii") for entry in entries)
+    return update.to_bytes(identity=identity)
 
 
-def add_images(bundle: bytes, *, images: bytes, entries: Sequence[ImageEntry]) -> bytes:
-    """A supplement: the previous archive copy with late-filed image pages added at the end."""
-    with _open(bundle) as document, _open(images) as added:
-        info = _info(document)
-        first = _append(document, added)
-        labels = [IMAGE_KIND_LABELS.get(entry.kind, entry.kind) for entry in entries]
-        _bookmark_images(document, "补充影像资料", first=first, entries=entries, labels=labels)
-        return _finish(
-            document,
-            title=info.get("/Title", ""),
-            subject=info.get("/Subject", ""),
-            previous=info,
-            added=added,
+def _reader(pdf: bytes) -> PdfReader:
+    """pypdf's reader of a copy this pipeline wrote. Strict first: a lenient reader checks every
+    object's offset, which costs more than the rest of the update; an older copy it refuses is read
+    leniently."""
+    try:
+        return PdfReader(BytesIO(pdf), strict=True)
+    except (PyPdfError, ValueError, KeyError, TypeError):
+        return PdfReader(BytesIO(pdf), strict=False)
+
+
+# A page inherits these from its page-tree nodes (ISO 32000-1 table 30)
+_INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+
+
+def _dictionary(source: DictionaryObject, changed: dict[str, bytes]) -> bytes:
+    """``source`` (its references kept) with the entries ``changed`` set, as PDF syntax."""
+    entries = [serialise(NameObject(k)) + b" " + serialise(v) for k, v in source.items() if k not in changed]
+    entries += [serialise(NameObject(k)) + b" " + v for k, v in changed.items()]
+    return b"<<" + b"".join(entries) + b">>"
+
+
+def _append_outline(
+    update: IncrementalUpdate, catalog: DictionaryObject, entries: list[OutlineEntry]
+) -> dict[str, bytes]:
+    """Write ``entries`` after the last top-level item of ``catalog``'s outline; the catalog's entries that
+    change (a new outline root when it had none)."""
+    root_ref = catalog.raw_get("/Outlines") if "/Outlines" in catalog else None
+    if root_ref is None:
+        root_ref = update.reserve()
+        first, last, count = write_outline(update, root_ref, entries)
+        update.replace(
+            root_ref,
+            b"<</Type/Outlines/First %d 0 R/Last %d 0 R/Count %d>>" % (first.idnum, last.idnum, count),
         )
+        return {"/Outlines": b"%d 0 R" % root_ref.idnum}
+    root = root_ref.get_object()
+    old_last_ref = root.raw_get("/Last") if "/Last" in root else None
+    first, last, count = write_outline(update, root_ref, entries, after=old_last_ref)
+    changed = {
+        "/Last": b"%d 0 R" % last.idnum,
+        "/Count": b"%d" % (max(int(root.get("/Count", 0)), 0) + count),
+    }
+    if old_last_ref is None:
+        changed["/First"] = b"%d 0 R" % first.idnum
+    else:
+        update.replace(
+            old_last_ref, _dictionary(old_last_ref.get_object(), {"/Next": b"%d 0 R" % first.idnum})
+        )
+    update.replace(root_ref, _dictionary(root, changed))
+    return {}
 
 
 def _open(pdf: bytes) -> pikepdf.Pdf:
@@ -136,24 +231,6 @@ def _image_label(entry: ImageEntry) -> str:
     if entry.kind == "other" and entry.label:
         label = f"{label}（{entry.label}）"
     return label
-
-
-def _bookmark_images(
-    document: pikepdf.Pdf,
-    heading: str,
-    *,
-    first: int,
-    entries: Sequence[ImageEntry],
-    labels: Sequence[str],
-) -> None:
-    """After the existing outline: ``heading`` on page ``first``, one child per image on its first page."""
-    parent = bookmark(document, heading, first)
-    page = first
-    for entry, label in zip(entries, labels, strict=True):
-        parent.children.append(bookmark(document, label, page))
-        page += entry.pages
-    with document.open_outline() as outline:
-        outline.root.append(parent)
 
 
 def _info(document: pikepdf.Pdf) -> dict[str, str]:

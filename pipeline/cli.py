@@ -222,7 +222,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from pipeline.batchfile import read_batch
     from pipeline.cli_common import filing_session
-    from pipeline.filing import run_batch
 
     settings = settings_from(args)
     if args.cluster and args.workers:
@@ -241,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
             file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
         else:
             session = stack.enter_context(filing_session(settings, workers=args.workers))
+            from pipeline.filing import run_batch  # after LibreOffice has started: the import takes a while
+
             file_batch = functools.partial(
                 run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
             )

@@ -45,7 +45,7 @@ SEAL_ANCHOR = "保险人（盖章）"
 SEAL_OVER = "盖章"
 
 
-FollowUp = Callable[[int, "pikepdf.Pdf"], bytes]
+FollowUp = Callable[[int, bytes], bytes]
 
 
 class DocxToPdf(Protocol):
@@ -186,9 +186,9 @@ class DocumentMaker:
     ) -> list[IssuedDocument | IssuanceError]:
         """``policy_pdf`` for many policies at once, in order: each its document or why it has none.
 
-        ``follow_up(i, document)``, if given, is called with the i-th policy's customer copy still open
-        (pikepdf), once its bytes are made; what it returns is the document's ``follow_up``. The archive
-        copy is made so, without reading the customer copy's bytes back. Raises only
+        ``follow_up(i, pdf)``, if given, is called with the i-th policy's customer copy as soon as its
+        bytes are made, on the thread that made them; what it returns is the document's ``follow_up``.
+        The archive copy is made so, while the customer copy is fresh in the cache. Raises only
         ``ComponentUnavailable`` (LibreOffice or a font is missing): that stops a batch.
         """
         results: list[IssuedDocument | IssuanceError | None] = [None] * len(policies)
@@ -219,7 +219,7 @@ class DocumentMaker:
         pages: RecordPages,
         path: Path,
         *,
-        follow_up: Callable[[pikepdf.Pdf], bytes] | None = None,
+        follow_up: Callable[[bytes], bytes] | None = None,
     ) -> IssuedDocument:
         registry = self.registry
         product = registry.products[policy.product_code]
@@ -388,7 +388,7 @@ class DocumentMaker:
         versions: dict[str, str],
         branch_code: str,
         document: str,
-        follow_up: Callable[[pikepdf.Pdf], bytes] | None = None,
+        follow_up: Callable[[bytes], bytes] | None = None,
     ) -> IssuedDocument:
         """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it)."""
         seal_ref = None
@@ -413,7 +413,7 @@ class DocumentMaker:
             out.Root.PageMode = pikepdf.Name.UseOutlines
             count = len(out.pages)
             data = save_pdf(out, min_version=composed.pdf_version)
-        after = follow_up(out) if follow_up is not None else None
+        after = follow_up(data) if follow_up is not None else None
         return IssuedDocument(pdf=data, pages=count, templates=versions, seal=seal_ref, follow_up=after)
 
     def _anchor(

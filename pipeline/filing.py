@@ -45,7 +45,7 @@ from archive.index import (
     as_utc,
 )
 from archive.serials import DocumentSerial, mark_used, mark_used_many
-from archive.store import ObjectStore, retention_until
+from archive.store import ObjectStore, PutItem, retention_until
 from pipeline.batch import Accepted, RecordChecker, content_hash
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.bundle import (
@@ -53,7 +53,7 @@ from pipeline.bundle import (
     Part,
     add_images,
     append_endorsement,
-    archive_copy_of,
+    archive_copy,
     manifest,
     page_count,
 )
@@ -62,7 +62,7 @@ from pipeline.documents import DocumentMaker, IssuedDocument
 from pipeline.errors import ComponentUnavailable, IssuanceError, TemplateError, UsageError
 from pipeline.idcheck import scrub
 from pipeline.images import resolve_image_path
-from pipeline.intake import ImageSource, image_pages
+from pipeline.intake import ImageSource, PreparedImages, prepare_images
 from pipeline.products import Product
 from pipeline.records import Endorsement, Policy, parse_record
 from pipeline.report import REJECTED, BatchReport, Outcome
@@ -108,6 +108,13 @@ class _PolicyPlan:
     raw: RawRecord
     body: dict[str, Any] | None  # the manifest's body once uploaded (or adopted)
     adopted: bool
+
+
+def _published(manifest: Part, key: str) -> dict[str, Any]:
+    """A version's manifest body once stored, with where it is (as ``Filing._adopt`` reads it back)."""
+    body = json.loads(manifest.data)
+    body["_manifest"] = {"key": key, "sha256": manifest.sha256, "size": manifest.size}
+    return body
 
 
 def required_images(policy: Policy, product: Product) -> tuple[str, ...]:
@@ -216,14 +223,16 @@ class Filing:
 
     # --- one record --------------------------------------------------------------------------------
 
-    def _images(self, record: Policy | Endorsement, batch_dir: Path) -> tuple[bytes | None, list[ImageEntry]]:
+    def _images(
+        self, record: Policy | Endorsement, batch_dir: Path
+    ) -> tuple[PreparedImages | None, list[ImageEntry]]:
         if not record.images:
             return None, []
         sources = [
             ImageSource(index=i, kind=img.kind, label=img.label, path=resolve_image_path(batch_dir, img.path))
             for i, img in enumerate(record.images)
         ]
-        result = image_pages(sources, policy_no=record.policy_no)
+        result = prepare_images(sources, policy_no=record.policy_no)
         entries: dict[int, ImageEntry] = {}
         for page in result.pages:
             entry = entries.get(page.index)
@@ -238,7 +247,7 @@ class Filing:
                 )
             else:
                 entries[page.index] = ImageEntry(**{**entry.__dict__, "pages": entry.pages + 1})
-        return result.pdf, [entries[i] for i in sorted(entries)]
+        return result, [entries[i] for i in sorted(entries)]
 
     def _upload(self, parts: Sequence[tuple[Part, str]], *, retain_until: datetime) -> None:
         with self.clock.measure("upload"):
@@ -283,9 +292,7 @@ class Filing:
     ) -> dict[str, Any]:
         """Upload the parts, then the manifest last (the write order); the manifest's body, as adopted."""
         self._upload([*parts, (manifest, manifest_key)], retain_until=retain_until)
-        body = json.loads(manifest.data)
-        body["_manifest"] = {"key": manifest_key, "sha256": manifest.sha256, "size": manifest.size}
-        return body
+        return _published(manifest, manifest_key)
 
     def _version_facts(
         self,
@@ -350,7 +357,7 @@ class Filing:
             except (_Refused, IssuanceError) as e:
                 results[i] = e
         # images first: a record whose images cannot be used needs no documents made
-        images: dict[int, tuple[bytes | None, list[ImageEntry]]] = {}
+        images: dict[int, tuple[PreparedImages | None, list[ImageEntry]]] = {}
         for i, plan in list(plans.items()):
             if plan.body is None:
                 try:
@@ -363,26 +370,39 @@ class Filing:
                     del plans[i]
         fresh = list(images)
 
-        def archive_copy_for(k: int, customer: Any) -> bytes:
+        def archive_copy_for(k: int, customer: bytes) -> bytes:
             policy = items[fresh[k]][0]
-            image_pdf, entries = images[fresh[k]]
+            prepared, entries = images[fresh[k]]
             title = f"{self.registry.products[policy.product_code].name}保险单 {policy.policy_no}"
             with self.clock.measure("bundle"):
-                return archive_copy_of(customer, images=image_pdf, entries=entries, title=title)
+                return archive_copy(customer, images=prepared, entries=entries, title=title)
 
         documents = self.maker.policy_pdfs([items[i][0] for i in fresh], follow_up=archive_copy_for)
+        versions: dict[int, tuple[list[tuple[Part, str]], Part]] = {}
         for i, document in zip(fresh, documents, strict=True):
             if isinstance(document, IssuanceError):
                 results[i] = document
                 del plans[i]
                 continue
             try:
-                plans[i].body = self._publish_policy(items[i][0], plans[i], document, images[i][1], batch_id)
-            except ComponentUnavailable:
-                raise
-            except (_Refused, IssuanceError) as e:
+                versions[i] = self._policy_parts(items[i][0], plans[i], document, images[i][1], batch_id)
+            except IssuanceError as e:
                 results[i] = e
                 del plans[i]
+        # the parts of every version, then their manifests (the write order), each step one call to the
+        # store, so that its durability barriers are shared (LocalStore: two syncfs for the lot)
+        for stage in ("parts", "manifests"):
+            uploads = [
+                (i, part, key, plans[i].retain)
+                for i, (parts, body_part) in versions.items()
+                for part, key in (parts if stage == "parts" else [(body_part, plans[i].manifest_key)])
+            ]
+            for i, error in self._upload_many(uploads).items():
+                results[i] = error
+                del plans[i]
+                del versions[i]
+        for i, (_parts, body_part) in versions.items():
+            plans[i].body = _published(body_part, plans[i].manifest_key)
         news = {i: self._new_policy(items[i][0], plan, batch_id) for i, plan in plans.items()}
         with self.clock.measure("index"):
             try:
@@ -443,15 +463,15 @@ class Filing:
             adopted=body is not None,
         )
 
-    def _publish_policy(
+    def _policy_parts(
         self,
         policy: Policy,
         plan: _PolicyPlan,
         document: IssuedDocument,
         entries: list[ImageEntry],
         batch_id: str | None,
-    ) -> dict[str, Any]:
-        """Customer copy, archive copy (``document.follow_up``) and manifest, uploaded in that order."""
+    ) -> tuple[list[tuple[Part, str]], Part]:
+        """Customer copy and archive copy (``document.follow_up``) with their keys, and the manifest."""
         assert document.follow_up is not None
         customer = Part("customer.pdf", document.pdf, document.pages)
         bundle = Part("bundle.pdf", document.follow_up, document.pages + sum(e.pages for e in entries))
@@ -472,9 +492,33 @@ class Filing:
             created_at=datetime.now(UTC),
             missing_images=plan.missing,
         )
-        return self._publish(
-            parts, manifest=body_part, manifest_key=plan.manifest_key, retain_until=plan.retain
-        )
+        return parts, body_part
+
+    def _upload_many(self, uploads: Sequence[tuple[int, Part, str, datetime]]) -> dict[int, IssuanceError]:
+        """Put (owner, part, key, retain until) in one ``put_many``; the error of each owner whose part
+        the store refused (the first one). ``StoreError`` (the store is down) is raised for all."""
+        if not uploads:
+            return {}
+        with self.clock.measure("upload"):
+            outcomes = self.store.put_many(
+                [
+                    PutItem(
+                        key=key,
+                        data=part.data,
+                        sha256=part.sha256,
+                        retain_until=retain,
+                        content_type="application/json" if part.name.endswith(".json") else "application/pdf",
+                    )
+                    for _, part, key, retain in uploads
+                ]
+            )
+        errors: dict[int, IssuanceError] = {}
+        for (owner, _part, _key, _retain), outcome in zip(uploads, outcomes, strict=True):
+            if isinstance(outcome, IssuanceError):
+                errors.setdefault(owner, outcome)
+            elif isinstance(outcome, Exception):
+                errors.setdefault(owner, IssuanceError(f"the object store refused a part: {outcome}"))
+        return errors
 
     def _new_policy(self, policy: Policy, plan: _PolicyPlan, batch_id: str | None) -> NewPolicy:
         """The index's rows and ledger event for version 1 of ``policy``, from its manifest."""
@@ -548,9 +592,9 @@ class Filing:
                 title=f"{title}（档案件）",
             )
             with self.clock.measure("images"):
-                image_pdf, entries = self._images(endorsement, batch_dir)
-            if image_pdf:
-                bundle_pdf = add_images(bundle_pdf, images=image_pdf, entries=entries)
+                prepared, entries = self._images(endorsement, batch_dir)
+            if prepared is not None:
+                bundle_pdf = add_images(bundle_pdf, images=prepared, entries=entries)
             customer = Part("customer.pdf", customer_pdf, page_count(customer_pdf))
             bundle = Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
             parts = [(customer, _part_key(folder, customer)), (bundle, _part_key(folder, bundle))]
@@ -650,7 +694,7 @@ class Filing:
         n = previous.version + 1
         folder = f"{row.key_prefix}/v{n}-supplement"
         manifest_key = f"{folder}/manifest.json"
-        result = image_pages(sources, policy_no=policy_no)
+        result = prepare_images(sources, policy_no=policy_no)
         entries = [
             ImageEntry(
                 index=p.index,
@@ -663,7 +707,7 @@ class Filing:
             for p in result.pages
         ]
         before_bundle = self.store.get(previous.bundle_key, sha256=previous.bundle_sha256)
-        bundle_pdf = add_images(before_bundle, images=result.pdf, entries=entries)
+        bundle_pdf = add_images(before_bundle, images=result, entries=entries)
         bundle = Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
         missing = [k for k in row.missing_images.split(",") if k and k != kind]
         customer = StoredObject(

@@ -1,6 +1,8 @@
 """Underwriting images (承保影像) as pages of the archive bundle.
 
-``image_pages`` turns a record's images into one PDF, one page per picture, in the record's order:
+``image_pages`` turns a record's images into one PDF, one page per picture, in the record's order;
+``prepare_images`` reads and checks them without writing anything, and ``PreparedImages.write`` writes the
+same pages into any ``stamps.pdfupdate`` object set, such as the update that makes the archive copy:
 
 - A raster image (JPEG, PNG, TIFF, BMP, HEIC) becomes an A4 page, portrait for an upright picture and
   landscape for a wide one, with a title band on top (the kind of image, the policy number, "page n of
@@ -51,16 +53,9 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFont
-from pypdf import PageObject, PdfReader, PdfWriter
+from pypdf import PdfReader
 from pypdf.errors import PyPdfError
-from pypdf.generic import (
-    ArrayObject,
-    DecodedStreamObject,
-    DictionaryObject,
-    IndirectObject,
-    NameObject,
-    NumberObject,
-)
+from pypdf.generic import IndirectObject
 
 from pipeline.errors import ComponentUnavailable
 from pipeline.images import (
@@ -73,6 +68,7 @@ from pipeline.images import (
     open_pdf_scan,
 )
 from pipeline.records import IMAGE_KIND_LABELS
+from stamps.pdfupdate import Copier, NewDocument, PdfObjects, write_outline
 
 logger = logging.getLogger(__name__)
 
@@ -146,73 +142,124 @@ class IntakeResult:
 
 
 def image_pages(sources: Sequence[ImageSource], *, policy_no: str) -> IntakeResult:
-    """Make the archive pages for ``sources``, in order; raise ``RecordImageError`` for a bad source.
+    """Make the archive pages for ``sources``, in order, as one PDF; raise ``RecordImageError`` for a bad
+    source.
 
     Each source's pages carry an outline entry (bookmark) with its title, so a reader of the bundle
     can jump to "机动车行驶证" directly. Raises ``ComponentUnavailable`` if the title font is missing.
     """
     if not sources:
         return IntakeResult(pdf=b"", pages=())
-    prepared: list[tuple[ImageSource, str, _Digest, list[_Picture | _ScanPage]]] = []
+    prepared = prepare_images(sources, policy_no=policy_no)
+    document = NewDocument(prepared.version)
+    tree = document.reserve()
+    written = prepared.write(document, parent=tree)
+    kids = [ref for _, refs in written for ref in refs]
+    document.replace(
+        tree, b"<</Type/Pages/Kids[%s]/Count %d>>" % (b" ".join(b"%d 0 R" % r.idnum for r in kids), len(kids))
+    )
+    outlines = document.reserve()
+    first, last, count = write_outline(document, outlines, [(title, refs[0], ()) for title, refs in written])
+    document.replace(
+        outlines, b"<</Type/Outlines/First %d 0 R/Last %d 0 R/Count %d>>" % (first.idnum, last.idnum, count)
+    )
+    root = document.add(b"<</Type/Catalog/Pages %d 0 R/Outlines %d 0 R>>" % (tree.idnum, outlines.idnum))
+    return IntakeResult(pdf=document.to_bytes(root=root), pages=prepared.pages)
+
+
+@dataclass(frozen=True)
+class PreparedImages:
+    """A record's images read, checked and ready to become pages (``prepare_images``): nothing is
+    written yet. ``pages`` says what each page will be; ``version`` is the PDF version they need (a PDF
+    scan's own may be newer than 1.4)."""
+
+    policy_no: str
+    sources: tuple[tuple[ImageSource, str, tuple[_Picture | _ScanPage, ...]], ...]
+    pages: tuple[ImagePageInfo, ...]
+    version: str
+
+    def write(self, objects: PdfObjects, *, parent: IndirectObject) -> list[tuple[str, list[IndirectObject]]]:
+        """Write the pages into ``objects`` (a new PDF, or an update of an archive copy) as children of the
+        page-tree node ``parent``; each source's title and its pages' references, in order."""
+        total = len(self.pages)
+        colour_spaces: dict[bytes, IndirectObject] = {}
+        written: list[tuple[str, list[IndirectObject]]] = []
+        n = 0
+        for source, title, items in self.sources:
+            refs = []
+            copier = None
+            for item in items:
+                n += 1
+                if isinstance(item, _ScanPage):
+                    copier = copier or Copier(objects)
+                    refs.append(
+                        _scan_page(objects, copier, item, parent=parent, field=f"images[{source.index}]")
+                    )
+                else:
+                    refs.append(
+                        _picture_page(
+                            objects,
+                            item,
+                            parent=parent,
+                            title=(title, f"　保险单号 {self.policy_no}"),
+                            count=f"承保影像 第 {n} 页 共 {total} 页",
+                            colour_spaces=colour_spaces,
+                        )
+                    )
+            written.append((title, refs))
+        return written
+
+
+def prepare_images(sources: Sequence[ImageSource], *, policy_no: str) -> PreparedImages:
+    """Read and check ``sources`` for ``image_pages`` / ``PreparedImages.write``; raise
+    ``RecordImageError`` naming the first bad one."""
+    prepared: list[tuple[ImageSource, str, tuple[_Picture | _ScanPage, ...]]] = []
+    infos: list[ImagePageInfo] = []
+    version = "1.3"  # what a picture page uses (ICC-based colour, DCT and Flate images) needs no more
     for source in sources:
         field = f"images[{source.index}]"
         try:
             title = _title(source)
             data = _read(source.path)
             digest = _Digest(hashlib.sha256(data).hexdigest(), len(data))
-            prepared.append((source, title, digest, _source_pages(data, source.path.suffix.lower())))
+            items = tuple(_source_pages(data, source.path.suffix.lower()))
             del data  # a passthrough picture keeps only its stripped copy
+            for number, item in enumerate(items):
+                if isinstance(item, _ScanPage):
+                    box = item.reader.pages[item.number].mediabox
+                    page_size = (float(box.width), float(box.height))
+                    pixel_size = picture_box = None
+                    header = item.reader.pdf_header.removeprefix("%PDF-")
+                    if re.fullmatch(r"\d\.\d", header) and header > version:
+                        version = header  # what the scan's page may use (transparency, say)
+                else:
+                    pixel_size = (item.width, item.height)
+                    placement = _place(_shown_size(pixel_size, item.orientation))
+                    page_size, picture_box = placement.page, placement.box
+                infos.append(
+                    ImagePageInfo(
+                        index=source.index,
+                        kind=source.kind,
+                        label=source.label,
+                        source_page=number,
+                        source_sha256=digest.sha256,
+                        source_size=digest.size,
+                        passthrough=item.encoding in ("dct-passthrough", "pdf-page"),
+                        encoding=item.encoding,
+                        pixel_size=pixel_size,
+                        page_size=page_size,
+                        picture_box=picture_box,
+                    )
+                )
+            prepared.append((source, title, items))
         except ImageProblem as e:
             raise RecordImageError(field, str(e)) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
             # the decoders' ways of saying "damaged"; the class name only, never the decoder's text
             raise RecordImageError(field, f"image is damaged or truncated ({e.__class__.__name__})") from None
-
-    total = sum(len(items) for _, _, _, items in prepared)
-    writer = PdfWriter()
-    # A scan's page may use what its PDF version allows (transparency, say): claim at least as much.
-    versions = [
-        item.reader.pdf_header for *_, items in prepared for item in items if isinstance(item, _ScanPage)
-    ]
-    writer.pdf_header = max([writer.pdf_header, *(v for v in versions if re.fullmatch(r"%PDF-\d\.\d", v))])
-    colour_spaces: dict[bytes, IndirectObject] = {}
-    infos: list[ImagePageInfo] = []
-    for source, title, digest, items in prepared:
-        first = len(infos)
-        for number, item in enumerate(items):
-            if isinstance(item, _ScanPage):
-                page = _scan_page(writer, item, field=f"images[{source.index}]")
-                pixel_size = box = None
-            else:
-                count = f"承保影像 第 {len(infos) + 1} 页 共 {total} 页"
-                page = _picture_page(
-                    writer,
-                    item,
-                    title=(title, f"　保险单号 {policy_no}"),
-                    count=count,
-                    colour_spaces=colour_spaces,
-                )
-                pixel_size = (item.width, item.height)
-                box = _place(_shown_size(pixel_size, item.orientation)).box
-            infos.append(
-                ImagePageInfo(
-                    index=source.index,
-                    kind=source.kind,
-                    label=source.label,
-                    source_page=number,
-                    source_sha256=digest.sha256,
-                    source_size=digest.size,
-                    passthrough=item.encoding in ("dct-passthrough", "pdf-page"),
-                    encoding=item.encoding,
-                    pixel_size=pixel_size,
-                    page_size=(float(page.mediabox.width), float(page.mediabox.height)),
-                    picture_box=box,
-                )
-            )
-        writer.add_outline_item(title=title, page_number=first)
-    out = io.BytesIO()
-    writer.write(out)
-    return IntakeResult(pdf=out.getvalue(), pages=tuple(infos))
+        except (PyPdfError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise RecordImageError(field, f"PDF scan is damaged ({e.__class__.__name__})") from None
+    return PreparedImages(policy_no=policy_no, sources=tuple(prepared), pages=tuple(infos), version=version)
 
 
 # --- reading and deciding ---------------------------------------------------------------------------
@@ -246,15 +293,20 @@ class _ScanPage:
     encoding: Encoding = "pdf-page"
 
 
-def _scan_page(writer: PdfWriter, scan: _ScanPage, *, field: str) -> PageObject:
-    """Copy a scan's page with everything it uses; its per-page XMP and private data stay behind."""
+def _scan_page(
+    objects: PdfObjects, copier: Copier, scan: _ScanPage, *, parent: IndirectObject, field: str
+) -> IndirectObject:
+    """Copy a scan's page with everything it uses, streams byte for byte; its per-page XMP and private
+    data stay behind."""
     try:
-        page = writer.add_page(scan.reader.pages[scan.number])
+        page = scan.reader.pages[scan.number]  # pypdf has given it what it inherited from its page tree
+        target = objects.reserve()
+        copier.known(page.indirect_reference, target)
+        body = copier.body(page, leave_out=("/Parent", "/Metadata", "/PieceInfo"))
     except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise RecordImageError(field, f"PDF scan is damaged ({e.__class__.__name__})") from None
-    for key in ("/Metadata", "/PieceInfo"):
-        page.pop(key, None)
-    return page
+    objects.replace(target, body[:-2] + b"/Parent %d 0 R>>" % parent.idnum)
+    return target
 
 
 def _title(source: ImageSource) -> str:
@@ -617,40 +669,34 @@ def _matrix(orientation: int, box: tuple[float, float, float, float]) -> tuple[f
 
 
 def _picture_page(
-    writer: PdfWriter,
+    objects: PdfObjects,
     picture: _Picture,
     *,
+    parent: IndirectObject,
     title: tuple[str, str],
     count: str,
     colour_spaces: dict[bytes, IndirectObject],
-) -> PageObject:
+) -> IndirectObject:
     placement = _place(_shown_size((picture.width, picture.height), picture.orientation))
     page_w, page_h = placement.page
-    page = writer.add_blank_page(page_w, page_h)
     band_y = page_h - MARGIN - BAND_PT
     rule_y = band_y - 3
-    title_band, title_w = _title_xobject(title, count, page_w - 2 * MARGIN)
-    # pypdf has no public call that adds an indirect object; _add_object is the one its docs use
-    picture_ref = writer._add_object(_image_xobject(writer, picture, colour_spaces))
-    title_ref = writer._add_object(title_band)
+    title_ref, title_w = _title_xobject(objects, title, count, page_w - 2 * MARGIN)
+    picture_ref = _image_xobject(objects, picture, colour_spaces)
     numbers = " ".join(_num(v) for v in _matrix(picture.orientation, placement.box))
-    content = DecodedStreamObject()
-    content.set_data(
+    content = objects.add_stream(
+        b"",
         (
             f"q 0.4 G 0.5 w {_num(MARGIN)} {_num(rule_y)} m {_num(page_w - MARGIN)} {_num(rule_y)} l S Q\n"
             f"q {_num(title_w)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(band_y)} cm /Title Do Q\n"
             f"q {numbers} cm /Picture Do Q\n"
-        ).encode("ascii")
+        ).encode("ascii"),
     )
-    page[NameObject("/Contents")] = writer._add_object(content)
-    page[NameObject("/Resources")] = DictionaryObject(
-        {
-            NameObject("/XObject"): DictionaryObject(
-                {NameObject("/Picture"): picture_ref, NameObject("/Title"): title_ref}
-            )
-        }
+    return objects.add(
+        f"<</Type/Page/Parent {parent.idnum} 0 R/MediaBox[0 0 {_num(page_w)} {_num(page_h)}]"
+        f"/Resources<</XObject<</Picture {picture_ref.idnum} 0 R/Title {title_ref.idnum} 0 R>>>>"
+        f"/Contents {content.idnum} 0 R>>".encode("ascii")
     )
-    return page
 
 
 def _num(value: float) -> str:
@@ -659,34 +705,29 @@ def _num(value: float) -> str:
 
 
 def _image_xobject(
-    writer: PdfWriter, picture: _Picture, colour_spaces: dict[bytes, IndirectObject]
-) -> DecodedStreamObject:
-    device = NameObject("/DeviceGray" if picture.grey else "/DeviceRGB")
-    colour_space: NameObject | ArrayObject = device
+    objects: PdfObjects, picture: _Picture, colour_spaces: dict[bytes, IndirectObject]
+) -> IndirectObject:
+    device = b"/DeviceGray" if picture.grey else b"/DeviceRGB"
+    colour_space = device
     if picture.icc is not None and picture.bits == 8:
         ref = colour_spaces.get(picture.icc)
         if ref is None:
-            profile = DecodedStreamObject()
-            profile.set_data(zlib.compress(picture.icc))
-            profile[NameObject("/Filter")] = NameObject("/FlateDecode")
-            profile[NameObject("/N")] = NumberObject(1 if picture.grey else 3)
-            profile[NameObject("/Alternate")] = device
-            ref = colour_spaces[picture.icc] = writer._add_object(profile)
-        colour_space = ArrayObject([NameObject("/ICCBased"), ref])
-    stream = _image_stream(
-        picture.data,
+            ref = colour_spaces[picture.icc] = objects.add_stream(
+                b"/Filter/FlateDecode/N %d/Alternate%s" % (1 if picture.grey else 3, device),
+                zlib.compress(picture.icc),
+            )
+        colour_space = b"[/ICCBased %d 0 R]" % ref.idnum
+    entries = _image_entries(
         width=picture.width,
         height=picture.height,
         colours=1 if picture.grey else 3,
         bits=picture.bits,
         flate=picture.flate,
     )
-    stream[NameObject("/ColorSpace")] = colour_space
-    return stream
+    return objects.add_stream(entries + b"/ColorSpace" + colour_space, picture.data)
 
 
-def _image_stream(
-    data: bytes,
+def _image_entries(
     *,
     width: int,
     height: int,
@@ -694,34 +735,27 @@ def _image_stream(
     bits: int,
     flate: bool,
     predictors: bool = True,
-) -> DecodedStreamObject:
-    """An image XObject around ``data``; Flate data is a PNG's IDAT (rows with PNG predictors) unless
-    ``predictors`` is false, then it is the deflated pixels as they are."""
-    stream = DecodedStreamObject()
-    stream.set_data(data)  # already encoded: written as it is, under the filter named below
-    stream.update(
-        {
-            NameObject("/Type"): NameObject("/XObject"),
-            NameObject("/Subtype"): NameObject("/Image"),
-            NameObject("/Width"): NumberObject(width),
-            NameObject("/Height"): NumberObject(height),
-            NameObject("/BitsPerComponent"): NumberObject(bits),
-            NameObject("/Filter"): NameObject("/FlateDecode" if flate else "/DCTDecode"),
-        }
+) -> bytes:
+    """An image XObject's entries for data already encoded; Flate data is a PNG's IDAT (rows with PNG
+    predictors) unless ``predictors`` is false, then it is the deflated pixels as they are."""
+    entries = b"/Type/XObject/Subtype/Image/Width %d/Height %d/BitsPerComponent %d/Filter%s" % (
+        width,
+        height,
+        bits,
+        b"/FlateDecode" if flate else b"/DCTDecode",
     )
     if flate and predictors:
-        stream[NameObject("/DecodeParms")] = DictionaryObject(
-            {
-                NameObject("/Predictor"): NumberObject(15),
-                NameObject("/Colors"): NumberObject(colours),
-                NameObject("/BitsPerComponent"): NumberObject(bits),
-                NameObject("/Columns"): NumberObject(width),
-            }
+        entries += b"/DecodeParms<</Predictor 15/Colors %d/BitsPerComponent %d/Columns %d>>" % (
+            colours,
+            bits,
+            width,
         )
-    return stream
+    return entries
 
 
-def _title_xobject(title: tuple[str, str], count: str, width_pt: float) -> tuple[DecodedStreamObject, float]:
+def _title_xobject(
+    objects: PdfObjects, title: tuple[str, str], count: str, width_pt: float
+) -> tuple[IndirectObject, float]:
     """The title band as a 300-dpi greyscale picture, black text on white, legible in print; and the
     width in points to show it at.
 
@@ -731,19 +765,11 @@ def _title_xobject(title: tuple[str, str], count: str, width_pt: float) -> tuple
     where it always did. Its pixels are stored as they are, quickly deflated, without PNG predictors.
     """
     band_px = round(width_pt * TITLE_DPI / 72)
-    band = _title_band(title, count, band_px=band_px)
-    stream = _image_stream(
-        zlib.compress(band.tobytes(), level=1),
-        width=band.width,
-        height=band.height,
-        colours=1,
-        bits=8,
-        flate=True,
-        predictors=False,
-    )
-    stream[NameObject("/ColorSpace")] = NameObject("/DeviceGray")
+    width, height, data = _title_band_data(title, count, band_px=band_px)
+    entries = _image_entries(width=width, height=height, colours=1, bits=8, flate=True, predictors=False)
+    ref = objects.add_stream(entries + b"/ColorSpace/DeviceGray", data)
     # band_px is rounded, so a band's scale is a hair off 300 dpi: keep it, not the nominal 72/300 pt
-    return stream, width_pt * band.width / band_px
+    return ref, width_pt * width / band_px
 
 
 def _title_band(title: tuple[str, str], count: str, *, band_px: int) -> Image.Image:
@@ -755,6 +781,17 @@ def _title_band(title: tuple[str, str], count: str, *, band_px: int) -> Image.Im
     drawn from the fraction of a pixel at which the line's pen reaches it, so its glyphs land exactly
     where drawing the whole line puts them.
     """
+    placed, width, height = _title_pieces(title, count, band_px=band_px)
+    band = Image.new("L", (width, height), 255)
+    for picture, at in placed:
+        _darken(band, picture, at)
+    return band
+
+
+def _title_pieces(
+    title: tuple[str, str], count: str, *, band_px: int
+) -> tuple[list[tuple[Image.Image, tuple[int, int]]], int, int]:
+    """The band's pieces (kind, policy number, count) with where each goes; the band's width and height."""
     px = TITLE_DPI / 72
     points, head = _fit(*title, width_px=band_px)
     title_baseline = round(TITLE_PT * 1.1 * px)
@@ -768,10 +805,43 @@ def _title_band(title: tuple[str, str], count: str, *, band_px: int) -> Image.Im
         drawn = _drawn(text, size, pen - math.floor(pen))
         placed.append((drawn.picture, (math.floor(pen) - drawn.origin[0], baseline - drawn.origin[1])))
     width = max(1, min(band_px, max(left + picture.width for picture, (left, _) in placed)))
-    band = Image.new("L", (width, round(BAND_PT * px)), 255)
-    for picture, at in placed:
-        _darken(band, picture, at)
-    return band
+    return placed, width, round(BAND_PT * px)
+
+
+def _title_band_data(title: tuple[str, str], count: str, *, band_px: int) -> tuple[int, int, bytes]:
+    """``_title_band``'s width, height and pixels as a zlib stream (level 1, no predictors).
+
+    The count line's rows are the same on the same page of many records: when the title line's pieces
+    end above the count line's, the stream is the title rows, deflated now and ended with a full flush
+    (a byte boundary, not the last block), followed by the count rows deflated once per process
+    (``_count_rows``); one Adler-32 covers both. The pixels are ``_title_band``'s, row for row.
+    """
+    placed, width, height = _title_pieces(title, count, band_px=band_px)
+    _, (count_x, count_y) = placed[2]
+    split = count_y
+    if not 0 < split < height or any(top + picture.height > split for picture, (_, top) in placed[:2]):
+        band = _title_band(title, count, band_px=band_px)  # the lines overlap: one picture
+        return width, height, zlib.compress(band.tobytes(), level=1)
+    top = Image.new("L", (width, split), 255)
+    for picture, at in placed[:2]:
+        _darken(top, picture, at)
+    rows = top.tobytes()
+    head = zlib.compressobj(1, zlib.DEFLATED, -15)
+    first = head.compress(rows) + head.flush(zlib.Z_FULL_FLUSH)
+    rest, rest_rows = _count_rows(count, count_x, width, height - split)
+    checksum = zlib.adler32(rest_rows, zlib.adler32(rows))
+    return width, height, b"\x78\x01" + first + rest + checksum.to_bytes(4, "big")
+
+
+@lru_cache(maxsize=64)
+def _count_rows(count: str, left: int, width: int, height: int) -> tuple[bytes, bytes]:
+    """The rows of a band ``width`` wide from the top of the count line's piece (drawn at ``left``)
+    down: raw-deflated to the end, and as they are."""
+    rows = Image.new("L", (width, height), 255)
+    _darken(rows, _drawn(count, COUNT_PT, 0.0).picture, (left, 0))
+    raw = rows.tobytes()
+    tail = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return tail.compress(raw) + tail.flush(zlib.Z_FINISH), raw
 
 
 def _fit(head: str, tail: str, *, width_px: int) -> tuple[float, str]:

@@ -19,12 +19,32 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from io import BytesIO
 
 from pypdf import PdfReader
-from pypdf.generic import ArrayObject, ByteStringObject, IndirectObject, PdfObject
+from pypdf.generic import (
+    ArrayObject,
+    ByteStringObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+    PdfObject,
+    StreamObject,
+    create_string_object,
+)
 
-__all__ = ["IncrementalUpdate", "serialise"]
+__all__ = [
+    "Copier",
+    "IncrementalUpdate",
+    "NewDocument",
+    "OutlineEntry",
+    "PdfObjects",
+    "serialise",
+    "text_string",
+    "write_outline",
+]
 
 _STARTXREF = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*$")
 
@@ -50,18 +70,23 @@ def previous_xref(original: bytes) -> tuple[int, bool] | None:
     return None
 
 
-class IncrementalUpdate:
-    """Collects new and replaced objects for one update of ``original`` (read by ``reader``)."""
+def text_string(text: str) -> bytes:
+    """A PDF text string (outline titles, document information): PDFDocEncoding or UTF-16BE, as pypdf
+    encodes it."""
+    return serialise(create_string_object(text))
 
-    def __init__(self, original: bytes, reader: PdfReader) -> None:
-        found = previous_xref(original)
-        if found is None:
-            raise ValueError("the PDF's startxref does not point at a cross-reference section")
-        self._original = original
-        self._prev, self._as_stream = found
-        self._trailer = reader.trailer
-        self._next = _first_free_number(reader)
+
+class PdfObjects:
+    """Numbered objects given as PDF syntax: what ``IncrementalUpdate`` and ``NewDocument`` share."""
+
+    def __init__(self, first: int) -> None:
+        self._next = first
         self._bodies: dict[int, tuple[int, bytes]] = {}
+
+    def reserve(self) -> IndirectObject:
+        """A number for an object whose body comes later (``replace``): for objects that point at each
+        other, as a page and its parent do."""
+        return self.add(b"null")
 
     def add(self, body: bytes) -> IndirectObject:
         """A new object; ``body`` is its PDF syntax. Returns the reference to use elsewhere."""
@@ -78,7 +103,29 @@ class IncrementalUpdate:
         """A new version of an existing object, same number and generation."""
         self._bodies[ref.idnum] = (ref.generation, body)
 
-    def to_bytes(self) -> bytes:
+
+class IncrementalUpdate(PdfObjects):
+    """Collects new and replaced objects for one update of ``original`` (read by ``reader``)."""
+
+    def __init__(self, original: bytes, reader: PdfReader) -> None:
+        found = previous_xref(original)
+        if found is None:
+            raise ValueError("the PDF's startxref does not point at a cross-reference section")
+        super().__init__(_first_free_number(reader))
+        self._original = original
+        self._prev, self._as_stream = found
+        self._trailer = reader.trailer
+        self._info: IndirectObject | None = None
+
+    def set_info(self, ref: IndirectObject) -> None:
+        """Make ``ref`` the document information dictionary from this update on."""
+        self._info = ref
+
+    def to_bytes(self, *, identity: bytes | None = None) -> bytes:
+        """The original bytes followed by the update. The file identifier's second string is an MD5 of
+        the previous one and ``identity``: what makes this update what it is, by default its own bytes
+        (a caller that knows shorter content-derived ones, say digests of the pictures it adds, saves
+        hashing them again)."""
         out = bytearray(self._original)
         if not out.endswith(b"\n"):
             out += b"\n"
@@ -87,7 +134,7 @@ class IncrementalUpdate:
             generation, body = self._bodies[number]
             offsets[number] = (len(out), generation)
             out += b"%d %d obj\n" % (number, generation) + body + b"\nendobj\n"
-        trailer = self._trailer_entries(out[len(self._original) :])
+        trailer = self._trailer_entries(out[len(self._original) :] if identity is None else identity)
         if self._as_stream:
             xref_at = self._xref_stream(out, offsets, trailer)
         else:
@@ -104,7 +151,9 @@ class IncrementalUpdate:
 
     def _trailer_entries(self, update: bytes | bytearray) -> bytes:
         parts = [b"/Root " + serialise(self._trailer.raw_get("/Root"))]
-        if "/Info" in self._trailer:
+        if self._info is not None:
+            parts.append(b"/Info %d 0 R" % self._info.idnum)
+        elif "/Info" in self._trailer:
             parts.append(b"/Info " + serialise(self._trailer.raw_get("/Info")))
         ids = self._trailer.get("/ID")
         if ids is not None and len(ids) == 2:
@@ -136,6 +185,132 @@ class IncrementalUpdate:
             + b"\nendstream\nendobj\n"
         )
         return xref_at
+
+
+class NewDocument(PdfObjects):
+    """A PDF written from nothing with the calls of ``IncrementalUpdate``: one revision, a classic
+    cross-reference table, no date and no file identifier (the same objects give the same bytes)."""
+
+    def __init__(self, version: str = "1.4") -> None:
+        super().__init__(1)
+        self.version = version
+
+    def to_bytes(self, *, root: IndirectObject, info: IndirectObject | None = None) -> bytes:
+        out = bytearray(b"%%PDF-%s\n%%\xe2\xe3\xcf\xd3\n" % self.version.encode("ascii"))
+        offsets: dict[int, int] = {}
+        for number in sorted(self._bodies):
+            generation, body = self._bodies[number]
+            offsets[number] = len(out)
+            out += b"%d %d obj\n" % (number, generation) + body + b"\nendobj\n"
+        xref_at = len(out)
+        out += b"xref\n0 %d\n0000000000 65535 f\r\n" % self._next
+        for number in range(1, self._next):
+            out += b"%010d 00000 n\r\n" % offsets[number]
+        out += b"trailer\n<</Size %d/Root %d 0 R" % (self._next, root.idnum)
+        if info is not None:
+            out += b"/Info %d 0 R" % info.idnum
+        out += b">>\nstartxref\n%d\n%%%%EOF\n" % xref_at
+        return bytes(out)
+
+
+class Copier:
+    """Copies objects of another PDF (read by pypdf) into ``objects``, each once, references renumbered,
+    streams byte for byte (never decoded).
+
+    A page or page-tree node met on the way is not followed (``null`` takes its place): what is copied
+    is a page's content and resources, not the source's other pages. ``known`` maps source references
+    already given a place (the page being copied, say, which its annotations point back at).
+    """
+
+    def __init__(self, objects: PdfObjects) -> None:
+        self._objects = objects
+        self._done: dict[tuple[int, int], IndirectObject] = {}
+
+    def known(self, source: IndirectObject, target: IndirectObject) -> None:
+        self._done[(source.idnum, source.generation)] = target
+
+    def body(self, obj: PdfObject, *, leave_out: tuple[str, ...] = ()) -> bytes:
+        """``obj`` (a dictionary, resolved) as PDF syntax, without the keys ``leave_out``."""
+        if isinstance(obj, StreamObject):
+            data = obj._data  # pypdf keeps a stream's stored (still encoded) bytes here; no public getter
+            entries = b"".join(
+                serialise(NameObject(k)) + b" " + self.value(v)
+                for k, v in obj.items()
+                if k != "/Length" and k not in leave_out
+            )
+            return b"<<" + entries + b"/Length %d>>\nstream\n" % len(data) + data + b"\nendstream"
+        if isinstance(obj, DictionaryObject):
+            return (
+                b"<<"
+                + b"".join(
+                    serialise(NameObject(k)) + b" " + self.value(v)
+                    for k, v in obj.items()
+                    if k not in leave_out
+                )
+                + b">>"
+            )
+        return self.value(obj)
+
+    def value(self, obj: PdfObject) -> bytes:
+        if isinstance(obj, IndirectObject):
+            return b"%d 0 R" % self._ref(obj).idnum
+        if isinstance(obj, StreamObject):
+            raise ValueError("a stream that is not an indirect object")
+        if isinstance(obj, DictionaryObject):
+            if obj.get("/Type") in ("/Page", "/Pages"):
+                return b"null"
+            return self.body(obj)
+        if isinstance(obj, ArrayObject):
+            return b"[" + b" ".join(self.value(v) for v in obj) + b"]"
+        return serialise(obj)
+
+    def _ref(self, source: IndirectObject) -> IndirectObject:
+        key = (source.idnum, source.generation)
+        if key in self._done:
+            return self._done[key]
+        obj = source.get_object()
+        if obj is None or isinstance(obj, NullObject):
+            target = self._done[key] = self._objects.add(b"null")
+            return target
+        if isinstance(obj, DictionaryObject) and obj.get("/Type") in ("/Page", "/Pages"):
+            target = self._done[key] = self._objects.add(b"null")
+            return target
+        # number first, body after: a cycle (a font pointing back at its parent) meets a known number
+        target = self._done[key] = self._objects.reserve()
+        self._objects.replace(target, self.body(obj))
+        return target
+
+
+# An outline entry: its title, the page it shows whole, and its children (shown open)
+OutlineEntry = tuple[str, IndirectObject, Sequence["OutlineEntry"]]
+
+
+def write_outline(
+    objects: PdfObjects,
+    parent: IndirectObject,
+    entries: Sequence[OutlineEntry],
+    *,
+    after: IndirectObject | None = None,
+) -> tuple[IndirectObject, IndirectObject, int]:
+    """Write ``entries`` as children of the outline item (or outline root) ``parent``, following its
+    existing child ``after`` if given (whose /Next is the caller's to set): each a /GoTo action showing
+    its page whole, as ``pipeline.documents.bookmark`` makes them. Returns the first and last new item
+    and how many new items are visible under ``parent`` (what its /Count grows by)."""
+    refs = [objects.reserve() for _ in entries]
+    visible = len(entries)
+    for i, ((title, page, children), ref) in enumerate(zip(entries, refs, strict=True)):
+        body = b"<</Title " + text_string(title) + b"/Parent %d 0 R" % parent.idnum
+        if i or after is not None:
+            body += b"/Prev %d 0 R" % (refs[i - 1] if i else after).idnum
+        if i + 1 < len(refs):
+            body += b"/Next %d 0 R" % refs[i + 1].idnum
+        if children:
+            first, last, count = write_outline(objects, ref, children)
+            body += b"/First %d 0 R/Last %d 0 R/Count %d" % (first.idnum, last.idnum, count)
+            visible += count
+        body += b"/A<</S/GoTo/D[%d 0 R/Fit]>>>>" % page.idnum
+        objects.replace(ref, body)
+    return refs[0], refs[-1], visible
 
 
 def _first_free_number(reader: PdfReader) -> int:

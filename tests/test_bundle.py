@@ -9,6 +9,7 @@ byte; every bookmark's title, level and target page; the document information; p
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import pikepdf
@@ -19,7 +20,7 @@ from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, Na
 
 from pipeline.bundle import ImageEntry, add_images, append_endorsement, archive_copy, page_count
 from pipeline.documents import PRODUCER
-from pipeline.intake import ImageSource, IntakeResult, image_pages
+from pipeline.intake import ImagePageInfo, ImageSource, PreparedImages, image_pages, prepare_images
 
 IMAGES = Path(__file__).parent / "resources" / "images"
 POLICY_NO = "PAC20260304028000124"
@@ -96,12 +97,20 @@ def two_frame_tiff(path: Path) -> Path:
     return path
 
 
-def take(sources: list[tuple[str, str | None, Path]]) -> tuple[IntakeResult, list[ImageEntry]]:
+@dataclass(frozen=True)
+class Taken:
+    """A record's images as the archive copy takes them (``prepared``) and as a PDF of their own."""
+
+    prepared: PreparedImages
+    pdf: bytes
+    pages: tuple[ImagePageInfo, ...]
+
+
+def take(sources: list[tuple[str, str | None, Path]]) -> tuple[Taken, list[ImageEntry]]:
     """Image pages for (kind, label, path) sources and their entries, as ``pipeline.filing`` makes them."""
-    result = image_pages(
-        [ImageSource(index=i, kind=k, label=label, path=p) for i, (k, label, p) in enumerate(sources)],
-        policy_no=POLICY_NO,
-    )
+    listed = [ImageSource(index=i, kind=k, label=label, path=p) for i, (k, label, p) in enumerate(sources)]
+    alone = image_pages(listed, policy_no=POLICY_NO)
+    result = Taken(prepare_images(listed, policy_no=POLICY_NO), alone.pdf, alone.pages)
     entries = []
     for i, (kind, label, _) in enumerate(sources):
         pages = [p for p in result.pages if p.index == i]
@@ -119,7 +128,7 @@ def take(sources: list[tuple[str, str | None, Path]]) -> tuple[IntakeResult, lis
 
 
 @pytest.fixture
-def images(tmp_path) -> tuple[IntakeResult, list[ImageEntry]]:
+def images(tmp_path) -> tuple[Taken, list[ImageEntry]]:
     """Four image pages: one photo, a two-frame TIFF, an 'other' with its label."""
     return take(
         [
@@ -202,7 +211,7 @@ CUSTOMER_OUTLINE = [
 def test_archive_copy_is_the_customer_copy_then_the_image_pages(images):
     result, entries = images
     customer = customer_pdf()
-    bundle = archive_copy(customer, images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    bundle = archive_copy(customer, images=result.prepared, entries=entries, title="机动车商业保险保险单 X")
     assert marks(bundle) == ["CUSTOMER-PAGE-1", "CUSTOMER-PAGE-2", "CUSTOMER-PAGE-3"] + ["image"] * 4
     assert page_count(bundle) == 7
     before, after = opened(customer), opened(bundle)
@@ -222,7 +231,7 @@ def test_archive_copy_bookmarks_the_customer_copy_then_each_image(images):
         "机动车行驶证",
         "其他（病历首页）",
     ]
-    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="T")
+    bundle = archive_copy(customer_pdf(), images=result.prepared, entries=entries, title="T")
     assert outline(bundle) == [
         *CUSTOMER_OUTLINE,
         (0, "影像资料", 3),
@@ -234,7 +243,9 @@ def test_archive_copy_bookmarks_the_customer_copy_then_each_image(images):
 
 def test_archive_copy_metadata(images):
     result, entries = images
-    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    bundle = archive_copy(
+        customer_pdf(), images=result.prepared, entries=entries, title="机动车商业保险保险单 X"
+    )
     assert info(bundle) == {
         "/Title": "机动车商业保险保险单 X（档案件）",
         "/Subject": POLICY_NO,
@@ -255,21 +266,43 @@ def test_archive_copy_without_images_is_the_customer_copy_retitled():
 def test_customer_streams_are_copied_not_recompressed(images):
     result, entries = images
     customer = customer_pdf()
-    first = archive_copy(customer, images=result.pdf, entries=entries, title="T")
+    first = archive_copy(customer, images=result.prepared, entries=entries, title="T")
     assert b"CUSTOMER-PAGE" not in first  # the customer's page streams stay compressed as they were
     assert marks(first)[: len(marks(customer))] == marks(customer)
 
 
-def test_pdf_version_is_at_least_the_newest_input(images):
+def test_pdf_version_is_at_least_the_newest_input(tmp_path):
+    """A PDF scan of version 1.7 behind a 1.6 customer copy: the update raises the catalog's /Version
+    (an incremental update cannot change the header)."""
+    scan = tmp_path / "scan.pdf"
+    plain = opened(document_pdf(["SCAN-PAGE"], outline=[], info={}))
+    plain.save(scan, force_version="1.7")
+    result, entries = take([("other", "扫描件", scan)])
+    customer = io.BytesIO()
+    opened(customer_pdf()).save(customer, force_version="1.6")
+    bundle = archive_copy(customer.getvalue(), images=result.prepared, entries=entries, title="T")
+    assert bundle.startswith(b"%PDF-1.6")
+    assert opened(bundle).Root.Version == pikepdf.Name("/1.7")
+    assert marks(bundle)[-1] == "SCAN-PAGE"
+    same = archive_copy(
+        customer_pdf(),
+        images=take([("id_front", None, IMAGES / "id_front-1.jpg")])[0].prepared,
+        entries=take([("id_front", None, IMAGES / "id_front-1.jpg")])[1],
+        title="T",
+    )
+    assert "/Version" not in opened(same).Root  # pictures need nothing newer
+
+
+def test_archive_copy_is_an_update_of_the_customer_copy(images):
+    """The customer's bytes are the archive copy's prefix, and the update is a valid PDF on its own
+    reading: qpdf checks it without a warning."""
     result, entries = images
-    customer = opened(customer_pdf())
-    out = io.BytesIO()
-    customer.save(out, force_version="1.4")
-    newer = opened(result.pdf)
-    images_out = io.BytesIO()
-    newer.save(images_out, force_version="1.7")
-    bundle = archive_copy(out.getvalue(), images=images_out.getvalue(), entries=entries, title="T")
-    assert opened(bundle).pdf_version == "1.7"
+    customer = customer_pdf()
+    bundle = archive_copy(customer, images=result.prepared, entries=entries, title="T")
+    assert bundle.startswith(customer)
+    with opened(bundle) as pdf:
+        assert pdf.check_pdf_syntax() == []
+        assert len(pdf.pages) == 3 + len(result.pages)
 
 
 # --- endorsements and supplements ------------------------------------------------------------------
@@ -277,7 +310,7 @@ def test_pdf_version_is_at_least_the_newest_input(images):
 
 def test_append_endorsement_adds_its_pages_and_one_bookmark(images):
     result, entries = images
-    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="T")
+    bundle = archive_copy(customer_pdf(), images=result.prepared, entries=entries, title="T")
     endorsed = append_endorsement(bundle, endorsement_pdf(), endorsement_no="EAC2026000001", title="T2")
     assert marks(endorsed)[7:] == ["ENDORSEMENT-PAGE-1", "ENDORSEMENT-PAGE-2"]
     assert marks(endorsed)[:7] == marks(bundle)
@@ -305,11 +338,13 @@ def test_customer_copy_after_two_endorsements():
 
 def test_add_images_appends_a_supplement_with_its_own_bookmarks(images, tmp_path):
     result, entries = images
-    bundle = archive_copy(customer_pdf(), images=result.pdf, entries=entries, title="机动车商业保险保险单 X")
+    bundle = archive_copy(
+        customer_pdf(), images=result.prepared, entries=entries, title="机动车商业保险保险单 X"
+    )
     late, late_entries = take(
         [("other", "补充件", IMAGES / "vehicle_license-1.jpg"), ("id_back", None, IMAGES / "id_back-2.jpg")]
     )
-    supplemented = add_images(bundle, images=late.pdf, entries=late_entries)
+    supplemented = add_images(bundle, images=late.prepared, entries=late_entries)
     assert marks(supplemented) == [*marks(bundle), "image", "image"]
     assert outline(supplemented) == [
         *outline(bundle),

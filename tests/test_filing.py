@@ -167,16 +167,19 @@ def test_crash_after_manifest_before_index_commit_is_adopted(local_archive, tmp_
 def test_crash_before_manifest_leaves_orphans_only(local_archive, tmp_path, monkeypatch):
     batch = make_batch(tmp_path / "b", 1, seed=26, images_per_record=1)
     store = local_archive.store
-    real_put = type(store).put
+    real_put_many = type(store).put_many
+    uploaded_parts = []
 
-    def fail_on_manifest(self, key, data, **kwargs):
-        if key.endswith("manifest.json"):
+    def fail_on_manifest(self, items):
+        if any(item.key.endswith("manifest.json") for item in items):
             raise RuntimeError("killed before the manifest")
-        return real_put(self, key, data, **kwargs)
+        uploaded_parts.extend(item.key for item in items)
+        return real_put_many(self, items)
 
-    monkeypatch.setattr(type(store), "put", fail_on_manifest)
+    monkeypatch.setattr(type(store), "put_many", fail_on_manifest)
     run_batch(batch, filing=local_archive, workers=1)
-    monkeypatch.setattr(type(store), "put", real_put)
+    monkeypatch.setattr(type(store), "put_many", real_put_many)
+    assert len(uploaded_parts) == 2 and set(_objects(local_archive)) == set(uploaded_parts)  # no manifest
     report = run_batch(batch, filing=local_archive, workers=1)
     assert _statuses(report) == [ARCHIVED]
     (version,) = local_archive.index.versions(json.loads(batch.read_text(encoding="utf-8"))["policy_no"])
