@@ -126,28 +126,28 @@ class IncrementalUpdate(PdfObjects):
         the previous one and ``identity``: what makes this update what it is, by default its own bytes
         (a caller that knows shorter content-derived ones, say digests of the pictures it adds, saves
         hashing them again)."""
-        out = bytearray(self._original)
-        if not out.endswith(b"\n"):
-            out += b"\n"
+        # Pieces joined once at the end: the original (megabytes, with a bundle's fonts) is copied once.
+        out = [self._original] if self._original.endswith(b"\n") else [self._original, b"\n"]
+        at = sum(map(len, out))
         offsets: dict[int, tuple[int, int]] = {}
         for number in sorted(self._bodies):
             generation, body = self._bodies[number]
-            offsets[number] = (len(out), generation)
-            out += b"%d %d obj\n" % (number, generation) + body + b"\nendobj\n"
-        trailer = self._trailer_entries(out[len(self._original) :] if identity is None else identity)
+            offsets[number] = (at, generation)
+            head = b"%d %d obj\n" % (number, generation)
+            out += (head, body, b"\nendobj\n")
+            at += len(head) + len(body) + 8
+        trailer = self._trailer_entries(b"".join(out[1:]) if identity is None else identity)
         if self._as_stream:
-            xref_at = self._xref_stream(out, offsets, trailer)
+            tail = self._xref_stream(at, offsets, trailer)
         else:
-            xref_at = len(out)
-            out += b"xref\n"
+            rows = [b"xref\n"]
             for start, numbers in _runs(sorted(offsets)):
-                out += b"%d %d\n" % (start, len(numbers))
-                for number in numbers:
-                    offset, generation = offsets[number]
-                    out += b"%010d %05d n\r\n" % (offset, generation)
-            out += b"trailer\n<</Size %d" % self._next + trailer + b">>\n"
-        out += b"startxref\n%d\n%%%%EOF\n" % xref_at
-        return bytes(out)
+                rows.append(b"%d %d\n" % (start, len(numbers)))
+                rows.extend(b"%010d %05d n\r\n" % offsets[number] for number in numbers)
+            rows.append(b"trailer\n<</Size %d" % self._next + trailer + b">>\n")
+            tail = b"".join(rows)
+        out += (tail, b"startxref\n%d\n%%%%EOF\n" % at)
+        return b"".join(out)
 
     def _trailer_entries(self, update: bytes | bytearray) -> bytes:
         parts = [b"/Root " + serialise(self._trailer.raw_get("/Root"))]
@@ -158,15 +158,17 @@ class IncrementalUpdate(PdfObjects):
         ids = self._trailer.get("/ID")
         if ids is not None and len(ids) == 2:
             first = ids[0]
-            second = hashlib.md5(bytes(ids[1].original_bytes) + update, usedforsecurity=False).digest()
+            digest = hashlib.md5(bytes(ids[1].original_bytes), usedforsecurity=False)
+            digest.update(update)
+            second = digest.digest()
             parts.append(b"/ID " + serialise(ArrayObject([first, ByteStringObject(second)])))
         parts.append(b"/Prev %d" % self._prev)
         return b"".join(parts)
 
-    def _xref_stream(self, out: bytearray, offsets: dict[int, tuple[int, int]], trailer: bytes) -> int:
+    def _xref_stream(self, xref_at: int, offsets: dict[int, tuple[int, int]], trailer: bytes) -> bytes:
+        """The cross-reference stream object that starts at ``xref_at``, covering itself too."""
         number = self._next
         self._next += 1
-        xref_at = len(out)
         offsets[number] = (xref_at, 0)
         width = max(4, (xref_at.bit_length() + 7) // 8)
         rows = bytearray()
@@ -176,7 +178,7 @@ class IncrementalUpdate(PdfObjects):
             for n in numbers:
                 offset, generation = offsets[n]
                 rows += b"\x01" + offset.to_bytes(width, "big") + generation.to_bytes(2, "big")
-        out += (
+        return (
             b"%d 0 obj\n<</Type/XRef/Size %d/W[1 %d 2]/Index[%s]"
             % (number, self._next, width, bytes(index).strip())
             + trailer
@@ -184,7 +186,6 @@ class IncrementalUpdate(PdfObjects):
             + bytes(rows)
             + b"\nendstream\nendobj\n"
         )
-        return xref_at
 
 
 class NewDocument(PdfObjects):
@@ -196,21 +197,22 @@ class NewDocument(PdfObjects):
         self.version = version
 
     def to_bytes(self, *, root: IndirectObject, info: IndirectObject | None = None) -> bytes:
-        out = bytearray(b"%%PDF-%s\n%%\xe2\xe3\xcf\xd3\n" % self.version.encode("ascii"))
+        out = [b"%%PDF-%s\n%%\xe2\xe3\xcf\xd3\n" % self.version.encode("ascii")]
+        at = len(out[0])
         offsets: dict[int, int] = {}
         for number in sorted(self._bodies):
             generation, body = self._bodies[number]
-            offsets[number] = len(out)
-            out += b"%d %d obj\n" % (number, generation) + body + b"\nendobj\n"
-        xref_at = len(out)
-        out += b"xref\n0 %d\n0000000000 65535 f\r\n" % self._next
-        for number in range(1, self._next):
-            out += b"%010d 00000 n\r\n" % offsets[number]
-        out += b"trailer\n<</Size %d/Root %d 0 R" % (self._next, root.idnum)
+            offsets[number] = at
+            head = b"%d %d obj\n" % (number, generation)
+            out += (head, body, b"\nendobj\n")
+            at += len(head) + len(body) + 8
+        out.append(b"xref\n0 %d\n0000000000 65535 f\r\n" % self._next)
+        out.extend(b"%010d 00000 n\r\n" % offsets[number] for number in range(1, self._next))
+        out.append(b"trailer\n<</Size %d/Root %d 0 R" % (self._next, root.idnum))
         if info is not None:
-            out += b"/Info %d 0 R" % info.idnum
-        out += b">>\nstartxref\n%d\n%%%%EOF\n" % xref_at
-        return bytes(out)
+            out.append(b"/Info %d 0 R" % info.idnum)
+        out.append(b">>\nstartxref\n%d\n%%%%EOF\n" % at)
+        return b"".join(out)
 
 
 class Copier:

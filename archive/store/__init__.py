@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from archive.store.base import (
@@ -39,8 +40,20 @@ from archive.store.base import (
     sha256_hex,
 )
 from archive.store.local import LocalStore
-from archive.store.s3 import S3Store
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from archive.store.s3 import S3Store
+
+
+def __getattr__(name: str) -> Any:
+    """``S3Store`` on first use: boto3 takes a tenth of a second to import, which a run into the local
+    store does not need to pay."""
+    if name == "S3Store":
+        from archive.store.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
@@ -49,6 +62,8 @@ def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
     if not url or not url.strip():
         raise ConfigError("no object store configured", hint="use a folder path or s3://bucket/prefix")
     if url.startswith("s3://"):
+        from archive.store.s3 import S3Store
+
         return S3Store.from_url(url, endpoint_url=s3_endpoint)
     if url.startswith("file:"):
         parts = urlsplit(url)
