@@ -2,7 +2,8 @@
 
 The contract lets a record name images by a path relative to its batch file. That path is hostile input:
 it must stay inside the batch folder (no absolute paths, no ``..``, no symlink that leads out), name an
-existing regular file, and decode as an image (or be a PDF scan).
+existing regular file, and be an image (a JPEG whose structure is sound, or anything that decodes) or a
+PDF scan.
 
 The same checks serve validation (``image_problem``, a reason per field) and intake (``pipeline.intake``,
 which raises ``RecordImageError``), so a file that passes one passes the other. Only the formats in
@@ -24,6 +25,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
+from pipeline import jpeg
 from pipeline.errors import RecordRejected
 
 # Phone photos (HEIC/HEIF) open like any other image once the plugin is registered.
@@ -105,10 +107,13 @@ def resolve_image_path(batch_dir: Path, rel: str) -> Path:
 
 
 def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image, or ``None``. Decodes the image once.
+    """Why ``path`` is not a usable image, or ``None``.
 
-    A raster image is decoded in full (a JPEG at 1/8 scale, which still reads its whole entropy-coded
-    stream); a PDF scan is opened and walked for encryption, JavaScript and embedded files.
+    A JPEG whose structure walks soundly to its end (``pipeline.jpeg.walk``: what intake passes through
+    as it is) is not decoded: decoding it would catch nothing more than the walk does. Any other raster
+    image is decoded in full (a JPEG at 1/8 scale, which still reads its whole entropy-coded stream), and
+    the decoder's verdict stands; a PDF scan is opened and walked for encryption, JavaScript and embedded
+    files.
     """
     size = path.stat().st_size
     if size == 0:
@@ -123,6 +128,8 @@ def image_problem(path: Path) -> str | None:
         return "file is named .pdf but is not a PDF"
     try:
         with open_image(path) as im:
+            if im.format in ("JPEG", "MPO") and jpeg.walk(path.read_bytes()) is not None:
+                return None
             for _ in frames(im):
                 # verify() passes truncated JPEGs; decoding does not. A JPEG decodes at 1/8 scale
                 # (draft), which still reads its whole entropy-coded stream, at a fraction of the cost.

@@ -57,6 +57,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import IndirectObject
 
+from pipeline import jpeg
 from pipeline.errors import ComponentUnavailable
 from pipeline.images import (
     MAX_BYTES,
@@ -359,24 +360,25 @@ def _passthrough(data: bytes, im: Image.Image) -> _Picture | None:
     """
     if im.mode not in ("RGB", "L"):
         return None
-    jpeg = _strip_jpeg(data)
-    if jpeg is None or jpeg.sof not in (0xC0, 0xC1, 0xC2) or jpeg.precision != 8:
+    stripped = _strip_jpeg(data)
+    if stripped is None:  # not Huffman-coded 8-bit, or a structure the walk does not follow
         return None
-    if (jpeg.width, jpeg.height) != im.size or len(jpeg.component_ids) != (3 if im.mode == "RGB" else 1):
+    frame = stripped.frame
+    if (frame.width, frame.height) != im.size or len(frame.component_ids) != (3 if im.mode == "RGB" else 1):
         return None
-    if jpeg.component_ids == b"RGB" and not jpeg.jfif and jpeg.adobe_transform is None:
+    if frame.component_ids == b"RGB" and not stripped.jfif and stripped.adobe_transform is None:
         return None
     orientation = _orientation(im)
     if _place(_shown_size(im.size, orientation)).dpi > MAX_DPI:
         return None
-    if jpeg.trailing:
+    if stripped.trailing:
         logger.info(
-            "left out %d bytes after a JPEG's end marker (a second picture or a trailer)", jpeg.trailing
+            "left out %d bytes after a JPEG's end marker (a second picture or a trailer)", stripped.trailing
         )
     return _Picture(
-        data=jpeg.data,
-        width=jpeg.width,
-        height=jpeg.height,
+        data=stripped.data,
+        width=frame.width,
+        height=frame.height,
         grey=im.mode == "L",
         bits=8,
         flate=False,
@@ -411,9 +413,9 @@ def _reencode(im: Image.Image) -> _Picture:
         # Pillow copies a source's JPEG comment into what it saves; the strip removes it, and any other
         # metadata segment, whatever Pillow writes. From a PNG only the IDAT data is taken.
         out.save(buffer, "JPEG", quality=JPEG_QUALITY)
-        jpeg = _strip_jpeg(buffer.getvalue())
-        assert jpeg is not None, "Pillow wrote a JPEG that does not walk"
-        data, flate, bits = jpeg.data, False, 8
+        written = _strip_jpeg(buffer.getvalue())
+        assert written is not None, "Pillow wrote a JPEG that does not walk"
+        data, flate, bits = written.data, False, 8
     else:
         out.save(buffer, "PNG", compress_level=FLATE_LEVEL)
         data, flate, bits = _png_idat(buffer.getvalue()), True, (1 if out.mode == "1" else 8)
@@ -513,98 +515,52 @@ def _matching_icc(icc: bytes | None, mode: str) -> bytes | None:
 # --- JPEG segment surgery ---------------------------------------------------------------------------
 
 # A marker inside entropy-coded data: 0xFF followed by neither a stuffed 0x00, a restart marker nor fill.
-_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 @dataclass(frozen=True)
 class _Jpeg:
     data: bytes  # SOI … EOI with the metadata segments removed
-    sof: int
-    precision: int
-    width: int
-    height: int
-    component_ids: bytes
+    frame: jpeg.Frame
     jfif: bool
     adobe_transform: int | None
     trailing: int  # bytes after the end marker, left out
 
 
 def _strip_jpeg(data: bytes) -> _Jpeg | None:
-    """Copy a JPEG segment by segment, leaving out everything that is not needed to decode it.
+    """Copy a JPEG segment by segment (``pipeline.jpeg.walk``), leaving out everything that is not needed
+    to decode it.
 
     Kept: the coding segments (DQT, DHT, DRI, SOF, SOS and the entropy-coded data, unchanged), the JFIF
     APP0 rewritten without its thumbnail (it says "YCbCr" to a reader), and the Adobe APP14 (it says
     whether the channels are YCbCr or RGB; a reader needs it). Left out: APP1 (EXIF, GPS, XMP), APP2
     (ICC, which a PDF reader ignores inside the stream — the profile goes into the colour space
     instead — and MPF), APP13 (IPTC), every other APPn, COM, and anything after EOI.
-    ``None`` when the structure cannot be walked to EOI: a truncated or odd file, for the decoder to judge.
+    ``None`` when the walk finds the structure unsound or unusual: for the decoder to judge.
     """
-    if not data.startswith(b"\xff\xd8"):
+    layout = jpeg.walk(data)
+    if layout is None:
         return None
-    parts = [b"\xff\xd8"]
-    pos, size = 2, len(data)
-    frame: tuple[int, int, int, int, bytes] | None = None
-    jfif, adobe, scanning = False, None, False
-    while True:
-        if scanning:
-            found = _MARKER.search(data, pos)
-            if found is None:
-                return None  # the data stops inside a scan: truncated
-            parts.append(data[pos : found.start()])
-            pos = found.start()
-        if pos + 2 > size or data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker == 0xD9:
-            if not scanning:
-                return None
-            parts.append(b"\xff\xd9")
-            pos += 2
-            break
-        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7 or pos + 4 > size:
-            return None
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if end - pos < 4 or end > size:
-            return None
-        payload = data[pos + 4 : end]
+    parts = []
+    jfif, adobe = False, None
+    for marker, start, end in layout.pieces:
         if marker == 0xE0:
+            payload = data[start + 4 : end]
             if payload.startswith(b"JFIF\x00") and len(payload) >= 14 and not jfif:
                 parts.append(b"\xff\xe0\x00\x10" + payload[:12] + b"\x00\x00")  # thumbnail 0×0
                 jfif = True
-        elif marker == 0xEE and payload.startswith(b"Adobe") and len(payload) >= 12:
-            parts.append(data[pos:end])
-            adobe = payload[11]
-        elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
+        elif marker == 0xEE and data.startswith(b"Adobe", start + 4) and end - start >= 16:
+            parts.append(data[start:end])
+            adobe = data[start + 15]
+        elif marker is not None and (0xE0 <= marker <= 0xEF or marker == 0xFE):
             pass  # metadata
         else:
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                if frame is not None or len(payload) < 6 or len(payload) < 6 + 3 * payload[5]:
-                    return None  # a second frame (hierarchical JPEG) or a short header
-                height, width = int.from_bytes(payload[1:3], "big"), int.from_bytes(payload[3:5], "big")
-                ids = bytes(payload[6 + 3 * i] for i in range(payload[5]))
-                frame = (marker, payload[0], width, height, ids)
-            elif marker == 0xDA:
-                if frame is None:
-                    return None
-                scanning = True
-            parts.append(data[pos:end])
-        pos = end
-    if frame is None or frame[3] == 0:  # height 0: defined later by a DNL marker, rare and unsupported
-        return None
-    sof, precision, width, height, ids = frame
+            parts.append(data[start:end])
     return _Jpeg(
         data=b"".join(parts),
-        sof=sof,
-        precision=precision,
-        width=width,
-        height=height,
-        component_ids=ids,
+        frame=layout.frame,
         jfif=jfif,
         adobe_transform=adobe,
-        trailing=size - pos,
+        trailing=len(data) - layout.end,
     )
 
 
