@@ -17,7 +17,6 @@ into the next version byte for byte, and the work costs little more than a copy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import DictionaryObject, NameObject
 
+from archive.store.base import Hashed, hashed
 from pipeline.documents import PRODUCER, SAVE_OPTIONS, bookmark
 from pipeline.errors import IssuanceError
 from pipeline.intake import PreparedImages
@@ -49,8 +49,13 @@ class Part:
     pages: int = 0
 
     @cached_property
+    def hashed(self) -> Hashed:
+        """The SHA-256, computed once: for the key, the manifest, and the store, which takes it as it is."""
+        return hashed(self.data)
+
+    @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return self.hashed.hexdigest
 
     @property
     def size(self) -> int:

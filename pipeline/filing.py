@@ -257,7 +257,7 @@ class Filing:
         for part, key in parts:
             content_type = "application/json" if part.name.endswith(".json") else "application/pdf"
             self.store.put(
-                key, part.data, sha256=part.sha256, retain_until=retain_until, content_type=content_type
+                key, part.data, sha256=part.hashed, retain_until=retain_until, content_type=content_type
             )
 
     def _adopt(
@@ -505,7 +505,7 @@ class Filing:
                     PutItem(
                         key=key,
                         data=part.data,
-                        sha256=part.sha256,
+                        sha256=part.hashed,
                         retain_until=retain,
                         content_type="application/json" if part.name.endswith(".json") else "application/pdf",
                     )

@@ -582,3 +582,30 @@ def _racing_child(root: str, writer: int, barrier: Any, results: Any) -> None:
         for r in store.put_many(_writer_items(writer))
     ]
     results.put((writer, outcomes))
+
+
+def test_a_hash_made_from_the_same_bytes_is_not_computed_again(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``Hashed`` of the very bytes put is taken as it is (a policy's parts are hashed once); the same
+    hash with other bytes, even equal ones, is checked, and a wrong one refused."""
+    from archive.store import base, hashed
+
+    data = b"%PDF-1.7 customer " + b"\x01" * 50_000
+    made = hashed(data)
+    computed: list[int] = []
+    real = base.sha256_hex
+    monkeypatch.setattr(base, "sha256_hex", lambda b: computed.append(len(b)) or real(b))
+    first, second = f"{BASE}/P2/v1/customer.pdf", f"{BASE}/P2/v1/copy.pdf"
+    [result] = store.put_many([PutItem(first, data, made)])
+    assert isinstance(result, PutResult) and result.sha256 == real(data)
+    assert len(data) not in computed  # not hashed again for the put
+    assert store.get(first, sha256=made.hexdigest) == data  # and what was stored is what was hashed
+
+    equal = bytes(bytearray(data))  # equal content, another object: checked like any hash
+    assert equal is not data
+    [result] = store.put_many([PutItem(second, equal, made)])
+    assert isinstance(result, PutResult) and len(data) in computed
+    wrong = base.Hashed(data, real(b"other bytes"))  # a forged pair is never made by hashed(); with
+    [result] = store.put_many([PutItem(f"{BASE}/P2/v1/x.pdf", equal, wrong)])  # other bytes: refused
+    assert isinstance(result, ObjectCorrupt)

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from archive.store.base import (
+    Hashed,
     ObjectInfo,
     ObjectStore,
     PutItem,
     PutOutcome,
     PutResult,
     check_key,
+    hashed,
     retention_until,
     sha256_hex,
 )
@@ -79,6 +81,7 @@ def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
 
 
 __all__ = [
+    "Hashed",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",
@@ -87,6 +90,7 @@ __all__ = [
     "PutResult",
     "S3Store",
     "check_key",
+    "hashed",
     "open_store",
     "retention_until",
     "sha256_hex",

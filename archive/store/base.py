@@ -34,13 +34,32 @@ class PutResult:
     size: int
 
 
+@dataclass(frozen=True, eq=False)
+class Hashed:
+    """The SHA-256 of a bytes object, computed from it (``hashed``) and holding on to it.
+
+    Given as the ``sha256`` of a put together with the very bytes it was computed from, a store takes it
+    as it is instead of hashing the bytes again to check it: a policy's parts are megabytes, hashed once
+    for their keys and manifest. The bytes are immutable and held here, so they are what was hashed; with
+    any other bytes the hash is checked as usual.
+    """
+
+    data: bytes
+    hexdigest: str
+
+
+def hashed(data: bytes) -> Hashed:
+    """``data``'s SHA-256, to give a store with the same ``data`` (``PutItem``, ``put``)."""
+    return Hashed(data, sha256_hex(data))
+
+
 @dataclass(frozen=True)
 class PutItem:
     """One object for ``put_many``: the arguments ``put`` takes, as a value."""
 
     key: str
     data: bytes
-    sha256: str
+    sha256: str | Hashed
     retain_until: datetime | None = None
     content_type: str = DEFAULT_CONTENT_TYPE
 
@@ -78,7 +97,7 @@ class ObjectStore(Protocol):
         key: str,
         data: bytes,
         *,
-        sha256: str,
+        sha256: str | Hashed,
         retain_until: datetime | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> PutResult:
@@ -201,8 +220,13 @@ def normal_sha256(sha256: str) -> str:
     return value
 
 
-def verified_for_put(key: str, data: bytes, sha256: str) -> str:
-    """The caller's hash, normalised, after checking it really is the hash of ``data``."""
+def verified_for_put(key: str, data: bytes, sha256: str | Hashed) -> str:
+    """The caller's hash, normalised, after checking it really is the hash of ``data`` (a ``Hashed`` of
+    these very bytes is that already)."""
+    if isinstance(sha256, Hashed):
+        if sha256.data is data:
+            return sha256.hexdigest
+        sha256 = sha256.hexdigest
     expected = normal_sha256(sha256)
     if sha256_hex(data) != expected:
         raise ObjectCorrupt(

@@ -18,6 +18,7 @@ from pathlib import Path
 from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
     ITEM_ERRORS,
+    Hashed,
     ObjectInfo,
     PutItem,
     PutOutcome,
@@ -294,7 +295,7 @@ class LocalStore:
         key: str,
         data: bytes,
         *,
-        sha256: str,
+        sha256: str | Hashed,
         retain_until: datetime | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> PutResult:

@@ -20,6 +20,7 @@ from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
     ITEM_ERRORS,
     SHA256_HEX,
+    Hashed,
     ObjectInfo,
     PutItem,
     PutOutcome,
@@ -286,7 +287,7 @@ class S3Store:
         key: str,
         data: bytes,
         *,
-        sha256: str,
+        sha256: str | Hashed,
         retain_until: datetime | None = None,
         content_type: str = DEFAULT_CONTENT_TYPE,
     ) -> PutResult:
