@@ -804,6 +804,11 @@ def _fit(head: str, tail: str, *, width_px: int) -> tuple[float, str]:
     """The largest title size in points from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head +
     tail`` fits, else the smallest size with ``head`` cut short with "…" (the policy number in ``tail``
     stays whole); and ``head`` as it is to be drawn."""
+    em = TITLE_PT * TITLE_DPI / 72
+    if _advance(head, TITLE_PT) + _advance(tail, TITLE_PT) <= width_px - em:
+        # fits with an em to spare, more than drawing the two together can differ from drawing them
+        # apart (kerning across the join): no need to measure the whole line (the usual case)
+        return TITLE_PT, head
     size = TITLE_PT
     while (too_wide := _font(size).getlength(head + tail) > width_px) and size > MIN_TITLE_PT:
         size -= 0.5

@@ -605,3 +605,22 @@ def test_bad_source_names_its_image(tmp_path, name):
     assert (copy.field, copy.message, str(copy)) == (error.field, error.message, str(error))
     if bad.exists():  # validation refuses the same files, for the same reasons
         assert image_problem(bad) is not None
+
+
+def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
+    """``_fit`` skips measuring the whole line when its two parts fit with an em to spare: whatever it
+    then returns at full size must fit when measured whole, for every kind and a range of widths."""
+    from pipeline import intake
+    from pipeline.records import IMAGE_KIND_LABELS
+
+    tails = [f"　保险单号 {n}" for n in ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")]
+    heads = [*IMAGE_KIND_LABELS.values(), "其他（" + "病历首页" * 6 + "）"]
+    checked = 0
+    for width in range(900, 2400, 37):
+        for head in heads:
+            for tail in tails:
+                size, drawn = intake._fit(head, tail, width_px=width)
+                assert intake._font(size).getlength(drawn + tail) <= width or size == intake.MIN_TITLE_PT
+                if size == intake.TITLE_PT and drawn == head:
+                    checked += 1
+    assert checked > 100  # the full-size case was exercised
