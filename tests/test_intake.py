@@ -613,7 +613,8 @@ def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
     from pipeline import intake
     from pipeline.records import IMAGE_KIND_LABELS
 
-    tails = [f"　保险单号 {n}" for n in ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")]
+    numbers = ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")
+    tails = [f"　保险单号 {n}" for n in numbers]
     heads = [*IMAGE_KIND_LABELS.values(), "其他（" + "病历首页" * 6 + "）"]
     checked = 0
     for width in range(900, 2400, 37):
