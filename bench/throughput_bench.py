@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,7 @@ def bench_libreoffice(
 ) -> dict:
     """(a) once: a pool of ``workers`` started (timed too), then (``separate``) every schedule one per
     document, then the same schedules ``CHUNK`` per document."""
+    cpu = _children_cpu()
     with ConverterPool(size=workers, workdir=scratch / "lo") as pool:
         began = time.perf_counter()
         pool.start()
@@ -119,10 +121,13 @@ def bench_libreoffice(
         with ThreadPoolExecutor(max_workers=workers) as threads:
             list(threads.map(lambda d: pool.convert(d, d.with_suffix(".pdf")), composed))
         combined = time.perf_counter() - began
+    cpu = _children_cpu() - cpu  # the pool's processes, reaped when it closed
     n = len(schedules)
     best = min(combined, one_each or combined)
     return {
         "documents": n,
+        # LibreOffice's CPU per schedule (start included), when the composed documents are all it did
+        "cpu_ms_per_record": None if one_each else 1000 * cpu / n,
         "start_seconds": start,
         "separate": {"seconds": one_each, "per_second": n / one_each} if one_each else None,
         "combined": {"seconds": combined, "per_second": n / combined, "per_document": CHUNK},
@@ -137,6 +142,12 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of every finished child process so far (and of theirs: LibreOffice under a bridge)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path) -> dict:
     """``issuance run`` on ``batch`` in a fresh archive, with the clause cache ``cache`` (warmed)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +159,7 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path) -> dict:
         "ISSUANCE_HMAC_KEY": "bench-hmac-key-0123456789abcdef",
         "ISSUANCE_CACHE": str(cache),
     }
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", str(batch), "--report", str(report), "--no-progress"],
         cwd=workdir,
@@ -157,7 +168,7 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path) -> dict:
         text=True,
         check=False,
     )
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, _children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"issuance run failed ({result.returncode}): {result.stderr[-3000:]}")
     body = json.loads(report.read_text(encoding="utf-8"))
@@ -168,6 +179,9 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path) -> dict:
         "per_second": archived / seconds,
         "peak_rss_mb": body.get("resources", {}).get("peak_rss_mb"),
         "stages": body.get("stages"),
+        # CPU per record: the whole run (its LibreOffice included), and the pipeline's own process
+        "cpu_ms_per_record": 1000 * cpu / archived,
+        "pipeline_cpu_ms_per_record": 1000 * body.get("resources", {}).get("cpu_seconds", 0) / archived,
     }
 
 
@@ -313,6 +327,17 @@ def main() -> None:
         f"(against (a) with its start: {figures['ratio_b_a_with_start']:.2f}), "
         f"b/c = {figures['ratio_b_c']:.1f}, peak RSS (b) {b['peak_rss_mb']} MB"
     )
+    a_cpu = [r["cpu_ms_per_record"] for r in a_runs if r["cpu_ms_per_record"]]
+    if a_cpu:
+        b_cpu = _median([r["cpu_ms_per_record"] for r in b_runs])
+        own = _median([r["pipeline_cpu_ms_per_record"] for r in b_runs])
+        print(
+            f"CPU per record, medians (steadier than the rates, which move with the machine's speed): "
+            f"(a) LibreOffice {_median(a_cpu):.1f} ms with its start; (b) {b_cpu:.1f} ms, of which the "
+            f"pipeline's own process {own:.1f} ms and LibreOffice {b_cpu - own:.1f} ms; "
+            f"(a)/(b) {_median(a_cpu) / b_cpu:.2f}"
+        )
+        figures["cpu_ratio_a_b"] = _median(a_cpu) / b_cpu
     if b["stages"]:
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["stages"].items(), key=lambda kv: -kv[1]))
         print(f"time split of the median (b), summed over threads: {split}")
