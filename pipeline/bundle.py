@@ -31,7 +31,7 @@ from pypdf.errors import PyPdfError
 from pypdf.generic import DictionaryObject, NameObject
 
 from archive.store.base import Hashed, hashed
-from pipeline.documents import PRODUCER, SAVE_OPTIONS, bookmark
+from pipeline.documents import PRODUCER, bookmark, save_pdf
 from pipeline.errors import IssuanceError
 from pipeline.intake import PreparedImages
 from pipeline.records import IMAGE_KIND_LABELS
@@ -270,9 +270,7 @@ def _finish(
     )
     document.Root.PageMode = pikepdf.Name.UseOutlines
     versions = [document.pdf_version] + ([added.pdf_version] if added is not None else [])
-    out = BytesIO()
-    document.save(out, min_version=_newest(*versions), **SAVE_OPTIONS)
-    return out.getvalue()
+    return save_pdf(document, min_version=_newest(*versions))
 
 
 def _newest(*versions: str) -> str:
