@@ -423,6 +423,9 @@ def _num(value: float) -> bytes:
     return (text if text not in ("-0", "") else "0").encode()
 
 
+# The same pages (an A4 frame, the same window of a cross-page seal) recur in every policy of a product:
+# drawing is formatting some 16 numbers a use, so the operators are kept rather than formatted again.
+@functools.lru_cache(maxsize=1024)
 def _draw(
     frame: PageFrame,
     *,
