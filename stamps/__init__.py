@@ -9,8 +9,9 @@ which document (``SealRegistry.seal_for``) and hands over the rendered PDF.
     report = find_seals(result.pdf, seal=seal)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from stamps.drawing import clean_scan, draw_seal, name_layout
-from stamps.finding import GroupCheck, PageSeals, SealReport, fanned_edges, find_seals
 from stamps.layout import cross_page_groups
 from stamps.registry import Seal, SealRegistry, load_seal_registry
 from stamps.stamping import DEFAULT_ANCHOR, StampResult, stamp_pdf
@@ -32,3 +33,17 @@ __all__ = [
     "name_layout",
     "stamp_pdf",
 ]
+
+if TYPE_CHECKING:
+    from stamps.finding import GroupCheck, PageSeals, SealReport, fanned_edges, find_seals
+
+_FINDING = {"GroupCheck", "PageSeals", "SealReport", "fanned_edges", "find_seals"}
+
+
+def __getattr__(name: str) -> Any:
+    """Finding seals (audits) loads numpy and poppler's helpers: only when asked for, not by every run."""
+    if name in _FINDING:
+        from stamps import finding
+
+        return getattr(finding, name)
+    raise AttributeError(f"module 'stamps' has no attribute {name!r}")
