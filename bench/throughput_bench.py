@@ -9,8 +9,8 @@ machine:
     ``issuance run`` composes them (``pipeline.schedules``); the faster one is reported as (a), and
     beside it the same with the pool's start counted, which ``issuance run`` cannot leave out;
 (b) ``issuance run`` end to end into the local store (the real command in a subprocess: start-up,
-    validation, rendering, conversion, sealing, images, bundles, upload, index, ledger), with the clause
-    cache a previous run left (clauses are converted once per clause version, not per run);
+    validation, rendering, conversion, sealing, images, bundles, upload, index, ledger), as a nightly run
+    finds things: the clause cache and the archive (its index migrated) that a previous run left;
 (c) a naive baseline on a sample of the records: one ``soffice --convert-to pdf`` start per schedule and
     one overlay (the seal image read from disk again) per page;
 
@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -148,8 +149,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path) -> dict:
-    """``issuance run`` on ``batch`` in a fresh archive, with the clause cache ``cache`` (warmed)."""
+def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path, archive: Path | None = None) -> dict:
+    """``issuance run`` on ``batch`` with the clause cache ``cache``, into a copy of the archive (store and
+    index) in ``archive`` when given, else into a new one."""
+    if archive is not None:
+        shutil.copytree(archive, workdir / "var")
     workdir.mkdir(parents=True, exist_ok=True)
     report = workdir / "report.json"
     env = {
@@ -253,8 +257,9 @@ def main() -> None:
         schedules = render_schedules(batch, root / "docx")
         composed = compose_schedules(batch, root / "docx", CHUNK)
         c = bench_naive(schedules, root, args.naive_sample)
-        # The clause PDFs are converted once per clause version and kept (var/cache): a nightly run finds
-        # them there. A small run of another batch fills the cache first, as the previous night did.
+        # A nightly run finds what earlier nights left: the clause PDFs, converted once per clause version
+        # and kept (var/cache), and the archive with its index, migrated when the first night opened it.
+        # A small run of another batch leaves both, and each (b) files into a copy of that archive.
         cache = root / "cache"
         bench_run(
             make_batch(root / "warm", 6, seed=7, images_per_record=1),
@@ -262,16 +267,17 @@ def main() -> None:
             args.workers,
             cache=cache,
         )
+        earlier = root / "warm-run" / "var"  # the archive a previous night left
         a_runs, b_runs = [], []
         for k in range(max(1, args.repeat)):
             a_runs.append(
                 bench_libreoffice(schedules, composed, root / "docx" / f"a{k}", args.workers, separate=k == 0)
             )
-            b_runs.append(bench_run(batch, root / f"run{k}", args.workers, cache=cache))
+            b_runs.append(bench_run(batch, root / f"run{k}", args.workers, cache=cache, archive=earlier))
         memory = None
         if args.memory_records:
             big = make_batch(root / "big", args.memory_records, seed=2029, images_per_record=3)
-            long_run = bench_run(big, root / "run-big", args.workers, cache=cache)
+            long_run = bench_run(big, root / "run-big", args.workers, cache=cache, archive=earlier)
             peak_b = _median([r["peak_rss_mb"] for r in b_runs])
             memory = {
                 "records": args.memory_records,
