@@ -514,8 +514,6 @@ def _matching_icc(icc: bytes | None, mode: str) -> bytes | None:
 
 # --- JPEG segment surgery ---------------------------------------------------------------------------
 
-# A marker inside entropy-coded data: 0xFF followed by neither a stuffed 0x00, a restart marker nor fill.
-
 
 @dataclass(frozen=True)
 class _Jpeg:
