@@ -116,8 +116,8 @@ def bench_libreoffice(
             list(threads.map(lambda d: pool.convert(d, d.with_suffix(".pdf")), composed))
         combined = time.perf_counter() - began
 
-        # One per document is three times slower: measured once, after the composed documents (a pool
-        # that has just converted 500 documents converts the next ones some 20% slower).
+        # One per document is three times slower: measured once, after the composed documents (measured
+        # after it, the composed figure was the lowest of the three rounds in each of four runs).
         one_each = None
         if separate:
             began = time.perf_counter()
