@@ -54,7 +54,7 @@ def walk(data: bytes) -> Layout | None:
     Sound: SOI, then segments whose lengths hold, exactly one frame header (baseline, extended or
     progressive, 8-bit, with a height), quantisation and Huffman tables that are well formed, scans that
     name the frame's components and tables already defined, entropy-coded data that runs to a marker,
-    and EOI after a scan. Bytes after EOI (a second picture, a trailer) are allowed and not walked.
+    and EOI after at least one scan. Bytes after EOI (a second picture, a trailer) are allowed and not walked.
     ``None`` for anything else, including what is valid but unusual: let the decoder judge those.
     """
     if not data.startswith(b"\xff\xd8"):
@@ -65,6 +65,7 @@ def walk(data: bytes) -> Layout | None:
     quant: set[int] = set()
     huffman: set[tuple[int, int]] = set()  # (class 0 DC / 1 AC, table id)
     scanning = False
+    scans = 0
     while True:
         if scanning:
             found = _MARKER.search(data, pos)
@@ -79,7 +80,7 @@ def walk(data: bytes) -> Layout | None:
             pos += 1
             continue
         if marker == EOI:
-            if not scanning or frame is None:
+            if not scans or frame is None:
                 return None
             pieces.append((EOI, pos, pos + 2))
             return Layout(frame=frame, pieces=tuple(pieces), end=pos + 2)
@@ -106,6 +107,7 @@ def walk(data: bytes) -> Layout | None:
             if frame is None or not _scan_header(payload, frame, quant, huffman):
                 return None
             scanning = True
+            scans += 1
         elif marker == DRI:
             if len(payload) != 2:
                 return None

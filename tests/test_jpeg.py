@@ -126,3 +126,15 @@ def test_what_the_walk_refuses_the_decoder_judges(tmp_path: Path):
     dnl.write_bytes(data[: sof_at + 5] + b"\0\0" + data[sof_at + 7 :])
     assert jpeg.walk(dnl.read_bytes()) is None
     assert image_problem(dnl) is not None  # Pillow cannot take it either: refused, with a reason
+
+
+def test_a_segment_between_the_last_scan_and_eoi_is_allowed():
+    """A comment after the entropy-coded data, before EOI (some writers put one there), as before."""
+    data = encoded(picture(), quality=90)
+    assert data.endswith(b"\xff\xd9")
+    moved = data[:-2] + b"\xff\xfe\x00\x0aSPECIMEN" + b"\xff\xd9"
+    layout = jpeg.walk(moved)
+    assert layout is not None and layout.end == len(moved)
+    with Image.open(io.BytesIO(moved)) as im:
+        im.load()
+    assert jpeg.walk(data[:-2] + b"\xff\xfe\x00\x0aSPECIMEN") is None  # and without EOI, not sound
