@@ -16,10 +16,10 @@ machine:
 
 and prints records/s, the ratios b/a and b/c, the peak memory of (b), and the time split per stage that
 (b)'s report gives. (a) and (b) are measured ``--repeat`` times (3), alternately, and their medians
-compared: this machine's speed drifts by some 15% over minutes, which a single pair of runs takes for a
-difference between (a) and (b). ``--memory-records 10000`` also runs (b) on that many records and prints
-its peak memory against the 500-record run's. ``--json FILE`` writes the figures. Not a test: nothing
-fails on timing.
+compared: this machine's speed drifts over minutes (in one run (a) went from 34 to 50/s between rounds),
+which a single pair of runs takes for a difference between (a) and (b). ``--memory-records 10000`` also
+runs (b) on that many records and prints its peak memory against the 500-record run's. ``--json FILE``
+writes the figures. Not a test: nothing fails on timing.
 
     python bench/throughput_bench.py [-n 500] [--repeat 3] [--naive-sample 20] [--memory-records 10000]
                                      [--json out.json]
@@ -103,8 +103,8 @@ def compose_schedules(batch: Path, folder: Path, chunk: int) -> list[Path]:
 def bench_libreoffice(
     schedules: list[tuple[str, Path]], composed: list[Path], scratch: Path, workers: int, *, separate: bool
 ) -> dict:
-    """(a) once: a pool of ``workers`` started (timed too), then (``separate``) every schedule one per
-    document, then the same schedules ``CHUNK`` per document."""
+    """(a) once: a pool of ``workers`` started (timed too), then the schedules ``CHUNK`` per document,
+    then (``separate``) every schedule one per document."""
     cpu = _children_cpu()
     with ConverterPool(size=workers, workdir=scratch / "lo") as pool:
         began = time.perf_counter()
@@ -139,10 +139,6 @@ def bench_libreoffice(
         # LibreOffice's own start counted too, as ``issuance run`` must count it
         "with_start_per_second": n / (start + best),
     }
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def _children_cpu() -> float:
@@ -240,7 +236,7 @@ def main() -> None:
         type=int,
         default=3,
         help="(a) and (b) are measured this many times, alternately; the medians are reported (the "
-        "machine's speed drifts by some 15%% over minutes, and both are measured across the drift)",
+        "machine's speed drifts over minutes, and both are measured across the drift)",
     )
     parser.add_argument(
         "--memory-records",
@@ -280,7 +276,7 @@ def main() -> None:
         if args.memory_records:
             big = make_batch(root / "big", args.memory_records, seed=2029, images_per_record=3)
             long_run = bench_run(big, root / "run-big", args.workers, cache=cache, archive=earlier)
-            peak_b = _median([r["peak_rss_mb"] for r in b_runs])
+            peak_b = statistics.median([r["peak_rss_mb"] for r in b_runs])
             memory = {
                 "records": args.memory_records,
                 "seconds": long_run["seconds"],
@@ -288,9 +284,9 @@ def main() -> None:
                 "peak_rss_mb": long_run["peak_rss_mb"],
                 "ratio_to_b": long_run["peak_rss_mb"] / peak_b,
             }
-    a_best = _median([r["best_per_second"] for r in a_runs])
-    a_cold = _median([r["with_start_per_second"] for r in a_runs])
-    b_rate = _median([r["per_second"] for r in b_runs])
+    a_best = statistics.median([r["best_per_second"] for r in a_runs])
+    a_cold = statistics.median([r["with_start_per_second"] for r in a_runs])
+    b_rate = statistics.median([r["per_second"] for r in b_runs])
     b = min(b_runs, key=lambda r: abs(r["per_second"] - b_rate))  # the median run, for its details
     figures = {
         "records": args.n,
@@ -337,15 +333,16 @@ def main() -> None:
     )
     a_cpu = [r["cpu_ms_per_record"] for r in a_runs if r["cpu_ms_per_record"]]
     if a_cpu:
-        b_cpu = _median([r["cpu_ms_per_record"] for r in b_runs])
-        own = _median([r["pipeline_cpu_ms_per_record"] for r in b_runs])
+        a_ms = statistics.median(a_cpu)
+        b_cpu = statistics.median([r["cpu_ms_per_record"] for r in b_runs])
+        own = statistics.median([r["pipeline_cpu_ms_per_record"] for r in b_runs])
         print(
             f"CPU per record, medians (steadier than the rates, which move with the machine's speed): "
-            f"(a) LibreOffice {_median(a_cpu):.1f} ms with its start; (b) {b_cpu:.1f} ms, of which the "
+            f"(a) LibreOffice {a_ms:.1f} ms with its start; (b) {b_cpu:.1f} ms, of which the "
             f"pipeline's own process {own:.1f} ms and LibreOffice {b_cpu - own:.1f} ms; "
-            f"(a)/(b) {_median(a_cpu) / b_cpu:.2f}"
+            f"(a)/(b) {a_ms / b_cpu:.2f}"
         )
-        figures["cpu_ratio_a_b"] = _median(a_cpu) / b_cpu
+        figures["cpu_ratio_a_b"] = a_ms / b_cpu
     if b["stages"]:
         split = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["stages"].items(), key=lambda kv: -kv[1]))
         print(f"time split of the median (b), summed over threads: {split}")
