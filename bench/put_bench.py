@@ -1,10 +1,13 @@
 """CPU and time per record for storing a record's objects in a folder store: ``put`` vs ``put_many``.
 
-Each record is three objects of random bytes the size of the real ones (customer.pdf ~180 KB,
-bundle.pdf ~700 KB, manifest.json ~6 KB). ``put`` stores them one by one (two file fsyncs and two
-folder fsyncs each); ``put_many`` stores a group of records (16 by default, as the pipeline files
-them) per call, with two ``syncfs`` barriers per call; "put_many/fsync" is its fallback where there is
-no syncfs (one fsync per temp file, one per folder). Prints, per mode, the median over the repeats of:
+Each record is three objects of random bytes the size of the real ones (customer.pdf ~810 KB,
+bundle.pdf ~1,230 KB, manifest.json ~4 KB, as ``issuance run`` filed them on 2026-12-02). ``put``
+stores them one by one (two file fsyncs and two folder fsyncs each); ``put_many`` stores a group of
+records (16 by default, as the pipeline files them) per call, with two ``syncfs`` barriers per call;
+"put_many/fsync" is its fallback where there is no syncfs (one fsync per temp file, one per folder);
+"put_many/buffered" writes large objects through the page cache instead of direct
+(``archive.store.local._write_all``), as the store did before 2026-12-02. Prints, per mode, the
+median over the repeats of:
 
 - wall ms/record;
 - process CPU ms/record (``time.process_time``: this process, user + system);
@@ -37,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from archive.store import LocalStore, PutItem  # noqa: E402
 from archive.store import local as local_store  # noqa: E402
 
-SIZES = {"customer.pdf": 180_000, "bundle.pdf": 700_000, "manifest.json": 6_000}
+SIZES = {"customer.pdf": 810_000, "bundle.pdf": 1_230_000, "manifest.json": 4_000}
 
 
 def machine_busy_seconds() -> float:
@@ -126,6 +129,16 @@ def main() -> None:
 
     modes[f"put_many ×{args.group}/fsync"] = fallback
 
+    def buffered() -> tuple[float, float, float]:
+        local_store._direct_io = False
+        try:
+            return measure(by_put_many, workdir / "store", records, args.group)
+        finally:
+            local_store._direct_io = True
+
+    if local_store._direct_io:
+        modes[f"put_many ×{args.group}/buffered"] = buffered
+
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
         f"Python {platform.python_version()}; syncfs {'available' if real_syncfs else 'missing'}"
@@ -142,10 +155,10 @@ def main() -> None:
                 figures[name].append(run())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{'mode':<18}{'wall ms/rec':>12}{'process CPU':>13}{'machine CPU':>13}")
+    print(f"{'mode':<21}{'wall ms/rec':>12}{'process CPU':>13}{'machine CPU':>13}")
     for name, runs in figures.items():
         wall, cpu, busy = (statistics.median(column) for column in zip(*runs, strict=True))
-        print(f"{name:<18}{wall:>12.2f}{cpu:>13.2f}{busy:>13.2f}")
+        print(f"{name:<21}{wall:>12.2f}{cpu:>13.2f}{busy:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -609,3 +609,134 @@ def test_a_hash_made_from_the_same_bytes_is_not_computed_again(
     wrong = base.Hashed(data, real(b"other bytes"))  # a forged pair is never made by hashed(); with
     [result] = store.put_many([PutItem(f"{BASE}/P2/v1/x.pdf", equal, wrong)])  # other bytes: refused
     assert isinstance(result, ObjectCorrupt)
+
+
+# --- direct writes (O_DIRECT) ----------------------------------------------------------------------
+
+# sizes around the block, the threshold and the buffer's piece: below the threshold, exact blocks, a
+# tail, more than one piece
+_SIZES = [
+    0,
+    4_095,
+    local_module._DIRECT_FROM - 1,
+    local_module._DIRECT_FROM,
+    local_module._DIRECT_FROM + 1,
+    local_module._DIRECT_PIECE,
+    local_module._DIRECT_PIECE * 2 + 12_345,
+]
+
+
+def _direct_allowed(folder: Path) -> bool:
+    """Whether ``folder``'s file system takes O_DIRECT at all (tmpfs before Linux 6.6 does not)."""
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        os.close(os.open(folder / ".probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    finally:
+        (folder / ".probe").unlink(missing_ok=True)
+    return True
+
+
+def _spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(size asked, bytes written direct) of every direct write."""
+    calls: list[tuple[int, int]] = []
+    real = local_module._write_direct
+
+    def spy(fd: int, view: memoryview) -> int:
+        calls.append((len(view), done := real(fd, view)))
+        return done
+
+    monkeypatch.setattr(local_module, "_write_direct", spy)
+    return calls
+
+
+def _pattern(size: int, seed: int) -> bytes:
+    """Bytes that differ block to block and object to object, so a block written twice or left from an
+    earlier object (the buffer is reused) shows."""
+    block = bytes(range(256)) * 16
+    return b"".join(bytes([seed]) + i.to_bytes(4, "big") + block[5:] for i in range(size // 4096 + 1))[:size]
+
+
+@pytest.mark.parametrize("method", ["put_many", "put"])
+def test_large_objects_are_written_direct_and_read_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    store = LocalStore(tmp_path / "archive")
+    store.root.mkdir()
+    direct = _direct_allowed(store.root)
+    calls = _spy_direct(monkeypatch)
+    # largest first: a smaller object after it must not carry the buffer's leftovers
+    sizes = sorted(_SIZES, reverse=True)
+    items = [_item(f"{BASE}/P{size}/v1/o.pdf", _pattern(size, n)) for n, size in enumerate(sizes)]
+    if method == "put_many":
+        assert all(isinstance(r, PutResult) and r.created for r in store.put_many(items))
+    else:
+        assert all(store.put(i.key, i.data, sha256=i.sha256).created for i in items)
+    for item in items:
+        assert (store.root / item.key).read_bytes() == item.data
+        assert store.get(item.key, sha256=item.sha256) == item.data
+    _assert_whole(store)
+    large = sorted(size for size in _SIZES if size >= local_module._DIRECT_FROM)[::-1]
+    assert [size for size, _ in calls] == large  # only the large objects, the sidecars never
+    if direct:
+        assert [done for _, done in calls] == [size - size % 4096 for size in large]
+
+
+def test_a_file_system_without_direct_writes_gets_buffered_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    real = fcntl.fcntl
+
+    def no_direct(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", no_direct)
+    calls = _spy_direct(monkeypatch)
+    store = LocalStore(tmp_path / "archive")
+    item = _item(f"{BASE}/P1/v1/bundle.pdf", _pattern(300_001, 1))
+    assert isinstance(store.put_many([item])[0], PutResult)
+    assert calls == [(300_001, 0)]
+    assert store.get(item.key, sha256=item.sha256) == item.data
+    _assert_whole(store)
+
+
+@pytest.mark.parametrize("failure", ["short", "refused", "no space"])
+def test_a_direct_write_cut_short_refused_or_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Short: the rest goes buffered. Refused (EINVAL on the first write: a disk whose blocks are larger
+    than the alignment, say): all of it goes buffered. Failing otherwise: a StoreError, nothing published."""
+    import fcntl
+
+    store = LocalStore(tmp_path / "archive")
+    store.root.mkdir()
+    if not _direct_allowed(store.root):
+        pytest.skip("this file system takes no direct writes")
+    real = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            if failure == "short":
+                return real(fd, memoryview(data)[: 3 * 4096])
+            raise OSError(errno.EINVAL if failure == "refused" else errno.ENOSPC, failure)
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    calls = _spy_direct(monkeypatch)
+    item = _item(f"{BASE}/P1/v1/bundle.pdf", _pattern(20 * 4096 + 77, 3))
+    if failure == "no space":
+        with pytest.raises(StoreError):
+            store.put_many([item])
+        monkeypatch.setattr(os, "write", real)
+        assert list(store.list()) == [] and _temps(store.root) == []
+        return
+    assert isinstance(store.put_many([item])[0], PutResult)
+    assert calls == [(len(item.data), 3 * 4096 if failure == "short" else 0)]
+    assert (store.root / item.key).read_bytes() == item.data
+    _assert_whole(store)
