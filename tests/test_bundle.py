@@ -9,6 +9,7 @@ byte; every bookmark's title, level and target page; the document information; p
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,3 +362,65 @@ def test_add_images_appends_a_supplement_with_its_own_bookmarks(images, tmp_path
 def test_page_count():
     assert page_count(customer_pdf()) == 3
     assert page_count(endorsement_pdf()) == 2
+
+
+def test_save_pdf_writes_each_document_whole_over_the_threads_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``save_pdf`` writes over one file per thread: a smaller document after a larger one must come back
+    without the larger one's tail, on every thread, after a save that failed halfway, and after the file
+    was emptied for being large."""
+    import threading
+
+    from pipeline import documents
+    from pipeline.documents import SAVE_OPTIONS, save_pdf
+
+    def made(pages: int, text: str) -> pikepdf.Pdf:
+        pdf = pikepdf.new()
+        for n in range(pages):
+            page = pdf.add_blank_page(page_size=(595, 842))
+            page.Contents = pdf.make_stream(f"BT /F1 12 Tf 72 720 Td ({text} {n}) Tj ET".encode() * 50)
+        return pdf
+
+    def by_bytes_io(pdf: pikepdf.Pdf) -> bytes:
+        out = io.BytesIO()
+        pdf.save(out, **SAVE_OPTIONS)
+        return out.getvalue()
+
+    large, small = made(40, "LARGE"), made(1, "small")
+    expected = {id(large): by_bytes_io(large), id(small): by_bytes_io(small)}
+    assert len(expected[id(large)]) > 5 * len(expected[id(small)])
+
+    def check() -> None:
+        for pdf in (large, small, small, large, small):
+            assert save_pdf(pdf) == expected[id(pdf)]
+
+    check()
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=lambda: _catch(check, errors)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    class Broken(Exception):
+        pass
+
+    def breaks(file: io.RawIOBase, **options: object) -> None:
+        file.write(b"half a document " * 10_000)
+        raise Broken
+
+    broken = made(2, "broken")
+    monkeypatch.setattr(broken, "save", breaks, raising=False)
+    with pytest.raises(Broken):
+        save_pdf(broken)
+    check()
+    # the large one is emptied after use
+    monkeypatch.setattr(documents, "_SAVE_FILE_KEEP", len(expected[id(small)]) + 1)
+    check()
+
+
+def _catch(work: Callable[[], None], errors: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as e:  # handed to the test's thread
+        errors.append(e)
