@@ -184,6 +184,7 @@ class PreparedImages:
         page-tree node ``parent``; each source's title and its pages' references, in order."""
         total = len(self.pages)
         colour_spaces: dict[bytes, IndirectObject] = {}
+        title_pieces: dict[tuple[str, float], IndirectObject] = {}  # shown on several pages, written once
         written: list[tuple[str, list[IndirectObject]]] = []
         n = 0
         for source, title, items in self.sources:
@@ -202,9 +203,10 @@ class PreparedImages:
                             objects,
                             item,
                             parent=parent,
-                            title=(title, f"　保险单号 {self.policy_no}"),
+                            title=(title, "　保险单号 ", self.policy_no),
                             count=f"承保影像 第 {n} 页 共 {total} 页",
                             colour_spaces=colour_spaces,
+                            shared=title_pieces,
                         )
                     )
             written.append((title, refs))
@@ -627,29 +629,28 @@ def _picture_page(
     picture: _Picture,
     *,
     parent: IndirectObject,
-    title: tuple[str, str],
+    title: tuple[str, ...],
     count: str,
     colour_spaces: dict[bytes, IndirectObject],
+    shared: dict[tuple[str, float], IndirectObject],
 ) -> IndirectObject:
     placement = _place(_shown_size((picture.width, picture.height), picture.orientation))
     page_w, page_h = placement.page
     band_y = page_h - MARGIN - BAND_PT
     rule_y = band_y - 3
-    title_ref, title_w = _title_xobject(objects, title, count, page_w - 2 * MARGIN)
+    band_resources, band = _title_band(
+        objects, title, count, width_pt=page_w - 2 * MARGIN, top_pt=band_y + BAND_PT, shared=shared
+    )
     picture_ref = _image_xobject(objects, picture, colour_spaces)
     numbers = " ".join(_num(v) for v in _matrix(picture.orientation, placement.box))
+    rule = f"q 0.4 G 0.5 w {_num(MARGIN)} {_num(rule_y)} m {_num(page_w - MARGIN)} {_num(rule_y)} l S Q\n"
     content = objects.add_stream(
-        b"",
-        (
-            f"q 0.4 G 0.5 w {_num(MARGIN)} {_num(rule_y)} m {_num(page_w - MARGIN)} {_num(rule_y)} l S Q\n"
-            f"q {_num(title_w)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(band_y)} cm /Title Do Q\n"
-            f"q {numbers} cm /Picture Do Q\n"
-        ).encode("ascii"),
+        b"", rule.encode("ascii") + band + f"q {numbers} cm /Picture Do Q\n".encode("ascii")
     )
     return objects.add(
-        f"<</Type/Page/Parent {parent.idnum} 0 R/MediaBox[0 0 {_num(page_w)} {_num(page_h)}]"
-        f"/Resources<</XObject<</Picture {picture_ref.idnum} 0 R/Title {title_ref.idnum} 0 R>>>>"
-        f"/Contents {content.idnum} 0 R>>".encode("ascii")
+        f"<</Type/Page/Parent {parent.idnum} 0 R/MediaBox[0 0 {_num(page_w)} {_num(page_h)}]".encode("ascii")
+        + b"/Resources<</XObject<</Picture %d 0 R%s>>>>" % (picture_ref.idnum, band_resources)
+        + b"/Contents %d 0 R>>" % content.idnum
     )
 
 
@@ -707,112 +708,148 @@ def _image_entries(
     return entries
 
 
-def _title_xobject(
-    objects: PdfObjects, title: tuple[str, str], count: str, width_pt: float
-) -> tuple[IndirectObject, float]:
-    """The title band as a 300-dpi greyscale picture, black text on white, legible in print; and the
-    width in points to show it at.
+@dataclass(frozen=True)
+class _Piece:
+    """A piece of a title band (the kind of image, the policy number, the page count): its text's ink
+    as a greyscale picture, black on white, deflated; ``left`` and ``top`` are where that picture's top
+    left lies from the pen's start on the baseline, in pixels at ``TITLE_DPI``."""
 
-    ``title`` is the kind of image (which may be cut short to fit ``width_pt``) and the policy number
-    (which is not). The picture is only as wide as its text: the white rest of a band ``width_pt`` wide
-    would cost time to draw and to compress. It is shown at the scale such a band had, so the text lands
-    where it always did. Its pixels are stored as they are, quickly deflated, without PNG predictors.
+    data: bytes
+    width: int
+    height: int
+    left: int
+    top: int
+
+
+@lru_cache(maxsize=256)  # kinds and page counts recur in every record; a policy number serves one
+def _piece(text: str, points: float) -> _Piece | None:
+    """``text`` at ``points`` drawn alone from a pen on a pixel's edge, cut to its ink (None: no ink)."""
+    drawn = _drawn(text, points)
+    box = ImageChops.invert(drawn.picture).getbbox()
+    if box is None:
+        return None
+    left, top, right, bottom = box
+    ink = drawn.picture.crop(box)
+    return _Piece(
+        data=zlib.compress(ink.tobytes(), level=1),
+        width=right - left,
+        height=bottom - top,
+        left=left - drawn.origin[0],
+        top=top - drawn.origin[1],
+    )
+
+
+def _title_band(
+    objects: PdfObjects,
+    title: tuple[str, ...],
+    count: str,
+    *,
+    width_pt: float,
+    top_pt: float,
+    shared: dict[tuple[str, float], IndirectObject],
+) -> tuple[bytes, bytes]:
+    """The title band: the kind of image and the policy number on one line, "page n of m" below, drawn
+    as greyscale pictures at 300 dpi, black text on white, legible in print, in a band ``width_pt`` wide
+    whose top left is at (``MARGIN``, ``top_pt``). Its resources (``/T0``… XObjects) and its drawing
+    operators, for the page.
+
+    ``title`` is the title line's parts: the kind of image (which may be cut short to fit), then "policy
+    no." and the policy number (which are not). Each part and the count is a picture of its own, only as
+    large as its ink, shown where drawing the lines whole puts it (a part from where the advance of
+    those before it ends, to a fraction of a pixel): the same picture serves every page that shows it
+    (``shared``: the policy number once per record, each kind once), and all but the policy number are
+    drawn and deflated once per process. Where pieces would overlap, the band is one picture of the
+    lines drawn whole instead. Nothing goes outside the band.
     """
-    band_px = round(width_pt * TITLE_DPI / 72)
-    width, height, data = _title_band_data(title, count, band_px=band_px)
-    entries = _image_entries(width=width, height=height, colours=1, bits=8, flate=True, predictors=False)
-    ref = objects.add_stream(entries + b"/ColorSpace/DeviceGray", data)
-    # band_px is rounded, so a band's scale is a hair off 300 dpi: keep it, not the nominal 72/300 pt
-    return ref, width_pt * width / band_px
+    px = TITLE_DPI / 72
+    band_px = round(width_pt * px)
+    height_px = round(BAND_PT * px)
+    scale_x, scale_y = width_pt / band_px, BAND_PT / height_px  # band_px is rounded: keep its scale
+    points, head = _fit(title[0], title[1:], width_px=band_px)
+    title_baseline = round(TITLE_PT * 1.1 * px)
+    lines = []
+    pen = 0.0
+    for text in (head, *title[1:]):
+        lines.append((text, points, pen, title_baseline))
+        pen += _advance(text, points)
+    lines.append((count, COUNT_PT, 0.0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)))
+    placed = [
+        (text, size, piece, pen, baseline)
+        for text, size, pen, baseline in lines
+        if (piece := _piece(text, size))
+    ]
+    boxes = [
+        (
+            math.floor(pen + piece.left),
+            baseline + piece.top,
+            math.ceil(pen + piece.left) + piece.width,
+            baseline + piece.top + piece.height,
+        )
+        for _, _, piece, pen, baseline in placed
+    ]
+    clip = f"q {_num(MARGIN)} {_num(top_pt - BAND_PT)} {_num(width_pt)} {_num(BAND_PT)} re W n\n"
+    if any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
+        ref = objects.add_stream(
+            _image_entries(width=band_px, height=height_px, colours=1, bits=8, flate=True, predictors=False)
+            + b"/ColorSpace/DeviceGray",
+            zlib.compress(_whole_band(title, count, band_px=band_px).tobytes(), level=1),
+        )
+        shown = f"{_num(width_pt)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(top_pt - BAND_PT)} cm"
+        return b"/T0 %d 0 R" % ref.idnum, (clip + f"{shown} /T0 Do Q\n").encode("ascii")
+    resources, operators = [], [clip]
+    for n, (text, size, piece, pen, baseline) in enumerate(placed):
+        ref = shared.get((text, size))
+        if ref is None:
+            entries = _image_entries(
+                width=piece.width, height=piece.height, colours=1, bits=8, flate=True, predictors=False
+            )
+            ref = shared[(text, size)] = objects.add_stream(entries + b"/ColorSpace/DeviceGray", piece.data)
+        x = MARGIN + (pen + piece.left) * scale_x
+        y = top_pt - (baseline + piece.top + piece.height) * scale_y
+        resources.append(b"/T%d %d 0 R" % (n, ref.idnum))
+        operators.append(
+            f"q {_num(piece.width * scale_x)} 0 0 {_num(piece.height * scale_y)} {_num(x)} {_num(y)} cm "
+            f"/T{n} Do Q\n"
+        )
+    operators.append("Q\n")
+    return b"".join(resources), "".join(operators).encode("ascii")
 
 
-def _title_band(title: tuple[str, str], count: str, *, band_px: int) -> Image.Image:
-    """The pixels that drawing the title line and the count line in one go on a white band ``band_px``
-    wide gives, cut off right of the text.
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
-    The lines are put together from pieces drawn once per process: the kind of image, the policy number
-    (the same on every page of a record) and the page count (the same in many records). A piece is
-    drawn from the fraction of a pixel at which the line's pen reaches it, so its glyphs land exactly
-    where drawing the whole line puts them.
-    """
-    placed, width, height = _title_pieces(title, count, band_px=band_px)
-    band = Image.new("L", (width, height), 255)
-    for picture, at in placed:
-        _darken(band, picture, at)
+
+def _whole_band(title: tuple[str, ...], count: str, *, band_px: int) -> Image.Image:
+    """The band as one picture ``band_px`` wide: both lines drawn whole, for pieces that would overlap."""
+    px = TITLE_DPI / 72
+    points, head = _fit(title[0], title[1:], width_px=band_px)
+    band = Image.new("L", (band_px, round(BAND_PT * px)), 255)
+    draw = ImageDraw.Draw(band)
+    draw.text(
+        (0, round(TITLE_PT * 1.1 * px)), head + "".join(title[1:]), font=_font(points), fill=0, anchor="ls"
+    )
+    draw.text(
+        (0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)), count, font=_font(COUNT_PT), fill=0, anchor="ls"
+    )
     return band
 
 
-def _title_pieces(
-    title: tuple[str, str], count: str, *, band_px: int
-) -> tuple[list[tuple[Image.Image, tuple[int, int]]], int, int]:
-    """The band's pieces (kind, policy number, count) with where each goes; the band's width and height."""
-    px = TITLE_DPI / 72
-    points, head = _fit(*title, width_px=band_px)
-    title_baseline = round(TITLE_PT * 1.1 * px)
-    pieces = (
-        (head, points, 0.0, title_baseline),
-        (title[1], points, _advance(head, points), title_baseline),
-        (count, COUNT_PT, 0.0, round((TITLE_PT * 1.1 + COUNT_PT * 1.45) * px)),
-    )
-    placed = []
-    for text, size, pen, baseline in pieces:
-        drawn = _drawn(text, size, pen - math.floor(pen))
-        placed.append((drawn.picture, (math.floor(pen) - drawn.origin[0], baseline - drawn.origin[1])))
-    width = max(1, min(band_px, max(left + picture.width for picture, (left, _) in placed)))
-    return placed, width, round(BAND_PT * px)
-
-
-def _title_band_data(title: tuple[str, str], count: str, *, band_px: int) -> tuple[int, int, bytes]:
-    """``_title_band``'s width, height and pixels as a zlib stream (level 1, no predictors).
-
-    The count line's rows are the same on the same page of many records: when the title line's pieces
-    end above the count line's, the stream is the title rows, deflated now and ended with a full flush
-    (a byte boundary, not the last block), followed by the count rows deflated once per process
-    (``_count_rows``); one Adler-32 covers both. The pixels are ``_title_band``'s, row for row.
-    """
-    placed, width, height = _title_pieces(title, count, band_px=band_px)
-    _, (count_x, count_y) = placed[2]
-    split = count_y
-    if not 0 < split < height or any(top + picture.height > split for picture, (_, top) in placed[:2]):
-        band = _title_band(title, count, band_px=band_px)  # the lines overlap: one picture
-        return width, height, zlib.compress(band.tobytes(), level=1)
-    top = Image.new("L", (width, split), 255)
-    for picture, at in placed[:2]:
-        _darken(top, picture, at)
-    rows = top.tobytes()
-    head = zlib.compressobj(1, zlib.DEFLATED, -15)
-    first = head.compress(rows) + head.flush(zlib.Z_FULL_FLUSH)
-    rest, rest_rows = _count_rows(count, count_x, width, height - split)
-    checksum = zlib.adler32(rest_rows, zlib.adler32(rows))
-    return width, height, b"\x78\x01" + first + rest + checksum.to_bytes(4, "big")
-
-
-@lru_cache(maxsize=64)
-def _count_rows(count: str, left: int, width: int, height: int) -> tuple[bytes, bytes]:
-    """The rows of a band ``width`` wide from the top of the count line's piece (drawn at ``left``)
-    down: raw-deflated to the end, and as they are."""
-    rows = Image.new("L", (width, height), 255)
-    _darken(rows, _drawn(count, COUNT_PT, 0.0).picture, (left, 0))
-    raw = rows.tobytes()
-    tail = zlib.compressobj(1, zlib.DEFLATED, -15)
-    return tail.compress(raw) + tail.flush(zlib.Z_FINISH), raw
-
-
-def _fit(head: str, tail: str, *, width_px: int) -> tuple[float, str]:
-    """The largest title size in points from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head +
-    tail`` fits, else the smallest size with ``head`` cut short with "…" (the policy number in ``tail``
-    stays whole); and ``head`` as it is to be drawn."""
+def _fit(head: str, tail: Sequence[str], *, width_px: int) -> tuple[float, str]:
+    """The largest title size in points from ``TITLE_PT`` down to ``MIN_TITLE_PT`` at which ``head`` and
+    the parts of ``tail`` fit on one line, else the smallest size with ``head`` cut short with "…" (the
+    policy number in ``tail`` stays whole); and ``head`` as it is to be drawn."""
     em = TITLE_PT * TITLE_DPI / 72
-    if _advance(head, TITLE_PT) + _advance(tail, TITLE_PT) <= width_px - em:
-        # fits with an em to spare, more than drawing the two together can differ from drawing them
-        # apart (kerning across the join): no need to measure the whole line (the usual case)
+    if _advance(head, TITLE_PT) + sum(_advance(part, TITLE_PT) for part in tail) <= width_px - em:
+        # fits with an em to spare, more than drawing the parts together can differ from drawing them
+        # apart (kerning across the joins): no need to measure the whole line (the usual case)
         return TITLE_PT, head
+    rest = "".join(tail)
     size = TITLE_PT
-    while (too_wide := _font(size).getlength(head + tail) > width_px) and size > MIN_TITLE_PT:
+    while (too_wide := _font(size).getlength(head + rest) > width_px) and size > MIN_TITLE_PT:
         size -= 0.5
     while too_wide and len(head) > 1:
         head = head[:-2] + "…"
-        too_wide = _font(size).getlength(head + tail) > width_px
+        too_wide = _font(size).getlength(head + rest) > width_px
     return size, head
 
 
@@ -820,36 +857,24 @@ def _fit(head: str, tail: str, *, width_px: int) -> tuple[float, str]:
 class _Drawn:
     """Text drawn black on white; ``origin`` is the pixel where its pen started, on its baseline."""
 
-    picture: Image.Image  # shared through the cache: never drawn on
+    picture: Image.Image
     origin: tuple[int, int]
 
 
-@lru_cache(maxsize=64)  # a policy number's piece is some 40 KB and serves one record
-def _drawn(text: str, points: float, pen_fraction: float) -> _Drawn:
-    """``text`` as ``ImageDraw.text`` draws it from a pen position ``pen_fraction`` of a pixel right of
-    a pixel's edge, in a picture just large enough (with a margin) for its glyphs' outlines."""
+def _drawn(text: str, points: float) -> _Drawn:
+    """``text`` as ``ImageDraw.text`` draws it from a pen on a pixel's edge, in a picture just large
+    enough (with a margin) for its glyphs' outlines."""
     font = _font(points)
     left, top, right, bottom = font.getbbox(text, anchor="ls")
     x, y = max(0, -math.floor(left)) + 1, max(0, -math.floor(top)) + 1
     picture = Image.new("L", (x + max(0, math.ceil(right)) + 2, y + max(0, math.ceil(bottom)) + 2), 255)
-    ImageDraw.Draw(picture).text((x + pen_fraction, y), text, font=font, fill=0, anchor="ls")
+    ImageDraw.Draw(picture).text((x, y), text, font=font, fill=0, anchor="ls")
     return _Drawn(picture, (x, y))
 
 
 @lru_cache(maxsize=256)
 def _advance(text: str, points: float) -> float:
     return _font(points).getlength(text)
-
-
-def _darken(band: Image.Image, picture: Image.Image, at: tuple[int, int]) -> None:
-    """Put ``picture`` on ``band`` with its top left at ``at``, keeping the darker of two pixels: a
-    piece's white margin never covers another piece's text. What falls outside ``band`` is cut off."""
-    x, y = at
-    box = (max(x, 0), max(y, 0), min(x + picture.width, band.width), min(y + picture.height, band.height))
-    if box[0] >= box[2] or box[1] >= box[3]:
-        return
-    part = picture.crop((box[0] - x, box[1] - y, box[2] - x, box[3] - y))
-    band.paste(ImageChops.darker(band.crop(box), part), box)
 
 
 @lru_cache(maxsize=16)

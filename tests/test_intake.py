@@ -448,17 +448,25 @@ def test_long_other_label_shrinks_but_keeps_the_policy_number(tmp_path):
     assert band.getbbox() is not None
 
 
-def title_picture(result: IntakeResult, page: int) -> tuple[Image.Image, float]:
-    """Output page ``page``'s title band picture, decoded, and the width it is shown at in points."""
+def title_pieces(result: IntakeResult, page: int) -> list[tuple[str, Image.Image, tuple[float, ...]]]:
+    """Output page ``page``'s title band pieces, in drawing order: the XObject's name, its picture
+    decoded, and where it is shown (x, y, width, height in points), all inside the band's clip."""
     pdf_page = PdfReader(io.BytesIO(result.pdf)).pages[page - 1]
-    band = pdf_page["/Resources"]["/XObject"]["/Title"].get_object()
-    assert band["/Filter"] == "/FlateDecode" and "/DecodeParms" not in band  # plain deflated pixels
-    assert (band["/ColorSpace"], band["/BitsPerComponent"]) == ("/DeviceGray", 8)
-    shown = re.search(rb"q (\S+) 0 0 30 (\S+) (\S+) cm /Title Do Q", pdf_page.get_contents().get_data())
-    assert shown is not None and float(shown.group(2)) == pytest.approx(MARGIN, abs=1e-3)
-    assert float(shown.group(3)) == pytest.approx(result.pages[page - 1].page_size[1] - MARGIN - 30, abs=1e-3)
-    picture = Image.frombytes("L", (band["/Width"], band["/Height"]), band.get_data())
-    return picture, float(shown.group(1))
+    content = pdf_page.get_contents().get_data()
+    info = result.pages[page - 1]
+    band = re.search(rb"q (\S+) (\S+) (\S+) 30 re W n\n((?:q [^\n]* Do Q\n)*)Q\n", content)
+    assert band is not None
+    assert [float(v) for v in band.groups()[:3]] == pytest.approx(
+        [MARGIN, info.page_size[1] - MARGIN - 30, info.page_size[0] - 2 * MARGIN], abs=1e-3
+    )
+    pieces = []
+    for w, h, x, y, name in re.findall(rb"q (\S+) 0 0 (\S+) (\S+) (\S+) cm /(T\d) Do Q", band.group(4)):
+        xobject = pdf_page["/Resources"]["/XObject"][f"/{name.decode()}"].get_object()
+        assert xobject["/Filter"] == "/FlateDecode" and "/DecodeParms" not in xobject  # plain deflated pixels
+        assert (xobject["/ColorSpace"], xobject["/BitsPerComponent"]) == ("/DeviceGray", 8)
+        picture = Image.frombytes("L", (xobject["/Width"], xobject["/Height"]), xobject.get_data())
+        pieces.append((name.decode(), picture, tuple(float(v) for v in (x, y, w, h))))
+    return pieces
 
 
 def drawn_whole(title: str, count: str, width: int) -> Image.Image:
@@ -472,40 +480,111 @@ def drawn_whole(title: str, count: str, width: int) -> Image.Image:
     return band
 
 
-def test_title_band_is_only_as_wide_as_its_text(tmp_path):
+def ink(picture: Image.Image) -> tuple[int, int, int, int] | None:
+    return ImageOps.invert(picture.convert("L")).getbbox()
+
+
+def test_title_band_pieces_are_cut_to_their_ink(tmp_path):
     result = take(save(quadrants(), tmp_path / "a.jpg"))
-    picture, shown_w = title_picture(result, 1)
+    pieces = title_pieces(result, 1)
+    assert len(pieces) == 4  # kind, "policy no.", the policy number, count
     band_w = result.pages[0].page_size[0] - 2 * MARGIN
-    assert picture.height == 125  # 30 pt at 300 dpi
-    assert picture.width < band_w * 300 / 72 / 2
-    assert shown_w == pytest.approx(picture.width * 72 / 300, rel=1e-3)  # at 300 dpi, like the full band
-    inked = [x for x in range(picture.width) if picture.crop((x, 0, x + 1, 125)).getextrema()[0] < 128]
-    assert picture.width - 8 < inked[-1] < picture.width - 1  # the text reaches the edge, uncut
+    for _, picture, (x, _, w, h) in pieces:
+        assert ink(picture) == (0, 0, *picture.size)  # ink touches every edge: nothing white to spare
+        assert (w, h) == pytest.approx((picture.width * 72 / 300, picture.height * 72 / 300), rel=2e-3)
+        assert x >= MARGIN and x + w < MARGIN + band_w / 2
     rendered = title_band(result, 1)  # margin to margin, at 100 dpi, with the rule below the band
-    split, above_rule = round(shown_w * 100 / 72) + 2, round(30 * 100 / 72)
+    right = max(x + w for _, _, (x, _, w, _) in pieces) - MARGIN
+    split, above_rule = round(right * 100 / 72) + 2, round(30 * 100 / 72)
     text = rendered.crop((0, 0, split, above_rule))
     rest = rendered.crop((split, 0, rendered.width, above_rule))
     assert sum(text.convert("L").point(lambda v: 255 if v < 128 else 0).histogram()[255:]) > 200
     assert rest.getextrema() == ((255, 255),) * 3  # nothing drawn right of the text
 
 
-def test_title_band_has_the_pixels_of_its_lines_drawn_whole(tmp_path):
-    """The band is put together from pieces (kind, policy number, count); it must be pixel for pixel what
-    drawing each line in one go gives, whatever fraction of a pixel a piece starts at."""
+def test_title_band_pieces_go_where_drawing_the_lines_whole_puts_them(tmp_path):
+    """Each piece is its text drawn alone, shown where the pen drawing the whole line reaches it (the
+    policy number after the kind's advance, to a fraction of a pixel); rendered, the band is the lines
+    drawn whole."""
     paths = [save(quadrants(), tmp_path / f"{i}.jpg") for i in range(3)]
     labels = [None, "Invoice No. 7/AVW fj", None]
+    title_font = ImageFont.truetype(str(TITLE_FONT), 50, index=TITLE_FONT_INDEX)
+    count_font = ImageFont.truetype(str(TITLE_FONT), 38, index=TITLE_FONT_INDEX)
+    k = 300 / 72
     for kinds in (["id_front", "other", "vehicle_license"], ["vehicle_license", "other", "id_front"]):
         sources = [
-            ImageSource(index=i, kind=k, label=label, path=p)
-            for i, (k, label, p) in enumerate(zip(kinds, labels, paths, strict=True))
+            ImageSource(index=i, kind=kind, label=label, path=p)
+            for i, (kind, label, p) in enumerate(zip(kinds, labels, paths, strict=True))
         ]
         result = image_pages(sources, policy_no=POLICY_NO)
         for page, kind in enumerate(kinds, start=1):
             head = "其他（Invoice No. 7/AVW fj）" if kind == "other" else IMAGE_KIND_LABELS[kind]
-            picture, _ = title_picture(result, page)
-            whole = drawn_whole(f"{head}　保险单号 {POLICY_NO}", f"承保影像 第 {page} 页 共 3 页", 3224)
-            assert ImageChops.difference(picture, whole.crop((0, 0, *picture.size))).getbbox() is None
-            assert whole.crop((picture.width, 0, *whole.size)).getextrema() == (255, 255)
+            count = f"承保影像 第 {page} 页 共 3 页"
+            prefix = "　保险单号 "
+            band_top = result.pages[page - 1].page_size[1] - MARGIN
+            lines = (
+                (head, title_font, 0.0, 55),
+                (prefix, title_font, title_font.getlength(head), 55),
+                (POLICY_NO, title_font, title_font.getlength(head) + title_font.getlength(prefix), 55),
+                (count, count_font, 0.0, 109),
+            )
+            for (_, picture, (x, y, _, h)), (text, font, pen, baseline) in zip(
+                title_pieces(result, page), lines, strict=True
+            ):
+                alone = Image.new("L", (1400, 160), 255)
+                ImageDraw.Draw(alone).text((100, 100), text, font=font, fill=0, anchor="ls")
+                box = ink(alone)
+                assert ImageChops.difference(picture, alone.crop(box)).getbbox() is None
+                # where its ink's top left is, in pixels of the band, against the whole line's pen
+                # (across, at the band's own scale: its width in pixels is rounded)
+                band_w = result.pages[page - 1].page_size[0] - 2 * MARGIN
+                assert (x - MARGIN) * round(band_w * k) / band_w == pytest.approx(
+                    pen + box[0] - 100, abs=0.01
+                )
+                assert (band_top - y - h) * k == pytest.approx(baseline + box[1] - 100, abs=0.01)
+            whole = drawn_whole(head + prefix + POLICY_NO, count, 2400)
+            rendered = render(result.pdf, page, 300).convert("L")
+            left, top = round(MARGIN * k), round(MARGIN * k)
+            shown = rendered.crop((left, top, left + 2400, top + 125))
+            expected, got = ink(whole), ink(shown)
+            assert all(abs(a - b) <= 2 for a, b in zip(expected, got, strict=True))
+            dark = [im.point(lambda v: 255 if v < 128 else 0).histogram()[255] for im in (whole, shown)]
+            assert dark[1] == pytest.approx(dark[0], rel=0.05)
+
+
+def test_a_record_writes_its_policy_number_once_and_each_kind_once(tmp_path):
+    paths = [save(quadrants(), tmp_path / f"{i}.jpg") for i in range(3)]
+    result = take(*paths, kinds=["id_front", "id_back", "id_front"])
+    names = [{name: picture for name, picture, _ in title_pieces(result, page)} for page in (1, 2, 3)]
+    reader = PdfReader(io.BytesIO(result.pdf))
+    refs = [
+        {name: reader.pages[p]["/Resources"]["/XObject"].raw_get(f"/{name}").idnum for name in names[p]}
+        for p in range(3)
+    ]
+    assert refs[0]["T1"] == refs[1]["T1"] == refs[2]["T1"]  # "policy no.": one picture
+    assert refs[0]["T2"] == refs[1]["T2"] == refs[2]["T2"] != refs[0]["T1"]  # the policy number: one
+    assert refs[0]["T0"] == refs[2]["T0"] != refs[1]["T0"]  # the same kind twice: one picture
+    assert len({refs[p]["T3"] for p in range(3)}) == 3  # page counts differ
+
+
+def test_title_pieces_that_would_overlap_make_one_band_drawn_whole():
+    """Never for a real title (the policy number follows an ideographic space), but a piece must not
+    cover another's ink with its white: such a band is drawn as one picture of the lines whole."""
+    from pipeline import intake
+    from stamps.pdfupdate import NewDocument
+
+    document = NewDocument()
+    width = 500.0
+    resources, operators = intake._title_band(
+        document, ("f", "j"), "第 1 页", width_pt=width, top_pt=800.0, shared={}
+    )
+    assert resources.startswith(b"/T0 ") and b"/T1" not in resources
+    assert operators.count(b" Do ") == 1 and operators.startswith(b"q 34.016 770 500 30 re W n\n")
+    band_px = round(width * 300 / 72)
+    whole = intake._whole_band(("f", "j"), "第 1 页", band_px=band_px)
+    assert whole.size == (band_px, 125)
+    expected = drawn_whole("fj", "第 1 页", band_px)
+    assert ImageChops.difference(whole, expected).getbbox() is None
 
 
 def test_small_pictures_are_not_blown_up_and_large_ones_fit(tmp_path):
@@ -608,20 +687,21 @@ def test_bad_source_names_its_image(tmp_path, name):
 
 
 def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
-    """``_fit`` skips measuring the whole line when its two parts fit with an em to spare: whatever it
+    """``_fit`` skips measuring the whole line when its parts fit with an em to spare: whatever it
     then returns at full size must fit when measured whole, for every kind and a range of widths."""
     from pipeline import intake
     from pipeline.records import IMAGE_KIND_LABELS
 
     numbers = ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")
-    tails = [f"　保险单号 {n}" for n in numbers]
+    tails = [("　保险单号 ", n) for n in numbers]
     heads = [*IMAGE_KIND_LABELS.values(), "其他（" + "病历首页" * 6 + "）"]
     checked = 0
     for width in range(900, 2400, 37):
         for head in heads:
             for tail in tails:
                 size, drawn = intake._fit(head, tail, width_px=width)
-                assert intake._font(size).getlength(drawn + tail) <= width or size == intake.MIN_TITLE_PT
+                whole = drawn + "".join(tail)
+                assert intake._font(size).getlength(whole) <= width or size == intake.MIN_TITLE_PT
                 if size == intake.TITLE_PT and drawn == head:
                     checked += 1
     assert checked > 100  # the full-size case was exercised
