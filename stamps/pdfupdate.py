@@ -32,7 +32,6 @@ from pypdf.generic import (
     NullObject,
     PdfObject,
     StreamObject,
-    create_string_object,
 )
 
 __all__ = [
@@ -71,9 +70,16 @@ def previous_xref(original: bytes) -> tuple[int, bool] | None:
 
 
 def text_string(text: str) -> bytes:
-    """A PDF text string (outline titles, document information): PDFDocEncoding or UTF-16BE, as pypdf
-    encodes it."""
-    return serialise(create_string_object(text))
+    """A PDF text string (outline titles, document information, ISO 32000-1 §7.9.2.2): printable ASCII
+    as a literal string, anything else as UTF-16BE with its byte order mark, in hex.
+
+    Written here rather than by pypdf, which escapes nearly every punctuation mark one character at a
+    time in Python: some 0.3 ms a record went to the archive copy's information (a JSON of template
+    versions) in a profile of ``issuance run``. Readers decode both forms to the same text."""
+    if text.isascii() and text.isprintable():
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        return b"(" + escaped.encode("ascii") + b")"
+    return b"<feff" + text.encode("utf-16-be").hex().encode("ascii") + b">"
 
 
 class PdfObjects:

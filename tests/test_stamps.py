@@ -599,3 +599,40 @@ def _xref_stream_pdf(pages: int) -> bytes:
     )
     out += b"startxref\n%d\n%%%%EOF\n" % offsets[-1]
     return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "PAC20260304028000124",
+        "a (b) \\ c)",
+        '{"a/b.docx": "sha256:0f"}',
+        "机动车商业保险保险单",
+        "é\t😀",
+        "( (",
+        "\\",
+    ],
+)
+def test_text_strings_read_back_as_the_same_text(text: str, tmp_path: Path) -> None:
+    """``text_string`` writes a PDF text string that pypdf and poppler read back as ``text``."""
+    from io import BytesIO
+
+    from pypdf.generic import read_object
+
+    from stamps.pdfupdate import NewDocument, text_string
+
+    written = text_string(text)
+    assert str(read_object(BytesIO(written + b" "), None)) == text  # type: ignore[arg-type]
+    document = NewDocument()
+    tree = document.reserve()
+    page = document.add(b"<</Type/Page/Parent %d 0 R/MediaBox[0 0 100 100]>>" % tree.idnum)
+    document.replace(tree, b"<</Type/Pages/Kids[%d 0 R]/Count 1>>" % page.idnum)
+    root = document.add(b"<</Type/Catalog/Pages %d 0 R>>" % tree.idnum)
+    info = document.add(b"<</Title " + written + b">>")
+    path = tmp_path / "t.pdf"
+    path.write_bytes(document.to_bytes(root=root, info=info))
+    shown = subprocess.run(["pdfinfo", str(path)], capture_output=True, check=True).stdout.decode()
+    if text.strip() and text.isprintable():  # pdfinfo prints the title on one line, trimmed
+        title = re.search(r"^Title: +(.*)$", shown, re.M)
+        assert title is not None and title.group(1) == text
