@@ -110,7 +110,8 @@ def image_problem(path: Path) -> str | None:
     """Why ``path`` is not a usable image, or ``None``.
 
     A JPEG whose structure walks soundly to its end (``pipeline.jpeg.walk``: what intake passes through
-    as it is) is not decoded: decoding it would catch nothing more than the walk does. Any other raster
+    as it is) is not decoded, nor opened with Pillow: decoding it would catch nothing more than the walk
+    does, and its frame header gives its size. Any other raster
     image is decoded in full (a JPEG at 1/8 scale, which still reads its whole entropy-coded stream), and
     the decoder's verdict stands; a PDF scan is opened and walked for encryption, JavaScript and embedded
     files.
@@ -126,10 +127,18 @@ def image_problem(path: Path) -> str | None:
         return pdf_problem(path)
     if path.suffix.lower() == ".pdf":
         return "file is named .pdf but is not a PDF"
+    if head.startswith(b"\xff\xd8\xff"):
+        # A sound JPEG of one, three or four components (grey, colour, CMYK: what Pillow opens) needs
+        # nothing of Pillow here; intake opens it anyway, for its orientation and colour.
+        layout = jpeg.walk(path.read_bytes())
+        if layout is not None and len(layout.frame.component_ids) in (1, 3, 4):
+            try:
+                check_size(layout.frame.width, layout.frame.height)
+            except ImageProblem as e:
+                return str(e)
+            return None
     try:
         with open_image(path) as im:
-            if im.format in ("JPEG", "MPO") and jpeg.walk(path.read_bytes()) is not None:
-                return None
             for _ in frames(im):
                 # verify() passes truncated JPEGs; decoding does not. A JPEG decodes at 1/8 scale
                 # (draft), which still reads its whole entropy-coded stream, at a fraction of the cost.
@@ -183,10 +192,15 @@ def open_image(fp: Path | IO[bytes]) -> Iterator[Image.Image]:
 
 def check_image_size(im: Image.Image) -> None:
     """Raise ``ImageProblem`` when the current frame of ``im`` is absurdly large."""
-    if im.width * im.height > MAX_PIXELS:
-        raise ImageProblem(f"image is {im.width}×{im.height} pixels, more than {MAX_PIXELS:,} in all")
-    if max(im.width, im.height) > MAX_DIMENSION:
-        raise ImageProblem(f"image is {im.width}×{im.height} pixels, a side longer than {MAX_DIMENSION:,}")
+    check_size(im.width, im.height)
+
+
+def check_size(width: int, height: int) -> None:
+    """Raise ``ImageProblem`` when a picture of ``width`` × ``height`` pixels is absurdly large."""
+    if width * height > MAX_PIXELS:
+        raise ImageProblem(f"image is {width}×{height} pixels, more than {MAX_PIXELS:,} in all")
+    if max(width, height) > MAX_DIMENSION:
+        raise ImageProblem(f"image is {width}×{height} pixels, a side longer than {MAX_DIMENSION:,}")
 
 
 def frames(im: Image.Image) -> Iterator[int]:

@@ -115,6 +115,31 @@ def test_validation_does_not_decode_a_sound_jpeg(tmp_path, monkeypatch):
         image_problem(cut)
 
 
+def test_validation_does_not_open_a_sound_jpeg_with_pillow_but_checks_its_size(tmp_path, monkeypatch):
+    """Its frame header gives the size: a JPEG that declares an absurd one is refused as Pillow's header
+    check refused it, though its structure walks."""
+    data = encoded(picture(), quality=90)
+    sof_at, _ = _segment(data, 0xC0)
+
+    def sized(width: int, height: int) -> bytes:
+        size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+        return data[: sof_at + 5] + size + data[sof_at + 9 :]
+
+    files = {name: tmp_path / f"{name}.jpg" for name in ("good", "bomb", "wide")}
+    files["good"].write_bytes(data)
+    files["bomb"].write_bytes(sized(30_000, 30_000))
+    files["wide"].write_bytes(sized(60_000, 8))
+    assert all(jpeg.walk(path.read_bytes()) is not None for path in files.values())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("opened with Pillow")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    assert image_problem(files["good"]) is None
+    assert "more than 120,000,000 in all" in (image_problem(files["bomb"]) or "")
+    assert "a side longer than" in (image_problem(files["wide"]) or "")
+
+
 def test_what_the_walk_refuses_the_decoder_judges(tmp_path: Path):
     data = encoded(picture(), quality=90)
     dht_at, _ = _segment(data, jpeg.DHT)
