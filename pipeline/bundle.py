@@ -17,9 +17,10 @@ into the next version byte for byte, and the work costs little more than a copy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from io import BytesIO
@@ -30,7 +31,7 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import DictionaryObject, NameObject
 
-from archive.store.base import Hashed, hashed
+from archive.store.base import Hashed
 from pipeline.documents import PRODUCER, bookmark, save_pdf
 from pipeline.errors import IssuanceError
 from pipeline.intake import PreparedImages
@@ -42,16 +43,31 @@ MANIFEST_FORMAT = "issuance-manifest/1"
 
 @dataclass(frozen=True)
 class Part:
-    """One file of a version, ready to upload."""
+    """One file of a version, ready to upload.
+
+    ``extends`` is a part whose bytes this one's begin with (the customer copy, for the archive copy that
+    is an incremental update of it): the SHA-256 then goes on from where that part's ended, over the
+    added bytes only, once it is checked that they do begin so.
+    """
 
     name: str  # customer.pdf | bundle.pdf | manifest.json
     data: bytes
     pages: int = 0
+    extends: Part | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def _digest(self) -> Any:  # hashlib's sha256 object, fed with all of ``data``
+        base = self.extends
+        if base is not None and self.data.startswith(base.data):
+            digest = base._digest.copy()
+            digest.update(memoryview(self.data)[len(base.data) :])
+            return digest
+        return hashlib.sha256(self.data)
 
     @cached_property
     def hashed(self) -> Hashed:
         """The SHA-256, computed once: for the key, the manifest, and the store, which takes it as it is."""
-        return hashed(self.data)
+        return Hashed(self.data, self._digest.hexdigest())
 
     @property
     def sha256(self) -> str:

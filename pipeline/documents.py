@@ -10,6 +10,7 @@ in its PDF metadata and in the batch report.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -139,9 +140,15 @@ def _looks_like_pdf(path: Path) -> bool:
 
 def _relative(registry: ProductRegistry, path: Path) -> str:
     try:
-        return path.relative_to(registry.folder.resolve()).as_posix()
+        return path.relative_to(_resolved(registry.folder)).as_posix()
     except ValueError:
         return path.name
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(folder: Path) -> Path:
+    """``folder.resolve()``, once: it is a system call per path component, and asked for per record."""
+    return folder.resolve()
 
 
 class DocumentMaker:

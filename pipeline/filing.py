@@ -474,7 +474,8 @@ class Filing:
         """Customer copy and archive copy (``document.follow_up``) with their keys, and the manifest."""
         assert document.follow_up is not None
         customer = Part("customer.pdf", document.pdf, document.pages)
-        bundle = Part("bundle.pdf", document.follow_up, document.pages + sum(e.pages for e in entries))
+        pages = document.pages + sum(e.pages for e in entries)
+        bundle = Part("bundle.pdf", document.follow_up, pages, extends=customer)
         parts = [(customer, _part_key(plan.folder, customer)), (bundle, _part_key(plan.folder, bundle))]
         body_part = manifest(
             policy_no=policy.policy_no,

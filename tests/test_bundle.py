@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pikepdf
 import pytest
@@ -424,3 +425,45 @@ def _catch(work: Callable[[], None], errors: list[BaseException]) -> None:
         work()
     except BaseException as e:  # handed to the test's thread
         errors.append(e)
+
+
+def test_a_part_that_extends_another_is_hashed_from_where_that_one_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The archive copy begins with the customer copy's bytes: its SHA-256 goes on from the customer
+    copy's over the added bytes only, and is the SHA-256 of its bytes all the same; a part that does
+    not begin so is hashed whole."""
+    import hashlib
+
+    from pipeline import bundle as bundle_module
+    from pipeline.bundle import Part
+
+    customer = Part("customer.pdf", b"%PDF-1.6 customer " * 50_000)
+    update = b"\n% the image pages " * 20_000
+    assert customer.sha256 == hashlib.sha256(customer.data).hexdigest()
+    fed: list[int] = []
+    real = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data: bytes = b"") -> None:
+            self._h = real(data)
+            fed.append(len(data))
+
+        def update(self, data: bytes) -> None:
+            fed.append(len(data))
+            self._h.update(data)
+
+        def copy(self) -> Any:
+            return self._h.copy()
+
+        def hexdigest(self) -> str:
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(bundle_module.hashlib, "sha256", Counting)
+    archive = Part("bundle.pdf", customer.data + update, extends=customer)
+    assert archive.sha256 == real(customer.data + update).hexdigest()
+    assert archive.hashed.data is archive.data  # what the store takes without hashing again
+    assert fed == []  # not hashed whole: the customer copy's digest went on over the update
+    other = Part("bundle.pdf", b"%PDF-1.6 another " + update, extends=customer)
+    assert other.sha256 == real(other.data).hexdigest()
+    assert fed == [len(other.data)]
