@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,10 +33,12 @@ from pipeline.render import endorsement_context, policy_context
 from pipeline.schedules import ComposedTemplate, RecordPages, SplitError, split
 from pipeline.timing import StageClock
 from stamps.anchor import find_text
-from stamps.stamping import pikepdf_frames, seal_document
+from stamps.layout import PageFrame
+from stamps.stamping import encoded_seal, pikepdf_frames, seal_document, seal_objects
 
 if TYPE_CHECKING:
     from stamps import SealRegistry
+    from stamps.registry import Seal
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +154,20 @@ def _resolved(folder: Path) -> Path:
     return folder.resolve()
 
 
+@dataclass(frozen=True)
+class _SealedClauses:
+    """Clause pages sealed for where they sit in a customer copy; the first page of each clause; the
+    stencil and ink-state objects their seal strips use."""
+
+    pdf: pikepdf.Pdf
+    starts: tuple[int, ...]
+    image: pikepdf.Object
+    gstate: pikepdf.Object
+
+
+_SEALED_KEPT = 24  # per thread; a product's clauses under each seal of a batch, times schedule lengths
+
+
 class DocumentMaker:
     """Makes the customer's PDFs for records; safe to call from several threads at once.
 
@@ -179,6 +196,7 @@ class DocumentMaker:
         self._seals = seals
         self._composed: dict[Path, ComposedTemplate] = {}
         self._anchor_offsets: dict[Path, tuple[float, float]] = {}
+        self._sealed = threading.local()  # per thread: clause pages sealed (``_sealed_clauses``)
         self._lock = threading.Lock()
         self.clock = StageClock()
 
@@ -231,17 +249,33 @@ class DocumentMaker:
         registry = self.registry
         product = registry.products[policy.product_code]
         versions = {_relative(registry, product.schedule): registry.template_version(product.schedule)}
+        seal = None
+        if self._seals is not None:
+            seal = self._seals.seal_for(branch_code=policy.branch.code, document="policy")
+        sealed = None
         with self.clock.measure("assemble"):
             out = pikepdf.new()
-            out.pages.extend(composed.pages[pages.pages.start : pages.pages.stop])
+            schedule = composed.pages[pages.pages.start : pages.pages.stop]
+            out.pages.extend(schedule)
+            first = len(out.pages)
+            if seal is not None and policy.clauses:
+                # the clause pages come sealed, as they sit after a schedule of these pages
+                with self.clock.measure("seal"):
+                    tail = self._sealed_clauses(tuple(policy.clauses), seal, tuple(pikepdf_frames(schedule)))
+                out.pages.extend(tail.pdf.pages)
+                sealed = (first, (out.copy_foreign(tail.image), out.copy_foreign(tail.gstate)))
+                starts = [first + start for start in tail.starts]
+            else:
+                starts = []
+                for code in policy.clauses:
+                    starts.append(len(out.pages))
+                    out.pages.extend(self.clauses.document(code).pages)
             bookmarks = [("保单", 0, None)]
             for n, code in enumerate(policy.clauses):
                 clause = registry.clauses[code]
-                first = len(out.pages)
-                out.pages.extend(self.clauses.document(code).pages)
                 if n == 0:
-                    bookmarks.append(("条款", first, None))
-                bookmarks.append((clause.title, first, "条款"))
+                    bookmarks.append(("条款", starts[0], None))
+                bookmarks.append((clause.title, starts[n], "条款"))
                 versions[_relative(registry, clause.path)] = clause.content_hash
         return self._finish(
             out,
@@ -255,6 +289,7 @@ class DocumentMaker:
             versions=versions,
             branch_code=policy.branch.code,
             document="policy",
+            sealed=sealed,
             follow_up=follow_up,
         )
 
@@ -396,14 +431,28 @@ class DocumentMaker:
         branch_code: str,
         document: str,
         follow_up: Callable[[bytes], bytes] | None = None,
+        sealed: tuple[int, tuple[pikepdf.Object, pikepdf.Object]] | None = None,
     ) -> IssuedDocument:
-        """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it)."""
+        """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it).
+
+        ``sealed``: its pages from this one on came sealed (``_sealed_clauses``), with these stencil and
+        ink-state objects, which the pages before it share."""
         seal_ref = None
         if self._seals is not None:
             seal = self._seals.seal_for(branch_code=branch_code, document=document)
             company_at = self._anchor(template, composed, path, pages)
             with self.clock.measure("seal"):
-                seal_document(out, seal=seal, company_at=company_at, cross_page=True)
+                if sealed is None:
+                    seal_document(out, seal=seal, company_at=company_at, cross_page=True)
+                else:
+                    seal_document(
+                        out,
+                        seal=seal,
+                        company_at=company_at,
+                        cross_page=True,
+                        pages=range(sealed[0]),
+                        objects=sealed[1],
+                    )
             seal_ref = {"id": seal.id, "version": str(seal.version)}
         with self.clock.measure("assemble"):
             with out.open_outline() as outline:
@@ -422,6 +471,42 @@ class DocumentMaker:
             data = save_pdf(out, min_version=composed.pdf_version)
         after = follow_up(data) if follow_up is not None else None
         return IssuedDocument(pdf=data, pages=count, templates=versions, seal=seal_ref, follow_up=after)
+
+    def _sealed_clauses(
+        self, codes: tuple[str, ...], seal: Seal, lead: tuple[PageFrame, ...]
+    ) -> _SealedClauses:
+        """The clauses ``codes`` one after the other, sealed as they are when they follow pages of the
+        frames ``lead`` (a schedule) under ``seal``: their strips of the cross-page seal depend on nothing
+        else. Kept per thread (pikepdf documents are not safe to share), the last ``_SEALED_KEPT``."""
+        clauses = self.registry.clauses
+        key = (codes, tuple(clauses[code].content_hash for code in codes), seal, lead)
+        kept = getattr(self._sealed, "kept", None)
+        if kept is None:
+            kept = self._sealed.kept = OrderedDict()
+        found = kept.get(key)
+        if found is not None:
+            kept.move_to_end(key)
+            return found
+        work = pikepdf.new()
+        starts = []
+        for code in codes:
+            starts.append(len(work.pages))
+            work.pages.extend(self.clauses.document(code).pages)
+        image, gstate = seal_objects(work, encoded_seal(seal))
+        frames = [*lead, *pikepdf_frames(work)]
+        seal_document(
+            work,
+            seal=seal,
+            company_at=None,
+            cross_page=True,
+            frames=frames,
+            offset=len(lead),
+            objects=(image, gstate),
+        )
+        made = kept[key] = _SealedClauses(pdf=work, starts=tuple(starts), image=image, gstate=gstate)
+        if len(kept) > _SEALED_KEPT:
+            kept.popitem(last=False)  # a document made from it was saved before this one was asked for
+        return made
 
     def _anchor(
         self, template: Path, composed: pikepdf.Pdf, path: Path, pages: RecordPages

@@ -50,6 +50,7 @@ __all__ = [
     "page_frames",
     "plan_seals",
     "seal_document",
+    "seal_objects",
     "stamp_pdf",
 ]
 
@@ -298,37 +299,19 @@ def plan_seals(
     return SealPlan(anchor_page=anchor_page, centre=centre, groups=groups, uses=uses)
 
 
-def pikepdf_frames(pdf: pikepdf.Pdf) -> list[PageFrame]:
-    """Each page's visual frame (crop box, else media box, and /Rotate, inherited ones included)."""
+def pikepdf_frames(pdf: pikepdf.Pdf | Sequence[pikepdf.Page]) -> list[PageFrame]:
+    """Each page's visual frame (crop box, else media box, and /Rotate, inherited ones included), of a
+    document or of some of its pages."""
     frames = []
-    for page in pdf.pages:
+    for page in pdf.pages if isinstance(pdf, pikepdf.Pdf) else pdf:
         box = tuple(float(v) for v in page.cropbox)
         rotation = int(page.obj.get("/Rotate", page.obj.get("/Parent", {}).get("/Rotate", 0)))
         frames.append(frame_for(box=box, rotation=rotation))  # type: ignore[arg-type]
     return frames
 
 
-def seal_document(
-    pdf: pikepdf.Pdf,
-    *,
-    seal: Seal,
-    company_at: tuple[int, tuple[float, float]] | None,
-    cross_page: bool = True,
-    dpi: int = 600,
-) -> SealPlan:
-    """Seal a document being assembled in memory (pikepdf), in place: the company seal centred at
-    ``company_at`` (page, point in its visual frame; None for none) and the cross-page seal.
-
-    The drawing is ``stamp_pdf``'s, by the same plan: one stencil image for the document, each page's
-    content run inside ``q … Q`` before the seal is drawn on top with Multiply. Unlike ``stamp_pdf`` this
-    is not an incremental update: the pipeline seals what it has just assembled, where no earlier bytes
-    exist to keep. ``stamp_pdf`` stays the way to seal a finished file.
-    """
-    frames = pikepdf_frames(pdf)
-    encoded = encoded_seal(seal, dpi)
-    plan = plan_seals(frames, encoded, company_at=company_at, cross_page=cross_page)
-    if not plan.uses:
-        return plan
+def seal_objects(pdf: pikepdf.Pdf, encoded: EncodedSeal) -> tuple[pikepdf.Object, pikepdf.Object]:
+    """The seal's stencil image and its ink state (Multiply), as new objects of ``pdf``."""
     image = pdf.make_stream(
         encoded.mask_data,
         Type=pikepdf.Name.XObject,
@@ -346,8 +329,46 @@ def seal_document(
     gstate = pdf.make_indirect(
         pikepdf.Dictionary(Type=pikepdf.Name.ExtGState, BM=pikepdf.Name.Multiply, ca=1, CA=1)
     )
-    for index, page_uses in sorted(plan.uses.items()):
-        page = pdf.pages[index].obj
+    return image, gstate
+
+
+def seal_document(
+    pdf: pikepdf.Pdf,
+    *,
+    seal: Seal,
+    company_at: tuple[int, tuple[float, float]] | None,
+    cross_page: bool = True,
+    dpi: int = 600,
+    frames: Sequence[PageFrame] | None = None,
+    offset: int = 0,
+    pages: range | None = None,
+    objects: tuple[pikepdf.Object, pikepdf.Object] | None = None,
+) -> SealPlan:
+    """Seal a document being assembled in memory (pikepdf), in place: the company seal centred at
+    ``company_at`` (page, point in its visual frame; None for none) and the cross-page seal.
+
+    The drawing is ``stamp_pdf``'s, by the same plan: one stencil image for the document, each page's
+    content run inside ``q … Q`` before the seal is drawn on top with Multiply. Unlike ``stamp_pdf`` this
+    is not an incremental update: the pipeline seals what it has just assembled, where no earlier bytes
+    exist to keep. ``stamp_pdf`` stays the way to seal a finished file.
+
+    A document can be sealed in parts that are put together afterwards, each drawn exactly as sealing
+    the whole would draw it: ``frames`` are the whole document's pages (default: ``pdf``'s), ``pdf``
+    holds those from ``offset`` on, and only the pages numbered in ``pages`` (default: all it holds)
+    are drawn on, with ``objects`` (``seal_objects``; default: made anew) as the stencil and ink state.
+    """
+    frames = pikepdf_frames(pdf) if frames is None else list(frames)
+    held = range(offset, offset + len(pdf.pages))
+    encoded = encoded_seal(seal, dpi)
+    plan = plan_seals(frames, encoded, company_at=company_at, cross_page=cross_page)
+    drawn = [
+        (i, uses) for i, uses in sorted(plan.uses.items()) if i in held and (pages is None or i in pages)
+    ]
+    if not drawn:
+        return plan
+    image, gstate = objects if objects is not None else seal_objects(pdf, encoded)
+    for index, page_uses in drawn:
+        page = pdf.pages[index - offset].obj
         resources = page.get("/Resources")
         resources = pikepdf.Dictionary(resources) if resources is not None else pikepdf.Dictionary()
         taken = set()

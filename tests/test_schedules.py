@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
 import pikepdf
@@ -209,3 +210,25 @@ def test_a_template_with_several_sections_is_not_composed(tmp_path):
     assert ComposedTemplate(
         tmp_path / "one-section.docx", anchor="保险人（盖章）", seal_over="盖章"
     ).composable
+
+
+def test_policies_that_share_clauses_and_seal_get_the_clauses_sealed_once(sealing_maker, synth_many, seals):
+    """The clause pages of policies with the same clauses, seal and schedule length are sealed once per
+    thread (``DocumentMaker._sealed_clauses``) and drawn the same in every copy; each copy holds one
+    stencil, and the audit's seal check passes on it."""
+    first, *others = _policies(synth_many, "HOME-PROP", 3)
+    policies = [first, *(p.model_copy(update={"branch": first.branch}) for p in others)]
+    seal = seals.seal_for(branch_code=first.branch.code, document="policy")
+    kept = getattr(sealing_maker._sealed, "kept", {})
+    before = sum(1 for key in kept if key[0] == tuple(first.clauses) and key[2] == seal)
+    docs = sealing_maker.policy_pdfs(policies)
+    kept = sealing_maker._sealed.kept
+    assert sum(1 for key in kept if key[0] == tuple(first.clauses) and key[2] == seal) == max(before, 1)
+    clause_pages = []
+    for doc in docs:
+        pdf = pikepdf.open(BytesIO(doc.pdf))
+        streams = [o for o in pdf.objects if isinstance(o, pikepdf.Stream)]
+        assert sum(1 for o in streams if o.get("/ImageMask") is True) == 1
+        clause_pages.append([b"".join(s.read_bytes() for s in p.obj.Contents) for p in pdf.pages[1:]])
+        assert find_seals(doc.pdf, seal=seal).ok
+    assert clause_pages[0] == clause_pages[1] == clause_pages[2] and len(clause_pages[0]) >= 2

@@ -15,8 +15,9 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pikepdf
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -636,3 +637,44 @@ def test_text_strings_read_back_as_the_same_text(text: str, tmp_path: Path) -> N
     if text.strip() and text.isprintable():  # pdfinfo prints the title on one line, trimmed
         title = re.search(r"^Title: +(.*)$", shown, re.M)
         assert title is not None and title.group(1) == text
+
+
+def test_a_document_sealed_in_parts_is_the_document_sealed_whole(beijing, tmp_path):
+    """The pipeline seals a policy's clause pages once for all policies that put them at the same place
+    (``DocumentMaker._sealed_clauses``) and then only the schedule's pages: put together, every page
+    draws what sealing the whole document draws, with one stencil image."""
+    from stamps.stamping import encoded_seal, pikepdf_frames, seal_document, seal_objects
+
+    sizes = [A4, (841.89, 595.28, 0), *[A4] * 20, (595.28, 841.89, 90), *[A4] * 3]  # two groups
+    source = make_pdf(sizes)
+    company_at = (0, (300.0, 200.0))
+
+    whole = pikepdf.open(BytesIO(source))
+    seal_document(whole, seal=beijing, company_at=company_at, cross_page=True)
+
+    lead = 2  # the "schedule"
+    frames = pikepdf_frames(pikepdf.open(BytesIO(source)))
+    tail = pikepdf.open(BytesIO(source))
+    del tail.pages[:lead]
+    image, gstate = seal_objects(tail, encoded_seal(beijing))
+    seal_document(tail, seal=beijing, company_at=None, frames=frames, offset=lead, objects=(image, gstate))
+    parts = pikepdf.open(BytesIO(source))
+    del parts.pages[lead:]
+    parts.pages.extend(tail.pages)
+    objects = (parts.copy_foreign(image), parts.copy_foreign(gstate))
+    seal_document(parts, seal=beijing, company_at=company_at, pages=range(lead), objects=objects)
+
+    def saved(pdf: pikepdf.Pdf) -> bytes:
+        out = BytesIO()
+        pdf.save(out)
+        return out.getvalue()
+
+    together = saved(parts)
+    reopened = pikepdf.open(BytesIO(together))
+    streams = [o for o in reopened.objects if isinstance(o, pikepdf.Stream)]
+    assert sum(1 for o in streams if o.get("/ImageMask") is True) == 1
+    expected, got = render(saved(whole), tmp_path, dpi=40), render(together, tmp_path, dpi=40)
+    assert len(expected) == len(got) == len(sizes)
+    for number, (a, b) in enumerate(zip(expected, got, strict=True), start=1):
+        assert red(a).any(), f"page {number} has no seal"
+        assert ImageChops.difference(a, b).getbbox() is None, f"page {number} differs"
