@@ -114,34 +114,31 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="put-bench-", dir=args.dir)).resolve()
     records = make_records(args.records)
-    real_syncfs = local_store._syncfs
     modes: dict[str, Callable[[], tuple[float, float, float]]] = {
         "put": lambda: measure(by_put, workdir / "store", records, args.group),
         f"put_many ×{args.group}": lambda: measure(by_put_many, workdir / "store", records, args.group),
     }
 
-    def fallback() -> tuple[float, float, float]:
-        local_store._syncfs = None
-        try:
-            return measure(by_put_many, workdir / "store", records, args.group)
-        finally:
-            local_store._syncfs = real_syncfs
+    def with_store(name: str, value: object) -> Callable[[], tuple[float, float, float]]:
+        """``put_many`` measured with ``archive.store.local``'s ``name`` set to ``value`` meanwhile."""
 
-    modes[f"put_many ×{args.group}/fsync"] = fallback
+        def run() -> tuple[float, float, float]:
+            saved = getattr(local_store, name)
+            setattr(local_store, name, value)
+            try:
+                return measure(by_put_many, workdir / "store", records, args.group)
+            finally:
+                setattr(local_store, name, saved)
 
-    def buffered() -> tuple[float, float, float]:
-        local_store._direct_io = False
-        try:
-            return measure(by_put_many, workdir / "store", records, args.group)
-        finally:
-            local_store._direct_io = True
+        return run
 
+    modes[f"put_many ×{args.group}/fsync"] = with_store("_syncfs", None)  # where there is no syncfs
     if local_store._direct_io:
-        modes[f"put_many ×{args.group}/buffered"] = buffered
+        modes[f"put_many ×{args.group}/buffered"] = with_store("_direct_io", False)
 
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; syncfs {'available' if real_syncfs else 'missing'}"
+        f"Python {platform.python_version()}; syncfs {'available' if local_store._syncfs else 'missing'}"
     )
     print(f"store: {workdir} on {file_system_of(workdir)}")
     print(

@@ -111,10 +111,9 @@ def image_problem(path: Path) -> str | None:
 
     A JPEG whose structure walks soundly to its end (``pipeline.jpeg.walk``: what intake passes through
     as it is) is not decoded, nor opened with Pillow: decoding it would catch nothing more than the walk
-    does, and its frame header gives its size. Any other raster
-    image is decoded in full (a JPEG at 1/8 scale, which still reads its whole entropy-coded stream), and
-    the decoder's verdict stands; a PDF scan is opened and walked for encryption, JavaScript and embedded
-    files.
+    does, and its frame header gives its size. Any other raster image is decoded in full (a JPEG at 1/8
+    scale, which still reads its whole entropy-coded stream), and the decoder's verdict stands; a PDF
+    scan is opened and walked for encryption, JavaScript and embedded files.
     """
     size = path.stat().st_size
     if size == 0:

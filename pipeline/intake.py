@@ -790,8 +790,7 @@ def _title_band(
     clip = f"q {_num(MARGIN)} {_num(top_pt - BAND_PT)} {_num(width_pt)} {_num(BAND_PT)} re W n\n"
     if any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
         ref = objects.add_stream(
-            _image_entries(width=band_px, height=height_px, colours=1, bits=8, flate=True, predictors=False)
-            + b"/ColorSpace/DeviceGray",
+            _grey_entries(band_px, height_px),
             zlib.compress(_whole_band(title, count, band_px=band_px).tobytes(), level=1),
         )
         shown = f"{_num(width_pt)} 0 0 {_num(BAND_PT)} {_num(MARGIN)} {_num(top_pt - BAND_PT)} cm"
@@ -800,10 +799,9 @@ def _title_band(
     for n, (text, size, piece, pen, baseline) in enumerate(placed):
         ref = shared.get((text, size))
         if ref is None:
-            entries = _image_entries(
-                width=piece.width, height=piece.height, colours=1, bits=8, flate=True, predictors=False
+            ref = shared[(text, size)] = objects.add_stream(
+                _grey_entries(piece.width, piece.height), piece.data
             )
-            ref = shared[(text, size)] = objects.add_stream(entries + b"/ColorSpace/DeviceGray", piece.data)
         x = MARGIN + (pen + piece.left) * scale_x
         y = top_pt - (baseline + piece.top + piece.height) * scale_y
         resources.append(b"/T%d %d 0 R" % (n, ref.idnum))
@@ -813,6 +811,12 @@ def _title_band(
         )
     operators.append("Q\n")
     return b"".join(resources), "".join(operators).encode("ascii")
+
+
+def _grey_entries(width: int, height: int) -> bytes:
+    """A title picture's entries: 8-bit grey pixels as they are, deflated."""
+    entries = _image_entries(width=width, height=height, colours=1, bits=8, flate=True, predictors=False)
+    return entries + b"/ColorSpace/DeviceGray"
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -204,8 +204,8 @@ def _clash_rounds(staged: Sequence[_Staged]) -> list[list[_Staged]]:
 
 # Objects this large go to disk bypassing the page cache (O_DIRECT), in aligned pieces through one
 # reused buffer per thread. On this project's virtual machines, each page a buffered write puts into the
-# cache is a fresh page of the guest, and those cost 2-4 ms of kernel time per MB on many minutes (0.3
-# ms on good ones): more than the rest of filing an object. Written direct, a 1.2 MB object took
+# cache is a fresh page of the guest, and those cost 1.7-3.4 ms of kernel time per MB on many minutes
+# (0.3-0.5 ms on good ones): more than the rest of filing an object. Written direct, a 1.2 MB object took
 # 0.5-0.8 ms of CPU (bench/put_bench.py compares the two per record). Durability is unchanged: the
 # barriers (syncfs, or fsync) commit ext4's or XFS's journal with a flush of the disk's cache, which
 # covers what was written direct as well as what went through the cache.
