@@ -20,6 +20,7 @@ from docx import Document
 from docx.oxml.ns import qn
 from pypdf import PdfReader
 
+from pipeline._lobridge import PROFILE_SEED, seed_profile
 from pipeline.convert import Converter, ConverterPool, default_pool_size
 from pipeline.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout
 
@@ -148,6 +149,34 @@ def test_two_converters_run_concurrently_with_own_profiles(tmp_path: Path) -> No
     assert all(docx.with_suffix(".pdf").read_bytes().startswith(b"%PDF-") for docx in docs)
     assert all(p is not None and not p.exists() for p in profiles)  # close() removes its profile
     assert all(pid is not None and gone(pid) for pid in pids)
+
+
+def test_libreoffice_skips_its_graphics_self_tests_at_every_start(tmp_path: Path) -> None:
+    # Left to itself, headless LibreOffice 7.4 runs GraphicsRenderTests at every start (0.7 s of CPU) and
+    # says so in the profile's GraphicsRenderTests.log; the seeded profile tells it not to, also after a
+    # restart in the same profile.
+    first = make_docx(tmp_path / "first.docx", title="First")
+    with Converter(workdir=tmp_path) as conv:
+        assert conv.convert(first, tmp_path / "first.pdf") == 1
+        profile = conv.profile_dir
+        assert profile is not None
+        user = profile / "user"
+        assert "ooSetupLastVersion" in (user / "registrymodifications.xcu").read_text(encoding="utf-8")
+        assert (user / "config").is_dir()  # LibreOffice did make its profile there
+        assert not (user / "GraphicsRenderTests.log").exists()
+        os.kill(conv.soffice_pid or 0, signal.SIGKILL)
+        assert conv.convert(first, tmp_path / "again.pdf") == 1
+        assert conv.stats.restarts == 1
+        assert not (user / "GraphicsRenderTests.log").exists()
+
+
+def test_a_used_profile_keeps_its_own_settings(tmp_path: Path) -> None:
+    settings = tmp_path / "user" / "registrymodifications.xcu"
+    seed_profile(tmp_path)
+    assert settings.read_text(encoding="utf-8") == PROFILE_SEED
+    settings.write_text("<oor:items/>", encoding="utf-8")
+    seed_profile(tmp_path)
+    assert settings.read_text(encoding="utf-8") == "<oor:items/>"
 
 
 def test_killed_between_documents_restarts(tmp_path: Path) -> None:
