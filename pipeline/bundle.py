@@ -188,9 +188,23 @@ def _reader(pdf: bytes) -> PdfReader:
     object's offset, which costs more than the rest of the update; an older copy it refuses is read
     leniently."""
     try:
-        return PdfReader(BytesIO(pdf), strict=True)
+        return PdfReader(_Sized(pdf), strict=True)
     except (PyPdfError, ValueError, KeyError, TypeError):
-        return PdfReader(BytesIO(pdf), strict=False)
+        return PdfReader(_Sized(pdf), strict=False)
+
+
+class _Sized(BytesIO):
+    """A ``BytesIO`` over ``data`` whose ``getbuffer`` is a read-only view of ``data``. pypdf sizes its
+    stream through ``getbuffer``, and a ``BytesIO`` made from bytes copies them all before it lends its
+    buffer: in ``issuance run`` that copy, into memory the process had just handed back to the system,
+    cost 0.4 ms a customer copy."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._data = data
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self._data)
 
 
 # A page inherits these from its page-tree nodes (ISO 32000-1 table 30)

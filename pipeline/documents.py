@@ -157,12 +157,23 @@ def _resolved(folder: Path) -> Path:
 @dataclass(frozen=True)
 class _SealedClauses:
     """Clause pages sealed for where they sit in a customer copy; the first page of each clause; the
-    stencil and ink-state objects their seal strips use."""
+    stencil and ink-state objects their seal strips use; the frames of the whole copy's pages."""
 
     pdf: pikepdf.Pdf
     starts: tuple[int, ...]
     image: pikepdf.Object
     gstate: pikepdf.Object
+    frames: tuple[PageFrame, ...]
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """What a customer copy's clause pages came sealed with: they start at page ``first``, their stencil
+    and ink state were copied in as ``objects``, and ``frames`` are all its pages' frames."""
+
+    first: int
+    objects: tuple[pikepdf.Object, pikepdf.Object]
+    frames: tuple[PageFrame, ...]
 
 
 _SEALED_KEPT = 24  # per thread; a product's clauses under each seal of a batch, times schedule lengths
@@ -263,7 +274,9 @@ class DocumentMaker:
                 with self.clock.measure("seal"):
                     tail = self._sealed_clauses(tuple(policy.clauses), seal, tuple(pikepdf_frames(schedule)))
                 out.pages.extend(tail.pdf.pages)
-                sealed = (first, (out.copy_foreign(tail.image), out.copy_foreign(tail.gstate)))
+                sealed = _Sealed(
+                    first, (out.copy_foreign(tail.image), out.copy_foreign(tail.gstate)), tail.frames
+                )
                 starts = [first + start for start in tail.starts]
             else:
                 starts = []
@@ -431,12 +444,12 @@ class DocumentMaker:
         branch_code: str,
         document: str,
         follow_up: Callable[[bytes], bytes] | None = None,
-        sealed: tuple[int, tuple[pikepdf.Object, pikepdf.Object]] | None = None,
+        sealed: _Sealed | None = None,
     ) -> IssuedDocument:
         """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it).
 
-        ``sealed``: its pages from this one on came sealed (``_sealed_clauses``), with these stencil and
-        ink-state objects, which the pages before it share."""
+        ``sealed``: its pages from ``sealed.first`` on came sealed (``_sealed_clauses``), with the stencil
+        and ink-state objects that the pages before them share; their frames need not be read again."""
         seal_ref = None
         if self._seals is not None:
             seal = self._seals.seal_for(branch_code=branch_code, document=document)
@@ -450,8 +463,9 @@ class DocumentMaker:
                         seal=seal,
                         company_at=company_at,
                         cross_page=True,
-                        pages=range(sealed[0]),
-                        objects=sealed[1],
+                        frames=sealed.frames,
+                        pages=range(sealed.first),
+                        objects=sealed.objects,
                     )
             seal_ref = {"id": seal.id, "version": str(seal.version)}
         with self.clock.measure("assemble"):
@@ -493,7 +507,7 @@ class DocumentMaker:
             starts.append(len(work.pages))
             work.pages.extend(self.clauses.document(code).pages)
         image, gstate = seal_objects(work, encoded_seal(seal))
-        frames = [*lead, *pikepdf_frames(work)]
+        frames = (*lead, *pikepdf_frames(work))
         seal_document(
             work,
             seal=seal,
@@ -503,7 +517,9 @@ class DocumentMaker:
             offset=len(lead),
             objects=(image, gstate),
         )
-        made = kept[key] = _SealedClauses(pdf=work, starts=tuple(starts), image=image, gstate=gstate)
+        made = kept[key] = _SealedClauses(
+            pdf=work, starts=tuple(starts), image=image, gstate=gstate, frames=frames
+        )
         if len(kept) > _SEALED_KEPT:
             kept.popitem(last=False)  # a document made from it was saved before this one was asked for
         return made
