@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -118,14 +119,25 @@ class EncodedSeal:
         return b" ".join(_num(c / 255) for c in self.colour) + b" rg"
 
 
-@functools.lru_cache(maxsize=16)
 def encoded_seal(seal: Seal, dpi: int = 600) -> EncodedSeal:
     """The seal's stencil (``Seal.stencil``) encoded for PDF once per seal and dpi.
 
     A scan is cut at ``dpi`` too, not at its own coarser resolution (~240 dpi for the specimen): its
     alpha is resampled smoothly first, so the 600 dpi cut follows the ink's contour instead of the
     scanner's pixel grid, for ~3 KB more than a cut at 240 dpi.
+
+    One thread at a time: at the start of a run every filing thread asks for the same few seals at
+    once, and each would draw and encode them again (~0.1 s a seal) before the first had cached them.
     """
+    with _ENCODING:
+        return _encoded_seal(seal, dpi)
+
+
+_ENCODING = threading.RLock()
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded_seal(seal: Seal, dpi: int) -> EncodedSeal:
     ink = seal.stencil(dpi)
     width_mm = seal.diameter_mm * ink.width / max(ink.size)
     height_mm = seal.diameter_mm * ink.height / max(ink.size)
