@@ -7,6 +7,7 @@ masks anything shaped like an ID number or a phone number, whatever the code tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,9 @@ from pipeline.errors import EXIT_OK, EXIT_REJECTED, IssuanceError, UsageError
 from pipeline.idcheck import scrub
 
 logger = logging.getLogger("issuance")
+
+# as a shell reports a command that SIGPIPE ended: the output was cut short, nothing else went wrong
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 class _ScrubPersonalData(logging.Filter):
@@ -450,5 +454,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> None:
+    """The ``issuance`` command (and ``python -m pipeline.cli``): ``main``, then the process ends at once.
+
+    By the time ``main`` returns, everything it opened is closed and written (archive, index, report,
+    LibreOffice). What Python would still do is take its heap apart object by object: after a
+    500-record run 0.25–0.35 s on the 2-core development machine with both cores idle, after
+    ``issuance find`` 0.05–0.1 s: time nobody needs to wait. Standard output, standard error and the
+    log are flushed first.
+
+    A reader of standard output gone away (``issuance find | head``): a command it cut short ends with
+    141, quietly; one that had finished keeps its exit code, only the rest of its output is lost.
+    """
+    try:
+        code = main()
+    except BrokenPipeError:  # whoever read standard output stopped reading (``issuance find | head``)
+        code = EXIT_BROKEN_PIPE
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing reaches it
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -58,7 +58,14 @@ def stdout_console():
     from rich.console import Console
 
     # piped into a file or another program, a table keeps its full width instead of 80 columns
-    return Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    # rich would exit 1 ("some records rejected"); ``pipeline.cli.console_main`` says what happened
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError("standard output was closed")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

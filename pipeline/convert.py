@@ -550,14 +550,24 @@ class ConverterPool:
         return [pid for c in self._converters if (pid := c.soffice_pid) is not None]
 
     def close(self) -> None:
-        """Close every instance; waits for conversions in flight to finish. Idempotent."""
+        """Close every instance; waits for conversions in flight to finish. Idempotent.
+
+        The instances are closed side by side: each takes ~0.15 s to end politely, at the end of a run
+        when there is nothing else to do."""
         self._closed = True
         starting = self._starting
         if starting is not None:  # let instances still starting finish starting, then close them
             for t in starting[0]:
                 t.join()
-        for converter in self._converters:
-            converter.close()  # its lock makes this wait for a conversion in flight
+        if len(self._converters) == 1:
+            self._converters[0].close()
+            return
+        # each one's lock makes its close wait for a conversion in flight
+        closing = [threading.Thread(target=c.close, name="close-libreoffice") for c in self._converters]
+        for t in closing:
+            t.start()
+        for t in closing:
+            t.join()
 
     def __enter__(self) -> Self:
         return self

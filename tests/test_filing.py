@@ -235,6 +235,44 @@ def _cli(args, cwd: Path, env: dict[str, str], **kw) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.parametrize(
+    "args", [["seals", "list"], ["find", "--policy", "PAC00000000000000000"]], ids=["table", "print"]
+)
+def test_a_reader_gone_away_ends_the_command_quietly_with_141(tmp_path, args):
+    # ``issuance … | head``: standard output closed before the command writes; whether the output goes
+    # through rich (a table) or print, the command ends with 141 and no traceback
+    proc = subprocess.Popen(
+        [*ISSUANCE, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "ISSUANCE_HMAC_KEY": KEY.decode()},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_the_command_ends_with_the_code_main_returned(monkeypatch, capsys):
+    import pipeline.cli as cli
+
+    ended: list[int] = []
+
+    def end(code: int) -> None:
+        ended.append(code)
+        raise SystemExit(code)  # os._exit would end pytest too
+
+    monkeypatch.setattr(cli.os, "_exit", end)
+    for code in (0, 1, 3):
+        monkeypatch.setattr(cli, "main", lambda code=code: (print("out"), code)[1])
+        with pytest.raises(SystemExit):
+            cli.console_main()
+    assert ended == [0, 1, 3]
+    assert capsys.readouterr().out == "out\n" * 3
+
+
 def test_cli_on_s3_and_postgresql(tmp_path, moto_endpoint, raw_s3, buckets, postgres_server):
     sample = REPO / "examples" / "sample-batch" / "batch.jsonl"
     env = {
