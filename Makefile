@@ -40,6 +40,9 @@ $(VENV)/.installed: pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# compiled now, as pip compiles an installed package: each command then starts ~0.15 s sooner
+	@# (also where PYTHONDONTWRITEBYTECODE keeps Python from saving what it compiles)
+	$(BIN)/python -m compileall -q pipeline stamps archive watchers
 	@touch $@
 
 lint: env

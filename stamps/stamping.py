@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pikepdf
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, TiffImagePlugin  # noqa: F401  (registers TIFF: see _group4)
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PdfReadError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
@@ -156,6 +156,8 @@ def _group4(mask: Image.Image) -> bytes:
 
     Pillow writes Group 4 only inside a TIFF (through libtiff); the data is the TIFF's strip. It must be
     one strip: each strip starts again from an all-white reference line, so strips cannot be joined.
+    TIFF is registered by importing its plugin (above): otherwise saving one makes Pillow import all of
+    its plugins first.
     """
     buf = BytesIO()
     try:
