@@ -154,7 +154,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from pipeline.batch import render_batch
     from pipeline.batchfile import read_batch
-    from pipeline.convert import ConverterPool
+    from pipeline.convert import ConverterPool, profile_template_for
     from pipeline.documents import DocumentMaker
     from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
     from stamps import load_seal_registry
@@ -169,13 +169,15 @@ def _render(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
+    soffice = os.environ.get("ISSUANCE_SOFFICE", "soffice")
     with (
         tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
         ConverterPool(
             size=args.workers,
             workdir=Path(scratch),
             timeout=args.timeout,
-            soffice=os.environ.get("ISSUANCE_SOFFICE", "soffice"),
+            soffice=soffice,
+            profile_template=profile_template_for(args.cache, soffice),
         ) as pool,
         Progress(
             TextColumn("[bold]issuing"),

@@ -90,13 +90,17 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
     LibreOffice is started first, before the heavier modules are imported and the index is opened (its
     migrations run): its one to two seconds of start-up overlap them.
     """
-    from pipeline.convert import ConverterPool, default_pool_size
+    from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
 
     count = workers or settings.workers or default_pool_size()
     with (
         tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
         ConverterPool(
-            size=count, workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice
+            size=count,
+            workdir=Path(scratch),
+            timeout=settings.timeout,
+            soffice=settings.soffice,
+            profile_template=profile_template_for(settings.cache_dir, settings.soffice),
         ) as pool,
     ):
         pool.start(wait=False)  # LibreOffice starts while the archive is opened and the first records read

@@ -88,7 +88,7 @@ def _write(out: Path, data: bytes) -> None:
 
 def _reissue(args: argparse.Namespace) -> int:
     from archive.reissue import ReissueRequest, reissue
-    from pipeline.convert import Converter
+    from pipeline.convert import Converter, profile_template_for
     from pipeline.products import DEFAULT_TEMPLATES_DIR
     from pipeline.reissue import ReissueMarker
 
@@ -100,7 +100,12 @@ def _reissue(args: argparse.Namespace) -> int:
         # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
         # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
         contextlib.closing(
-            Converter(workdir=Path(scratch), timeout=settings.timeout, soffice=settings.soffice)
+            Converter(
+                workdir=Path(scratch),
+                timeout=settings.timeout,
+                soffice=settings.soffice,
+                profile_template=profile_template_for(settings.cache_dir, settings.soffice),
+            )
         ) as converter,
     ):
         marker = ReissueMarker(converter=converter, template=template, scratch_dir=Path(scratch))

@@ -13,6 +13,7 @@ turns what went wrong into the project's own errors.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -138,6 +139,11 @@ class Converter:
     travels with every request to the bridge. A restart after a crash or hang reuses the instance's
     profile directory; ``close`` removes it.
 
+    ``profile_template`` (``profile_template_for``): a new profile starts as a copy of it, which saves
+    LibreOffice the first start of a profile (0.39–0.50 s of CPU against 0.23–0.30 s on the 2-core
+    development machine). Where there is none yet, the first instance that ends politely leaves its
+    profile there; a copy LibreOffice does not start from is removed and the instance starts afresh.
+
     Not for sharing between threads without care: calls are serialised by a lock, so a second thread
     waits; use ``ConverterPool`` for parallel work.
     """
@@ -151,6 +157,7 @@ class Converter:
         soffice: str = "soffice",
         python: str = "/usr/bin/python3",
         pdf_version: int = 0,
+        profile_template: Path | None = None,
     ) -> None:
         if pdf_version not in PDF_VERSIONS:
             raise UsageError(
@@ -166,6 +173,8 @@ class Converter:
         self._lock = threading.RLock()
         self._bridge: _Bridge | None = None
         self._profile: Path | None = None
+        self.profile_template = profile_template
+        self._from_template = False
         self._closed = False
         self._next_id = 0
         self._stats = ConversionStats()
@@ -187,8 +196,10 @@ class Converter:
         with self._lock:
             self._closed = True
             if self._bridge is not None:
-                self._stop(self._bridge, graceful=True)
-                self._bridge = None
+                bridge, self._bridge = self._bridge, None
+                self._stop(bridge, graceful=True)
+                if bridge.proc.returncode == 0 and not self._from_template:
+                    self._leave_template()
             if self._profile is not None:
                 shutil.rmtree(self._profile, ignore_errors=True)
                 self._profile = None
@@ -232,6 +243,50 @@ class Converter:
             self.workdir.mkdir(parents=True, exist_ok=True)
             # One profile per instance: two LibreOffices sharing a profile refuse to start or collide.
             self._profile = Path(tempfile.mkdtemp(prefix="lo-profile-", dir=self.workdir))
+            self._from_template = self._copy_template(self._profile)
+            if self._from_template:
+                try:
+                    self._spawn_bridge()
+                    return
+                except ComponentUnavailable as e:
+                    logger.warning("LibreOffice did not start from the profile template (%s); afresh", e)
+                    shutil.rmtree(self._profile, ignore_errors=True)
+                    if self.profile_template is not None:
+                        shutil.rmtree(self.profile_template, ignore_errors=True)
+                    self._profile = Path(tempfile.mkdtemp(prefix="lo-profile-", dir=self.workdir))
+                    self._from_template = False
+        self._spawn_bridge()
+
+    def _copy_template(self, profile: Path) -> bool:
+        """Fill the new ``profile`` from the template, if there is one; False (and empty) if not."""
+        template = self.profile_template
+        if template is None or not template.is_dir():
+            return False
+        try:
+            shutil.copytree(template, profile, dirs_exist_ok=True)
+        except (OSError, shutil.Error) as e:
+            logger.warning("cannot copy the LibreOffice profile template %s: %s", template, e)
+            shutil.rmtree(profile, ignore_errors=True)
+            profile.mkdir()
+            return False
+        return True
+
+    def _leave_template(self) -> None:
+        """Keep this instance's profile, which LibreOffice has just ended with, as the template (once)."""
+        template = self.profile_template
+        if template is None or self._profile is None or template.exists():
+            return
+        staged = template.with_name(f".{template.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            shutil.copytree(self._profile, staged)
+            os.rename(staged, template)  # atomic; another instance may have left one first
+        except OSError:
+            pass
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _spawn_bridge(self) -> None:
+        assert self._profile is not None
         began = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -576,6 +631,22 @@ class ConverterPool:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def profile_template_for(cache_dir: Path, soffice: str = "soffice") -> Path | None:
+    """Where ``Converter``'s profile template for this LibreOffice goes under ``cache_dir``: one per
+    LibreOffice installation and build (its program folder and ``versionrc``) and per bridge (which
+    seeds profiles); None where the installation cannot be told."""
+    found = shutil.which(soffice)
+    if found is None:
+        return None
+    program = Path(os.path.realpath(found)).parent
+    try:
+        identity = (program / "versionrc").read_bytes() + BRIDGE.read_bytes()
+    except OSError:
+        return None
+    digest = hashlib.sha256(str(program).encode() + b"\0" + identity).hexdigest()[:16]
+    return cache_dir / f"libreoffice-profile-{digest}"
 
 
 def default_pool_size() -> int:

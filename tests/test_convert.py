@@ -21,7 +21,7 @@ from docx.oxml.ns import qn
 from pypdf import PdfReader
 
 from pipeline._lobridge import PROFILE_SEED, seed_profile
-from pipeline.convert import Converter, ConverterPool, default_pool_size
+from pipeline.convert import Converter, ConverterPool, default_pool_size, profile_template_for
 from pipeline.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout
 
 pytestmark = pytest.mark.skipif(
@@ -177,6 +177,37 @@ def test_a_used_profile_keeps_its_own_settings(tmp_path: Path) -> None:
     settings.write_text("<oor:items/>", encoding="utf-8")
     seed_profile(tmp_path)
     assert settings.read_text(encoding="utf-8") == "<oor:items/>"
+
+
+def test_new_profiles_start_from_the_template_the_first_instance_left(tmp_path: Path) -> None:
+    template = profile_template_for(tmp_path / "cache")
+    assert template is not None and not template.exists()
+    doc = make_docx(tmp_path / "doc.docx", title="Doc")
+    with Converter(workdir=tmp_path / "one", profile_template=template) as first:
+        first.convert(doc, tmp_path / "one.pdf")
+    assert (template / "user" / "registrymodifications.xcu").is_file()  # left by the polite end
+    (template / "user" / "from-the-template").write_text("marker")
+    with Converter(workdir=tmp_path / "two", profile_template=template) as second:
+        assert second.convert(doc, tmp_path / "two.pdf") == 1
+        profile = second.profile_dir
+        assert profile is not None and (profile / "user" / "from-the-template").is_file()
+        assert not (profile / "user" / "GraphicsRenderTests.log").exists()
+    assert pdf_text(tmp_path / "two.pdf") == pdf_text(tmp_path / "one.pdf")
+
+
+def test_a_template_libreoffice_cannot_start_from_is_replaced(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "user").write_text("not a folder")  # the bridge cannot even seed such a profile
+    doc = make_docx(tmp_path / "doc.docx", title="Doc")
+    with Converter(workdir=tmp_path / "work", profile_template=template) as conv:
+        assert conv.convert(doc, tmp_path / "doc.pdf") == 1
+        assert conv.stats.starts == 1
+    assert (template / "user").is_dir()  # the broken one was removed, the fresh profile left in its place
+
+
+def test_no_template_where_libreoffice_is_not_found(tmp_path: Path) -> None:
+    assert profile_template_for(tmp_path, "no-such-soffice") is None
 
 
 def test_killed_between_documents_restarts(tmp_path: Path) -> None:
