@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from bench.synth import make_batch  # noqa: E402
 from pipeline.batchfile import read_batch  # noqa: E402
 from pipeline.config import DEFAULT_CHUNK as CHUNK  # noqa: E402  (schedules per LibreOffice document)
-from pipeline.convert import ConverterPool, default_pool_size  # noqa: E402
+from pipeline.convert import ConverterPool, default_pool_size, profile_template_for  # noqa: E402
 from pipeline.documents import SEAL_ANCHOR, SEAL_OVER  # noqa: E402
 from pipeline.products import load_registry  # noqa: E402
 from pipeline.records import Policy, parse_record  # noqa: E402
@@ -101,12 +101,19 @@ def compose_schedules(batch: Path, folder: Path, chunk: int) -> list[Path]:
 
 
 def bench_libreoffice(
-    schedules: list[tuple[str, Path]], composed: list[Path], scratch: Path, workers: int, *, separate: bool
+    schedules: list[tuple[str, Path]],
+    composed: list[Path],
+    scratch: Path,
+    workers: int,
+    *,
+    separate: bool,
+    template: Path | None = None,
 ) -> dict:
-    """(a) once: a pool of ``workers`` started (timed too), then the schedules ``CHUNK`` per document,
-    then (``separate``) every schedule one per document."""
+    """(a) once: a pool of ``workers`` started (timed too; from the LibreOffice profile template that
+    ``issuance run`` also starts from), then the schedules ``CHUNK`` per document, then (``separate``)
+    every schedule one per document."""
     cpu = _children_cpu()
-    with ConverterPool(size=workers, workdir=scratch / "lo") as pool:
+    with ConverterPool(size=workers, workdir=scratch / "lo", profile_template=template) as pool:
         began = time.perf_counter()
         pool.start()
         start = time.perf_counter() - began
@@ -256,8 +263,9 @@ def main() -> None:
         composed = compose_schedules(batch, root / "docx", CHUNK)
         c = bench_naive(schedules, root, args.naive_sample)
         # A nightly run finds what earlier nights left: the clause PDFs, converted once per clause version
-        # and kept (var/cache), and the archive with its index, migrated when the first night opened it.
-        # A small run of another batch leaves both, and each (b) files into a copy of that archive.
+        # and kept (var/cache) beside the LibreOffice profile template, and the archive with its index,
+        # migrated when the first night opened it. A small run of another batch leaves them, and each (b)
+        # files into a copy of that archive.
         cache = root / "cache"
         bench_run(
             make_batch(root / "warm", 6, seed=7, images_per_record=1),
@@ -269,7 +277,14 @@ def main() -> None:
         a_runs, b_runs = [], []
         for k in range(max(1, args.repeat)):
             a_runs.append(
-                bench_libreoffice(schedules, composed, root / "docx" / f"a{k}", args.workers, separate=k == 0)
+                bench_libreoffice(
+                    schedules,
+                    composed,
+                    root / "docx" / f"a{k}",
+                    args.workers,
+                    separate=k == 0,
+                    template=profile_template_for(cache),
+                )
             )
             b_runs.append(bench_run(batch, root / f"run{k}", args.workers, cache=cache, archive=earlier))
         memory = None
