@@ -138,6 +138,8 @@ class Office:
         pipe = f"lobridge_{os.getpid()}_{uuid.uuid4().hex}"
         profile.mkdir(parents=True, exist_ok=True)
         seed_profile(profile)
+        temp = profile / "tmp"
+        temp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen(
             [
                 soffice,
@@ -154,6 +156,8 @@ class Office:
             stdin=subprocess.DEVNULL,
             stdout=sys.stderr,  # LibreOffice's chatter belongs in the log, never in the protocol
             stderr=sys.stderr,
+            # its temporary files inside the profile, which goes when the instance does, even killed
+            env={**os.environ, "TMPDIR": str(temp)},
         )
         local = uno.getComponentContext()
         resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)

@@ -170,6 +170,16 @@ def test_libreoffice_skips_its_graphics_self_tests_at_every_start(tmp_path: Path
         assert not (user / "GraphicsRenderTests.log").exists()
 
 
+def test_libreoffice_keeps_its_temporary_files_in_the_profile_and_leaves_none(tmp_path: Path) -> None:
+    doc = make_docx(tmp_path / "doc.docx", title="Doc")
+    with Converter(workdir=tmp_path / "work") as conv:
+        conv.convert(doc, tmp_path / "doc.pdf")
+        profile, pid = conv.profile_dir, conv.soffice_pid
+        assert profile is not None and pid is not None
+        assert any((profile / "tmp").iterdir())  # LibreOffice's own lu….tmp folder
+    assert not profile.exists() and gone(pid)  # ended at once, and its temporary files with it
+
+
 def test_a_used_profile_keeps_its_own_settings(tmp_path: Path) -> None:
     settings = tmp_path / "user" / "registrymodifications.xcu"
     seed_profile(tmp_path)
