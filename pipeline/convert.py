@@ -204,10 +204,11 @@ class Converter:
                 template = self.profile_template
                 leave = template is not None and not self._from_template and not template.exists()
                 if not leave and bridge.soffice_pid > 0:
-                    # LibreOffice itself first: its parents then end at once and are waited for, so
-                    # its CPU time is still counted to this process's children
+                    # LibreOffice itself first (if that pid is still in the bridge's session): its
+                    # parents then end at once and are waited for, so its CPU time is still counted
                     with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(bridge.soffice_pid, signal.SIGKILL)
+                        if os.getsid(bridge.soffice_pid) == bridge.proc.pid:
+                            os.kill(bridge.soffice_pid, signal.SIGKILL)
                 self._stop(bridge, graceful=True)
                 if leave and bridge.proc.returncode == 0:
                     self._leave_template()
