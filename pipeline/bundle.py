@@ -196,8 +196,8 @@ def _reader(pdf: bytes) -> PdfReader:
 class _Sized(BytesIO):
     """A ``BytesIO`` over ``data`` whose ``getbuffer`` is a read-only view of ``data``. pypdf sizes its
     stream through ``getbuffer``, and a ``BytesIO`` made from bytes copies them all before it lends its
-    buffer: in ``issuance run`` that copy, into memory the process had just handed back to the system,
-    cost 0.4 ms a customer copy."""
+    buffer: in a profile of ``issuance run`` that copy, into memory the process had just handed back to
+    the system, took 0.4 ms a customer copy."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__(data)

@@ -176,7 +176,7 @@ class _Sealed:
     frames: tuple[PageFrame, ...]
 
 
-_SEALED_KEPT = 24  # per thread; a product's clauses under each seal of a batch, times schedule lengths
+_SEALED_KEPT = 24  # per thread, and saved per run: a product's clauses under each seal, by schedule length
 
 
 @dataclass(frozen=True)
