@@ -16,13 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli_common import Archive, iso_date, positive_int, settings_from, stdout_console
-from pipeline.errors import EXIT_OK, EXIT_REJECTED, IssuanceError, UsageError
+from pipeline.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, UsageError
 from pipeline.idcheck import scrub
 
 logger = logging.getLogger("issuance")
-
-# as a shell reports a command that SIGPIPE ended: the output was cut short, nothing else went wrong
-EXIT_BROKEN_PIPE = 128 + 13
 
 
 class _ScrubPersonalData(logging.Filter):

@@ -156,14 +156,13 @@ def _resolved(folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class _SealedClauses:
-    """Clause pages sealed for where they sit in a customer copy; the first page of each clause; the
-    stencil and ink-state objects their seal strips use; the frames of the whole copy's pages."""
+    """Clause pages sealed for where they sit in a customer copy (``saved``, opened as ``pdf``), and the
+    stencil and ink-state objects their seal strips use."""
 
     pdf: pikepdf.Pdf
-    starts: tuple[int, ...]
     image: pikepdf.Object
     gstate: pikepdf.Object
-    frames: tuple[PageFrame, ...]
+    saved: _SavedClauses
 
 
 @dataclass(frozen=True)
@@ -181,8 +180,9 @@ _SEALED_KEPT = 24  # per thread, and saved per run: a product's clauses under ea
 
 @dataclass(frozen=True)
 class _SavedClauses:
-    """``_SealedClauses`` saved once for every thread: the PDF's bytes, and where its stencil and ink
-    state are named (page, /XObject name, /ExtGState name), None when no page of it is drawn on."""
+    """Sealed clause pages saved once for every thread: the PDF's bytes; the first page of each clause;
+    the frames of the whole customer copy's pages; where the stencil and ink state are named (page,
+    /XObject name, /ExtGState name), None when no page of it is drawn on."""
 
     data: bytes
     starts: tuple[int, ...]
@@ -288,9 +288,9 @@ class DocumentMaker:
                     tail = self._sealed_clauses(tuple(policy.clauses), seal, tuple(pikepdf_frames(schedule)))
                 out.pages.extend(tail.pdf.pages)
                 sealed = _Sealed(
-                    first, (out.copy_foreign(tail.image), out.copy_foreign(tail.gstate)), tail.frames
+                    first, (out.copy_foreign(tail.image), out.copy_foreign(tail.gstate)), tail.saved.frames
                 )
-                starts = [first + start for start in tail.starts]
+                starts = [first + start for start in tail.saved.starts]
             else:
                 starts = []
                 for code in policy.clauses:
@@ -523,9 +523,7 @@ class DocumentMaker:
             image, gstate = resources.XObject[image_name], resources.ExtGState[gstate_name]
         else:  # nothing drawn on the clause pages: the schedule's seal needs the objects all the same
             image, gstate = seal_objects(pdf, encoded_seal(seal))
-        made = kept[key] = _SealedClauses(
-            pdf=pdf, starts=saved.starts, image=image, gstate=gstate, frames=saved.frames
-        )
+        made = kept[key] = _SealedClauses(pdf=pdf, image=image, gstate=gstate, saved=saved)
         if len(kept) > _SEALED_KEPT:
             kept.popitem(last=False)  # a document made from it was saved before this one was asked for
         return made

@@ -26,6 +26,8 @@ EXIT_REJECTED = 1
 EXIT_UNUSABLE = 2
 EXIT_COMPONENT = 3
 EXIT_INTEGRITY = 4
+# as a shell reports a command that SIGPIPE ended: its output was cut short, nothing else went wrong
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 class IssuanceError(Exception):

@@ -133,7 +133,7 @@ def encoded_seal(seal: Seal, dpi: int = 600) -> EncodedSeal:
         return _encoded_seal(seal, dpi)
 
 
-_ENCODING = threading.RLock()
+_ENCODING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=16)
