@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,14 +30,22 @@ from typing import Any
 import pikepdf
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
-from pypdf.generic import DictionaryObject, NameObject
+from pypdf.generic import IndirectObject, NameObject
 
 from archive.store.base import Hashed
 from pipeline.documents import PRODUCER, bookmark, save_pdf
 from pipeline.errors import IssuanceError
 from pipeline.intake import PreparedImages
 from pipeline.records import IMAGE_KIND_LABELS
-from stamps.pdfupdate import IncrementalUpdate, OutlineEntry, serialise, text_string, write_outline
+from stamps.pdfupdate import (
+    IncrementalUpdate,
+    OutlineEntry,
+    PlainPdf,
+    PypdfObjects,
+    serialise,
+    text_string,
+    write_outline,
+)
 
 MANIFEST_FORMAT = "issuance-manifest/1"
 
@@ -139,43 +148,37 @@ def _with_images(
 ) -> bytes:
     """``pdf`` updated with ``images``' pages at its end under one bookmark ``heading`` (a child per
     image), shown with its outline open, and titled ``title`` (``None``: as it was)."""
-    try:
-        reader = _reader(pdf)
-        update = IncrementalUpdate(pdf, reader)
-        catalog_ref = reader.trailer.raw_get("/Root")
-        catalog = catalog_ref.get_object()
-        tree_ref = catalog.raw_get("/Pages")
-        tree = tree_ref.get_object()
-        previous = {str(k): str(v) for k, v in (reader.trailer.get("/Info") or {}).items()}
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise IssuanceError(f"the archive copy cannot take its image pages: {e}") from e
+    found = _structure(pdf)
+    update, tree = found.update, found.tree
     if any(key in tree for key in _INHERITED):
         # every copy is written by save_pdf from a new document, whose page tree passes nothing on
         raise IssuanceError("the document's page tree passes attributes on to new pages")
     changed = {"/PageMode": b"/UseOutlines"}
     if images is not None and images.pages:
-        written = images.write(update, parent=tree_ref)
+        written = images.write(update, parent=found.tree_ref)
         refs = [ref for _, pages in written for ref in pages]
-        kids = [serialise(kid) for kid in tree["/Kids"]] + [b"%d 0 R" % ref.idnum for ref in refs]
-        count = b"%d" % (int(tree["/Count"]) + len(refs))
-        update.replace(tree_ref, _dictionary(tree, {"/Kids": b"[" + b" ".join(kids) + b"]", "/Count": count}))
+        kids = found.kids[:-1] + b" " + b" ".join(b"%d 0 R" % ref.idnum for ref in refs) + b"]"
+        update.replace(
+            found.tree_ref, _dictionary(tree, {"/Kids": kids, "/Count": b"%d" % (found.count + len(refs))})
+        )
         children: list[OutlineEntry] = []
         page = 0
         for entry, label in zip(entries, labels, strict=True):
             children.append((label, refs[page], ()))
             page += entry.pages
-        changed.update(_append_outline(update, catalog, [(heading, refs[0], children)]))
-        version = str(catalog.get("/Version", "/" + pdf[5:8].decode("ascii", "replace")))[1:]
+        changed.update(_append_outline(update, found, [(heading, refs[0], children)]))
+        version = found.catalog.get("/Version", b"/" + pdf[5:8]).decode("latin-1")[1:]
         if images.version > version:
             changed["/Version"] = b"/" + images.version.encode("ascii")
-    update.replace(catalog_ref, _dictionary(catalog, changed))
+    update.replace(found.root, _dictionary(found.catalog, changed))
+    previous = found.info
     info = {
-        "/Title": previous.get("/Title", "") if title is None else title,
-        "/Subject": previous.get("/Subject", ""),
-        "/Producer": PRODUCER,
+        "/Title": previous.get("/Title", b"()") if title is None else text_string(title),
+        "/Subject": previous.get("/Subject", b"()"),
+        "/Producer": text_string(PRODUCER),
         **{key: value for key, value in previous.items() if key.startswith("/Issuance")},
     }
-    body = b"<<" + b"".join(serialise(NameObject(k)) + text_string(v) for k, v in info.items()) + b">>"
+    body = b"<<" + b"".join(serialise(NameObject(k)) + b" " + v for k, v in info.items()) + b">>"
     update.set_info(update.add(body))
     # the file identifier changes with what was added: the pictures' own digests say that without
     # hashing their bytes again
@@ -183,14 +186,68 @@ def _with_images(
     return update.to_bytes(identity=identity)
 
 
-def _reader(pdf: bytes) -> PdfReader:
-    """pypdf's reader of a copy this pipeline wrote. Strict first: a lenient reader checks every
-    object's offset, which costs more than the rest of the update; an older copy it refuses is read
-    leniently."""
+@dataclass(frozen=True)
+class _Structure:
+    """What an update that adds pages reads of the document: the objects it changes, their entries as
+    PDF syntax (``stamps.pdfupdate.PlainPdf``)."""
+
+    update: IncrementalUpdate
+    root: IndirectObject
+    catalog: dict[str, bytes]
+    tree_ref: IndirectObject
+    tree: dict[str, bytes]
+    kids: bytes  # the page tree's /Kids array
+    count: int
+    info: dict[str, bytes]
+    outline_ref: IndirectObject | None
+    outline: dict[str, bytes]
+    outline_count: int
+    last_item: dict[str, bytes]  # the outline's last top-level item (empty: none)
+
+
+def _structure(pdf: bytes) -> _Structure:
+    """``_Structure`` of ``pdf``: read straight from the bytes for a copy of the shape this pipeline
+    writes (``PlainPdf``), else, or if the bytes are not what its table says, by pypdf. Strict first: a
+    lenient reader checks every object's offset, which costs more than the rest of the update; a file
+    it refuses is read leniently, which mends what it can."""
+    plain = PlainPdf.read(pdf)
+    if plain is not None:
+        try:
+            return _read_structure(pdf, plain)
+        except (ValueError, KeyError, TypeError):
+            pass
     try:
-        return PdfReader(_Sized(pdf), strict=True)
-    except (PyPdfError, ValueError, KeyError, TypeError):
-        return PdfReader(_Sized(pdf), strict=False)
+        try:
+            reader = PdfReader(_Sized(pdf), strict=True)
+        except (PyPdfError, ValueError, KeyError, TypeError):
+            reader = PdfReader(_Sized(pdf), strict=False)
+        return _read_structure(pdf, PypdfObjects(reader))
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise IssuanceError(f"the archive copy cannot take its image pages: {e}") from e
+
+
+def _read_structure(pdf: bytes, source: PlainPdf | PypdfObjects) -> _Structure:
+    update = IncrementalUpdate(pdf, source if isinstance(source, PlainPdf) else source.reader)
+    catalog = source.dictionary(source.trailer["/Root"])
+    tree = source.dictionary(catalog["/Pages"])
+    kids = tree["/Kids"].strip()
+    if not (kids.startswith(b"[") and kids.endswith(b"]")):
+        raise ValueError("the page tree's /Kids is not an array")
+    outline = source.dictionary(catalog["/Outlines"]) if "/Outlines" in catalog else {}
+    return _Structure(
+        update=update,
+        root=_reference(source.trailer["/Root"]),
+        catalog=catalog,
+        tree_ref=_reference(catalog["/Pages"]),
+        tree=tree,
+        kids=kids,
+        count=int(tree["/Count"]),
+        info=source.dictionary(source.trailer["/Info"]) if "/Info" in source.trailer else {},
+        outline_ref=_reference(catalog["/Outlines"]) if "/Outlines" in catalog else None,
+        outline=outline,
+        outline_count=int(outline.get("/Count", b"0")),
+        last_item=source.dictionary(outline["/Last"]) if "/Last" in outline else {},
+    )
 
 
 class _Sized(BytesIO):
@@ -209,22 +266,30 @@ class _Sized(BytesIO):
 
 # A page inherits these from its page-tree nodes (ISO 32000-1 table 30)
 _INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+_REFERENCE = re.compile(rb"(\d+)\s+(\d+)\s+R")
 
 
-def _dictionary(source: DictionaryObject, changed: dict[str, bytes]) -> bytes:
-    """``source`` (its references kept) with the entries ``changed`` set, as PDF syntax."""
-    entries = [serialise(NameObject(k)) + b" " + serialise(v) for k, v in source.items() if k not in changed]
-    entries += [serialise(NameObject(k)) + b" " + v for k, v in changed.items()]
+def _reference(ref: bytes) -> IndirectObject:
+    """A reference as PDF syntax (``N G R``), as ``IncrementalUpdate`` takes it."""
+    match = _REFERENCE.fullmatch(ref.strip())
+    if match is None:
+        raise ValueError(f"{ref[:40]!r} is not a reference")
+    return IndirectObject(int(match[1]), int(match[2]), None)  # type: ignore[arg-type]  # never resolved
+
+
+def _dictionary(source: dict[str, bytes], changed: dict[str, bytes]) -> bytes:
+    """``source`` (entries as PDF syntax) with the entries ``changed`` set, as PDF syntax."""
+    entries = [k.encode("latin-1") + b" " + v for k, v in source.items() if k not in changed]
+    entries += [k.encode("latin-1") + b" " + v for k, v in changed.items()]
     return b"<<" + b"".join(entries) + b">>"
 
 
 def _append_outline(
-    update: IncrementalUpdate, catalog: DictionaryObject, entries: list[OutlineEntry]
+    update: IncrementalUpdate, found: _Structure, entries: list[OutlineEntry]
 ) -> dict[str, bytes]:
-    """Write ``entries`` after the last top-level item of ``catalog``'s outline; the catalog's entries that
-    change (a new outline root when it had none)."""
-    root_ref = catalog.raw_get("/Outlines") if "/Outlines" in catalog else None
-    if root_ref is None:
+    """Write ``entries`` after the last top-level item of the document's outline; the catalog's entries
+    that change (a new outline root when it had none)."""
+    if found.outline_ref is None:
         root_ref = update.reserve()
         first, last, count = write_outline(update, root_ref, entries)
         update.replace(
@@ -232,20 +297,18 @@ def _append_outline(
             b"<</Type/Outlines/First %d 0 R/Last %d 0 R/Count %d>>" % (first.idnum, last.idnum, count),
         )
         return {"/Outlines": b"%d 0 R" % root_ref.idnum}
-    root = root_ref.get_object()
-    old_last_ref = root.raw_get("/Last") if "/Last" in root else None
-    first, last, count = write_outline(update, root_ref, entries, after=old_last_ref)
+    root = found.outline
+    old_last = _reference(root["/Last"]) if "/Last" in root else None
+    first, last, count = write_outline(update, found.outline_ref, entries, after=old_last)
     changed = {
         "/Last": b"%d 0 R" % last.idnum,
-        "/Count": b"%d" % (max(int(root.get("/Count", 0)), 0) + count),
+        "/Count": b"%d" % (max(found.outline_count, 0) + count),
     }
-    if old_last_ref is None:
+    if old_last is None:
         changed["/First"] = b"%d 0 R" % first.idnum
     else:
-        update.replace(
-            old_last_ref, _dictionary(old_last_ref.get_object(), {"/Next": b"%d 0 R" % first.idnum})
-        )
-    update.replace(root_ref, _dictionary(root, changed))
+        update.replace(old_last, _dictionary(found.last_item, {"/Next": b"%d 0 R" % first.idnum}))
+    update.replace(found.outline_ref, _dictionary(root, changed))
     return {}
 
 

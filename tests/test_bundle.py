@@ -9,6 +9,7 @@ byte; every bookmark's title, level and target page; the document information; p
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 import pikepdf
 import pytest
 from PIL import Image
-from pypdf import PdfWriter
+from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 
 from pipeline.bundle import ImageEntry, add_images, append_endorsement, archive_copy, page_count
-from pipeline.documents import PRODUCER
+from pipeline.documents import PRODUCER, save_pdf
 from pipeline.intake import ImagePageInfo, ImageSource, PreparedImages, image_pages, prepare_images
+from stamps.pdfupdate import NewDocument, PlainPdf, PypdfObjects, _first_free_number
 
 IMAGES = Path(__file__).parent / "resources" / "images"
 POLICY_NO = "PAC20260304028000124"
@@ -305,6 +307,116 @@ def test_archive_copy_is_an_update_of_the_customer_copy(images):
     with opened(bundle) as pdf:
         assert pdf.check_pdf_syntax() == []
         assert len(pdf.pages) == 3 + len(result.pages)
+
+
+# --- reading the document an update extends ---------------------------------------------------------
+
+
+def qpdf_written(data: bytes) -> bytes:
+    """``data`` as ``save_pdf`` writes it (qpdf): the shape of every copy the pipeline makes."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return save_pdf(pdf)
+
+
+def test_the_copies_the_pipeline_writes_are_read_straight_from_their_bytes():
+    for data in (customer_pdf(), qpdf_written(customer_pdf())):
+        plain = PlainPdf.read(data)
+        assert plain is not None  # the fast reading is the one taken
+        by_pypdf = PypdfObjects(PdfReader(io.BytesIO(data)))
+        for source in (plain, by_pypdf):
+            catalog = source.dictionary(source.trailer["/Root"])
+            assert catalog["/Type"] == b"/Catalog"
+            tree = source.dictionary(catalog["/Pages"])
+            assert int(tree["/Count"]) == 3
+            assert re.findall(rb"(\d+) 0 R", tree["/Kids"]) == re.findall(
+                rb"(\d+) 0 R", by_pypdf.dictionary(catalog["/Pages"])["/Kids"]
+            )
+        assert plain.first_free == _first_free_number(by_pypdf.reader)
+        ids = by_pypdf.reader.trailer.get("/ID")
+        if ids is None:
+            assert plain.ids is None
+        else:  # the same strings, the first kept as qpdf wrote it
+            assert plain.ids is not None
+            assert bytes.fromhex(plain.ids[0][1:-1].decode()) == ids[0].original_bytes
+            assert plain.ids[1] == ids[1].original_bytes
+
+
+def test_an_archive_copy_read_by_pypdf_instead_is_the_same_document(images, monkeypatch):
+    result, entries = images
+    customer = qpdf_written(customer_pdf())
+    fast = archive_copy(customer, images=result.prepared, entries=entries, title="机动车商业保险保险单 X")
+    monkeypatch.setattr(PlainPdf, "read", classmethod(lambda cls, data: None))
+    slow = archive_copy(customer, images=result.prepared, entries=entries, title="机动车商业保险保险单 X")
+    assert fast != slow  # entries are spelled as qpdf wrote them, not as pypdf writes them again
+    assert marks(fast) == marks(slow) == [*marks(customer), "image", "image", "image", "image"]
+    assert outline(fast) == outline(slow)
+    assert info(fast) == info(slow)
+    assert info(fast)["/IssuanceTemplates"] == TEMPLATES
+
+
+def test_other_shapes_of_file_are_left_to_pypdf(images):
+    result, entries = images
+    customer = qpdf_written(customer_pdf())
+    bundle = archive_copy(customer, images=result.prepared, entries=entries, title="T")
+    assert PlainPdf.read(bundle) is None  # two revisions
+    with pikepdf.open(io.BytesIO(customer)) as pdf:
+        streamed = io.BytesIO()
+        pdf.save(streamed, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+    assert PlainPdf.read(streamed.getvalue()) is None  # a cross-reference stream
+    assert PlainPdf.read(customer[:-200]) is None
+    assert PlainPdf.read(b"not a PDF at all") is None
+    # and pypdf reads them all: supplements, streamed copies
+    late, late_entries = take([("other", "补充件", IMAGES / "vehicle_license-1.jpg")])
+    assert marks(add_images(bundle, images=late.prepared, entries=late_entries))[-1] == "image"
+    again = archive_copy(streamed.getvalue(), images=result.prepared, entries=entries, title="T")
+    assert marks(again) == marks(bundle)
+
+
+def test_a_table_that_points_wrong_is_read_by_pypdf_which_mends_it(images):
+    """A customer copy whose cross-reference row for its catalog is off by a few bytes: the straight
+    reading finds no object there and gives way to pypdf's lenient one, which finds it."""
+    result, entries = images
+    customer = qpdf_written(customer_pdf())
+    plain = PlainPdf.read(customer)
+    assert plain is not None
+    number = int(plain.trailer["/Root"].split()[0])
+    table = int(customer.rsplit(b"startxref", 1)[1].split()[0])
+    row = customer.index(b"\n", customer.index(b"\n", table) + 1) + 1 + 20 * number
+    offset = int(customer[row : row + 10])
+    broken = customer[:row] + b"%010d" % (offset + 3) + customer[row + 10 :]
+    with pytest.raises(ValueError, match="not where the table says"):
+        PlainPdf.read(broken).dictionary(plain.trailer["/Root"])
+    bundle = archive_copy(broken, images=result.prepared, entries=entries, title="T")
+    assert marks(bundle) == [*marks(customer), "image", "image", "image", "image"]
+    assert outline(bundle)[: len(CUSTOMER_OUTLINE)] == CUSTOMER_OUTLINE
+
+
+def test_a_dictionary_is_cut_into_its_entries_as_written():
+    document = NewDocument()
+    body = (
+        b"<</Type/Catalog /Title (a\\)b(c)d\\\\) /Kids [1 0 R [2 (x]>>) ] <</Deep <</A 1>> >>]"
+        b" % a comment >>\n /Hex <ab cd> /Ref 3 0 R /No false /Neg -1.5 /Empty () /Name/X#20Y>>"
+    )
+    root = document.add(body)
+    plain = PlainPdf.read(document.to_bytes(root=root))
+    assert plain is not None
+    assert plain.dictionary(b"1 0 R") == {
+        "/Type": b"/Catalog",
+        "/Title": b"(a\\)b(c)d\\\\)",
+        "/Kids": b"[1 0 R [2 (x]>>) ] <</Deep <</A 1>> >>]",
+        "/Hex": b"<ab cd>",
+        "/Ref": b"3 0 R",
+        "/No": b"false",
+        "/Neg": b"-1.5",
+        "/Empty": b"()",
+        "/Name": b"/X#20Y",
+    }
+    with pytest.raises(ValueError):
+        plain.dictionary(b"7 0 R")  # not in the table
+    unclosed = NewDocument()
+    unclosed.add(b"<</Title (never closed>>")
+    with pytest.raises(ValueError):
+        PlainPdf.read(unclosed.to_bytes(root=root)).dictionary(b"1 0 R")
 
 
 # --- endorsements and supplements ------------------------------------------------------------------
