@@ -395,10 +395,10 @@ def test_crash_between_manifest_and_its_hash_sidecar_is_recovered(local_archive,
     store_type = type(local_archive.store)
     real = store_type._publish_sidecar
 
-    def die_on_manifest(self, key, temp):
+    def die_on_manifest(self, key, temp, meta_path):
         if key.endswith("manifest.json"):
             raise SystemExit("killed between the object and its sidecar")  # never caught as an error
-        return real(self, key, temp)
+        return real(self, key, temp, meta_path)
 
     monkeypatch.setattr(store_type, "_publish_sidecar", die_on_manifest)
     with pytest.raises(SystemExit):

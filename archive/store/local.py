@@ -353,9 +353,10 @@ class LocalStore:
         os.close(fd)
         return temp
 
-    def _publish_sidecar(self, key: str, temp: Path) -> None:
-        """Move the sidecar written to ``temp`` into place; the caller makes the rename durable."""
-        os.replace(temp, self._sidecar_path(key))
+    def _publish_sidecar(self, key: str, temp: Path, meta_path: Path) -> None:
+        """Move the sidecar of ``key`` written to ``temp`` into place, ``meta_path`` (its
+        ``_sidecar_path``, which the caller has at hand); the caller makes the rename durable."""
+        os.replace(temp, meta_path)
 
     # the protocol
 
@@ -398,7 +399,7 @@ class LocalStore:
                     # Another writer published first: judge its bytes like any existing object.
                     return self._settle_existing(key, path, sidecar)
                 _fsync_dir(path.parent)
-                self._publish_sidecar(key, meta_temp)
+                self._publish_sidecar(key, meta_temp, meta_path)
                 meta_temp = None
                 _fsync_dir(meta_path.parent)
             finally:
@@ -563,7 +564,7 @@ class LocalStore:
                 return self._settle_existing(item.key, item.path, item.sidecar)
             except (ObjectConflict, ObjectCorrupt) as e:
                 return e
-        self._publish_sidecar(item.key, item.meta_temp)
+        self._publish_sidecar(item.key, item.meta_temp, item.meta_path)
         item.meta_temp = None
         logger.debug("stored %s (%d bytes) in %s", item.key, len(item.data), self)
         return PutResult(key=item.key, created=True, sha256=item.sidecar.sha256, size=len(item.data))
