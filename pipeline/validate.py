@@ -8,7 +8,7 @@ policy from the caller.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,10 +32,16 @@ class Reason:
         return f"{self.field}: {self.message}"
 
 
+# Unicode's control characters (general category Cc: U+0000-U+001F and U+007F-U+009F), less tab and
+# newline. A pattern, not unicodedata.category for each character: that took 0.9 ms a record, on the
+# thread that reads the batch, in a profile of ``issuance run``; a test checks the two agree.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def control_characters(data: Any, path: str = "") -> list[Reason]:
     """Control characters other than newline and tab cannot be printed (nor stored in .docx XML)."""
     if isinstance(data, str):
-        bad = sorted({c for c in data if unicodedata.category(c) == "Cc" and c not in "\n\t"})
+        bad = sorted(set(_CONTROL.findall(data)))
         if bad:
             codes = ", ".join(f"U+{ord(c):04X}" for c in bad)
             return [Reason(path or "record", f"contains control characters ({codes})")]

@@ -7,6 +7,7 @@ time; a rule's failing case must name the field, its passing case must yield no 
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 from pipeline.batch import Accepted, RecordChecker
 from pipeline.batchfile import RawRecord
 from pipeline.idcheck import resident_id_check_char, uscc_check_char, vin_check_char
+from pipeline.validate import control_characters
 
 VALID_ID = "11010519491231002X"  # GB 11643's own example; check digit X
 
@@ -244,6 +246,18 @@ def test_control_characters_rejected(registry, batch_dir, records):
     assert fields(registry, batch_dir, record) == []
     record["special_terms"] = ["响铃\x07"]
     assert fields(registry, batch_dir, record) == ["special_terms[0]"]
+    record["special_terms"] = ["C1 control \x85 (NEL)"]
+    assert fields(registry, batch_dir, record) == ["special_terms[0]"]
+
+
+def test_control_characters_are_unicodes_category_cc_less_tab_and_newline():
+    every = "".join(map(chr, range(0x110000)))
+    expected = {c for c in every if unicodedata.category(c) == "Cc"} - {"\n", "\t"}
+    [reason] = control_characters({"a": [every]})
+    assert reason.field == "a[0]"
+    listed = {chr(int(code[2:], 16)) for code in reason.message.split("(")[1].rstrip(")").split(", ")}
+    assert listed == expected
+    assert len(expected) == 63
 
 
 # --- images ----------------------------------------------------------------------------------------
