@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +41,7 @@ from stamps.pdfupdate import (
     OutlineEntry,
     PlainPdf,
     PypdfObjects,
+    reference,
     serialise,
     text_string,
     write_outline,
@@ -236,14 +236,14 @@ def _read_structure(pdf: bytes, source: PlainPdf | PypdfObjects) -> _Structure:
     outline = source.dictionary(catalog["/Outlines"]) if "/Outlines" in catalog else {}
     return _Structure(
         update=update,
-        root=_reference(source.trailer["/Root"]),
+        root=reference(source.trailer["/Root"]),
         catalog=catalog,
-        tree_ref=_reference(catalog["/Pages"]),
+        tree_ref=reference(catalog["/Pages"]),
         tree=tree,
         kids=kids,
         count=int(tree["/Count"]),
         info=source.dictionary(source.trailer["/Info"]) if "/Info" in source.trailer else {},
-        outline_ref=_reference(catalog["/Outlines"]) if "/Outlines" in catalog else None,
+        outline_ref=reference(catalog["/Outlines"]) if "/Outlines" in catalog else None,
         outline=outline,
         outline_count=int(outline.get("/Count", b"0")),
         last_item=source.dictionary(outline["/Last"]) if "/Last" in outline else {},
@@ -266,15 +266,6 @@ class _Sized(BytesIO):
 
 # A page inherits these from its page-tree nodes (ISO 32000-1 table 30)
 _INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
-_REFERENCE = re.compile(rb"(\d+)\s+(\d+)\s+R")
-
-
-def _reference(ref: bytes) -> IndirectObject:
-    """A reference as PDF syntax (``N G R``), as ``IncrementalUpdate`` takes it."""
-    match = _REFERENCE.fullmatch(ref.strip())
-    if match is None:
-        raise ValueError(f"{ref[:40]!r} is not a reference")
-    return IndirectObject(int(match[1]), int(match[2]), None)  # type: ignore[arg-type]  # never resolved
 
 
 def _dictionary(source: dict[str, bytes], changed: dict[str, bytes]) -> bytes:
@@ -298,7 +289,7 @@ def _append_outline(
         )
         return {"/Outlines": b"%d 0 R" % root_ref.idnum}
     root = found.outline
-    old_last = _reference(root["/Last"]) if "/Last" in root else None
+    old_last = reference(root["/Last"]) if "/Last" in root else None
     first, last, count = write_outline(update, found.outline_ref, entries, after=old_last)
     changed = {
         "/Last": b"%d 0 R" % last.idnum,

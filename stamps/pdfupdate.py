@@ -42,6 +42,7 @@ __all__ = [
     "PdfObjects",
     "PlainPdf",
     "PypdfObjects",
+    "reference",
     "serialise",
     "text_string",
     "write_outline",
@@ -178,10 +179,8 @@ class PlainPdf:
         the file does not hold it as this reader expects."""
         if ref.startswith(b"<<"):
             return _entries(ref, 0)[0]
-        match = _REF.fullmatch(ref)
-        if match is None:
-            raise ValueError(f"not a reference: {ref[:40]!r}")
-        number, generation = int(match[1]), int(match[2])
+        target = reference(ref)
+        number, generation = target.idnum, target.generation
         if not 0 < number < self._count:
             raise ValueError(f"object {number} is not in the cross-reference table")
         row = self._data[self._rows + 20 * number : self._rows + 20 * number + 18]
@@ -203,13 +202,20 @@ class PypdfObjects:
     def dictionary(self, ref: bytes) -> dict[str, bytes]:
         if ref.startswith(b"<<"):
             return _entries(ref, 0)[0]
-        match = _REF.fullmatch(ref)
-        if match is None:
-            raise ValueError(f"not a reference: {ref[:40]!r}")
-        found = self.reader.get_object(IndirectObject(int(match[1]), int(match[2]), self.reader))
+        target = reference(ref)
+        found = self.reader.get_object(IndirectObject(target.idnum, target.generation, self.reader))
         if not isinstance(found, DictionaryObject):
-            raise ValueError(f"object {match[1].decode()} is not a dictionary")
+            raise ValueError(f"object {target.idnum} is not a dictionary")
         return {key: serialise(value) for key, value in found.items()}
+
+
+def reference(ref: bytes) -> IndirectObject:
+    """A reference written as PDF syntax (``N G R``) as an ``IndirectObject`` to write, never to resolve.
+    Raises ``ValueError`` for anything else."""
+    match = _REF.fullmatch(ref.strip())
+    if match is None:
+        raise ValueError(f"not a reference: {ref[:40]!r}")
+    return IndirectObject(int(match[1]), int(match[2]), None)  # type: ignore[arg-type]  # written only
 
 
 _SPACE = rb"(?:[\x00\t\n\x0c\r ]|%[^\r\n]*)*"
