@@ -4,8 +4,9 @@
 bundles, uploads, index) is run on one thread with LibreOffice replaced by a replay of the PDFs it made for
 the same composed documents in a first pass (keyed by the documents' contents), so what is measured is
 only the pipeline's work, and the machine's other load moves it less than it moves records/s. The first
-pass also fills the clause cache. Prints CPU ms per record and the split per stage (wall time of each
-stage, which on one thread is its CPU time plus waits for the disk).
+pass also fills the clause cache. Prints CPU ms per record, in the program and in the kernel (the
+store's writes among it), and the split per stage (wall time of each stage, which on one thread is its
+CPU time plus waits for the disk).
 
     python bench/pipeline_cpu.py [-n 500] [--repeat 2]
 
