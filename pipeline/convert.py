@@ -255,10 +255,11 @@ class Converter:
             self.workdir.mkdir(parents=True, exist_ok=True)
             # One profile per instance: two LibreOffices sharing a profile refuse to start or collide.
             self._profile = Path(tempfile.mkdtemp(prefix="lo-profile-", dir=self.workdir))
-            self._from_template = self._copy_template(self._profile)
-            if self._from_template:
+            template = self.profile_template
+            if template is not None and template.is_dir():
                 try:
-                    self._spawn_bridge()
+                    # the bridge copies the template into the profile (``_lobridge.fill_profile``)
+                    self._from_template = self._spawn_bridge(template=template)
                     return
                 except ComponentUnavailable as e:
                     logger.warning("LibreOffice did not start from the profile template (%s); afresh", e)
@@ -268,20 +269,6 @@ class Converter:
                     self._profile = Path(tempfile.mkdtemp(prefix="lo-profile-", dir=self.workdir))
                     self._from_template = False
         self._spawn_bridge()
-
-    def _copy_template(self, profile: Path) -> bool:
-        """Fill the new ``profile`` from the template, if there is one; False (and empty) if not."""
-        template = self.profile_template
-        if template is None or not template.is_dir():
-            return False
-        try:
-            shutil.copytree(template, profile, dirs_exist_ok=True)
-        except (OSError, shutil.Error) as e:
-            logger.warning("cannot copy the LibreOffice profile template %s: %s", template, e)
-            shutil.rmtree(profile, ignore_errors=True)
-            profile.mkdir()
-            return False
-        return True
 
     def _leave_template(self) -> None:
         """Keep this instance's profile, which LibreOffice has just ended with, as the template (once)."""
@@ -297,7 +284,9 @@ class Converter:
         finally:
             shutil.rmtree(staged, ignore_errors=True)
 
-    def _spawn_bridge(self) -> None:
+    def _spawn_bridge(self, *, template: Path | None = None) -> bool:
+        """Start a bridge and its LibreOffice on this instance's profile, filled from ``template`` first if
+        given; whether it was (a template that cannot be copied leaves a new profile)."""
         assert self._profile is not None
         began = time.monotonic()
         try:
@@ -311,6 +300,7 @@ class Converter:
                     str(self._profile),
                     "--start-timeout",
                     str(self.start_timeout),
+                    *(["--template", str(template)] if template is not None else []),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -369,6 +359,7 @@ class Converter:
             bridge.soffice_pid,
             self._profile,
         )
+        return bool(hello.get("from_template"))
 
     def _stop(self, bridge: _Bridge, *, graceful: bool) -> None:
         """End one bridge; graceful means EOF first (LibreOffice terminates itself), then the group kill."""

@@ -356,23 +356,17 @@ class Filing:
                 raise
             except (_Refused, IssuanceError) as e:
                 results[i] = e
-        # images first: a record whose images cannot be used needs no documents made
+        # The images are read once a record's customer copy is made, not before: the schedules reach
+        # LibreOffice first, which at the start of a run waits for them. (They passed their checks when
+        # the record was read; one that fails now fails its record, a ComponentUnavailable, the title
+        # font missing, the group.)
         images: dict[int, tuple[PreparedImages | None, list[ImageEntry]]] = {}
-        for i, plan in list(plans.items()):
-            if plan.body is None:
-                try:
-                    with self.clock.measure("images"):
-                        images[i] = self._images(items[i][0], batch_dir)
-                except ComponentUnavailable:
-                    raise  # the title font is missing: no record can be filed
-                except IssuanceError as e:
-                    results[i] = e
-                    del plans[i]
-        fresh = list(images)
+        fresh = [i for i, plan in plans.items() if plan.body is None]
 
         def archive_copy_for(k: int, customer: bytes) -> bytes:
             policy = items[fresh[k]][0]
-            prepared, entries = images[fresh[k]]
+            with self.clock.measure("images"):
+                prepared, entries = images[fresh[k]] = self._images(policy, batch_dir)
             title = f"{self.registry.products[policy.product_code].name}保险单 {policy.policy_no}"
             with self.clock.measure("bundle"):
                 return archive_copy(customer, images=prepared, entries=entries, title=title)
