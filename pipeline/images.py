@@ -13,6 +13,8 @@ which raises ``RecordImageError``), so a file that passes one passes the other. 
 from __future__ import annotations
 
 import functools
+import os
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +84,22 @@ def _resolved(folder: Path, _device: int, _inode: int) -> Path:
     return folder.resolve()
 
 
+def _below(root: Path, parts: list[str]) -> tuple[Path, bool] | None:
+    """``root`` (a real path) joined with ``parts`` (no ".."), and whether it is a regular file, if none of
+    the parts names a symbolic link: then that is the real path, found with one ``lstat`` per part where
+    ``Path.resolve`` walks every folder from ``/`` again in Python (0.12 against 0.05 ms an image, with
+    the checks around it); ``None`` where a part is a link."""
+    path, mode = str(root), None
+    for part in parts:
+        if part in ("", "."):
+            continue
+        path = os.path.join(path, part)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            return None
+    return Path(path), mode is not None and stat.S_ISREG(mode)
+
+
 def resolve_image_path(batch_dir: Path, rel: str) -> Path:
     """Return the real path of ``rel`` inside ``batch_dir`` or raise ``ImageProblem``."""
     if "\x00" in rel:
@@ -91,10 +109,16 @@ def resolve_image_path(batch_dir: Path, rel: str) -> Path:
     parts = rel.replace("\\", "/").split("/")
     if ".." in parts:
         raise ImageProblem("path must not contain '..'")
-    candidate = batch_dir / Path(*parts)
     try:
         root = _real_folder(batch_dir)
-        real = candidate.resolve(strict=True)
+        below = _below(root, parts)
+        if below is not None:  # inside the folder by construction
+            real, regular = below
+            if not regular:
+                raise ImageProblem("not a regular file")
+            return real
+        # a symbolic link on the way: where it leads, wherever that is
+        real = (batch_dir / Path(*parts)).resolve(strict=True)
     except FileNotFoundError:
         raise ImageProblem("file does not exist") from None
     except (OSError, RuntimeError) as e:  # symlink loops, permission

@@ -295,6 +295,31 @@ def test_image_symlink_inside_batch_is_fine(registry, batch_dir, records):
     assert fields(registry, batch_dir, record) == []
 
 
+def test_image_under_a_linked_folder_that_leads_out_is_refused(registry, batch_dir, records, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (10, 10)).save(outside / "scan.jpg")
+    os.symlink(outside, batch_dir / "linked")
+    record = records["AUTO-COMM"]
+    record["images"][0]["path"] = "linked/scan.jpg"
+    result = check(registry, batch_dir, record)[0]
+    assert [f for f, _ in result] == ["images[0].path"]
+    assert "outside" in result[0][1]
+
+
+@pytest.mark.parametrize("path", ["images", "images/./", "", "images/nested/scan.jpg/x.jpg"])
+def test_image_path_that_is_not_a_file_is_refused(registry, batch_dir, records, path):
+    nested = batch_dir / "images" / "nested"
+    nested.mkdir()
+    Image.new("RGB", (10, 10)).save(nested / "scan.jpg")
+    record = records["AUTO-COMM"]
+    record["images"][0]["path"] = path
+    result = check(registry, batch_dir, record)[0]
+    assert [f for f, _ in result] == ["images[0].path"]
+    record["images"][0]["path"] = "images/./nested//scan.jpg"  # the same folders, spelt loosely: fine
+    assert fields(registry, batch_dir, record) == []
+
+
 @pytest.mark.parametrize(
     ("name", "content", "words"),
     [
