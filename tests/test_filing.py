@@ -220,6 +220,28 @@ def test_bad_images_reject_the_record_naming_the_image(local_archive, tmp_path):
     assert second.status == ARCHIVED
 
 
+def test_an_image_spoilt_after_its_check_fails_only_its_record(local_archive, tmp_path):
+    # A group's images are read after its schedules went to LibreOffice: one spoilt between the check
+    # and the filing still fails its own record, naming the image, and no other.
+    from pipeline.batchfile import read_batch
+    from pipeline.filing import Filed
+    from pipeline.images import RecordImageError
+    from pipeline.records import parse_record
+
+    folder = tmp_path / "b"
+    batch = make_batch(folder, 3, seed=29, images_per_record=2)
+    raws = [raw for raw in read_batch(batch) if raw.data and raw.data["kind"] == "policy"]
+    assert len(raws) >= 2
+    (folder / "images" / "spoilt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    raws[0].data["images"][1]["path"] = "images/spoilt.jpg"
+    items = [(parse_record(raw.data)[0], raw) for raw in raws]
+    results = local_archive.file_policies(items, batch_dir=folder, batch_id=None)
+    assert isinstance(results[0], RecordImageError) and results[0].field == "images[1]"
+    assert all(isinstance(r, Filed) for r in results[1:])
+    assert local_archive.index.policy_row(items[0][0].policy_no) is None
+    assert local_archive.index.policy_row(items[1][0].policy_no) is not None
+
+
 # --- the command line on S3 (moto) and PostgreSQL, and on the embedded defaults -----------------------
 
 
