@@ -356,10 +356,9 @@ class Filing:
                 raise
             except (_Refused, IssuanceError) as e:
                 results[i] = e
-        # The images are read once a record's customer copy is made, not before: the schedules reach
-        # LibreOffice first, which at the start of a run waits for them. (They passed their checks when
-        # the record was read; one that fails now fails its record, a ComponentUnavailable, the title
-        # font missing, the group.)
+        # Images are read as each customer copy is made, after the schedules went to LibreOffice (which
+        # waits for them at the start of a run). They were checked when the record was read; one that
+        # fails now fails its own record, and ComponentUnavailable (no title font) the whole group.
         images: dict[int, tuple[PreparedImages | None, list[ImageEntry]]] = {}
         fresh = [i for i, plan in plans.items() if plan.body is None]
 

@@ -21,8 +21,11 @@ from pypdf import PdfReader
 from archive.index import Index
 from archive.store import LocalStore
 from bench.synth import make_batch
+from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker
-from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, Filing, run_batch
+from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, Filed, Filing, run_batch
+from pipeline.images import RecordImageError
+from pipeline.records import parse_record
 from pipeline.report import REJECTED
 from tests.conftest import DUMMY_SECRET, REPO, write_batch
 
@@ -223,11 +226,6 @@ def test_bad_images_reject_the_record_naming_the_image(local_archive, tmp_path):
 def test_an_image_spoilt_after_its_check_fails_only_its_record(local_archive, tmp_path):
     # A group's images are read after its schedules went to LibreOffice: one spoilt between the check
     # and the filing still fails its own record, naming the image, and no other.
-    from pipeline.batchfile import read_batch
-    from pipeline.filing import Filed
-    from pipeline.images import RecordImageError
-    from pipeline.records import parse_record
-
     folder = tmp_path / "b"
     batch = make_batch(folder, 3, seed=29, images_per_record=2)
     raws = [raw for raw in read_batch(batch) if raw.data and raw.data["kind"] == "policy"]
