@@ -370,7 +370,6 @@ class DocumentMaker:
         composed = self._composed_template(template)
         if len(contexts) > 1 and not composed.composable:
             return self._each_alone(template, contexts, finish, range(len(contexts)), results=None)
-        alone: list[int] = []  # records to convert again on their own
         with tempfile.TemporaryDirectory(prefix="documents-", dir=self._scratch) as tmp:
             docx, pdf_path = Path(tmp) / "documents.docx", Path(tmp) / "documents.pdf"
             with self.clock.measure("render"):
@@ -387,12 +386,8 @@ class DocumentMaker:
                 with pikepdf.open(pdf_path) as pdf:
                     placements = split(pdf, len(rendered))
                     for k, pages in zip(rendered, placements, strict=True):
-                        if len(rendered) > 1 and composed.counts_pages and len(pages.pages) > 1:
-                            alone.append(k)  # its footer says 共 1 页: only alone does it count its pages
-                        else:
-                            results[k] = self._finish_one(finish, k, pdf, pages, pdf_path)
-                if not alone:
-                    return results
+                        results[k] = self._finish_one(finish, k, pdf, pages, pdf_path)
+                return results
             except ComponentUnavailable:
                 raise
             except (ConversionFailed, SplitError, pikepdf.PdfError) as e:
@@ -405,8 +400,7 @@ class DocumentMaker:
                     template.name,
                     e,
                 )
-                alone = rendered
-        return self._each_alone(template, contexts, finish, alone, results=results)
+        return self._each_alone(template, contexts, finish, rendered, results=results)
 
     def _each_alone(
         self,

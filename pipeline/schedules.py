@@ -10,9 +10,11 @@ How the composed .docx is built, from the business's own template (nothing in th
 - each record's body is rendered by docxtpl's own part renderer with the record's context (autoescape,
   the same compiled template as ``pipeline.render``), so a record renders exactly as it would alone;
 - each record is its own Word section, with its own footer (its own policy number) and page numbers
-  restarting at 1; a footer's NUMPAGES ("共 N 页") becomes the text 1 (LibreOffice 7.4 cannot count a
-  section's pages), and a record that runs over more than one page is converted again on its own
-  (``counts_pages``); a template with NUMPAGES elsewhere is not ``composable``;
+  restarting at 1; a footer's NUMPAGES ("共 N 页") becomes PAGEREF to a bookmark ``ISSEND0007`` that ends
+  record 7: the page number of its last page, which is its page count since its numbers restart at 1
+  (LibreOffice 7.4 has no count of a section's pages; so a schedule that runs over a page is right in the
+  composed document, not converted again on its own); a template with NUMPAGES elsewhere is not
+  ``composable``;
 - a bookmark ``ISSDOC0007`` opens record 7, and two bookmarks ``ISSSEAL0007A``/``B`` sit just before and
   after 盖章 on its signature line. LibreOffice exports bookmarks as named destinations (page, x, top):
   the first tells where record 7 starts, the other two where its company seal goes, without reading the
@@ -73,14 +75,14 @@ _AFTER_PAGE_NUMBERING = (
     "</w:sectPr>",
 )
 # "共 N 页" in a footer: LibreOffice 7.4 has no per-section page count (it shows SECTIONPAGES' cached
-# value), so in a composed document the field becomes the text 1, right for a one-page schedule; a record
-# that runs longer is converted again on its own, where NUMPAGES counts its pages (``counts_pages``).
-_NUMPAGES = re.compile(
-    r'<w:fldChar w:fldCharType="begin"/>(?:(?!<w:fldChar w:fldCharType="begin"/>).)*?'
-    r"<w:instrText[^>]*>\s*NUMPAGES\b[^<]*</w:instrText>.*?<w:fldChar w:fldCharType=\"end\"/>",
-    re.DOTALL,
-)
-_NUMPAGES_SIMPLE = re.compile(r'<w:fldSimple w:instr="\s*NUMPAGES\b[^"]*"[^>]*>.*?</w:fldSimple>', re.DOTALL)
+# value), so in a composed document NUMPAGES becomes "PAGEREF ISSEND0007": the number of the page that
+# holds the bookmark ending record 7, counted from 1 in its own section. ``_END_REF`` stands for the
+# bookmark until the record's place is known; it is found only inside a field's instruction, where a
+# value from a record (escaped: no raw ``<`` or ``"``) can never be.
+_NUMPAGES = re.compile(r"(<w:instrText[^>]*>\s*)NUMPAGES\b[^<]*(</w:instrText>)")
+_NUMPAGES_SIMPLE = re.compile(r'(<w:fldSimple w:instr="\s*)NUMPAGES\b[^"]*(")')
+_END_REF = "PAGEREF ISSEND____ "
+_END_REF_FIELD = re.compile(r'(<w:instrText[^>]*>\s*|<w:fldSimple w:instr="\s*)PAGEREF ISSEND____ ')
 _LISTING = re.compile("[\t\a\n\f]")
 _BOOKMARK_BASE = 7_000_000  # ids above any a template carries
 
@@ -108,6 +110,10 @@ class RecordPages:
 
 def _doc_mark(i: int) -> str:
     return f"ISSDOC{i:04d}"
+
+
+def _end_mark(i: int) -> str:
+    return f"ISSEND{i:04d}"
 
 
 def _seal_marks(i: int) -> tuple[str, str]:
@@ -149,15 +155,13 @@ class ComposedTemplate:
         # Headers and footers the section uses: rendered per record (they print the policy number).
         self._parts: dict[str, tuple[str, str, str, Any]] = {}  # kind, composed and alone source, part
         rels = doc.docx.part.rels
-        self.counts_pages = False
         # one section only: a template's inner sections would keep footers no record was rendered into
         self.composable = "NUMPAGES" not in self._body and self._body.count("<w:sectPr") == 1
         for kind, rel_id in _REFERENCE.findall(self._body):
             part = rels[rel_id].target_part
             alone = doc.patch_xml(part.blob.decode("utf-8"))
-            source, fields = _NUMPAGES.subn("<w:t>1</w:t>", alone)
-            source, simple = _NUMPAGES_SIMPLE.subn("<w:r><w:t>1</w:t></w:r>", source)
-            self.counts_pages |= fields + simple > 0
+            source = _NUMPAGES.sub(rf"\g<1>{_END_REF}\g<2>", alone)
+            source = _NUMPAGES_SIMPLE.sub(rf"\g<1>{_END_REF}\g<2>", source)
             self.composable &= "NUMPAGES" not in source
             self._parts[rel_id] = (kind, source, alone, part)
         self._fix_tables = "{%tc" in self._body
@@ -212,21 +216,24 @@ class ComposedTemplate:
                 kind = self._parts[rel_id][0]
                 new_id = f"rIdIss{i}x{rel_id}"
                 name = f"{kind}-iss{i}-{rel_id}.xml"
-                new_parts[name] = xml
+                new_parts[name] = _END_REF_FIELD.sub(rf"\g<1>PAGEREF {_end_mark(i)} ", xml)
                 relationships.append(
                     f'<Relationship Id="{new_id}" Type="{_REL_TYPES[kind]}" Target="{name}"/>'
                 )
                 section = section.replace(f'r:id="{rel_id}"', f'r:id="{new_id}"')
             section = _restart_numbering(section, next_page=i > 0)
-            if i < last:
-                # A section ends with the paragraph that holds its properties: a hairline one, so that
-                # it never pushes the record onto another page.
-                pieces.append(
-                    body + '<w:p><w:pPr><w:spacing w:before="0" w:after="0" w:line="20" w:lineRule="exact"/>'
-                    '<w:rPr><w:sz w:val="2"/></w:rPr>' + section + "</w:pPr></w:p>"
-                )
-            else:
-                pieces.append(body + section)
+            # A record ends with a hairline paragraph (it never pushes the record onto another page) that
+            # holds the bookmark its footer's page count refers to and, but for the last record, its
+            # section's properties; the last record's stay where the template has them, after it.
+            end = (
+                '<w:p><w:pPr><w:spacing w:before="0" w:after="0" w:line="20" w:lineRule="exact"/>'
+                '<w:rPr><w:sz w:val="2"/></w:rPr>'
+                + (section if i < last else "")
+                + "</w:pPr>"
+                + _bookmark(_end_mark(i), _BOOKMARK_BASE + 4 * i + 3)
+                + "</w:p>"
+            )
+            pieces.append(body + end + ("" if i < last else section))
         pieces.append("</w:body></w:document>")
         rels = self._rels.replace("</Relationships>", "".join(relationships) + "</Relationships>")
         overrides = "".join(
@@ -254,11 +261,11 @@ class ComposedTemplate:
         body = _mark_anchor(body, i, anchor=self._anchor, part=self._seal_over)
         first = _PARAGRAPH.search(body)
         if first is None:
-            return _bookmark(_doc_mark(i), _BOOKMARK_BASE + 3 * i) + body
+            return _bookmark(_doc_mark(i), _BOOKMARK_BASE + 4 * i) + body
         at = first.end()
         if body.startswith("<w:pPr>", at):
             at = body.index("</w:pPr>", at) + len("</w:pPr>")
-        return body[:at] + _bookmark(_doc_mark(i), _BOOKMARK_BASE + 3 * i) + body[at:]
+        return body[:at] + _bookmark(_doc_mark(i), _BOOKMARK_BASE + 4 * i) + body[at:]
 
 
 def _mark_anchor(body: str, i: int, *, anchor: str, part: str) -> str:
@@ -281,9 +288,9 @@ def _mark_anchor(body: str, i: int, *, anchor: str, part: str) -> str:
 
     replacement = (
         piece(before)
-        + _bookmark(first, _BOOKMARK_BASE + 3 * i + 1)
+        + _bookmark(first, _BOOKMARK_BASE + 4 * i + 1)
         + piece(middle)
-        + _bookmark(second, _BOOKMARK_BASE + 3 * i + 2)
+        + _bookmark(second, _BOOKMARK_BASE + 4 * i + 2)
         + piece(after)
     )
     return body[: run.start()] + replacement + body[run.end() :]

@@ -72,14 +72,21 @@ def _text(pdf: bytes, tmp_path: Path, page: int) -> str:
     return result.stdout.decode("utf-8")
 
 
-def test_each_record_gets_its_own_pages_footer_and_seal(sealing_maker, synth_many, seals, tmp_path):
-    policies = _policies(synth_many, "AUTO-COMM", 4)
-    # the second schedule runs over two pages: a long list of special terms
-    long = policies[1].model_copy(update={"special_terms": ["示范特别约定（样本 SPECIMEN）。" * 12] * 14})
-    policies[1] = long
+def test_each_record_gets_its_own_pages_footer_and_seal(
+    sealing_maker, registry, pool, synth_many, seals, tmp_path
+):
+    policies = _policies(synth_many, "AUTO-COMM", 5)
+    # the second schedule runs over two pages (a long list of special terms), the last over three
+    terms = "示范特别约定（样本 SPECIMEN）。" * 12
+    policies[1] = policies[1].model_copy(update={"special_terms": [terms] * 14})
+    policies[4] = policies[4].model_copy(update={"special_terms": [terms] * 30})
     alone = [sealing_maker.policy_pdf(p) for p in policies]  # each converted as its own document
-    together = sealing_maker.policy_pdfs(policies)
+    converter = _RefusesOne(pool, policy_no="none")  # refuses nothing: counts what it is given
+    maker = DocumentMaker(registry=registry, converter=converter, cache_dir=tmp_path / "cache", seals=seals)
+    together = maker.policy_pdfs(policies)
     assert all(not isinstance(d, Exception) for d in together)
+    # one conversion made all five schedules: none was converted again to count its pages
+    assert [n for n in converter.seen if n] == [5]
     for policy, one, doc in zip(policies, alone, together, strict=True):
         assert doc.pages == one.pages  # the same pages as when converted alone
         first = _text(doc.pdf, tmp_path, 1)
@@ -87,12 +94,12 @@ def test_each_record_gets_its_own_pages_footer_and_seal(sealing_maker, synth_man
         assert all(p.policy_no not in first for p in policies if p is not policy)
         report = find_seals(doc.pdf, seal=seals.seal_for(branch_code=policy.branch.code, document="policy"))
         assert report.ok, report
-    long_doc = together[1]
-    assert "第1页共2页" in _text(long_doc.pdf, tmp_path, 1).replace(" ", "")
-    assert "第2页共2页" in _text(long_doc.pdf, tmp_path, 2).replace(" ", "")
-    assert "第1页共1页" in _text(together[0].pdf, tmp_path, 1).replace(" ", "")
-    # the company seal sits on the signature line of the long schedule's second page, not on its first
-    assert long.policy_no in _text(long_doc.pdf, tmp_path, 2)
+    for k, count in ((0, 1), (1, 2), (3, 1), (4, 3)):
+        for page in range(1, count + 1):
+            assert f"第{page}页共{count}页" in _text(together[k].pdf, tmp_path, page).replace(" ", "")
+    # the company seal sits on the signature line of a long schedule's last page, not on its first
+    assert policies[1].policy_no in _text(together[1].pdf, tmp_path, 2)
+    assert policies[4].policy_no in _text(together[4].pdf, tmp_path, 3)
 
 
 def test_seal_from_marks_matches_seal_from_text(sealing_maker, synth_many, tmp_path):
