@@ -83,6 +83,8 @@ def test_each_record_gets_its_own_pages_footer_and_seal(
     alone = [sealing_maker.policy_pdf(p) for p in policies]  # each converted as its own document
     converter = _RefusesOne(pool, policy_no="none")  # refuses nothing: counts what it is given
     maker = DocumentMaker(registry=registry, converter=converter, cache_dir=tmp_path / "cache", seals=seals)
+    maker.policy_pdf(policies[0])  # the clauses converted and cached
+    converter.seen.clear()
     together = maker.policy_pdfs(policies)
     assert all(not isinstance(d, Exception) for d in together)
     # one conversion made all five schedules: none was converted again to count its pages
@@ -239,3 +241,81 @@ def test_policies_that_share_clauses_and_seal_get_the_clauses_sealed_once(sealin
         clause_pages.append([b"".join(s.read_bytes() for s in p.obj.Contents) for p in pdf.pages[1:]])
         assert find_seals(doc.pdf, seal=seal).ok
     assert clause_pages[0] == clause_pages[1] == clause_pages[2] and len(clause_pages[0]) >= 2
+
+
+def _fonts_of(page: pikepdf.Page) -> set[tuple[int, int]]:
+    fonts = page.obj.Resources.get("/Font", {})
+    return {fonts[name].objgen for name in fonts}
+
+
+def _clause_pages(doc: bytes, policy: Policy) -> list[range]:
+    """The pages (0-based) of each clause of ``policy``'s customer copy, from where its bookmarks point."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(BytesIO(doc))
+    outline = reader.outline
+    at = next(k for k, item in enumerate(outline) if not isinstance(item, list) and item.title == "条款")
+    first = [reader.get_destination_page_number(item) for item in outline[at + 1]]
+    assert len(first) == len(policy.clauses)
+    bounds = [*first, len(reader.pages)]
+    return [range(bounds[k], bounds[k + 1]) for k in range(len(first))]
+
+
+def test_a_products_clauses_are_converted_together_and_embed_their_fonts_once(
+    registry, pool, synth_many, seals, tmp_path
+):
+    """A customer copy's clauses come from one LibreOffice document: their pages read as each clause's
+    own PDF does (footers counting each clause's own pages), and share one set of embedded fonts."""
+    policy = _policies(synth_many, "AUTO-COMM", 1)[0]
+    assert len(policy.clauses) >= 2
+    maker = DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path / "cache", seals=seals)
+    doc = maker.policy_pdf(policy)
+    assert maker.clauses.conversions == 1  # the product's clauses, together; none on its own
+    assert len(list((tmp_path / "cache" / "clauses").glob("together-*.pdf"))) == 1
+    ranges = _clause_pages(doc.pdf, policy)
+    for code, pages in zip(policy.clauses, ranges, strict=True):
+        alone = maker.clauses.pdf_bytes(code)  # the clause converted as its own document
+        assert len(pages) == len(pikepdf.open(BytesIO(alone)).pages)
+        for k, page in enumerate(pages, 1):
+            assert _text(doc.pdf, tmp_path, page + 1) == _text(alone, tmp_path, k)
+    # the clauses' pages draw on the same font programs; converted apart they would share none
+    pdf = pikepdf.open(BytesIO(doc.pdf))
+    shared = _fonts_of(pdf.pages[ranges[0][0]]) & _fonts_of(pdf.pages[ranges[1][0]])
+    assert shared, "the clauses embed their fonts each"
+    assert find_seals(doc.pdf, seal=seals.seal_for(branch_code=policy.branch.code, document="policy")).ok
+
+
+def test_clauses_that_differ_in_more_than_their_text_are_converted_one_by_one(
+    registry, pool, synth_many, seals, tmp_path
+):
+    """Clauses whose styles differ cannot be put in one document faithfully: each is converted alone, and
+    the customer copy is made all the same."""
+    import shutil
+    import zipfile
+
+    from pipeline.products import load_registry
+    from pipeline.schedules import concatenate
+
+    templates = tmp_path / "templates"
+    shutil.copytree(registry.folder, templates)
+    policy = _policies(synth_many, "AUTO-COMM", 1)[0]
+    odd = templates / "clauses" / f"{policy.clauses[1]}.docx"
+    with zipfile.ZipFile(odd) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    parts["word/styles.xml"] = parts["word/styles.xml"].replace(b"<w:styles ", b"<w:styles  ", 1)
+    with zipfile.ZipFile(odd, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    other = load_registry(templates)
+    sources = [other.clauses[code].path for code in other.products["AUTO-COMM"].clause_codes]
+    why = concatenate(sources, tmp_path / "together.docx")
+    assert why is not None and odd.name in why and not (tmp_path / "together.docx").exists()
+
+    maker = DocumentMaker(registry=other, converter=pool, cache_dir=tmp_path / "cache", seals=seals)
+    doc = maker.policy_pdf(policy)
+    assert maker.clauses.conversions == len(set(policy.clauses))
+    assert not list((tmp_path / "cache" / "clauses").glob("together-*.pdf"))
+    ranges = _clause_pages(doc.pdf, policy)
+    pdf = pikepdf.open(BytesIO(doc.pdf))
+    assert not _fonts_of(pdf.pages[ranges[0][0]]) & _fonts_of(pdf.pages[ranges[1][0]])
+    assert find_seals(doc.pdf, seal=seals.seal_for(branch_code=policy.branch.code, document="policy")).ok
