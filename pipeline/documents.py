@@ -140,10 +140,15 @@ class ClauseLibrary:
             opened = self._opened.documents = {}
         found = opened.get(key)
         if found is None or found[0] is not data:
-            pdf = pikepdf.open(BytesIO(data))
-            ranges = {
-                code: placed.pages for code, placed in zip(family, split(pdf, len(family)), strict=True)
-            }
+            try:
+                pdf = pikepdf.open(BytesIO(data))
+                placed = split(pdf, len(family))
+            except (pikepdf.PdfError, SplitError) as e:  # the cached file spoilt: each clause on its own
+                logger.warning("clauses %s converted together unusable: %s", ", ".join(family), e)
+                with self._guard:
+                    self._sets[key] = None
+                return None
+            ranges = {code: where.pages for code, where in zip(family, placed, strict=True)}
             found = opened[key] = (data, (pdf, ranges))
         return found[1]
 
