@@ -140,15 +140,8 @@ class ClauseLibrary:
             opened = self._opened.documents = {}
         found = opened.get(key)
         if found is None or found[0] is not data:
-            try:
-                pdf = pikepdf.open(BytesIO(data))
-                placed = split(pdf, len(family))
-            except (pikepdf.PdfError, SplitError) as e:  # the cached file spoilt: each clause on its own
-                logger.warning("clauses %s converted together unusable: %s", ", ".join(family), e)
-                with self._guard:
-                    self._sets[key] = None
-                return None
-            ranges = {code: where.pages for code, where in zip(family, placed, strict=True)}
+            pdf = pikepdf.open(BytesIO(data))  # read and split once already (``_cached_pdf``)
+            ranges = {code: where.pages for code, where in zip(family, split(pdf, len(family)), strict=True)}
             found = opened[key] = (data, (pdf, ranges))
         return found[1]
 
@@ -156,7 +149,7 @@ class ClauseLibrary:
         """The clauses' PDF as one document, from the cache or converted now; None when it cannot be."""
         target = self._dir / f"{key}.pdf"
         try:
-            if not _looks_like_pdf(target):
+            if _cached_pdf(target, documents=len(clauses)) is None:
                 with tempfile.TemporaryDirectory(prefix="clause-", dir=self._dir) as tmp:
                     docx, staged = Path(tmp) / f"{key}.docx", Path(tmp) / target.name
                     why = concatenate([c.path for c in clauses], docx)
@@ -189,9 +182,10 @@ class ClauseLibrary:
         with lock:
             if key not in self._bytes:
                 target = self._dir / f"{key}.pdf"
-                if not _looks_like_pdf(target):
+                data = _cached_pdf(target)
+                if data is None:
                     self._convert(clause.path, target)
-                data = target.read_bytes()
+                    data = target.read_bytes()
                 with self._guard:
                     self._bytes[key] = data
         return self._bytes[key]
@@ -215,12 +209,19 @@ class ClauseLibrary:
             self.conversions += 1
 
 
-def _looks_like_pdf(path: Path) -> bool:
+def _cached_pdf(path: Path, *, documents: int = 0) -> bytes | None:
+    """The bytes of a PDF the cache holds, if it opens (and says where each of ``documents`` documents
+    starts, for clauses converted together); None when it is missing or spoilt: convert it again."""
     try:
-        with path.open("rb") as fh:
-            return fh.read(5) == b"%PDF-"
-    except OSError:
-        return False
+        data = path.read_bytes()
+        if not data.startswith(b"%PDF-"):
+            return None
+        with pikepdf.open(BytesIO(data)) as pdf:
+            if documents:
+                split(pdf, documents)
+        return data
+    except (OSError, pikepdf.PdfError, SplitError):
+        return None
 
 
 def _relative(registry: ProductRegistry, path: Path) -> str:

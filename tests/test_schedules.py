@@ -321,18 +321,26 @@ def test_clauses_that_differ_in_more_than_their_text_are_converted_one_by_one(
     assert find_seals(doc.pdf, seal=seals.seal_for(branch_code=policy.branch.code, document="policy")).ok
 
 
-def test_a_spoilt_cached_clause_set_costs_only_the_sharing(registry, pool, synth_many, seals, tmp_path):
-    """The clauses' cached joint PDF spoilt on disk (it passes for a PDF at a glance): each clause comes
-    from its own PDF instead, and the customer copy is made."""
+def test_spoilt_clause_pdfs_in_the_cache_are_converted_again(registry, pool, synth_many, seals, tmp_path):
+    """A cached clause PDF spoilt on disk (it passes for a PDF at a glance) is converted again, the
+    clauses converted together and a clause on its own alike: no policy of the product is refused for it."""
     policy = _policies(synth_many, "AUTO-COMM", 1)[0]
-    DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path / "cache", seals=seals).policy_pdf(
-        policy
-    )
-    (joint,) = (tmp_path / "cache" / "clauses").glob("together-*.pdf")
-    joint.write_bytes(b"%PDF-1.6\nnot a PDF after all\n")
+    first = DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path / "cache", seals=seals)
+    first.policy_pdf(policy)
+    first.clauses.pdf_bytes(policy.clauses[0])
+    folder = tmp_path / "cache" / "clauses"
+    (joint,) = folder.glob("together-*.pdf")
+    (own,) = folder.glob(f"{policy.clauses[0]}-*.pdf")
+    for spoilt in (joint, own):
+        spoilt.write_bytes(b"%PDF-1.6\nnot a PDF after all\n")
     maker = DocumentMaker(registry=registry, converter=pool, cache_dir=tmp_path / "cache", seals=seals)
     doc = maker.policy_pdf(policy)
+    assert maker.clauses.conversions == 1
     ranges = _clause_pages(doc.pdf, policy)
     pdf = pikepdf.open(BytesIO(doc.pdf))
-    assert not _fonts_of(pdf.pages[ranges[0][0]]) & _fonts_of(pdf.pages[ranges[1][0]])
+    assert _fonts_of(pdf.pages[ranges[0][0]]) & _fonts_of(pdf.pages[ranges[1][0]])  # together again
     assert find_seals(doc.pdf, seal=seals.seal_for(branch_code=policy.branch.code, document="policy")).ok
+    assert len(pikepdf.open(BytesIO(maker.clauses.pdf_bytes(policy.clauses[0]))).pages) > 0
+    assert maker.clauses.conversions == 2
+    for spoilt in (joint, own):
+        assert pikepdf.open(spoilt).pages  # what the cache holds now opens
