@@ -135,39 +135,46 @@ class ClauseLibrary:
         data = self._sets[key]
         if data is None:
             return None
+        return self._open(
+            key,
+            data,
+            lambda pdf: (
+                pdf,
+                {c: where.pages for c, where in zip(family, split(pdf, len(family)), strict=True)},
+            ),
+        )
+
+    def _open(self, key: str, data: bytes, make: Callable[[pikepdf.Pdf], Any]) -> Any:
+        """``make`` of ``data`` opened, once per thread (pikepdf documents are not safe to share) and
+        again only when the bytes behind ``key`` change."""
         opened = getattr(self._opened, "documents", None)
         if opened is None:
             opened = self._opened.documents = {}
         found = opened.get(key)
         if found is None or found[0] is not data:
-            pdf = pikepdf.open(BytesIO(data))  # read and split once already (``_cached_pdf``)
-            ranges = {code: where.pages for code, where in zip(family, split(pdf, len(family)), strict=True)}
-            found = opened[key] = (data, (pdf, ranges))
+            found = opened[key] = (data, make(pikepdf.open(BytesIO(data))))
         return found[1]
 
     def _convert_together(self, key: str, clauses: list[Any]) -> bytes | None:
         """The clauses' PDF as one document, from the cache or converted now; None when it cannot be."""
         target = self._dir / f"{key}.pdf"
+        codes = ", ".join(c.code for c in clauses)
+        data = _cached_pdf(target, documents=len(clauses))
+        if data is not None:
+            return data
         try:
-            if _cached_pdf(target, documents=len(clauses)) is None:
-                with tempfile.TemporaryDirectory(prefix="clause-", dir=self._dir) as tmp:
-                    docx, staged = Path(tmp) / f"{key}.docx", Path(tmp) / target.name
-                    why = concatenate([c.path for c in clauses], docx)
-                    if why is not None:
-                        logger.info(
-                            "clauses %s converted one by one: %s", ", ".join(c.code for c in clauses), why
-                        )
-                        return None
-                    self._converter.convert(docx, staged)
-                    with pikepdf.open(staged) as pdf:
-                        split(pdf, len(clauses))  # it says where each clause starts, or it is not kept
-                    os.replace(staged, target)
-                    self.conversions += 1
+            with tempfile.TemporaryDirectory(prefix="clause-", dir=self._dir) as tmp:
+                docx = Path(tmp) / f"{key}.docx"
+                why = concatenate([c.path for c in clauses], docx)
+                if why is not None:
+                    logger.info("clauses %s converted one by one: %s", codes, why)
+                    return None
+                self._convert(docx, target, documents=len(clauses))
             return target.read_bytes()
         except ComponentUnavailable:
             raise
         except (ConversionFailed, SplitError, pikepdf.PdfError, OSError) as e:
-            logger.warning("clauses %s converted one by one: %s", ", ".join(c.code for c in clauses), e)
+            logger.warning("clauses %s converted one by one: %s", codes, e)
             return None
 
     def pdf_bytes(self, code: str) -> bytes:
@@ -192,19 +199,17 @@ class ClauseLibrary:
 
     def document(self, code: str) -> pikepdf.Pdf:
         """The clause's PDF opened for copying pages from, one per thread (read lazily from memory)."""
-        opened = getattr(self._opened, "documents", None)
-        if opened is None:
-            opened = self._opened.documents = {}
-        data = self.pdf_bytes(code)
-        found = opened.get(code)
-        if found is None or found[0] is not data:
-            found = opened[code] = (data, pikepdf.open(BytesIO(data)))
-        return found[1]
+        return self._open(code, self.pdf_bytes(code), lambda pdf: pdf)
 
-    def _convert(self, docx: Path, target: Path) -> None:
+    def _convert(self, docx: Path, target: Path, *, documents: int = 0) -> None:
+        """Convert ``docx`` into the cache at ``target``; ``documents``: it holds that many documents,
+        each of which ``split`` must find, or it is not kept (``SplitError``)."""
         with tempfile.TemporaryDirectory(prefix="clause-", dir=self._dir) as tmp:
             staged = Path(tmp) / target.name
             self._converter.convert(docx, staged)
+            if documents:
+                with pikepdf.open(staged) as pdf:
+                    split(pdf, documents)
             os.replace(staged, target)  # atomic: a concurrent run sees the old state or the whole PDF
             self.conversions += 1
 

@@ -116,6 +116,11 @@ def _doc_mark(i: int) -> str:
     return f"ISSDOC{i:04d}"
 
 
+def _own_page_count(xml: str) -> str:
+    """A header's or footer's NUMPAGES fields made to count their section's pages (``_END_REF``)."""
+    return _NUMPAGES_SIMPLE.sub(rf"\g<1>{_END_REF}\g<2>", _NUMPAGES.sub(rf"\g<1>{_END_REF}\g<2>", xml))
+
+
 def _end_mark(i: int) -> str:
     return f"ISSEND{i:04d}"
 
@@ -164,8 +169,7 @@ class ComposedTemplate:
         for kind, rel_id in _REFERENCE.findall(self._body):
             part = rels[rel_id].target_part
             alone = doc.patch_xml(part.blob.decode("utf-8"))
-            source = _NUMPAGES.sub(rf"\g<1>{_END_REF}\g<2>", alone)
-            source = _NUMPAGES_SIMPLE.sub(rf"\g<1>{_END_REF}\g<2>", source)
+            source = _own_page_count(alone)
             self.composable &= "NUMPAGES" not in source
             self._parts[rel_id] = (kind, source, alone, part)
         self._fix_tables = "{%tc" in self._body
@@ -261,7 +265,7 @@ def concatenate(sources: Sequence[Path], out: Path) -> str | None:
             if f"word/_rels/{name.group(1)}.rels" in parts:
                 return f"{source.name}: its {kind} has parts of its own"
             xml = parts.pop(f"word/{name.group(1)}").decode("utf-8")
-            xml = _NUMPAGES_SIMPLE.sub(rf"\g<1>{_END_REF}\g<2>", _NUMPAGES.sub(rf"\g<1>{_END_REF}\g<2>", xml))
+            xml = _own_page_count(xml)
             if "NUMPAGES" in xml:
                 return f"{source.name}: its {kind} counts pages in a way not understood"
             own[rel_id] = (kind, xml)
