@@ -304,6 +304,7 @@ class DocumentMaker:
         self._scratch = scratch_dir
         self._now = now
         self._seals = seals
+        self._kept_seals = cache_dir / "seals"  # encoded seals kept between runs (``stamps.kept``)
         self._composed: dict[Path, ComposedTemplate] = {}
         self._anchor_offsets: dict[Path, tuple[float, float]] = {}
         self._sealed = threading.local()  # per thread: clause pages sealed (``_sealed_clauses``)
@@ -556,7 +557,9 @@ class DocumentMaker:
             company_at = self._anchor(template, composed, path, pages)
             with self.clock.measure("seal"):
                 if sealed is None:
-                    seal_document(out, seal=seal, company_at=company_at, cross_page=True)
+                    seal_document(
+                        out, seal=seal, company_at=company_at, cross_page=True, kept=self._kept_seals
+                    )
                 else:
                     seal_document(
                         out,
@@ -566,6 +569,7 @@ class DocumentMaker:
                         frames=sealed.frames,
                         pages=range(sealed.first),
                         objects=sealed.objects,
+                        kept=self._kept_seals,
                     )
             seal_ref = {"id": seal.id, "version": str(seal.version)}
         with self.clock.measure("assemble"):
@@ -609,7 +613,7 @@ class DocumentMaker:
             resources = pdf.pages[page].obj.Resources
             image, gstate = resources.XObject[image_name], resources.ExtGState[gstate_name]
         else:  # nothing drawn on the clause pages: the schedule's seal needs the objects all the same
-            image, gstate = seal_objects(pdf, encoded_seal(seal))
+            image, gstate = seal_objects(pdf, encoded_seal(seal, kept=self._kept_seals))
         made = kept[key] = _SealedClauses(pdf=pdf, image=image, gstate=gstate, saved=saved)
         if len(kept) > _SEALED_KEPT:
             kept.popitem(last=False)  # a document made from it was saved before this one was asked for
@@ -630,7 +634,7 @@ class DocumentMaker:
             for pages_of in self.clauses.pages(codes, family=family):
                 starts.append(len(work.pages))
                 work.pages.extend(pages_of)
-            image, gstate = seal_objects(work, encoded_seal(seal))
+            image, gstate = seal_objects(work, encoded_seal(seal, kept=self._kept_seals))
             frames = (*lead, *pikepdf_frames(work))
             seal_document(
                 work,
@@ -640,6 +644,7 @@ class DocumentMaker:
                 frames=frames,
                 offset=len(lead),
                 objects=(image, gstate),
+                kept=self._kept_seals,
             )
             saved = self._saved[key] = _SavedClauses(
                 data=save_pdf(work),

@@ -37,6 +37,7 @@ from pypdf.errors import PdfReadError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
 
 from pipeline.errors import ComponentUnavailable, IssuanceError, SealAnchorMissing
+from stamps import kept as kept_seals
 from stamps.anchor import find_text
 from stamps.layout import PageFrame, StripWindow, cross_page_groups, frame_for, max_group_pages, strip_windows
 from stamps.pdfupdate import IncrementalUpdate, previous_xref, serialise
@@ -119,8 +120,9 @@ class EncodedSeal:
         return b" ".join(_num(c / 255) for c in self.colour) + b" rg"
 
 
-def encoded_seal(seal: Seal, dpi: int = 600) -> EncodedSeal:
-    """The seal's stencil (``Seal.stencil``) encoded for PDF once per seal and dpi.
+def encoded_seal(seal: Seal, dpi: int = 600, *, kept: Path | None = None) -> EncodedSeal:
+    """The seal's stencil (``Seal.stencil``) encoded for PDF once per seal and dpi (in this process; and
+    between runs in the folder ``kept`` when given: ``stamps.kept``).
 
     A scan is cut at ``dpi`` too, not at its own coarser resolution (~240 dpi for the specimen): its
     alpha is resampled smoothly first, so the 600 dpi cut follows the ink's contour instead of the
@@ -130,14 +132,24 @@ def encoded_seal(seal: Seal, dpi: int = 600) -> EncodedSeal:
     once, and each would draw and encode them again (~0.1 s a seal) before the first had cached them.
     """
     with _ENCODING:
-        return _encoded_seal(seal, dpi)
+        found = _encoded.get((seal, dpi))
+        if found is None:
+            found = kept_seals.read(kept, seal, dpi) if kept is not None else None
+            if found is None:
+                found = _encode_seal(seal, dpi)
+                if kept is not None:
+                    kept_seals.write(kept, seal, dpi, found)
+            if len(_encoded) >= 16:
+                _encoded.pop(next(iter(_encoded)))
+            _encoded[(seal, dpi)] = found
+        return found
 
 
 _ENCODING = threading.Lock()
+_encoded: dict[tuple[Seal, int], EncodedSeal] = {}  # this process's, the oldest dropped past 16
 
 
-@functools.lru_cache(maxsize=16)
-def _encoded_seal(seal: Seal, dpi: int) -> EncodedSeal:
+def _encode_seal(seal: Seal, dpi: int) -> EncodedSeal:
     ink = seal.stencil(dpi)
     width_mm = seal.diameter_mm * ink.width / max(ink.size)
     height_mm = seal.diameter_mm * ink.height / max(ink.size)
@@ -357,6 +369,7 @@ def seal_document(
     offset: int = 0,
     pages: range | None = None,
     objects: tuple[pikepdf.Object, pikepdf.Object] | None = None,
+    kept: Path | None = None,
 ) -> SealPlan:
     """Seal a document being assembled in memory (pikepdf), in place: the company seal centred at
     ``company_at`` (page, point in its visual frame; None for none) and the cross-page seal.
@@ -370,10 +383,11 @@ def seal_document(
     the whole would draw it: ``frames`` are the whole document's pages (default: ``pdf``'s), ``pdf``
     holds those from ``offset`` on, and only the pages numbered in ``pages`` (default: all it holds)
     are drawn on, with ``objects`` (``seal_objects``; default: made anew) as the stencil and ink state.
+    ``kept``: where encoded seals are kept between runs (``encoded_seal``).
     """
     frames = pikepdf_frames(pdf) if frames is None else list(frames)
     held = range(offset, offset + len(pdf.pages))
-    encoded = encoded_seal(seal, dpi)
+    encoded = encoded_seal(seal, dpi, kept=kept)
     plan = plan_seals(frames, encoded, company_at=company_at, cross_page=cross_page)
     drawn = [
         (i, uses) for i, uses in sorted(plan.uses.items()) if i in held and (pages is None or i in pages)

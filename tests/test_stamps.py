@@ -678,3 +678,52 @@ def test_a_document_sealed_in_parts_is_the_document_sealed_whole(beijing, tmp_pa
     for number, (a, b) in enumerate(zip(expected, got, strict=True), start=1):
         assert red(a).any(), f"page {number} has no seal"
         assert ImageChops.difference(a, b).getbbox() is None, f"page {number} differs"
+
+
+def test_an_encoded_seal_is_kept_between_runs_and_used_only_when_sound(
+    beijing, tmp_path, monkeypatch, caplog
+):
+    """A later run takes the kept encoding instead of drawing the seal again, byte for byte the same; a kept
+    file that is spoilt, or was made from another version of the seal, is not taken: the seal is drawn
+    again and the file written anew; a folder that cannot be written costs only the time."""
+    import dataclasses
+
+    from stamps import stamping
+
+    kept = tmp_path / "seals"
+    monkeypatch.setattr(stamping, "_encoded", {})  # this process's memo: a fresh run each time below
+    drawn = stamping.encoded_seal(beijing, kept=kept)
+    (file,) = kept.iterdir()
+
+    draws = []
+    encode = stamping._encode_seal
+
+    def counted(seal, dpi):
+        draws.append(seal.ref)
+        return encode(seal, dpi)
+
+    monkeypatch.setattr(stamping, "_encode_seal", counted)
+    stamping._encoded.clear()
+    assert stamping.encoded_seal(beijing, kept=kept) == drawn
+    assert draws == []  # kept: not drawn again
+
+    original = file.read_bytes()
+    for spoil in (lambda b: b[:-100], lambda b: b[:-1] + bytes([b[-1] ^ 1]), lambda b: b"not a seal"):
+        file.write_bytes(spoil(original))
+        stamping._encoded.clear()
+        assert stamping.encoded_seal(beijing, kept=kept) == drawn
+        assert draws.pop() == beijing.ref  # not taken: drawn again
+        assert file.read_bytes() == original  # and kept anew
+
+    other = dataclasses.replace(beijing, version=beijing.version + 1, serial="1101050099999")
+    stamping._encoded.clear()
+    made = stamping.encoded_seal(other, kept=kept)
+    assert draws == [other.ref] and made.mask_data != drawn.mask_data
+    assert len(list(kept.iterdir())) == 2
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    stamping._encoded.clear()
+    with caplog.at_level(logging.WARNING, logger="stamps.kept"):
+        assert stamping.encoded_seal(beijing, kept=blocked) == drawn
+    assert "not kept" in caplog.text
