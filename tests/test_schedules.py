@@ -251,6 +251,59 @@ def test_records_render_exactly_as_docxtpls_own_part_renderer(registry, synth_ma
         assert "<w:tab/>" in composed._render_part(composed._body, reference.docx._part, odd)
 
 
+def test_customer_copies_assembled_in_one_document_are_the_copies_made_alone(
+    registry, pool, seals, synth_many, monkeypatch, tmp_path
+):
+    """Customer copies of one composed document that end with the same sealed clauses are assembled in
+    one document in turn (``DocumentMaker._base_for``): each must be, byte for byte (bar the file
+    identifier), the copy made in a document of its own from the same converted PDF, with nothing of the
+    copies before it."""
+    import contextlib
+    import re
+
+    from pipeline.documents import DocumentMaker
+
+    class Replayed:
+        """LibreOffice, but the composed schedules' PDF of the first call given again (its font subsets
+        differ from one conversion to the next)."""
+
+        def __init__(self) -> None:
+            self.first: bytes | None = None
+
+        def convert(self, docx: Path, pdf: Path) -> int:
+            if docx.name != "documents.docx":  # the clauses
+                return pool.convert(docx, pdf)
+            if self.first is None:
+                pool.convert(docx, pdf)
+                self.first = pdf.read_bytes()
+            pdf.write_bytes(self.first)
+            return len(pikepdf.open(BytesIO(self.first)).pages)
+
+    maker = DocumentMaker(registry=registry, converter=Replayed(), cache_dir=tmp_path / "cache", seals=seals)
+    policies = _policies(synth_many, "AUTO-COMM", 6)
+    built = []
+    base_for = DocumentMaker._base_for
+
+    def counted(self, tail):
+        base = base_for(self, tail)
+        built.append(base)
+        return base
+
+    monkeypatch.setattr(DocumentMaker, "_base_for", counted)
+    together = maker.policy_pdfs(policies)
+    assert len({id(b) for b in built}) < len(policies)  # some copies did share one
+    monkeypatch.setattr(DocumentMaker, "_assembling", lambda self: contextlib.nullcontext())
+    alone = maker.policy_pdfs(policies)
+
+    def unidentified(pdf: bytes) -> bytes:
+        return re.sub(rb"/ID \[<[0-9a-f]+><[0-9a-f]+>\]", b"", pdf)
+
+    for policy, a, b in zip(policies, together, alone, strict=True):
+        assert unidentified(a.pdf) == unidentified(b.pdf)
+        others = [p.policy_no.encode() for p in policies if p is not policy]
+        assert not any(no in a.pdf for no in others)
+
+
 def test_policies_that_share_clauses_and_seal_get_the_clauses_sealed_once(sealing_maker, synth_many, seals):
     """The clause pages of policies with the same clauses, seal and schedule length are sealed once per
     thread (``DocumentMaker._sealed_clauses``) and drawn the same in every copy; each copy holds one
