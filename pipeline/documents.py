@@ -393,9 +393,7 @@ class DocumentMaker:
                         family=product.clause_codes,
                     )
                 base = self._base_for(tail)
-                out = base.pdf
-                for n, page in enumerate(schedule):
-                    out.pages.insert(n, page)
+                out = base.pdf  # the schedule's pages go in front below, where they come out again
                 sealed = _Sealed(first, base.objects, tail.saved.frames)
                 starts = [first + start for start in tail.saved.starts]
             else:
@@ -413,6 +411,10 @@ class DocumentMaker:
                 bookmarks.append((clause.title, starts[n], "条款"))
                 versions[_relative(registry, clause.path)] = clause.content_hash
         try:
+            if base is not None:
+                with self.clock.measure("assemble"):
+                    for n, page in enumerate(schedule):
+                        out.pages.insert(n, page)
             return self._finish(
                 out,
                 composed=composed,
@@ -633,8 +635,10 @@ class DocumentMaker:
         pages taken out stay in qpdf's memory, and the copied schedules keep their source open."""
         bases = getattr(self._bases, "by_tail", None)
         found = bases.get(id(tail)) if bases is not None else None
-        if found is not None and found.tail is tail:
-            return found
+        if found is not None:
+            if found.tail is tail and len(found.pdf.pages) == found.pages:
+                return found
+            found.pdf.close()  # left with pages of a copy that failed half-way in: made anew
         pdf = pikepdf.new()
         pdf.pages.extend(tail.pdf.pages)
         objects = (pdf.copy_foreign(tail.image), pdf.copy_foreign(tail.gstate))
