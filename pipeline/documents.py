@@ -635,8 +635,8 @@ class DocumentMaker:
         pages taken out stay in qpdf's memory, and the copied schedules keep their source open."""
         bases = getattr(self._bases, "by_tail", None)
         found = bases.get(id(tail)) if bases is not None else None
-        if found is not None:
-            if found.tail is tail and len(found.pdf.pages) == found.pages:
+        if found is not None:  # the same tail: the base holds it, so no other object can have its id
+            if len(found.pdf.pages) == found.pages:
                 return found
             found.pdf.close()  # left with pages of a copy that failed half-way in: made anew
         pdf = pikepdf.new()

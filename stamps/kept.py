@@ -39,7 +39,7 @@ _FORMAT = 1
 
 def read(folder: Path, seal: Seal, dpi: int) -> EncodedSeal | None:
     """The kept encoding of ``seal`` at ``dpi``, or None when there is none that may be used."""
-    from stamps.stamping import EncodedSeal
+    from stamps.stamping import stencil_of
 
     try:
         raw = _path(folder, seal, dpi).read_bytes()
@@ -53,15 +53,7 @@ def read(folder: Path, seal: Seal, dpi: int) -> EncodedSeal | None:
         return None
     if width <= 0 or height <= 0 or hashlib.sha256(data).hexdigest() != digest:
         return None
-    side = max(width, height)
-    return EncodedSeal(
-        width_px=width,
-        height_px=height,
-        width_pt=seal.diameter_mm * width / side * 72 / 25.4,
-        height_pt=seal.diameter_mm * height / side * 72 / 25.4,
-        colour=seal.colour,
-        mask_data=data,
-    )
+    return stencil_of(seal, width_px=width, height_px=height, mask_data=data)
 
 
 def write(folder: Path, seal: Seal, dpi: int, encoded: EncodedSeal) -> None:

@@ -151,15 +151,19 @@ _encoded: dict[tuple[Seal, int], EncodedSeal] = {}  # this process's, the oldest
 
 def _encode_seal(seal: Seal, dpi: int) -> EncodedSeal:
     ink = seal.stencil(dpi)
-    width_mm = seal.diameter_mm * ink.width / max(ink.size)
-    height_mm = seal.diameter_mm * ink.height / max(ink.size)
+    return stencil_of(seal, width_px=ink.width, height_px=ink.height, mask_data=_group4(ink))
+
+
+def stencil_of(seal: Seal, *, width_px: int, height_px: int, mask_data: bytes) -> EncodedSeal:
+    """``seal``'s encoded stencil from its pixels' size and data: the larger side is the seal's diameter."""
+    side = max(width_px, height_px)
     return EncodedSeal(
-        width_px=ink.width,
-        height_px=ink.height,
-        width_pt=width_mm * 72 / 25.4,
-        height_pt=height_mm * 72 / 25.4,
+        width_px=width_px,
+        height_px=height_px,
+        width_pt=seal.diameter_mm * width_px / side * 72 / 25.4,
+        height_pt=seal.diameter_mm * height_px / side * 72 / 25.4,
         colour=seal.colour,
-        mask_data=_group4(ink),
+        mask_data=mask_data,
     )
 
 
