@@ -598,7 +598,10 @@ class Index:
             seq += 1
             at = datetime.now(UTC)
             # the ledger is read by auditors: no personal data in it, whatever a caller put in the detail
-            detail = scrub(json.dumps(ledger_event.detail, ensure_ascii=False, sort_keys=True, default=str))
+            detail = scrub(
+                json.dumps(ledger_event.detail, ensure_ascii=False, sort_keys=True, default=str),
+                keep=(ledger_event.subject,),  # the event's own document number is not personal data
+            )
             digest = _entry_hash(
                 prev_hash,
                 seq=seq,

@@ -411,6 +411,32 @@ def _pa_acc(rng: random.Random, record: dict[str, Any], *, i: int, branch: tuple
 _FILLERS = {"AUTO-COMM": _auto_comm, "HOME-PROP": _home_prop, "PA-ACC": _pa_acc}
 
 
+# Which document of a record a number names: the digit that keeps the three apart in all-digit numbers.
+_DOCUMENT_DIGIT = {"P": "1", "T": "2", "E": "3"}
+
+
+def document_number(kind: str, i: int, *, seed: int, product: str, branch: str, day: dt.date) -> str:
+    """The ``i``-th policy (``P``), proposal (``T``) or endorsement (``E``) number of a batch.
+
+    Real numbers come in several shapes and the pipeline must take each as it is (contract README,
+    "Document numbers"), so the shape cycles with ``i``: 4 letters + 18 digits (PICC's commercial motor
+    policies, ``PDAA…``), 20 digits, 18 digits, and a shorter letters-date-serial form. Unique per
+    (seed mod 1000, kind, i) for i below ten million.
+    """
+    letters = PRODUCTS[product]["letters"]
+    digit = _DOCUMENT_DIGIT[kind]
+    product_digit = str(PRODUCT_CYCLE.index(product) + 1)
+    serial = f"{seed % 1000:03d}{i + 1:07d}"
+    shape = i % 4
+    if shape == 0:
+        return f"{kind}D{letters}{day:%y}{branch}{serial}"  # 4 letters + 2 + 6 + 10 = 18 digits
+    if shape == 1:
+        return f"{day:%y}{branch}{digit}{product_digit}{serial}"  # 20 digits
+    if shape == 2:
+        return f"{day:%y}{branch[:4]}{digit}{product_digit}{serial}"  # 18 digits
+    return f"{kind}{letters}{day:%Y%m%d}{seed % 1000:03d}{i + 1:06d}"
+
+
 def _policy(
     rng: random.Random,
     *,
@@ -427,13 +453,11 @@ def _policy(
     approved = dt.datetime.combine(issued_day, dt.time(9), tzinfo=CST) + dt.timedelta(
         minutes=rng.randrange(8 * 60), seconds=rng.randrange(60)
     )
-    letters = PRODUCTS[product]["letters"]
-    serial = f"{seed % 1000:03d}{i + 1:06d}"
     record: dict[str, Any] = {
         "kind": "policy",
         "record_id": f"UW-{seed}-{i + 1:06d}",
-        "policy_no": f"P{letters}{issued_day:%Y%m%d}{serial}",
-        "proposal_no": f"T{letters}{issued_day:%Y%m%d}{serial}",
+        "policy_no": document_number("P", i, seed=seed, product=product, branch=branch[0], day=issued_day),
+        "proposal_no": document_number("T", i, seed=seed, product=product, branch=branch[0], day=issued_day),
     }
     if i % 2 == 0:
         record["print_serial"] = f"{issued_day:%Y}{branch[0]}{rng.randrange(10**8):08d}"
@@ -535,11 +559,11 @@ def _endorsement(
     )
     approved = effective - dt.timedelta(days=1) + dt.timedelta(hours=10, minutes=rng.randrange(360))
     approved = max(approved, not_before + dt.timedelta(minutes=30))
-    letters = PRODUCTS[product]["letters"]
+    branch = policy["branch"]["code"]
     record: dict[str, Any] = {
         "kind": "endorsement",
         "record_id": f"UW-{seed}-E{j + 1:06d}",
-        "endorsement_no": f"E{letters}{effective:%Y%m%d}{seed % 1000:03d}{j + 1:06d}",
+        "endorsement_no": document_number("E", j, seed=seed, product=product, branch=branch, day=effective),
         "policy_no": policy["policy_no"],
         "effective_at": _ts(effective),
         "changes": changes,

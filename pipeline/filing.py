@@ -45,7 +45,7 @@ from archive.index import (
     as_utc,
 )
 from archive.serials import DocumentSerial, mark_used, mark_used_many
-from archive.store import ObjectStore, PutItem, retention_until
+from archive.store import ObjectStore, PutItem, check_key_privacy, retention_until
 from pipeline.batch import Accepted, RecordChecker, content_hash
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.bundle import (
@@ -126,9 +126,14 @@ def required_images(policy: Policy, product: Product) -> tuple[str, ...]:
 
 
 def key_prefix(policy: Policy) -> str:
-    """``{branch}/{yyyy}/{mm}/{policy_no}``: no personal data, stable across re-runs (approval month)."""
+    """``{branch}/{yyyy}/{mm}/{policy_no}``: no personal data, stable across re-runs (approval month).
+
+    The policy number is the core system's own and may hold 18 or 20 digits in a row; validation has
+    made sure it carries no party's ID or phone number, so only the other segments are judged by shape.
+    """
     approved = policy.underwriting.approved_at.astimezone(CHINA)
-    return f"{policy.branch.code}/{approved:%Y}/{approved:%m}/{policy.policy_no}"
+    prefix = f"{policy.branch.code}/{approved:%Y}/{approved:%m}/{policy.policy_no}"
+    return check_key_privacy(prefix, document_numbers=(policy.policy_no,))
 
 
 # Hex digits spelled as letters: a run of hex digits can look like a mobile number (1[3-9] + 9 digits)
@@ -139,7 +144,8 @@ _DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 def _part_key(folder: str, part: Part) -> str:
     """``{folder}/{stem}-{first 12 hex digits of the SHA-256, digits spelled g–p}.{suffix}``."""
     stem, _, suffix = part.name.rpartition(".")
-    return f"{folder}/{stem}-{part.sha256[:12].translate(_DIGITS_AS_LETTERS)}.{suffix}"
+    name = f"{stem}-{part.sha256[:12].translate(_DIGITS_AS_LETTERS)}.{suffix}"
+    return f"{folder}/{check_key_privacy(name)}"
 
 
 def _policy_facts(policy: Policy, *, issued_at: datetime, prefix: str, retain_until: datetime) -> PolicyFacts:

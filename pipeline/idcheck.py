@@ -22,6 +22,7 @@ Pure functions, standard library only.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta, timezone
 
 # --- resident ID: GB 11643-1999 -------------------------------------------------------------------------
@@ -266,11 +267,64 @@ _MOBILE = re.compile(
 )
 
 
+# First two digits of a resident ID: the province-level division (GB/T 2260), 81-83 for the residence
+# permits of Hong Kong, Macao and Taiwan residents, 9 for foreigners' permanent residence cards.
+_ID_PROVINCES = frozenset(
+    {
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+        "21",
+        "22",
+        "23",
+        "31",
+        "32",
+        "33",
+        "34",
+        "35",
+        "36",
+        "37",
+        "41",
+        "42",
+        "43",
+        "44",
+        "45",
+        "46",
+        "50",
+        "51",
+        "52",
+        "53",
+        "54",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "71",
+        "81",
+        "82",
+        "83",
+    }
+)
+
+
+def _could_be_resident_id(token: str) -> bool:
+    """An ID-shaped run that a person's ID number could be: a real province code and birth date.
+
+    The check digit is not required (a mistyped ID number is still personal data); the province and date
+    are, so that document numbers of 18 digits (``2644030502…``, contract README) print as they are.
+    """
+    if not (token[:2] in _ID_PROVINCES or token[0] == "9"):
+        return False
+    return _birth_date_problem(token[6:14], today=None) is None
+
+
 def _mask_eighteen(match: re.Match[str]) -> str:
     token = match.group(0)
     if _RESIDENT_ID_SHAPE.fullmatch(token):
-        # Masked whether or not the check digit is right: a mistyped ID number is still personal data.
-        return mask_id(token)
+        return mask_id(token) if _could_be_resident_id(token) else token
     if _USCC_SHAPE.fullmatch(token) and uscc_check_char(token[:17]) == token[17]:
         return mask_id(token)
     return token
@@ -290,16 +344,40 @@ def _mask_mobile(match: re.Match[str]) -> str:
     return whole[:start] + "".join(masked)
 
 
-def scrub(text: str) -> str:
+def _restore(found: list[str]) -> Callable[[re.Match[str]], str]:
+    def restore(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return found[i] if i < len(found) else m.group(0)
+
+    return restore
+
+
+def scrub(text: str, *, keep: Collection[str | None] = ()) -> str:
     """Return ``text`` with resident ID numbers, valid USCCs and mobile numbers replaced by masked forms.
 
     Meant as a log filter and for report messages. What counts: a standalone run of 17 digits plus a
-    digit or X (masked as :func:`mask_id`, check digit not required); a standalone 18-character code that
+    digit or X whose province code and birth date are real (masked as :func:`mask_id`, check digit not
+    required); a standalone 18-character code that
     has the USCC shape and passes the GB 32100 check; a standalone mainland mobile number ``1[3-9]`` + 9
     digits (masked as ``138****5678``). Standalone means not glued to other ASCII letters or digits and
     not part of a decimal number, so amounts (``1,000,000.00``) and longer alphanumeric references
     (``PAUT2026110100000123``) pass through unchanged. Chinese text around a number is a boundary.
+
+    ``keep`` names document numbers the caller knows (the record's policy number, say): they are not
+    personal data, whatever their shape, and pass through unchanged.
     """
+    kept = sorted({k for k in keep if k and len(k) >= 11}, key=len, reverse=True)
+    if kept and any(k in text for k in kept):
+        # each kept number stands aside behind a placeholder the patterns cannot match, then comes back
+        pattern = re.compile("|".join(re.escape(k) for k in kept))
+        found: list[str] = []
+
+        def aside(m: re.Match[str]) -> str:
+            found.append(m.group(0))
+            return f"\ue000{len(found) - 1}\ue001"
+
+        text = _MOBILE.sub(_mask_mobile, _EIGHTEEN.sub(_mask_eighteen, pattern.sub(aside, text)))
+        return re.sub("\ue000([0-9]+)\ue001", _restore(found), text)
     text = _EIGHTEEN.sub(_mask_eighteen, text)
     return _MOBILE.sub(_mask_mobile, text)
 

@@ -76,6 +76,7 @@ class Beneficiary(_Model):
     id_no: _text(1, 40)
     relation: _text(1, 20)
     share_percent: Amount
+    address: _text(1, 200) | None = None  # contract v1.1
 
 
 class Coverage(_Model):
@@ -175,6 +176,9 @@ class Change(_Model):
     new: _text(0, 200)
 
 
+EndorsementType = Literal["change", "surrender", "cancel", "add_clauses", "reinstate"]
+
+
 class Endorsement(_Model):
     """批单: a change to an archived policy."""
 
@@ -191,6 +195,9 @@ class Endorsement(_Model):
     issued_by: _text(1, 20)
     issued_at: AwareDatetime | None = None
     images: tuple[Image, ...] = ()
+    # contract v1.1: what kind of endorsement, and the clauses an ``add_clauses`` one attaches
+    type: EndorsementType = "change"
+    clauses_added: Annotated[tuple[Code, ...], Field(min_length=1)] | None = None
 
 
 Record = Annotated[Policy | Endorsement, Field(discriminator="kind")]

@@ -45,7 +45,10 @@ class Outcome:
             "policy_no": self.policy_no,
             "kind": self.kind,
             "status": self.status,
-            "reasons": [{"field": r.field, "message": scrub(r.message)} for r in self.reasons],
+            "reasons": [
+                {"field": r.field, "message": scrub(r.message, keep=(self.policy_no, self.record_id))}
+                for r in self.reasons
+            ],
         }
         if self.documents:
             out["documents"] = list(self.documents)

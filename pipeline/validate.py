@@ -78,6 +78,22 @@ def _images(images: Iterable[Image], batch_dir: Path) -> list[Reason]:
     return reasons
 
 
+def _document_numbers(policy: Policy) -> list[Reason]:
+    """A document number goes into object keys and URLs: it must not carry a party's ID or phone number.
+
+    Any arrangement of capitals and digits is a document number (contract README); only the record's
+    own personal data, compared exactly, makes one unusable as a key.
+    """
+    personal = [p.id_no.upper() for p in (policy.applicant, policy.insured, *policy.beneficiaries)]
+    personal += [p.phone for p in (policy.applicant, policy.insured) if p.phone]
+    personal = [v for v in ("".join(ch for ch in v if ch.isalnum()) for v in personal) if len(v) >= 9]
+    return [
+        Reason(name, "contains a party's ID or phone number: a document number must carry no personal data")
+        for name in ("policy_no", "proposal_no")
+        if any(v in getattr(policy, name) for v in personal)
+    ]
+
+
 def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) -> list[Reason]:
     """Every contract rule for one policy record; an empty list means it may be issued."""
     reasons: list[Reason] = []
@@ -106,6 +122,7 @@ def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) 
 
     if policy.period.start >= policy.period.end:
         reasons.append(Reason("period.end", "must be after period.start"))
+    reasons += _document_numbers(policy)
 
     product = registry.products.get(policy.product_code)
     if product is None:
@@ -133,6 +150,12 @@ def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) 
 def check_endorsement(endorsement: Endorsement, *, policy: Policy | None, batch_dir: Path) -> list[Reason]:
     """Contract rules for an endorsement; ``policy`` is the archived or earlier-in-batch policy, if any."""
     reasons: list[Reason] = []
+    if endorsement.type != "change":
+        # contract v1.1 names these types; until they are built, refusing is better than filing a
+        # surrender or a cancellation as if it changed nothing
+        reasons.append(Reason("type", f"endorsement type {endorsement.type!r} is not supported yet"))
+    if endorsement.clauses_added is not None and endorsement.type != "add_clauses":
+        reasons.append(Reason("clauses_added", "is only for an endorsement of type add_clauses"))
     if policy is None:
         reasons.append(
             Reason(

@@ -62,9 +62,9 @@ from tests.conftest import REPO
 KEY = b"audit-test-hmac-key-0123456789ab"
 DPI = 75
 SAMPLE = REPO / "examples" / "sample-batch" / "batch.jsonl"
-BEIJING = "PHP20261023026000002"  # 110105: sealed with beijing-policy v2; schedule + 2 clauses, 11 pages
+BEIJING = "26110105120260000002"  # 110105: sealed with beijing-policy v2; schedule + 2 clauses, 11 pages
 PA_TWO_CLAUSES = "PPA20260804026000006"  # schedule + 个人意外伤害保险条款 (5) + 附加…医疗保险条款 (4)
-ENDORSED = "PAC20260705026000001"  # two versions: issue and endorsement
+ENDORSED = "PDAA264403050260000001"  # two versions: issue and endorsement
 CHENGDU = ("PPA20260127026000003", PA_TWO_CLAUSES)  # branch 510107: a lot of two
 
 
@@ -157,7 +157,7 @@ def test_every_check_passes_on_the_clean_archive(archive):
         assert result.thumbnails and all(t.png.startswith(b"\x89PNG") for t in result.thumbnails)
     endorsed = next(r for r in results if r.policy_no == ENDORSED)
     assert endorsed.versions == 2
-    assert any("批单 EAC" in line for line in endorsed.check("company_seal").evidence)
+    assert any("批单 EDAA" in line for line in endorsed.check("company_seal").evidence)
     beijing = next(r for r in results if r.policy_no == BEIJING)
     assert any("beijing-policy@v2" in line for line in beijing.check("cross_page_seal").evidence)
     assert archive.auditor.ledger_problems() == []

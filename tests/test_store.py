@@ -25,6 +25,7 @@ from archive.store import (
     ObjectStore,
     S3Store,
     check_key,
+    check_key_privacy,
     open_store,
     retention_until,
     sha256_hex,
@@ -195,9 +196,6 @@ def test_list_filters_by_prefix_in_key_order(backend: Backend) -> None:
         "a/b/",
         "./a",
         "a/.hidden",
-        "110105/2026/12/11010519900307123X/bundle.pdf",
-        "110105/2026/12/id110105199003071234/bundle.pdf",
-        "110105/2026/12/tel-13812345678/bundle.pdf",
         "110105/2026/12/PAC 001/bundle.pdf",
         "110105/2026/12/张三/bundle.pdf",
         "110105\\2026\\bundle.pdf",
@@ -212,6 +210,35 @@ def test_unsafe_keys_are_refused(backend: Backend, key: str) -> None:
     assert "1990030712" not in str(caught.value) and "13812345678" not in str(caught.value)
     with pytest.raises(UnsafeKey):
         check_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "110105/2026/12/11010519900307123X/bundle.pdf",
+        "110105/2026/12/v1-id110105199003071234/bundle.pdf",
+        "110105/2026/12/PAC20261201000001/tel-13812345678.pdf",
+    ],
+)
+def test_keys_with_personal_data_shapes_fail_the_writers_check(key: str) -> None:
+    with pytest.raises(UnsafeKey) as caught:
+        check_key_privacy(key, document_numbers=("PAC20261201000001",))
+    assert "1990030712" not in str(caught.value) and "13812345678" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "policy_no",
+    [
+        "PDAA202644030500000001",  # PICC's commercial motor: 4 letters + 18 digits
+        "110105199003071234",  # 18 digits, even one with a resident ID's shape
+        "12110105202600000002",  # 20 digits
+        "PDAA13812345678",  # a mobile number's shape inside a document number
+    ],
+)
+def test_real_document_numbers_pass_every_key_check(policy_no: str) -> None:
+    key = f"110105/2026/12/{policy_no}/v1-issue/customer-ghijklmnopab.pdf"
+    assert check_key(key) == key
+    assert check_key_privacy(key, document_numbers=(policy_no,)) == key
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ from sqlalchemy import select
 
 from archive import schema as s
 from archive.index import GENESIS, Index, _entry_hash, as_utc
-from archive.store import ObjectStore, check_key, retention_until
+from archive.store import ObjectStore, check_key_privacy, retention_until
 from pipeline.errors import IssuanceError, ObjectCorrupt, ObjectMissing, UnsafeKey
 from pipeline.idcheck import scrub
 from pipeline.products import ProductRegistry
@@ -530,8 +530,12 @@ def schedule_text_check(
     return _result("schedule_text", problems=problems, evidence=evidence)
 
 
-def metadata_findings(pdf: bytes, *, names: Sequence[str]) -> list[str]:
-    """What in the PDF's document information or XMP is personal data: ID/phone shapes or party names."""
+def metadata_findings(pdf: bytes, *, names: Sequence[str], documents: Sequence[str] = ()) -> list[str]:
+    """What in the PDF's document information or XMP is personal data: ID/phone shapes or party names.
+
+    ``documents`` are the policy's own document numbers (printed in the title): not personal data,
+    however many digits they hold.
+    """
     reader = PdfReader(BytesIO(pdf))
     fields: list[tuple[str, str]] = [(str(k), str(v)) for k, v in (reader.metadata or {}).items()]
     try:
@@ -542,7 +546,7 @@ def metadata_findings(pdf: bytes, *, names: Sequence[str]) -> list[str]:
         logger.debug("unreadable XMP metadata", exc_info=True)
     found = []
     for key, value in fields:
-        if scrub(value) != value:
+        if scrub(value, keep=documents) != value:
             found.append(f"{key} holds an ID-number or phone-number shape")
         for name in names:
             if len(name) >= 2 and name in value:
@@ -779,7 +783,7 @@ class Auditor:
                 ),
             )
 
-        run("keys_clean", lambda: self._keys_check(versions))
+        run("keys_clean", lambda: self._keys_check(versions, policy_no=row.policy_no))
         run("metadata_clean", lambda: self._metadata_check(versions, record))
         run("retention", lambda: self._retention_check(row, versions=versions, record=record))
         run("no_active_content", lambda: self._active_check(versions))
@@ -1204,12 +1208,12 @@ class Auditor:
 
     # --- 安全性 ---------------------------------------------------------------------------------------
 
-    def _keys_check(self, versions: Sequence[_Version]) -> CheckResult:
+    def _keys_check(self, versions: Sequence[_Version], *, policy_no: str) -> CheckResult:
         problems: list[str] = []
         keys = _all_keys(versions)
         for key in keys:
             try:
-                check_key(key)
+                check_key_privacy(key, document_numbers=(policy_no,))
             except UnsafeKey as e:
                 problems.append(f"an object key of this policy is unsafe: {e.message}")
         evidence = [f"{len(keys)} keys pass the key rule (no ID or phone shapes)"]
@@ -1219,11 +1223,20 @@ class Auditor:
         problems: list[str] = []
         evidence: list[str] = []
         names = _party_names(record)
+        documents = [
+            n
+            for n in (
+                (record or {}).get("policy_no"),
+                (record or {}).get("proposal_no"),
+                *(v.row.endorsement_no for v in versions),
+            )
+            if isinstance(n, str)
+        ]
         for label, _key, data in _pdfs(versions):
             if data is None:
                 problems.append(f"{label}: cannot be read")
                 continue
-            found = metadata_findings(data, names=names)
+            found = metadata_findings(data, names=names, documents=documents)
             if found:
                 problems += [f"{label}: {finding}" for finding in found]
             else:

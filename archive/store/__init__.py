@@ -17,7 +17,9 @@ What every store promises, whatever its backend does:
   :func:`retention_until`). On an S3 bucket with Object Lock the object is also put under COMPLIANCE
   retention, but the store checks retention itself first: not every S3 implementation enforces it.
 - **Safe keys.** :func:`check_key` is the one gate every key passes: relative, ``/``-separated, plain
-  ASCII, and nothing shaped like a resident ID number or a mobile number (DOMAIN.md, "Archive rules").
+  ASCII. The writer that builds a key also passes it through :func:`check_key_privacy`: nothing shaped
+  like a resident ID number or a mobile number outside the record's own document number (DOMAIN.md,
+  "Archive rules"; real policy numbers hold 18 or 20 digits in a row).
 - **Quiet about secrets.** ``describe()`` and every error name the store (folder, or endpoint and
   bucket), never credentials.
 """
@@ -37,6 +39,7 @@ from archive.store.base import (
     PutOutcome,
     PutResult,
     check_key,
+    check_key_privacy,
     hashed,
     retention_until,
     sha256_hex,
@@ -90,6 +93,7 @@ __all__ = [
     "PutResult",
     "S3Store",
     "check_key",
+    "check_key_privacy",
     "hashed",
     "open_store",
     "retention_until",

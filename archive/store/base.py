@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeAlias, runtime_checkable
@@ -148,10 +148,10 @@ class ObjectStore(Protocol):
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 # Personal data in a key would leak into URLs, logs and listings (DOMAIN.md). A run counts when it is
 # not glued to further digits: 17 digits plus a digit or X is a resident ID number's shape, 1[3-9] plus
-# nine digits a mainland mobile number. Letters are a boundary, so "ID11010519900307123X" is refused,
-# while policy numbers like "PAUT20261113007000001" (a 17-digit run) pass.
+# nine digits a mainland mobile number. Letters are a boundary, so "ID11010519900307123X" is refused.
 _RESIDENT_ID_RUN = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
 _MOBILE_RUN = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+_NO_PERSONAL_DATA = "keys must carry no personal data: use branch, date, policy number and version"
 
 
 def check_key(key: str) -> str:
@@ -159,9 +159,11 @@ def check_key(key: str) -> str:
 
     Safe means: a non-empty relative path of at most 512 characters; ``/``-separated segments of
     ``[A-Za-z0-9._-]``, none empty, none starting with ``.`` (which also rules out ``.`` and ``..``
-    and keeps names free for the store's own temp and metadata files), each at most 200 characters;
-    and no run shaped like a resident ID number or a mobile number. The message never repeats the key,
-    since the key may be exactly the personal data being refused.
+    and keeps names free for the store's own temp and metadata files), each at most 200 characters.
+
+    Digit runs are not judged here: a real policy number holds 18 or 20 digits in a row (contract
+    README, "Document numbers"), so only the writer that builds a key knows which segment is a document
+    number; it calls :func:`check_key_privacy`. The message never repeats the key.
     """
     if not isinstance(key, str) or not key:
         raise UnsafeKey(
@@ -183,16 +185,30 @@ def check_key(key: str) -> str:
             )
         if len(segment) > MAX_SEGMENT_LENGTH:
             raise UnsafeKey(f"object key has a segment longer than {MAX_SEGMENT_LENGTH} characters")
-    if _RESIDENT_ID_RUN.search(key):
-        raise UnsafeKey(
-            "object key contains an 18-character run shaped like a resident ID number",
-            hint="keys must carry no personal data: use branch, date, policy number and version",
-        )
-    if _MOBILE_RUN.search(key):
-        raise UnsafeKey(
-            "object key contains an 11-digit run shaped like a mobile number",
-            hint="keys must carry no personal data: use branch, date, policy number and version",
-        )
+    return key
+
+
+def check_key_privacy(key: str, *, document_numbers: Collection[str] = ()) -> str:
+    """Return ``key`` if no segment of it looks like personal data, else raise ``UnsafeKey``.
+
+    A segment that is exactly one of ``document_numbers`` (the record's own policy number: validated,
+    and not personal data however many digits it holds) is not judged by shape; every other segment
+    (branch, year, month, version folder, part name) must hold no run shaped like a resident ID number
+    or a mobile number. The message never repeats the key.
+    """
+    exempt = set(document_numbers)
+    for segment in check_key(key).split("/"):
+        if segment in exempt:
+            continue
+        if _RESIDENT_ID_RUN.search(segment):
+            raise UnsafeKey(
+                "object key contains an 18-character run shaped like a resident ID number",
+                hint=_NO_PERSONAL_DATA,
+            )
+        if _MOBILE_RUN.search(segment):
+            raise UnsafeKey(
+                "object key contains an 11-digit run shaped like a mobile number", hint=_NO_PERSONAL_DATA
+            )
     return key
 
 
