@@ -111,7 +111,9 @@ def run_once(batch: Path, workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     args = parser.parse_args()
@@ -130,7 +132,8 @@ def main() -> None:
             )
             assert figures["lines"] == figures["rejected"] == n, figures
     if len(results) > 1:
-        print(f"peak ratio {results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}× (goal: at most 1.5×)")
+        ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
+        print(f"peak ratio {ratio:.2f}× (goal: at most 1.5×)")
 
 
 if __name__ == "__main__":
