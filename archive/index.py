@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 GENESIS = "0" * 64
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
@@ -557,7 +557,22 @@ class Index:
             )
 
     @_database_errors
-    def finish_batch(self, *, batch_id: str, counts: dict[str, int], operator: str) -> None:
+    def finish_batch(
+        self,
+        *,
+        batch_id: str,
+        counts: dict[str, int],
+        operator: str,
+        ended: str = "finished",
+        reason: str | None = None,
+    ) -> None:
+        """The batch's end row and ledger event: ``batch.finished``, or ``batch.interrupted`` /
+        ``batch.aborted`` (with the reason) for a run that stopped before its last line."""
+        if ended not in ("finished", "interrupted", "aborted"):
+            raise ValueError(f"a batch ends finished, interrupted or aborted, not {ended!r}")
+        detail: dict[str, Any] = dict(counts)
+        if reason is not None:
+            detail["reason"] = reason
         with self.engine.begin() as conn:
             conn.execute(
                 update(s.batches)
@@ -568,9 +583,18 @@ class Index:
                     archived=counts.get("archived", 0),
                     already_archived=counts.get("already_archived", 0),
                     rejected=counts.get("rejected", 0),
+                    not_attempted=counts.get("not_attempted", 0),
+                    ended=ended,
+                    reason=reason[:500] if reason else None,
                 )
             )
-            self._append(conn, LedgerEvent(operator, "batch.finished", batch_id, dict(counts)))
+            self._append(conn, LedgerEvent(operator, f"batch.{ended}", batch_id, detail))
+
+    @_database_errors
+    def batch_row(self, batch_id: str) -> Any:
+        """The batch's row (started, ended, counts), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(s.batches).where(s.batches.c.batch_id == batch_id)).one_or_none()
 
     # --- the ledger -----------------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ batches = Table(
     Column("already_archived", Integer),
     Column("rejected", Integer),
     Column("operator", String(64), nullable=False),
+    # how the run ended: finished, interrupted (stopped on request) or aborted (a component failed)
+    Column("ended", String(16)),
+    Column("not_attempted", Integer),
+    Column("reason", String(500)),
 )
 
 # One row per archived input record: the pipeline's idempotency key.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,10 +25,9 @@ from zoneinfo import ZoneInfo
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.documents import DocumentMaker, IssuedDocument
 from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
-from pipeline.idcheck import scrub
 from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy, parse_record
-from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome
+from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
 from pipeline.validate import Reason, check_endorsement, check_policy, control_characters
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,15 @@ CHINA = ZoneInfo("Asia/Shanghai")
 
 class _PolicyNotIssued(Exception):
     """The endorsement's policy, earlier in this batch, failed to render."""
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A line that repeats an earlier one of the batch exactly (same ``record_id``, same content): it ends
+    as that line ends — archived there means already archived here (DESIGN.md invariant 1)."""
+
+    raw: RawRecord
+    first_line: int
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,54 @@ def content_hash(data: dict[str, Any]) -> str:
 REMEMBERED_POLICIES = 4096  # far more than a run has in flight (pipeline.filing.run_batch)
 
 
+class SeenInBatch:
+    """Every record id and policy number a batch has read so far, with its line: in a private temporary
+    SQLite database (deleted when closed, or with the process), so that a batch of a million lines does
+    not keep a million entries in memory. Used by the one thread that reads the batch."""
+
+    def __init__(self) -> None:
+        # "" opens a private temporary database on disk: only its page cache stays in memory
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE records (id TEXT PRIMARY KEY, line INTEGER NOT NULL, digest TEXT NOT NULL)"
+            " WITHOUT ROWID;"
+            "CREATE TABLE policies (no TEXT PRIMARY KEY, accepted INTEGER, rejected INTEGER) WITHOUT ROWID;"
+        )
+
+    def first(self, record_id: str, *, line: int, digest: str) -> tuple[int, str] | None:
+        """The line and content hash ``record_id`` was first read with; None (and remembered) if new."""
+        added = self._db.execute(
+            "INSERT INTO records VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (record_id, line, digest)
+        )
+        if added.rowcount == 1:
+            return None
+        return self._db.execute("SELECT line, digest FROM records WHERE id = ?", (record_id,)).fetchone()
+
+    def policy(self, policy_no: str) -> tuple[int | None, int | None]:
+        """The line that accepted ``policy_no`` in this batch, and the first that was rejected."""
+        row = self._db.execute(
+            "SELECT accepted, rejected FROM policies WHERE no = ?", (policy_no,)
+        ).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def accepted_policy(self, policy_no: str, line: int) -> None:
+        self._db.execute(
+            "INSERT INTO policies (no, accepted) VALUES (?, ?) ON CONFLICT (no) DO UPDATE SET accepted = ?",
+            (policy_no, line, line),
+        )
+
+    def rejected_policy(self, policy_no: str, line: int) -> None:
+        self._db.execute(
+            "INSERT INTO policies (no, rejected) VALUES (?, ?)"
+            " ON CONFLICT (no) DO UPDATE SET rejected = coalesce(rejected, ?)",
+            (policy_no, line, line),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class RecordChecker:
     """Checks records one by one in input order, remembering what the batch has seen so far."""
 
@@ -74,42 +131,47 @@ class RecordChecker:
         self._registry = registry
         self._batch_dir = batch_dir
         self._archived_policy = archived_policy
-        self._record_ids: dict[str, tuple[int, str]] = {}
-        self._policy_lines: dict[str, int] = {}  # every policy of the batch: its line
+        self._seen = SeenInBatch()
         # the latest policies themselves, for endorsements later in the batch; bounded, so that memory
         # stays flat in a batch of a million (an older one is long archived: ``archived_policy`` reads it)
         self._policies: OrderedDict[str, Policy] = OrderedDict()
-        self._rejected_policies: dict[str, int] = {}
 
-    def check(self, raw: RawRecord) -> Accepted | list[Reason]:
+    def close(self) -> None:
+        self._seen.close()
+
+    def check(self, raw: RawRecord, *, repeats: bool = False) -> Accepted | Repeat | list[Reason]:
+        """What to do with ``raw``: file it (``Accepted``), or why not. With ``repeats``, an exact repeat
+        of an earlier line comes back as ``Repeat`` (it ends as that line ends); without, it is refused
+        (``issuance render`` writes files, it does not archive)."""
         if raw.problem or raw.data is None:
             return [Reason("line", raw.problem or f"line {raw.line} is empty")]
         data = raw.data
-        reasons = control_characters(data)
-        record, parse_reasons = parse_record(data)
-        reasons += [Reason(f, m) for f, m in parse_reasons]
         record_id = _text_field(data, "record_id")
         if record_id is not None:
             digest = content_hash(data)
-            earlier = self._record_ids.get(record_id)
+            earlier = self._seen.first(record_id, line=raw.line, digest=digest)
             if earlier is not None:
+                if earlier[1] == digest and repeats:
+                    return Repeat(raw, earlier[0])
                 same = "same content" if earlier[1] == digest else "different content: a conflict"
-                reasons.append(Reason("record_id", f"repeats line {earlier[0]} ({same})"))
-            else:
-                self._record_ids[record_id] = (raw.line, digest)
+                self._note_rejected(data, raw.line)
+                return [Reason("record_id", f"repeats line {earlier[0]} ({same})")]
+        reasons = control_characters(data)
+        record, parse_reasons = parse_record(data)
+        reasons += [Reason(f, m) for f, m in parse_reasons]
         if record is None or reasons:
             self._note_rejected(data, raw.line)
             return reasons
 
         if isinstance(record, Policy):
             reasons += check_policy(record, registry=self._registry, batch_dir=self._batch_dir)
-            if record.policy_no in self._policy_lines:
-                line = self._policy_lines[record.policy_no]
+            line, _rejected = self._seen.policy(record.policy_no)
+            if line is not None:
                 reasons.append(Reason("policy_no", f"already issued by line {line} of this batch"))
             if reasons:
                 self._note_rejected(data, raw.line)
                 return reasons
-            self._policy_lines[record.policy_no] = raw.line
+            self._seen.accepted_policy(record.policy_no, raw.line)
             self._policies[record.policy_no] = record
             if len(self._policies) > REMEMBERED_POLICIES:
                 self._policies.popitem(last=False)
@@ -121,8 +183,9 @@ class RecordChecker:
             raise  # the store or index is down: the run stops, nothing is rejected for it
         except IssuanceError as e:  # e.g. the archived manifest fails its hash check
             return [Reason("policy_no", f"the archived policy cannot be read: {e}")]
-        if policy is None and record.policy_no in self._rejected_policies:
-            line = self._rejected_policies[record.policy_no]
+        rejected_line = self._seen.policy(record.policy_no)[1] if policy is None else None
+        if rejected_line is not None:
+            line = rejected_line
             return [
                 Reason("policy_no", f"policy {record.policy_no} was rejected at line {line} of this batch")
             ]
@@ -138,7 +201,7 @@ class RecordChecker:
 
     def _note_rejected(self, data: dict[str, Any], line: int) -> None:
         if data.get("kind") == "policy" and isinstance(data.get("policy_no"), str):
-            self._rejected_policies.setdefault(data["policy_no"], line)
+            self._seen.rejected_policy(data["policy_no"], line)
 
 
 def _document_name(record: Policy | Endorsement) -> str:
@@ -164,17 +227,14 @@ def render_batch(
     records = read_batch(batch)  # refuses an unusable file before anything else happens
     report = BatchReport(batch=batch.name, started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED))
     checker = RecordChecker(registry=maker.registry, batch_dir=batch.parent)
-    lock = threading.Lock()
+    log_rejection = RejectionLog(logger)
     in_flight = threading.BoundedSemaphore(max(2, workers * 2))
     policy_futures: dict[str, Future[IssuedDocument]] = {}
 
     def finish(outcome: Outcome) -> None:
-        with lock:
-            report.outcomes.append(outcome)
+        report.add(outcome)
         if outcome.status == REJECTED:
-            logger.warning(
-                "line %d rejected: %s", outcome.line, scrub("; ".join(str(r) for r in outcome.reasons))
-            )
+            log_rejection(outcome)
         if on_record:
             on_record(outcome)
 
@@ -239,7 +299,9 @@ def render_batch(
         for raw in records:
             if fatal:
                 break
+            report.opened(raw.line)
             verdict = checker.check(raw)
+            assert not isinstance(verdict, Repeat)  # render asks for none
             if isinstance(verdict, list):
                 finish(
                     Outcome(
@@ -257,6 +319,8 @@ def render_batch(
             if isinstance(verdict.record, Policy):
                 policy_futures[verdict.record.policy_no] = future
             future.add_done_callback(lambda f, item=verdict: done(item, f))
+    checker.close()
+    log_rejection.summary()
     if fatal:
         raise fatal[0]
     report.finished_at = datetime.now(CHINA)

@@ -14,10 +14,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli_common import Archive, iso_date, positive_int, settings_from, stdout_console
-from pipeline.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, UsageError
+from pipeline.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
 from pipeline.idcheck import scrub
+
+if TYPE_CHECKING:
+    from pipeline.report import BatchReport
 
 logger = logging.getLogger("issuance")
 
@@ -259,15 +263,31 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
         task = progress.add_task("records", total=_count_lines(args.batch))
-        report = file_batch(args.batch, on_record=lambda _o: progress.advance(task))
-    report_path = args.report or settings.var_dir / "reports" / f"{report.extra['batch_id']}.json"
-    report.write(report_path)
-    counts = report.counts()
-    print(
-        f"{counts['archived']} archived, {counts['already_archived']} already archived, "
-        f"{counts['rejected']} rejected, {counts['records']} records  (report: {report_path})"
-    )
+        try:
+            report = file_batch(args.batch, on_record=lambda _o: progress.advance(task))
+        except RunAborted as e:  # the report says what became of every line; then exit as the cause says
+            _write_run_report(e.report, args.report, settings.var_dir / "reports")
+            raise
+    counts = _write_run_report(report, args.report, settings.var_dir / "reports")
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
+
+
+def _write_run_report(report: BatchReport, path: Path | None, folder: Path) -> dict[str, int]:
+    """Write ``report`` to ``path`` (default: ``folder``/<batch id>.json) and print its counts."""
+    path = path or folder / f"{report.extra['batch_id']}.json"
+    try:
+        report.write(path)
+    finally:
+        report.close()
+    counts = report.counts()
+    line = (
+        f"{counts['archived']} archived, {counts['already_archived']} already archived, "
+        f"{counts['rejected']} rejected"
+    )
+    if "not_attempted" in counts:
+        line += f", {counts['not_attempted']} not attempted (the run stopped)"
+    print(f"{line}, {counts['records']} records  (report: {path})")
+    return counts
 
 
 def _find(args: argparse.Namespace) -> int:

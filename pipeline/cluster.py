@@ -470,7 +470,10 @@ def run_batch_on_cluster(
                 run.finish(outcome)
             with lock:
                 if last.get(item.record.policy_no) is future:
-                    last[item.record.policy_no] = outcome
+                    if outcome.status == ARCHIVED:  # the index has it: later versions need nothing more
+                        del last[item.record.policy_no]
+                    else:
+                        last[item.record.policy_no] = outcome
                 pending.discard(future)
         finally:
             in_flight.release()  # whatever happened: the end of the run waits for every slot

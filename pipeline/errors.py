@@ -21,6 +21,8 @@ although it is well-formed (a cancelled policy), 4 for an archive that fails its
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNUSABLE = 2
@@ -70,6 +72,17 @@ class ComponentUnavailable(IssuanceError):
     """An external program or service the run needs is missing or does not start."""
 
     exit_code = EXIT_COMPONENT
+
+
+class RunAborted(ComponentUnavailable):
+    """A run stopped because a component failed for good (``cause``). ``report`` says what became of
+    every input line — archived, already archived, rejected, or not attempted — for the caller to write."""
+
+    def __init__(self, cause: ComponentUnavailable, *, report: Any) -> None:
+        super().__init__(cause.message, hint=cause.hint)
+        self.cause = cause
+        self.report = report
+        self.exit_code = cause.exit_code
 
 
 class ConversionFailed(IssuanceError):

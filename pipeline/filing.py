@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from archive.index import (
     Index,
     IndexConflict,
+    IndexUnavailable,
     LedgerEvent,
     NewPolicy,
     PartyFacts,
@@ -46,7 +47,7 @@ from archive.index import (
 )
 from archive.serials import DocumentSerial, mark_used, mark_used_many
 from archive.store import ObjectStore, PutItem, check_key_privacy, retention_until
-from pipeline.batch import Accepted, RecordChecker, content_hash
+from pipeline.batch import Accepted, RecordChecker, Repeat, content_hash
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.bundle import (
     ImageEntry,
@@ -59,13 +60,21 @@ from pipeline.bundle import (
 )
 from pipeline.config import DEFAULT_CHUNK
 from pipeline.documents import DocumentMaker, IssuedDocument
-from pipeline.errors import ComponentUnavailable, IssuanceError, TemplateError, UsageError
+from pipeline.errors import (
+    ClusterUnavailable,
+    ComponentUnavailable,
+    IssuanceError,
+    RunAborted,
+    StoreError,
+    TemplateError,
+    UsageError,
+)
 from pipeline.idcheck import scrub
 from pipeline.images import resolve_image_path
 from pipeline.intake import ImageSource, PreparedImages, prepare_images
 from pipeline.products import Product
 from pipeline.records import Endorsement, Policy, parse_record
-from pipeline.report import REJECTED, BatchReport, Outcome
+from pipeline.report import NOT_ATTEMPTED, REJECTED, BatchReport, Outcome, RejectionLog
 from pipeline.validate import Reason
 
 logger = logging.getLogger(__name__)
@@ -862,11 +871,11 @@ class BatchRun:
 
     Opening it refuses an unusable file (``BatchUnreadable``, nothing written) and writes the batch's
     begin row. ``accepted`` reads and checks the records in input order and settles every record that
-    needs no filing (already archived, conflicting, rejected); the caller files each record it yields
-    and hands back its outcome (``finish``) or the component error that stopped it (``fail``). ``end``
-    writes the batch's end row and returns the report, whose counts cover every record handled, or
-    raises the first component error after recording what finished. ``finish`` and ``fail`` may be
-    called from any thread.
+    needs no filing (already archived, repeated, conflicting, rejected); the caller files each record it
+    yields and hands back its outcome (``finish``) or the component error that stopped it (``fail``).
+    ``end`` writes the batch's end row and returns the report; after a component error it lists every
+    line not filed as not attempted, records the batch as aborted and raises ``RunAborted`` carrying
+    the report. ``finish`` and ``fail`` may be called from any thread.
     """
 
     def __init__(
@@ -885,6 +894,10 @@ class BatchRun:
         self.fatal: list[ComponentUnavailable] = []
         self._on_record = on_record
         self._lock = threading.Lock()
+        self._log = RejectionLog(logger, prefix=f"batch {self.batch_id} ")
+        # exact repeats of a line still in flight, by that line: each ends as it ends
+        self._repeats: dict[int, list[RawRecord]] = {}
+        self._unread: list[RawRecord] = []  # read but not handled when the run stopped
         filing.index.begin_batch(
             batch_id=self.batch_id,
             input_name=batch.name,
@@ -902,28 +915,42 @@ class BatchRun:
         it holds already (two queries, not two per record).
         """
         index = self.filing.index
-        records = iter(self._records)
-        while block := list(itertools.islice(records, LOOKAHEAD)):
-            data = [raw.data if isinstance(raw.data, dict) else {} for raw in block]
-            known = index.records([d["record_id"] for d in data if isinstance(d.get("record_id"), str)])
-            indexed = index.indexed_policies(
-                [
-                    d["policy_no"]
-                    for d in data
-                    if d.get("kind") == "policy" and isinstance(d.get("policy_no"), str)
-                ]
-            )
+        while block := list(itertools.islice(self._records, LOOKAHEAD)):
             for raw in block:
+                self.report.opened(raw.line)
+            data = [raw.data if isinstance(raw.data, dict) else {} for raw in block]
+            try:
+                known = index.records([d["record_id"] for d in data if isinstance(d.get("record_id"), str)])
+                indexed = index.indexed_policies(
+                    [
+                        d["policy_no"]
+                        for d in data
+                        if d.get("kind") == "policy" and isinstance(d.get("policy_no"), str)
+                    ]
+                )
+            except ComponentUnavailable as e:
+                self._stopped(e, block)
+                return
+            for k, raw in enumerate(block):
                 if self.fatal:
+                    self._unread = block[k:]
                     return
                 if stop is not None and stop.is_set():
                     self.report.extra["interrupted"] = True
+                    self._unread = block[k:]
                     return
                 outcome = already_archived(raw, known)
                 if outcome is not None:
                     self.finish(outcome)
                     continue
-                verdict = self._checker.check(raw)
+                try:
+                    verdict = self._checker.check(raw, repeats=True)
+                except ComponentUnavailable as e:  # the store or index went down reading an archived policy
+                    self._stopped(e, block[k:])
+                    return
+                if isinstance(verdict, Repeat):
+                    self._repeat(verdict)
+                    continue
                 if isinstance(verdict, list):
                     self.finish(rejected_outcome(raw, verdict))
                     continue
@@ -932,44 +959,126 @@ class BatchRun:
                     continue
                 yield verdict
 
-    def finish(self, outcome: Outcome) -> None:
-        """Record one record's outcome (logged if rejected, passed to ``on_record``)."""
-        with self._lock:
-            self.report.outcomes.append(outcome)
-        if outcome.status == REJECTED:
-            logger.warning(
-                "batch %s line %d rejected: %s",
-                self.batch_id,
-                outcome.line,
-                scrub("; ".join(str(r) for r in outcome.reasons)),
-            )
-        if self._on_record:
-            self._on_record(outcome)
-
-    def fail(self, item: Accepted, error: ComponentUnavailable) -> Outcome:
-        """A component failed while filing ``item``: it is rejected with the error, and the run stops."""
-        outcome = Outcome(status=REJECTED, reasons=(Reason("document", str(error)),), **_base(item))
-        self.finish(outcome)
+    def _stopped(self, error: ComponentUnavailable, unread: list[RawRecord]) -> None:
         with self._lock:
             self.fatal.append(error)
+            self.report.statuses = (*STATUSES, NOT_ATTEMPTED)
+        self._unread = unread
+
+    def _repeat(self, repeat: Repeat) -> None:
+        """An exact repeat of an earlier line: it ends as that line ends (DESIGN.md invariant 1)."""
+        with self._lock:
+            if self.report.is_open(repeat.first_line):
+                self._repeats.setdefault(repeat.first_line, []).append(repeat.raw)
+                return
+        # the first line has ended already: archived then, the index holds it now
+        data = repeat.raw.data or {}
+        known = self.filing.index.records([data["record_id"]])
+        outcome = already_archived(repeat.raw, known)
+        if outcome is None or outcome.status != ALREADY_ARCHIVED:
+            outcome = _after_first(repeat.raw, repeat.first_line, REJECTED)
+        self.finish(outcome)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Record one record's outcome (logged if not filed, passed to ``on_record``)."""
+        with self._lock:
+            self.report.add(outcome)
+            repeats = self._repeats.pop(outcome.line, ())
+        if outcome.status == REJECTED:
+            self._log(outcome)
+        if self._on_record:
+            self._on_record(outcome)
+        for raw in repeats:
+            self.finish(_after_first(raw, outcome.line, outcome.status))
+
+    def fail(self, item: Accepted, error: ComponentUnavailable) -> Outcome:
+        """A component failed while filing ``item``: it is not attempted, and the run stops."""
+        with self._lock:
+            self.fatal.append(error)
+            self.report.statuses = (*STATUSES, NOT_ATTEMPTED)
+        outcome = not_attempted(item.raw, error)
+        self.finish(outcome)
         return outcome
 
     def end(self) -> BatchReport:
-        """Write the batch's end row; the report, or the first component error once all is recorded."""
-        counts = self.report.counts()
+        """Write the batch's end row; the report, or ``RunAborted`` (with the report) after a component
+        error, once every input line has its outcome."""
+        self._checker.close()
+        index, report = self.filing.index, self.report
+        if self.fatal:
+            error = self.fatal[0]
+            try:
+                for raw in itertools.chain(self._unread, self._records):  # read, or never read
+                    report.opened(raw.line)
+                    self.finish(not_attempted(raw, error))
+            except IssuanceError as e:  # the rest of the file cannot be read either: say so, keep the rest
+                report.extra["unread"] = str(e)
+            report.extra["aborted"] = scrub(str(error))
+            logger.warning(
+                "batch %s aborted: %d lines not attempted (a re-run files them): %s",
+                self.batch_id,
+                report.count(NOT_ATTEMPTED),
+                report.extra["aborted"],
+            )
+        self._log.summary()
+        report.finished_at = datetime.now(CHINA)
+        report.extra["stages"] = self.filing.clock.snapshot()
+        ended = "aborted" if self.fatal else "interrupted" if report.extra.get("interrupted") else "finished"
         try:
-            self.filing.index.finish_batch(
-                batch_id=self.batch_id, counts=counts, operator=self.filing.operator
+            index.finish_batch(
+                batch_id=self.batch_id,
+                counts=report.counts(),
+                operator=self.filing.operator,
+                ended=ended,
+                reason=report.extra.get("aborted"),
             )
         except ComponentUnavailable:
             if not self.fatal:
                 raise
             logger.warning("batch %s: could not record its end in the index (it is down)", self.batch_id)
         if self.fatal:
-            raise self.fatal[0]
-        self.report.finished_at = datetime.now(CHINA)
-        self.report.extra["stages"] = self.filing.clock.snapshot()
-        return self.report
+            raise RunAborted(self.fatal[0], report=report)
+        return report
+
+
+def not_attempted(raw: RawRecord, error: ComponentUnavailable) -> Outcome:
+    """The outcome of a line a run that stopped never filed. The reason names no object or other record:
+    the error itself is said once, in the report's ``aborted``."""
+    message = f"not filed: the run stopped because {_component(error)}; a re-run files it"
+    return _raw_outcome(raw, NOT_ATTEMPTED, (Reason("run", message),))
+
+
+def _component(error: ComponentUnavailable) -> str:
+    if isinstance(error, IndexUnavailable):
+        return "the index is unavailable"
+    if isinstance(error, StoreError):
+        return "the object store is unavailable"
+    if isinstance(error, ClusterUnavailable):
+        return "the cluster is unavailable"
+    return "a component is unavailable"
+
+
+def _after_first(raw: RawRecord, first_line: int, status: str) -> Outcome:
+    """A repeat's outcome, given how the line it repeats ended."""
+    if status in (ARCHIVED, ALREADY_ARCHIVED):
+        return _raw_outcome(raw, ALREADY_ARCHIVED, ())
+    if status == NOT_ATTEMPTED:
+        message = f"repeats line {first_line} (same content), which was not filed; a re-run files it"
+        return _raw_outcome(raw, NOT_ATTEMPTED, (Reason("run", message),))
+    message = f"repeats line {first_line} (same content), which was rejected: see that line"
+    return _raw_outcome(raw, REJECTED, (Reason("record_id", message),))
+
+
+def _raw_outcome(raw: RawRecord, status: str, reasons: tuple[Reason, ...]) -> Outcome:
+    data = raw.data or {}
+    return Outcome(
+        line=raw.line,
+        status=status,
+        record_id=data.get("record_id") if isinstance(data.get("record_id"), str) else None,
+        policy_no=data.get("policy_no") if isinstance(data.get("policy_no"), str) else None,
+        kind=data.get("kind") if isinstance(data.get("kind"), str) else None,
+        reasons=reasons,
+    )
 
 
 LOOKAHEAD = 64  # records read (and looked up in the index) at a time
@@ -986,8 +1095,9 @@ def run_batch(
 ) -> BatchReport:
     """``issuance run``: every record of ``batch`` ends archived, already archived, or rejected.
 
-    Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``ComponentUnavailable`` when
-    LibreOffice, the store or the index fails for good (what was filed stays filed; a re-run goes on).
+    Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``RunAborted`` (a
+    ``ComponentUnavailable``) when LibreOffice, the store or the index fails for good: what was filed
+    stays filed, every other line is in the error's report as not attempted, and a re-run goes on.
     ``workers`` is the number of LibreOffice instances of the filing's converter.
 
     Policies are filed in groups of up to ``chunk`` of one product (one LibreOffice document for their
@@ -1018,14 +1128,20 @@ def run_batch(
             settled.set_result(outcome)
             run.finish(outcome)
         finally:
-            # Keep only the outcome for the policy's later versions: the future's callbacks hold the whole
-            # record, and a batch of a million must not keep every record in memory.
+            # A policy's later versions in this batch wait for this one. Once it is archived nothing more
+            # is needed (the index has it); otherwise only its outcome is kept, not the future whose
+            # callbacks hold the whole record: a batch of a million keeps no entry per archived policy.
             with lock:
                 if last_task.get(item.record.policy_no) is future:
-                    last_task[item.record.policy_no] = settled
+                    if settled.exception() is None and settled.result().status == ARCHIVED:
+                        del last_task[item.record.policy_no]
+                    else:
+                        last_task[item.record.policy_no] = settled
 
     def file(items: list[Accepted], futures: list[Future[Outcome]], before: Future[Outcome] | None) -> None:
         try:
+            if run.fatal:  # the run has stopped: what is still queued is not attempted
+                raise run.fatal[0]
             earlier = None if before is None or before.exception() is not None else before.result()
             if before is not None and isinstance(items[0].record, Policy):
                 if earlier is not None and earlier.status == ARCHIVED:
@@ -1086,15 +1202,7 @@ def _pending_group(pending: dict[str, list[Accepted]], policy_no: str) -> str | 
 
 def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
     """The outcome of a record rejected before filing, with what its raw data says about it."""
-    data = raw.data or {}
-    return Outcome(
-        line=raw.line,
-        status=REJECTED,
-        record_id=data.get("record_id") if isinstance(data.get("record_id"), str) else None,
-        policy_no=data.get("policy_no") if isinstance(data.get("policy_no"), str) else None,
-        kind=data.get("kind") if isinstance(data.get("kind"), str) else None,
-        reasons=tuple(reasons),
-    )
+    return _raw_outcome(raw, REJECTED, tuple(reasons))
 
 
 def already_archived(raw: RawRecord, known: dict[str, RecordFacts]) -> Outcome | None:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archive.index import Index
+from archive.index import SCHEMA_HEAD, Index
 from archive.serials import (
     expand_range,
     issue_range,
@@ -271,7 +271,7 @@ def test_an_index_at_0001_is_migrated_to_0002(index_url):
     engine.dispose()
     index = Index.open(index_url, hmac_key=KEY.encode())
     try:
-        assert index.schema_version() == "0002"
+        assert index.schema_version() == SCHEMA_HEAD
         with index.engine.connect() as conn:
             for table in (schema.print_serials, schema.reissues):
                 row = conn.execute(text(f"SELECT * FROM {table.name} WHERE 1=0"))
