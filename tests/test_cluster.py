@@ -410,9 +410,12 @@ def test_a_worker_without_libreoffice_stops_the_batch_with_exit_3(
     assert result.returncode == 3, result.stderr
     assert "LibreOffice not found" in result.stderr and "on worker w1" in result.stderr
     assert index.count("records") == 0
-    # what finished is recorded: the batch's end, with the records it handled
-    (finished,) = [e for e in index.ledger_entries() if e.action == "batch.finished"]
-    assert finished.detail[REJECTED] >= 1 and finished.detail[ARCHIVED] == 0
+    # the run is recorded as aborted, not finished: no record is called rejected for the outage
+    assert not [e for e in index.ledger_entries() if e.action == "batch.finished"]
+    (aborted,) = [e for e in index.ledger_entries() if e.action == "batch.aborted"]
+    assert aborted.detail["not_attempted"] == aborted.detail["records"] == 2
+    assert aborted.detail[REJECTED] == aborted.detail[ARCHIVED] == 0
+    assert "LibreOffice not found" in aborted.detail["reason"]
 
 
 def test_a_worker_with_another_hmac_key_refuses_to_file(tmp_path, archive_env, dask_processes, index):
