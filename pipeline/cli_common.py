@@ -114,6 +114,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
         seals = load_seal_registry()
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         with Archive(settings) as archive:
+            archive.store.clear_leftovers()  # temp parts of writers killed mid-put (issue 21, item 7)
             maker = DocumentMaker(
                 registry=registry,
                 converter=pool,

@@ -2,17 +2,20 @@
 
 A run works in a private folder under the working folder (``var/scratch``, 0700, files 0600), never in the
 shared temporary folder; the next run removes the folders of runs no longer alive and never one of a live
-process; LibreOffice's ``OSL_PIPE_*`` sockets (which it binds in /tmp whatever TMPDIR says) go with it.
+process; LibreOffice's ``OSL_PIPE_*`` sockets (which it binds in /tmp whatever TMPDIR says) go with it;
+and the temp files of a put cut short are listed by ``audit --orphans`` and removed by the next run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -200,3 +203,70 @@ def test_run_scratch_removes_only_folders_of_processes_gone(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+_STALLED_PUT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import archive.store.local as local
+from archive.store import LocalStore, PutItem, hashed
+
+def stall(self, paths):
+    print("at barrier 1", flush=True)
+    time.sleep(600)
+
+local._Barriers.files = stall  # every temp file written, nothing linked yet
+data = b"%PDF-1.7 " + {key!r}.encode()
+LocalStore(Path({root!r})).put_many([PutItem(key={key!r}, data=data, sha256=hashed(data))])
+"""
+
+
+def _stalled_put(root: Path, key: str) -> subprocess.Popen:
+    script = textwrap.dedent(_STALLED_PUT).format(repo=str(REPO), root=str(root), key=key)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "at barrier 1\n"
+    return proc
+
+
+def _temps(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in _files(root) if p.name.endswith(".tmp")}
+
+
+def _temp_parts(tmp_path: Path, env: dict[str, str]) -> set[str]:
+    audit = subprocess.run(
+        [*ISSUANCE, "audit", "--orphans", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert audit.returncode == 0, audit.stderr
+    findings = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert all(f["level"] == "warning" for f in findings)
+    return {f["key"] for f in findings if f["kind"] == "temp_part"}
+
+
+def test_temp_parts_of_a_killed_put_are_listed_then_removed_by_the_next_run(tmp_path):
+    env = _env(tmp_path)
+    store = tmp_path / "var" / "archive"
+    killed = _stalled_put(store, "110105/2026/12/PAC20261201000001/v1-issue/customer-aaaaaaaaaaaa.pdf")
+    killed.kill()  # kill -9 between writing its temp files and linking them
+    killed.wait()
+    left = _temps(store)
+    assert len(left) == 2  # the object's and its sidecar's
+    writing = _stalled_put(store, "110105/2026/12/PAC20261201000002/v1-issue/customer-bbbbbbbbbbbb.pdf")
+    try:
+        busy = _temps(store) - left
+        assert len(busy) == 2
+        # the audit lists the killed writer's, not those of a put under way
+        assert _temp_parts(tmp_path, env) == left
+        run = subprocess.run(
+            [*ISSUANCE, "run", str(make_batch(tmp_path / "batch", 1, seed=32)), "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+        assert _temps(store) == busy  # the dead writer's gone, the live one's untouched
+        assert _temp_parts(tmp_path, env) == set()
+    finally:
+        writing.kill()
+        writing.wait()

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from archive.store.base import (
     Hashed,
+    Leftover,
     ObjectInfo,
     ObjectStore,
     PutItem,
@@ -82,6 +83,7 @@ def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
 
 __all__ = [
     "Hashed",
+    "Leftover",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",
