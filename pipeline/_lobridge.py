@@ -6,7 +6,8 @@ deliberately uses nothing beyond the standard library and ``uno``.
 
 Protocol (UTF-8, one JSON object per line)::
 
-    start   ->  {"ready": true, "pid": <soffice.bin pid>, "from_template": true|false}
+    start   ->  {"ready": true, "pid": <soffice.bin pid>, "from_template": true|false,
+                 "pipes": ["/tmp/OSL_PIPE_…", …]}
                 {"ready": false, "error": "...", "missing": "uno"|"soffice"|null}   (then exit 3)
     stdin   <-  {"id": 7, "in": "/abs/a.docx", "out": "/abs/a.pdf", "pdf_version": 0}
     stdout  ->  {"id": 7, "ok": true, "pages": 3}
@@ -17,6 +18,8 @@ Protocol (UTF-8, one JSON object per line)::
 ``"dead": true`` means LibreOffice itself is gone (killed, crashed, UNO bridge disposed): the bridge
 exits right after that line and its parent must start a new one. ``"dead": false`` means LibreOffice
 is alive and refused this one document. On EOF on stdin the bridge ends LibreOffice and exits 0.
+``pipes`` are the sockets LibreOffice listens on (``bound_pipes``): the bridge removes them whenever it
+ends LibreOffice, and its parent when it kills both (``pipeline.convert``).
 
 Everything else (our own messages, LibreOffice's stdout and stderr) goes to stderr, so nothing but
 protocol lines ever reaches stdout.
@@ -92,6 +95,43 @@ def descendant_pids(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def bound_pipes(pids: list[int]) -> list[str]:
+    """The ``OSL_PIPE_*`` sockets these processes listen on, by path.
+
+    LibreOffice binds them in ``/tmp`` whatever ``TMPDIR`` says (sal's pipe code has the folder built
+    in), and a LibreOffice that is killed leaves them there: whoever kills it removes them."""
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[len("socket:[") : -1])
+    found = []
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
+            next(table, None)  # Num RefCount Protocol Flags Type St Inode Path
+            for line in table:
+                fields = line.split(None, 7)
+                if len(fields) == 8 and fields[6] in inodes:
+                    path = fields[7].rstrip("\n")
+                    if os.path.basename(path).startswith("OSL_PIPE_") and path not in found:
+                        found.append(path)
+    except OSError:
+        pass
+    return found
+
+
+def remove_pipes(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def find_soffice_bin(root: int) -> int:
@@ -200,6 +240,7 @@ class Office:
             "com.sun.star.frame.Desktop", self.ctx
         )
         self.pid = find_soffice_bin(self.proc.pid)
+        self.pipes = bound_pipes([self.proc.pid, *descendant_pids(self.proc.pid)])
 
     def alive(self) -> bool:
         """Is LibreOffice still there? A cheap UNO round trip, not only the process table."""
@@ -265,13 +306,18 @@ class Office:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.kill()
+        remove_pipes(getattr(self, "pipes", []))
 
     def kill(self) -> None:
-        for pid in descendant_pids(self.proc.pid):
+        descendants = descendant_pids(self.proc.pid)
+        # a LibreOffice that never became ready has bound its pipes all the same
+        pipes = getattr(self, "pipes", None) or bound_pipes([self.proc.pid, *descendants])
+        for pid in descendants:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.kill()
         self.proc.wait()
+        remove_pipes(pipes)
 
 
 class StartError(Exception):
@@ -327,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, default=60.0)
     parser.add_argument("--template", type=Path, help="a profile to copy into --profile first")
     args = parser.parse_args(argv)
+    # LibreOffice's profile, its temporary files and the PDFs it writes hold personal data: its owner's
+    # alone (issue 21, item 7)
+    os.umask(0o077)
     channel = Protocol()
     try:
         import uno  # noqa: F401  (only to fail early with a clear message)
@@ -351,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # inside the try: a parent that died while LibreOffice started (a run killed in its first
         # seconds) makes this send fail, and LibreOffice must not outlive it
-        channel.send({"ready": True, "pid": office.pid, "from_template": from_template})
+        channel.send(
+            {"ready": True, "pid": office.pid, "from_template": from_template, "pipes": office.pipes}
+        )
         log(f"LibreOffice ready, soffice.bin pid {office.pid}")
         code = serve(office, channel)
         finished = True

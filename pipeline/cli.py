@@ -158,6 +158,7 @@ def _render(args: argparse.Namespace) -> int:
     from pipeline.convert import ConverterPool, profile_template_for
     from pipeline.documents import DocumentMaker
     from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from pipeline.scratch import run_scratch
     from stamps import load_seal_registry
 
     batch: Path = args.batch
@@ -172,7 +173,7 @@ def _render(args: argparse.Namespace) -> int:
     show = not args.no_progress and console.is_terminal
     soffice = os.environ.get("ISSUANCE_SOFFICE", "soffice")
     with (
-        tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
+        run_scratch(Path(os.environ.get("ISSUANCE_SCRATCH") or "var/scratch")) as scratch,
         ConverterPool(
             size=args.workers,
             workdir=Path(scratch),

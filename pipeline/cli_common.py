@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import gc
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -92,10 +91,11 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
     migrations run): its one to two seconds of start-up overlap them.
     """
     from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
+    from pipeline.scratch import run_scratch
 
     count = workers or settings.workers or default_pool_size()
     with (
-        tempfile.TemporaryDirectory(prefix="issuance-") as scratch,
+        run_scratch(settings.scratch_dir) as scratch,
         ConverterPool(
             size=count,
             workdir=Path(scratch),
@@ -114,6 +114,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
         seals = load_seal_registry()
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         with Archive(settings) as archive:
+            archive.store.clear_leftovers()  # temp parts of writers killed mid-put (issue 21, item 7)
             maker = DocumentMaker(
                 registry=registry,
                 converter=pool,

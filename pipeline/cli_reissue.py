@@ -91,12 +91,13 @@ def _reissue(args: argparse.Namespace) -> int:
     from pipeline.convert import Converter, profile_template_for
     from pipeline.products import DEFAULT_TEMPLATES_DIR
     from pipeline.reissue import ReissueMarker
+    from pipeline.scratch import run_scratch
 
     settings = settings_from(args)
     template = (settings.templates_dir or DEFAULT_TEMPLATES_DIR) / "reissue-mark.docx"
     with (
         Archive(settings) as archive,
-        tempfile.TemporaryDirectory(prefix="issuance-reissue-") as scratch,
+        run_scratch(settings.scratch_dir) as scratch,
         # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
         # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
         contextlib.closing(

@@ -16,10 +16,12 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     workers = 2
     timeout = 120
     operator = "nightly"
+    scratch = "/srv/issuance/scratch"    # a run's private working files (default var/scratch)
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
-ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE. S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH. S3 credentials use boto3's own chain
+(AWS_ACCESS_KEY_ID, …).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Settings:
     templates_dir: Path | None
     soffice: str
     var_dir: Path
+    # composed documents and LibreOffice's profiles of a run (``pipeline.scratch``): personal data, so a
+    # private folder of the working folder, never the shared /tmp
+    scratch_dir: Path
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -108,6 +113,7 @@ def load_settings(
         templates_dir=Path(templates) if templates else None,
         soffice=env.get("ISSUANCE_SOFFICE") or run.get("soffice") or "soffice",
         var_dir=var_dir,
+        scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
     )
 
 

@@ -20,6 +20,7 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from pipeline.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout, UsageError
+from pipeline.scratch import SOCKETS_SUFFIX, list_sockets
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class _Bridge:
     stderr_tail: deque[str]
     stderr_thread: threading.Thread
     soffice_pid: int = 0
+    pipes: tuple[Path, ...] = ()  # LibreOffice's sockets in /tmp, removed with it (``_lobridge.bound_pipes``)
 
 
 def _drain_stdout(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -214,6 +217,7 @@ class Converter:
                     self._leave_template()
             if self._profile is not None:
                 shutil.rmtree(self._profile, ignore_errors=True)
+                self._sockets_list().unlink(missing_ok=True)
                 self._profile = None
 
     def __enter__(self) -> Self:
@@ -350,6 +354,10 @@ class Converter:
             raise ComponentUnavailable(f"LibreOffice is unavailable: {reason}", hint=hint)
 
         bridge.soffice_pid = int(hello.get("pid", 0))
+        bridge.pipes = tuple(Path(p) for p in hello.get("pipes", ()) if isinstance(p, str))
+        if bridge.pipes:
+            # for the next run, should this one be killed together with its bridges (pipeline.scratch)
+            list_sockets(self._sockets_list(), bridge.pipes)
         self._bridge = bridge
         elapsed = time.monotonic() - began
         self._count(starts=1, restarts=1 if self._stats.starts else 0, start_seconds=elapsed)
@@ -374,11 +382,21 @@ class Converter:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        # LibreOffice killed leaves its sockets in /tmp (ended politely, it removes them itself); they
+        # are this instance's own (named after its bridge and its profile), so no need to ask who listens
+        for pipe in bridge.pipes:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(pipe.lstat().st_mode):
+                    pipe.unlink()
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
                 proc.stdin.close()
         # Let the last stderr lines reach the log (and stderr_tail, used in error messages).
         bridge.stderr_thread.join(timeout=2.0)
+
+    def _sockets_list(self) -> Path:
+        assert self._profile is not None
+        return self._profile.with_name(self._profile.name + SOCKETS_SUFFIX)
 
     @staticmethod
     def _alive(bridge: _Bridge) -> bool:

@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 from pipeline.errors import TemplateError
 from pipeline.products import Product, ProductRegistry
 from pipeline.records import Endorsement, Party, Policy
+from pipeline.scratch import create_private
 from pipeline.wording import (
     amount_capitals,
     amount_figures,
@@ -240,6 +241,7 @@ def render_docx(*, template: Path, context: dict[str, Any], out: Path, cache: Te
     try:
         doc = cache.load(template)
         doc.render(context, jinja_env=_ENV, autoescape=True)
-        doc.save(out)
+        with create_private(out) as fh:
+            doc.save(fh)
     except JinjaTemplateError as e:
         raise TemplateError(f"template {template.name} is broken: {e}", hint="fix it in Word") from e

@@ -47,6 +47,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 
 from pipeline.errors import IssuanceError, TemplateError
 from pipeline.render import _ENV
+from pipeline.scratch import create_private
 
 __all__ = ["AnchorMark", "ComposedTemplate", "RecordPages", "SplitError", "concatenate", "split"]
 
@@ -348,7 +349,11 @@ def _write_composed(
         for name in new_parts
     )
     types = types.replace("</Types>", overrides + "</Types>")
-    with zipfile.ZipFile(io.BytesIO(raw)) as source, zipfile.ZipFile(out, "w") as target:
+    with (
+        zipfile.ZipFile(io.BytesIO(raw)) as source,
+        create_private(out) as file,
+        zipfile.ZipFile(file, "w") as target,
+    ):
         # Stored, not deflated: a scratch file read once by LibreOffice on the same machine.
         for item in source.infolist():
             if item.filename == "word/document.xml":

@@ -139,8 +139,8 @@ class DaskProcesses:
 
     def libreoffice_of(self, name: str | None = None) -> list[psutil.Process]:
         """The LibreOffice processes (bridge, oosplash, soffice.bin) of one worker, or of all: their
-        profiles lie under the worker's TMPDIR."""
-        marker = str(self.root / name / "tmp") if name else str(self.root)
+        profiles lie in the run's scratch under the worker's working folder (``var/scratch``)."""
+        marker = str(self.root / name / "var" / "scratch") if name else str(self.root)
         found = []
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = " ".join(proc.info["cmdline"] or ())

@@ -357,7 +357,7 @@ def _run_offices() -> set[int]:
     found = set()
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "soffice.bin" and "UserInstallation=file:///tmp/issuance-" in cmdline:
+        if proc.info["name"] == "soffice.bin" and "/var/scratch/run-" in cmdline:
             found.add(proc.info["pid"])
     return found
 

@@ -244,11 +244,12 @@ class _Recorder:
             monkeypatch.setattr(local_module, "_syncfs", syncfs)
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        """Every file under the root: its size and mode, as the barrier finds them."""
+        """Every file under the root but the journal of temp files under way (``.writing/``): its size
+        and mode, as the barrier finds them."""
         return {
             str(p.relative_to(self.root)): (p.stat().st_size, stat.S_IMODE(p.stat().st_mode))
             for p in self.root.rglob("*")
-            if p.is_file()
+            if p.is_file() and p.relative_to(self.root).parts[0] != ".writing"
         }
 
     def kinds(self) -> list[str]:

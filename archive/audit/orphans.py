@@ -14,7 +14,9 @@ error or a warning:
   uploaded, no manifest) or an uploaded version whose index commit never happened (its manifest: a
   re-run of the batch adopts it). The archive never deletes inside retention, so these stay, reported;
 - **warning, unrecorded audit report**: a file under ``audits/{id}/`` without an ``audit.completed``
-  ledger event for that id.
+  ledger event for that id;
+- **warning, temp part**: a temp file a put left unfinished (``ObjectStore.leftovers``) whose writer is no
+  longer running or cannot be checked from here; the next run removes those of writers gone.
 
 Claimed are: the ``documents`` table's keys (customer, bundle, manifest of every version), the
 ``reissues`` table's copies, and the reports of recorded audits under ``audits/``.
@@ -186,8 +188,29 @@ def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
                 "no index row claims it (left by an interrupted write; kept, as the archive never deletes)"
             )
         findings.append(Finding(WARNING, "orphan_object", key, policy_no, message))
+    findings += _temp_parts(store)
     findings.sort(key=lambda f: (f.level != ERROR, f.key or "", f.policy_no or "", f.kind))
     return tuple(findings)
+
+
+def _temp_parts(store: ObjectStore) -> list[Finding]:
+    out = []
+    for part in store.leftovers():
+        if part.writer_alive:  # a put under way
+            continue
+        if part.writer_alive is False:
+            message = "a temp file of a put cut short (its writer is gone): the next run removes it"
+        else:
+            message = (
+                "a temp file whose writer cannot be checked from here (another machine or container, or an "
+                "older version): the next run removes it a day after that writer's last put, if it was "
+                "journalled; else remove it by hand"
+            )
+        # no key segment starts with a dot: what does (a store's own folders, the temp file) is set aside
+        folders = [name for name in part.path.split("/")[:-1] if not name.startswith(".")]
+        policy_no = _policy_of("/".join([*folders, "part"]))
+        out.append(Finding(WARNING, "temp_part", part.path, policy_no, message))
+    return out
 
 
 def _policy_of(key: str) -> str | None:

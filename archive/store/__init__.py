@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from archive.store.base import (
     Hashed,
+    Leftover,
     ObjectInfo,
     ObjectStore,
     PutItem,
@@ -85,6 +86,7 @@ def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
 
 __all__ = [
     "Hashed",
+    "Leftover",
     "LocalStore",
     "ObjectInfo",
     "ObjectStore",

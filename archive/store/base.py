@@ -88,6 +88,16 @@ class ObjectInfo:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A temp file in a store's space that no key names: a put under way, or one a crash cut short."""
+
+    path: str  # relative to the store's root
+    size: int
+    modified: datetime
+    writer_alive: bool | None  # None: cannot tell (another machine or container, an older name)
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """The archive's storage seam. Keys pass :func:`check_key`; times are timezone-aware."""
@@ -140,6 +150,16 @@ class ObjectStore(Protocol):
 
     def describe(self) -> str:
         """Where the objects live, fit for logs and messages: no credentials."""
+        ...
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """What puts left besides objects (temp files), for the audit (``audit --orphans``)."""
+        ...
+
+    def clear_leftovers(self) -> int:
+        """Remove what puts of writers no longer alive left (a run killed mid-put); how many.
+
+        Called by a run as it starts, so a crash's temp files do not outlive the next run."""
         ...
 
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
     ITEM_ERRORS,
     Hashed,
+    Leftover,
     ObjectInfo,
     PutItem,
     PutOutcome,
@@ -37,11 +39,16 @@ from archive.store.base import (
     verified_for_put,
 )
 from pipeline.errors import ObjectConflict, ObjectCorrupt, ObjectMissing, RetentionViolation, StoreError
+from pipeline.processes import process_tag, tag_alive
 
 logger = logging.getLogger(__name__)
 
 _META_DIR = ".meta"
 _TEMP_SUFFIX = ".tmp"
+_JOURNAL_DIR = ".writing"
+# A writer this process cannot judge (another machine or container) is taken for gone once its journal
+# has not changed for this long: no put takes a day.
+_UNKNOWN_WRITER_STALE = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -269,6 +276,57 @@ def _direct_buffer() -> mmap.mmap:
     return buffer
 
 
+class _Journal:
+    """The temp files one thread of one process has under way in a store, so that a later process can
+    remove them if this one is killed first (issue 21, item 7).
+
+    One relative path a line in ``<root>/.writing/<tag>.<thread>`` (``pipeline.processes`` tags), each
+    written before its temp file is created; emptied when the thread's outermost put ends, its temp
+    files removed by then. One write per temp file; nothing is fsynced (``put_many``'s ``syncfs``
+    barrier covers it; a power cut may cost a line, and the audit still lists what it named).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.pid = os.getpid()
+        self.depth = 0
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._dirty = False
+        self.tag = process_tag()
+
+    def note(self, temp: Path) -> None:
+        if self.tag is None:  # no way to tell later whether this writer is gone: nothing to record
+            return
+        if self._fd is None:
+            folder = self.root / _JOURNAL_DIR
+            folder.mkdir(exist_ok=True)
+            self._path = folder / f"{self.tag}.{threading.get_native_id()}"
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.write(self._fd, f"{temp.relative_to(self.root)}\n".encode())
+        self._dirty = True
+
+    def done(self) -> None:
+        if self._dirty and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+        self._dirty = False
+
+    def __del__(self) -> None:
+        # the thread has ended (or the store is gone): with nothing under way, no journal is left behind
+        if self._fd is not None and self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+                if not self._dirty:
+                    os.unlink(self._path)
+
+
+def _writer_of(temp_name: str) -> str:
+    """The writer's tag in a temp file's name, ``.<name>.<tag>.<token>.tmp`` (``_write_temp``)."""
+    parts = temp_name[: -len(_TEMP_SUFFIX)].split(".")
+    return ".".join(parts[-4:-1])
+
+
 def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -298,6 +356,7 @@ class LocalStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().absolute()
+        self._journals = threading.local()
 
     def describe(self) -> str:
         """The store's folder as a ``file://`` URL."""
@@ -336,10 +395,33 @@ class LocalStore:
                 hint="check that the archive folder exists, is writable and has free space",
             ) from e
 
+    def _journal(self) -> _Journal:
+        journal = getattr(self._journals, "journal", None)
+        if journal is None or journal.pid != os.getpid():  # a forked child keeps its own
+            journal = self._journals.journal = _Journal(self.root)
+        return journal
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a put: its temp files are journalled, and the journal emptied when the outermost ends."""
+        journal = self._journal()
+        journal.depth += 1
+        try:
+            yield
+        finally:
+            journal.depth -= 1
+            if journal.depth == 0:
+                journal.done()
+
     def _write_temp(self, folder: Path, name: str, data: bytes, *, sync: bool = True) -> Path:
         """Write ``data`` to a fresh read-only temp file in ``folder`` and return its path; fsynced
-        unless ``sync`` is False (``put_many``, whose barrier makes the whole batch durable at once)."""
-        temp = folder / f".{name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+        unless ``sync`` is False (``put_many``, whose barrier makes the whole batch durable at once).
+        Its name carries the writer's tag, so that the audit can tell a crash's leftover from a put
+        under way, and it is journalled first (``_Journal``)."""
+        journal = self._journal()
+        writer = f"{journal.tag}." if journal.tag else ""
+        temp = folder / f".{name}.{writer}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+        journal.note(temp)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             _write_all(fd, data)
@@ -379,7 +461,7 @@ class LocalStore:
         digest = verified_for_put(key, data, sha256)
         until = aware_utc(retain_until, "retain_until") if retain_until is not None else None
         sidecar = _Sidecar(sha256=digest, size=len(data), retain_until=until, content_type=content_type)
-        with self._io(f"store {key}"):
+        with self._io(f"store {key}"), self._writing():
             if path.exists() or path.is_symlink():
                 return self._settle_existing(key, path, sidecar)
             meta_path = self._sidecar_path(key)
@@ -459,8 +541,9 @@ class LocalStore:
                 with self._io("store objects"):
                     self.root.mkdir(parents=True, exist_ok=True)
                     barriers.watch(self.root)
-                for batch in _clash_rounds(staged):
-                    self._put_round(batch, outcomes, barriers)
+                with self._writing():
+                    for batch in _clash_rounds(staged):
+                        self._put_round(batch, outcomes, barriers)
             finally:
                 barriers.close()
         done = [outcome for outcome in outcomes if outcome is not None]
@@ -687,6 +770,66 @@ class LocalStore:
                 info = self._info(key, Path(entry.path))
                 if info is not None:
                     yield info
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """The temp files under the store (``.…tmp``), in path order: each a put under way, or one that a
+        crash cut short (its writer no longer alive), which the next run's ``clear_leftovers`` removes.
+        Walks the whole folder, as ``list`` does."""
+        with self._io("list temp files"):
+            for folder, subfolders, files in os.walk(self.root):
+                if folder == str(self.root) and _JOURNAL_DIR in subfolders:
+                    subfolders.remove(_JOURNAL_DIR)
+                subfolders.sort()
+                for name in sorted(files):
+                    if not (name.startswith(".") and name.endswith(_TEMP_SUFFIX)):
+                        continue
+                    path = Path(folder, name)
+                    try:
+                        st = path.lstat()
+                    except FileNotFoundError:
+                        continue
+                    yield Leftover(
+                        path=str(path.relative_to(self.root)),
+                        size=st.st_size,
+                        modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                        writer_alive=tag_alive(_writer_of(name)),
+                    )
+
+    def clear_leftovers(self) -> int:
+        """Remove the temp files that writers killed mid-put left (found through their journals, not by
+        walking the store); how many. Journals of live writers are left alone, and so are those of writers
+        this process cannot judge (another machine or container) until untouched for a day."""
+        folder = self.root / _JOURNAL_DIR
+        removed = 0
+        with self._io("remove temp files of interrupted writers"):
+            try:
+                journals = sorted(os.scandir(folder), key=lambda e: e.name)
+            except FileNotFoundError:
+                return 0
+            for journal in journals:
+                alive = tag_alive(journal.name.rpartition(".")[0])
+                if alive or (alive is None and time.time() - journal.stat().st_mtime < _UNKNOWN_WRITER_STALE):
+                    continue
+                lines = Path(journal.path).read_text(encoding="utf-8", errors="replace").splitlines()
+                for line in lines:
+                    temp = self._journalled_temp(line)
+                    if temp is not None and temp.is_file() and not temp.is_symlink():
+                        temp.unlink()
+                        removed += 1
+                Path(journal.path).unlink(missing_ok=True)
+        if removed:
+            logger.warning("removed %d temp files of writers killed mid-put in %s", removed, self)
+        return removed
+
+    def _journalled_temp(self, line: str) -> Path | None:
+        """The temp file a journal line names, if it names one inside the store (never anything else)."""
+        parts = Path(line).parts
+        if not parts or Path(line).is_absolute() or any(p in ("", ".", "..") for p in parts):
+            return None
+        name = parts[-1]
+        if not (name.startswith(".") and name.endswith(_TEMP_SUFFIX)):
+            return None
+        return self.root.joinpath(*parts)
 
     def delete(self, key: str, *, now: datetime | None = None) -> None:
         """Remove ``key`` and its sidecar if its retention has passed at ``now`` (default: the clock).

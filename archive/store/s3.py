@@ -21,6 +21,7 @@ from archive.store.base import (
     ITEM_ERRORS,
     SHA256_HEX,
     Hashed,
+    Leftover,
     ObjectInfo,
     PutItem,
     PutOutcome,
@@ -405,6 +406,15 @@ class S3Store:
     def recover(self, key: str, *, retain_until: datetime | None = None) -> ObjectInfo | None:
         """S3 stores an object and its metadata in one request: nothing is ever half-published."""
         return self.head(key)
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """Nothing: every object goes up in one PutObject request, which S3 never shows in part, and no
+        multipart upload is ever started, so none can be left open."""
+        return iter(())
+
+    def clear_leftovers(self) -> int:
+        """Nothing to remove (see ``leftovers``)."""
+        return 0
 
     def head(self, key: str) -> ObjectInfo | None:
         """One HEAD request: size, time, recorded hash, and the later of recorded and locked retention."""
