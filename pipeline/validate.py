@@ -78,15 +78,18 @@ def _images(images: Iterable[Image], batch_dir: Path) -> list[Reason]:
     return reasons
 
 
+_NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
+
+
 def _document_numbers(policy: Policy) -> list[Reason]:
     """A document number goes into object keys and URLs: it must not carry a party's ID or phone number.
 
     Any arrangement of capitals and digits is a document number (contract README); only the record's
     own personal data, compared exactly, makes one unusable as a key.
     """
-    personal = [p.id_no.upper() for p in (policy.applicant, policy.insured, *policy.beneficiaries)]
-    personal += [p.phone for p in (policy.applicant, policy.insured) if p.phone]
-    personal = [v for v in ("".join(ch for ch in v if ch.isalnum()) for v in personal) if len(v) >= 9]
+    values = [p.id_no for p in (policy.applicant, policy.insured, *policy.beneficiaries)]
+    values += [p.phone for p in (policy.applicant, policy.insured) if p.phone]
+    personal = [v for v in (_NOT_ALNUM.sub("", v).upper() for v in values) if len(v) >= 9]
     return [
         Reason(name, "contains a party's ID or phone number: a document number must carry no personal data")
         for name in ("policy_no", "proposal_no")

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import tracemalloc
 from datetime import datetime
 from pathlib import Path
@@ -51,18 +52,26 @@ def maker(registry, pool, tmp_path_factory):
 
 
 class FlakyStore(LocalStore):
-    """A real folder store that goes down after ``healthy`` calls that write (``put_many``), as a full disk
-    or a store killed mid-run does: the project's own seam, not the library, is where the fault goes."""
+    """A real folder store that goes down once ``healthy`` groups have stored their manifests, as a full
+    disk or a store killed mid-run does: the project's own seam, not the library, is where the fault goes.
+    Groups filed in parallel may have put their parts by then; their manifests fail."""
 
     def __init__(self, root: Path, *, healthy: int) -> None:
         super().__init__(root)
         self.healthy = healthy
+        self._lock = threading.Lock()
 
     def put_many(self, items, **kwargs):
-        if self.healthy <= 0:
-            raise StoreError(f"the object store at {self.root} failed writing {items[0].key}: No space left")
-        self.healthy -= 1
-        return super().put_many(items, **kwargs)
+        with self._lock:
+            if self.healthy <= 0:
+                raise StoreError(
+                    f"the object store at {self.root} failed writing {items[0].key}: No space left"
+                )
+        results = super().put_many(items, **kwargs)
+        if any(i.key.endswith("/manifest.json") for i in items):
+            with self._lock:
+                self.healthy -= 1
+        return results
 
 
 def _filing(tmp_path: Path, maker: DocumentMaker, store: LocalStore) -> Filing:
@@ -135,7 +144,7 @@ def test_a_store_outage_aborts_the_run_and_the_report_accounts_for_every_line(tm
     bad = json.loads(lines[5])
     bad["total_premium"] = "1.00"
     write_batch(folder, [*lines[:2], "{broken", *lines[2:5], json.dumps(bad, ensure_ascii=False), *lines[6:]])
-    store = FlakyStore(tmp_path / "archive", healthy=2)  # parts and manifests of the first group, then down
+    store = FlakyStore(tmp_path / "archive", healthy=1)  # one group filed whole, then down
     filing = _filing(tmp_path, maker, store)
     with pytest.raises(RunAborted) as caught:
         run_batch(batch, filing=filing, workers=1, chunk=4)
