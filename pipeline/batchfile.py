@@ -2,8 +2,10 @@
 
 A batch file yields one ``RawRecord`` per input record, numbered by its line (JSONL, CSV) or row (XLSX),
 1-based as an editor shows it. A line that is not a JSON object still yields a ``RawRecord``, with the
-problem, so the batch goes on and the report accounts for every line. A file that cannot be read at all
-raises ``BatchUnreadable`` before any record is yielded.
+problem, so the batch goes on and the report accounts for every line: nothing one line holds (nesting a
+thousand deep, a number of 5,000 digits, ``NaN``, a lone surrogate, a repeated key, 100 MB without a
+line break) escapes as an exception. A file that cannot be read at all raises ``BatchUnreadable`` before
+any record is yielded.
 
 JSON Lines is streamed (nightly batches are large); spreadsheets are read whole (they are small by
 nature: a clerk's export).
@@ -14,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +30,11 @@ from pipeline.errors import BatchUnreadable
 SUFFIXES = (".jsonl", ".csv", ".xlsx")
 # Contract fields that are integers; every other flat cell is text.
 _INTEGER_COLUMNS = {"vehicle.seats"}
+# A record is a few kilobytes and nests four levels (``coverages[0].name``): both limits are generous, and
+# they keep one hostile line from exhausting memory or the recursion of later stages (issue 21, item 3).
+MAX_LINE_BYTES = 1 << 20
+MAX_DEPTH = 32
+_READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -69,10 +78,31 @@ def _check_file(path: Path) -> None:
         raise BatchUnreadable(f"batch file {path.name} is binary, not text", hint="is it the right file?")
 
 
+# --- JSON Lines ----------------------------------------------------------------------------------------
+
+
+def _binary_lines(fh: io.BufferedReader) -> Iterator[tuple[int, bytes | None]]:
+    """``(number, line)`` for each line, or ``(number, None)`` for one longer than ``MAX_LINE_BYTES``
+    (skipped, never read whole)."""
+    number = 0
+    while raw := fh.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := fh.readline(_READ_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        else:
+            yield number, raw
+
+
 def _jsonl(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as fh:
         first_seen = False
-        for number, raw in enumerate(fh, start=1):
+        for number, raw in _binary_lines(fh):
+            if raw is None:
+                first_seen = True
+                yield RawRecord(number, None, f"line {number} is longer than {MAX_LINE_BYTES:,} bytes")
+                continue
             if number == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
@@ -88,15 +118,99 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(number, None, f"line {number} is not valid UTF-8")
                 continue
             first_seen = True
-            try:
-                data = json.loads(text.rstrip("\r\n"))
-            except json.JSONDecodeError as e:
-                yield RawRecord(number, None, f"line {number} is not valid JSON ({e.msg}, column {e.colno})")
-                continue
-            if not isinstance(data, dict):
-                yield RawRecord(number, None, f"line {number} is not a JSON object")
-                continue
-            yield RawRecord(number, data)
+            yield json_record(number, text.rstrip("\r\n"), raw)
+
+
+class _LineProblem(Exception):
+    """Something in one line that JSON allows (or Python's parser lets through) but a record cannot hold."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _LineProblem(f"holds {name}, which is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _LineProblem("holds a number too large to represent")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _LineProblem(f"repeats the key {_shown(repeated)}")
+    return data
+
+
+def _shown(key: str) -> str:
+    # a key is not personal data, but it may be long or hold characters that would garble a report
+    text = key if len(key) <= 60 else key[:60] + "…"
+    return json.dumps(text)
+
+
+# a surrogate can only reach a string through a \u escape: valid UTF-8 never encodes one
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_record(number: int, text: str, raw: bytes | None = None) -> RawRecord:
+    """One JSON Lines line (``text``, its bytes ``raw`` if at hand) as a ``RawRecord``; never raises.
+
+    Refused, each naming the line: invalid JSON, ``NaN``/``Infinity`` or a number out of range, a
+    number of more digits than Python converts, a key given twice (JSON parsers disagree on which
+    wins), nesting deeper than ``MAX_DEPTH``, and a lone surrogate (no UTF-8 text can hold one, so
+    hashing or storing the record would fail later).
+    """
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
+    except json.JSONDecodeError as e:
+        return RawRecord(number, None, f"line {number} is not valid JSON ({e.msg}, column {e.colno})")
+    except _LineProblem as e:
+        return RawRecord(number, None, f"line {number} {e}")
+    except RecursionError:
+        return RawRecord(number, None, f"line {number} nests deeper than {MAX_DEPTH} levels")
+    except ValueError as e:  # int(): more digits than sys.get_int_max_str_digits()
+        return RawRecord(number, None, f"line {number} holds a number that cannot be read ({e})")
+    if not isinstance(data, dict):
+        return RawRecord(number, None, f"line {number} is not a JSON object")
+    raw = raw if raw is not None else text.encode("utf-8", "surrogatepass")
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        return RawRecord(number, None, f"line {number} nests deeper than {MAX_DEPTH} levels")
+    if b"\\u" in raw and _ESCAPED_SURROGATE.search(raw) and _has_surrogate(data):
+        return RawRecord(number, None, f"line {number} holds a lone surrogate (\\ud800-\\udfff), not text")
+    return RawRecord(number, data)
+
+
+def _depth(data: Any) -> int:
+    """How deep ``data`` nests (an object or array is one level), without recursion."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _has_surrogate(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _decode_spreadsheet_text(raw: bytes, name: str) -> str:

@@ -141,3 +141,80 @@ def test_csv_cell_count_beyond_header(tmp_path):
     path.write_text("kind,record_id\npolicy,R1,extra\n", encoding="utf-8")
     (raw,) = read_batch(path)
     assert raw.problem == "line 2 has more cells than the header has columns"
+
+
+# --- one line can hold anything; it never stops the batch (issue 21, item 3) ------------------------------
+
+
+def _deep(levels: int) -> str:
+    return '{"kind": "policy", "special_terms": ' + "[" * levels + '"x"' + "]" * levels + "}"
+
+
+HOSTILE_LINES = [
+    (_deep(990), "nests deeper than 32 levels"),  # json.loads: RecursionError
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "nests deeper than 32 levels"),
+    (_deep(40), "nests deeper than 32 levels"),  # parses, but later stages recurse on it
+    ('{"kind": "policy", "vehicle": {"seats": ' + "9" * 5000 + "}}", "holds a number that cannot be read"),
+    ('{"kind": "policy", "total_premium": NaN}', "holds NaN"),
+    ('{"kind": "policy", "total_premium": -Infinity}', "holds -Infinity"),
+    ('{"kind": "policy", "total_premium": 1e999}', "number too large"),
+    ('{"kind": "policy", "special_terms": ["\\ud800"]}', "lone surrogate"),
+    ('{"kind": "policy", "\\udfff": 1}', "lone surrogate"),
+    ('{"kind": "policy", "record_id": "A", "record_id": "B"}', 'repeats the key "record_id"'),
+    ('{"kind": "policy", "applicant": {"name": "a", "name": "b"}}', 'repeats the key "name"'),
+]
+
+
+@pytest.mark.parametrize(("line", "words"), HOSTILE_LINES, ids=range(len(HOSTILE_LINES)))
+def test_a_hostile_line_is_rejected_by_its_number_and_the_batch_goes_on(
+    registry, batch_dir, synth_records, line, words
+):
+    batch = write_batch(batch_dir, [synth_records[0], line, synth_records[1]])
+    raws = list(read_batch(batch))
+    assert [r.line for r in raws] == [1, 2, 3]
+    assert raws[0].data == synth_records[0] and raws[2].data == synth_records[1]
+    assert raws[1].data is None and raws[1].problem.startswith("line 2 ") and words in raws[1].problem
+    assert _accepted(registry, batch) == [1, 3]  # every later stage copes with what the reader let through
+
+
+def test_a_line_of_100_mb_is_rejected_without_being_read_whole(registry, batch_dir, synth_records):
+    batch = batch_dir / "huge.jsonl"
+    with batch.open("wb") as fh:
+        fh.write(json.dumps(synth_records[0], ensure_ascii=False).encode() + b"\n")
+        fh.write(b'{"kind": "policy", "special_terms": ["')
+        for _ in range(100):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b'"]}\n')
+        fh.write(json.dumps(synth_records[1], ensure_ascii=False).encode() + b"\n")
+    raws = list(read_batch(batch))
+    assert [(r.line, r.problem) for r in raws] == [
+        (1, None),
+        (2, "line 2 is longer than 1,048,576 bytes"),
+        (3, None),
+    ]
+    assert _accepted(registry, batch) == [1, 3]
+
+
+def test_what_may_pass_the_reader_still_passes(synth_records):
+    # a surrogate pair is one character (𠮷, U+20BB7), and 32 levels are allowed
+    from pipeline.batchfile import MAX_DEPTH, json_record
+
+    raw = json_record(1, '{"name": "\\ud842\\udfb7"}')
+    assert raw.problem is None and raw.data == {"name": "𠮷"}
+    assert json_record(2, _deep(MAX_DEPTH - 1)).problem is None  # the object and 31 arrays in it
+    assert json_record(3, _deep(MAX_DEPTH)).problem == "line 3 nests deeper than 32 levels"
+
+
+def test_deep_but_allowed_nesting_is_rejected_by_validation_not_by_a_crash(registry, batch_dir, records):
+    from pipeline.batch import content_hash
+    from pipeline.batchfile import MAX_DEPTH, RawRecord
+
+    record = records["PA-ACC"]
+    value: object = "x"
+    for _ in range(MAX_DEPTH - 1):  # as deep as the reader lets through
+        value = [value]
+    record["special_terms"] = value
+    checker = RecordChecker(registry=registry, batch_dir=batch_dir)
+    verdict = checker.check(RawRecord(1, record))
+    assert isinstance(verdict, list) and {r.field.split("[")[0] for r in verdict} == {"special_terms"}
+    assert len(content_hash(record)) == 64
