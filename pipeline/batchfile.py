@@ -7,21 +7,20 @@ thousand deep, a number of 5,000 digits, ``NaN``, a lone surrogate, a repeated k
 line break) escapes as an exception. A file that cannot be read at all raises ``BatchUnreadable`` before
 any record is yielded.
 
-JSON Lines is streamed (nightly batches are large); spreadsheets are read whole (they are small by
-nature: a clerk's export).
+Every format is streamed: memory stays flat whatever the batch's size (nightly batches are large, and a
+spreadsheet can hold a million rows).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
 import re
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +48,16 @@ class RawRecord:
 def read_batch(path: Path) -> Iterator[RawRecord]:
     """Yield the records of ``path``; raise ``BatchUnreadable`` if the file as a whole is unusable.
 
-    The checks that refuse a whole file run before the first record is yielded.
+    The checks that refuse a whole file run before the first record is yielded: for CSV and XLSX, in
+    this call itself (the encoding, the workbook's structure and XML, the header row).
     """
     _check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _jsonl(path)
     if suffix == ".csv":
-        return iter(_csv(path))
-    return iter(_xlsx(path))
+        return _csv(path)
+    return _xlsx(path)
 
 
 def _check_file(path: Path) -> None:
@@ -213,76 +213,133 @@ def _has_surrogate(data: Any) -> bool:
     return False
 
 
-def _decode_spreadsheet_text(raw: bytes, name: str) -> str:
-    # Chinese spreadsheet software saves CSV as GB18030/GBK; Excel "CSV UTF-8" adds a BOM.
+# --- CSV -----------------------------------------------------------------------------------------------
+
+
+def _csv_encoding(path: Path) -> str:
+    """The file's encoding: UTF-8 (a BOM allowed) if every byte decodes as such, else GB18030.
+
+    Chinese spreadsheet software saves CSV as GB18030/GBK; Excel's "CSV UTF-8" adds a BOM. The whole file
+    is decoded, incrementally (flat memory): an invalid byte may come late, and a prefix could end inside
+    a character.
+    """
     for encoding in ("utf-8-sig", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
         try:
-            return raw.decode(encoding)
+            with path.open("rb") as fh:
+                while chunk := fh.read(_READ_CHUNK):
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
         except UnicodeDecodeError:
             continue
-    raise BatchUnreadable(f"batch file {name} is neither UTF-8 nor GB18030 text")
+        except OSError as e:
+            raise BatchUnreadable(f"batch file {path.name} cannot be read: {e.strerror}") from e
+    raise BatchUnreadable(f"batch file {path.name} is neither UTF-8 nor GB18030 text")
 
 
-def _csv(path: Path) -> list[RawRecord]:
-    text = _decode_spreadsheet_text(path.read_bytes(), path.name)
-    reader = csv.reader(io.StringIO(text, newline=""))
+class _LineTooLong(Exception):
+    """A physical line longer than ``MAX_LINE_BYTES`` characters; it was skipped, not read whole."""
+
+
+class _TextLines:
+    """The lines ``csv.reader`` reads, counted, each at most ``MAX_LINE_BYTES`` characters long.
+
+    A longer line is skipped and reported by raising ``_LineTooLong`` from ``__next__``; ``csv.reader``
+    passes that on and starts afresh at the next line (it resets its state on every call).
+    """
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self.count = 0  # lines read so far, the skipped ones included
+
+    def __iter__(self) -> _TextLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            raise StopIteration
+        self.count += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
+            while (rest := self._text.readline(_READ_CHUNK)) and not rest.endswith(("\n", "\r")):
+                pass
+            raise _LineTooLong
+        return line
+
+
+def _csv(path: Path) -> Iterator[RawRecord]:
+    encoding = _csv_encoding(path)
+    with path.open("r", encoding=encoding, newline="") as text:
+        columns = _columns(_csv_header(csv.reader(_TextLines(text)), path.name), path.name)
+    return _csv_records(path, encoding, columns)
+
+
+def _csv_header(reader: Any, name: str) -> list[str]:
     try:
-        header = next(reader)
-    except (StopIteration, csv.Error) as e:
-        raise BatchUnreadable(f"batch file {path.name} has no header row") from e
-    columns = _columns(header, path.name)
-    records = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            records.append(RawRecord(start, None, f"line {start} is not valid CSV ({e})"))
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        records.append(_flat_record(start, columns, row))
-    return records
+        return next(reader)
+    except (StopIteration, csv.Error, _LineTooLong) as e:
+        raise BatchUnreadable(f"batch file {name} has no header row") from e
 
 
-def _xlsx(path: Path) -> list[RawRecord]:
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise BatchUnreadable(f"batch file {path.name} is not a readable XLSX workbook ({e})") from e
-    try:
-        sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise BatchUnreadable(f"batch file {path.name} has no header row")
-        columns = _columns([_cell_text(c) for c in header], path.name)
-        records = []
-        for number, row in enumerate(rows, start=2):
-            cells = [_cell_text(c) for c in row]
-            if not any(cells):
+def _csv_records(path: Path, encoding: str, columns: list[str]) -> Iterator[RawRecord]:
+    # opened here, not by ``_csv``: a batch read only to be checked holds no open file
+    with path.open("r", encoding=encoding, newline="") as text:
+        lines = _TextLines(text)
+        reader = csv.reader(lines)
+        _csv_header(reader, path.name)
+        while True:
+            start = lines.count + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                yield RawRecord(start, None, f"line {start} is not valid CSV ({e})")
                 continue
-            records.append(_flat_record(number, columns, cells))
-        return records
-    finally:
-        workbook.close()
+            except _LineTooLong:
+                yield RawRecord(
+                    start, None, f"line {lines.count} is longer than {MAX_LINE_BYTES:,} characters"
+                )
+                continue
+            except (UnicodeDecodeError, OSError) as e:  # the file changed since its encoding was checked
+                raise BatchUnreadable(
+                    f"batch file {path.name} cannot be read past line {start - 1}: {e}"
+                ) from e
+            if not any(cell.strip() for cell in row):
+                continue
+            yield _flat_record(start, columns, row)
 
 
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        # shortest round-trip form: a cell holding 3456.78 becomes "3456.78", 5.0 becomes "5"
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
+# --- XLSX ----------------------------------------------------------------------------------------------
+
+
+def _xlsx(path: Path) -> Iterator[RawRecord]:
+    from pipeline.xlsx import open_first_sheet
+
+    sheet = open_first_sheet(path)  # the workbook's structure and XML, the whole sheet's included
+    try:
+        rows = sheet.rows()
+        first = next(rows, None)
+        if first is not None and first.number == 1 and first.problem:
+            raise BatchUnreadable(f"batch file {path.name} has an unreadable header row ({first.problem})")
+        # the header is row 1, as a person sees the sheet: without one, the columns are missing
+        columns = _columns(first.cells if first is not None and first.number == 1 else [], path.name)
+    except BaseException:
+        sheet.close()
+        raise
+    return _xlsx_records(sheet, rows, columns)
+
+
+def _xlsx_records(sheet: Any, rows: Iterator[Any], columns: list[str]) -> Iterator[RawRecord]:
+    with sheet:
+        for row in rows:
+            if row.problem:
+                yield RawRecord(row.number, None, f"line {row.number}: {row.problem}")
+                continue
+            if not any(row.cells):
+                continue
+            yield _flat_record(row.number, columns, row.cells)
 
 
 def _columns(header: list[str], name: str) -> list[str]:
@@ -295,7 +352,9 @@ def _columns(header: list[str], name: str) -> list[str]:
     seen = set()
     for c in columns:
         if c and c in seen:
-            raise BatchUnreadable(f"batch file {name} has the column {c} twice")
+            raise BatchUnreadable(f"batch file {name} has the column {_shown(c)} twice")
+        if c.count(".") >= MAX_DEPTH:  # every row would nest that deep
+            raise BatchUnreadable(f"batch file {name} has a column nested deeper than {MAX_DEPTH} levels")
         seen.add(c)
     return columns
 
@@ -325,11 +384,12 @@ def unflatten(flat: dict[str, str]) -> dict[str, Any]:
             if part == "":
                 raise ValueError(f"column {key} has an empty path segment")
             container: dict[str | int, Any] = node
-            slot: str | int = int(part) if part.isdigit() else part
+            slot: str | int = int(part) if part.isascii() and part.isdigit() else part
             if last:
                 if slot in container:
                     raise ValueError(f"column {key} conflicts with another column")
-                container[slot] = int(value) if key in _INTEGER_COLUMNS and value.isdigit() else value
+                integer = key in _INTEGER_COLUMNS and value.isascii() and value.isdigit()
+                container[slot] = int(value) if integer else value
             else:
                 child = container.setdefault(slot, {})
                 if not isinstance(child, dict):
