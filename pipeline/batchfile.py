@@ -2,22 +2,25 @@
 
 A batch file yields one ``RawRecord`` per input record, numbered by its line (JSONL, CSV) or row (XLSX),
 1-based as an editor shows it. A line that is not a JSON object still yields a ``RawRecord``, with the
-problem, so the batch goes on and the report accounts for every line. A file that cannot be read at all
-raises ``BatchUnreadable`` before any record is yielded.
+problem, so the batch goes on and the report accounts for every line: nothing one line holds (nesting a
+thousand deep, a number of 5,000 digits, ``NaN``, a lone surrogate, a repeated key, 100 MB without a
+line break) escapes as an exception. A file that cannot be read at all raises ``BatchUnreadable`` before
+any record is yielded.
 
-JSON Lines is streamed (nightly batches are large); spreadsheets are read whole (they are small by
-nature: a clerk's export).
+Every format is streamed: memory stays flat whatever the batch's size (nightly batches are large, and a
+spreadsheet can hold a million rows).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-import zipfile
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,11 @@ from pipeline.errors import BatchUnreadable
 SUFFIXES = (".jsonl", ".csv", ".xlsx")
 # Contract fields that are integers; every other flat cell is text.
 _INTEGER_COLUMNS = {"vehicle.seats"}
+# A record is a few kilobytes and nests four levels (``coverages[0].name``): both limits are generous, and
+# they keep one hostile line from exhausting memory or the recursion of later stages (issue 21, item 3).
+MAX_LINE_BYTES = 1 << 20
+MAX_DEPTH = 32
+_READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -40,15 +48,16 @@ class RawRecord:
 def read_batch(path: Path) -> Iterator[RawRecord]:
     """Yield the records of ``path``; raise ``BatchUnreadable`` if the file as a whole is unusable.
 
-    The checks that refuse a whole file run before the first record is yielded.
+    The checks that refuse a whole file run before the first record is yielded: for CSV and XLSX, in
+    this call itself (the encoding, the workbook's structure and XML, the header row).
     """
     _check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _jsonl(path)
     if suffix == ".csv":
-        return iter(_csv(path))
-    return iter(_xlsx(path))
+        return _csv(path)
+    return _xlsx(path)
 
 
 def _check_file(path: Path) -> None:
@@ -69,10 +78,31 @@ def _check_file(path: Path) -> None:
         raise BatchUnreadable(f"batch file {path.name} is binary, not text", hint="is it the right file?")
 
 
+# --- JSON Lines ----------------------------------------------------------------------------------------
+
+
+def _binary_lines(fh: io.BufferedReader) -> Iterator[tuple[int, bytes | None]]:
+    """``(number, line)`` for each line, or ``(number, None)`` for one longer than ``MAX_LINE_BYTES``
+    (skipped, never read whole)."""
+    number = 0
+    while raw := fh.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := fh.readline(_READ_CHUNK)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        else:
+            yield number, raw
+
+
 def _jsonl(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as fh:
         first_seen = False
-        for number, raw in enumerate(fh, start=1):
+        for number, raw in _binary_lines(fh):
+            if raw is None:
+                first_seen = True
+                yield RawRecord(number, None, f"line {number} is longer than {MAX_LINE_BYTES:,} bytes")
+                continue
             if number == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
@@ -88,87 +118,228 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(number, None, f"line {number} is not valid UTF-8")
                 continue
             first_seen = True
-            try:
-                data = json.loads(text.rstrip("\r\n"))
-            except json.JSONDecodeError as e:
-                yield RawRecord(number, None, f"line {number} is not valid JSON ({e.msg}, column {e.colno})")
-                continue
-            if not isinstance(data, dict):
-                yield RawRecord(number, None, f"line {number} is not a JSON object")
-                continue
-            yield RawRecord(number, data)
+            yield json_record(number, text.rstrip("\r\n"), raw)
 
 
-def _decode_spreadsheet_text(raw: bytes, name: str) -> str:
-    # Chinese spreadsheet software saves CSV as GB18030/GBK; Excel "CSV UTF-8" adds a BOM.
+class _LineProblem(Exception):
+    """Something in one line that JSON allows (or Python's parser lets through) but a record cannot hold."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _LineProblem(f"holds {name}, which is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _LineProblem("holds a number too large to represent")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _LineProblem(f"repeats the key {_shown(repeated)}")
+    return data
+
+
+def _shown(key: str) -> str:
+    # a key is not personal data, but it may be long or hold characters that would garble a report
+    text = key if len(key) <= 60 else key[:60] + "…"
+    return json.dumps(text)
+
+
+# a surrogate can only reach a string through a \u escape: valid UTF-8 never encodes one
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_record(number: int, text: str, raw: bytes | None = None) -> RawRecord:
+    """One JSON Lines line (``text``, its bytes ``raw`` if at hand) as a ``RawRecord``; never raises.
+
+    Refused, each naming the line: invalid JSON, ``NaN``/``Infinity`` or a number out of range, a
+    number of more digits than Python converts, a key given twice (JSON parsers disagree on which
+    wins), nesting deeper than ``MAX_DEPTH``, and a lone surrogate (no UTF-8 text can hold one, so
+    hashing or storing the record would fail later).
+    """
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+        )
+    except json.JSONDecodeError as e:
+        return RawRecord(number, None, f"line {number} is not valid JSON ({e.msg}, column {e.colno})")
+    except _LineProblem as e:
+        return RawRecord(number, None, f"line {number} {e}")
+    except RecursionError:
+        return RawRecord(number, None, f"line {number} nests deeper than {MAX_DEPTH} levels")
+    except ValueError as e:  # int(): more digits than sys.get_int_max_str_digits()
+        return RawRecord(number, None, f"line {number} holds a number that cannot be read ({e})")
+    if not isinstance(data, dict):
+        return RawRecord(number, None, f"line {number} is not a JSON object")
+    raw = raw if raw is not None else text.encode("utf-8", "surrogatepass")
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        return RawRecord(number, None, f"line {number} nests deeper than {MAX_DEPTH} levels")
+    if b"\\u" in raw and _ESCAPED_SURROGATE.search(raw) and _has_surrogate(data):
+        return RawRecord(number, None, f"line {number} holds a lone surrogate (\\ud800-\\udfff), not text")
+    return RawRecord(number, data)
+
+
+def _depth(data: Any) -> int:
+    """How deep ``data`` nests (an object or array is one level), without recursion."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _has_surrogate(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# --- CSV -----------------------------------------------------------------------------------------------
+
+
+def _csv_encoding(path: Path) -> str:
+    """The file's encoding: UTF-8 (a BOM allowed) if every byte decodes as such, else GB18030.
+
+    Chinese spreadsheet software saves CSV as GB18030/GBK; Excel's "CSV UTF-8" adds a BOM. The whole file
+    is decoded, incrementally (flat memory): an invalid byte may come late, and a prefix could end inside
+    a character.
+    """
     for encoding in ("utf-8-sig", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
         try:
-            return raw.decode(encoding)
+            with path.open("rb") as fh:
+                while chunk := fh.read(_READ_CHUNK):
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
         except UnicodeDecodeError:
             continue
-    raise BatchUnreadable(f"batch file {name} is neither UTF-8 nor GB18030 text")
+        except OSError as e:
+            raise BatchUnreadable(f"batch file {path.name} cannot be read: {e.strerror}") from e
+    raise BatchUnreadable(f"batch file {path.name} is neither UTF-8 nor GB18030 text")
 
 
-def _csv(path: Path) -> list[RawRecord]:
-    text = _decode_spreadsheet_text(path.read_bytes(), path.name)
-    reader = csv.reader(io.StringIO(text, newline=""))
+class _LineTooLong(Exception):
+    """A physical line longer than ``MAX_LINE_BYTES`` characters; it was skipped, not read whole."""
+
+
+class _TextLines:
+    """The lines ``csv.reader`` reads, counted, each at most ``MAX_LINE_BYTES`` characters long.
+
+    A longer line is skipped and reported by raising ``_LineTooLong`` from ``__next__``; ``csv.reader``
+    passes that on and starts afresh at the next line (it resets its state on every call).
+    """
+
+    def __init__(self, text: io.TextIOBase) -> None:
+        self._text = text
+        self.count = 0  # lines read so far, the skipped ones included
+
+    def __iter__(self) -> _TextLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            raise StopIteration
+        self.count += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(("\n", "\r")):
+            while (rest := self._text.readline(_READ_CHUNK)) and not rest.endswith(("\n", "\r")):
+                pass
+            raise _LineTooLong
+        return line
+
+
+def _csv(path: Path) -> Iterator[RawRecord]:
+    encoding = _csv_encoding(path)
+    with path.open("r", encoding=encoding, newline="") as text:
+        columns = _columns(_csv_header(csv.reader(_TextLines(text)), path.name), path.name)
+    return _csv_records(path, encoding, columns)
+
+
+def _csv_header(reader: Any, name: str) -> list[str]:
     try:
-        header = next(reader)
-    except (StopIteration, csv.Error) as e:
-        raise BatchUnreadable(f"batch file {path.name} has no header row") from e
-    columns = _columns(header, path.name)
-    records = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            records.append(RawRecord(start, None, f"line {start} is not valid CSV ({e})"))
-            continue
-        if not any(cell.strip() for cell in row):
-            continue
-        records.append(_flat_record(start, columns, row))
-    return records
+        return next(reader)
+    except (StopIteration, csv.Error, _LineTooLong) as e:
+        raise BatchUnreadable(f"batch file {name} has no header row") from e
 
 
-def _xlsx(path: Path) -> list[RawRecord]:
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
-        raise BatchUnreadable(f"batch file {path.name} is not a readable XLSX workbook ({e})") from e
-    try:
-        sheet = workbook.worksheets[0]
-        rows = sheet.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise BatchUnreadable(f"batch file {path.name} has no header row")
-        columns = _columns([_cell_text(c) for c in header], path.name)
-        records = []
-        for number, row in enumerate(rows, start=2):
-            cells = [_cell_text(c) for c in row]
-            if not any(cells):
+def _csv_records(path: Path, encoding: str, columns: list[str]) -> Iterator[RawRecord]:
+    # opened here, not by ``_csv``: a batch read only to be checked holds no open file
+    with path.open("r", encoding=encoding, newline="") as text:
+        lines = _TextLines(text)
+        reader = csv.reader(lines)
+        _csv_header(reader, path.name)
+        while True:
+            start = lines.count + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                yield RawRecord(start, None, f"line {start} is not valid CSV ({e})")
                 continue
-            records.append(_flat_record(number, columns, cells))
-        return records
-    finally:
-        workbook.close()
+            except _LineTooLong:
+                yield RawRecord(
+                    start, None, f"line {lines.count} is longer than {MAX_LINE_BYTES:,} characters"
+                )
+                continue
+            except (UnicodeDecodeError, OSError) as e:  # the file changed since its encoding was checked
+                raise BatchUnreadable(
+                    f"batch file {path.name} cannot be read past line {start - 1}: {e}"
+                ) from e
+            if not any(cell.strip() for cell in row):
+                continue
+            yield _flat_record(start, columns, row)
 
 
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        # shortest round-trip form: a cell holding 3456.78 becomes "3456.78", 5.0 becomes "5"
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
+# --- XLSX ----------------------------------------------------------------------------------------------
+
+
+def _xlsx(path: Path) -> Iterator[RawRecord]:
+    from pipeline.xlsx import open_first_sheet
+
+    sheet = open_first_sheet(path)  # the workbook's structure and XML, the whole sheet's included
+    try:
+        rows = sheet.rows()
+        first = next(rows, None)
+        if first is not None and first.number == 1 and first.problem:
+            raise BatchUnreadable(f"batch file {path.name} has an unreadable header row ({first.problem})")
+        # the header is row 1, as a person sees the sheet: without one, the columns are missing
+        columns = _columns(first.cells if first is not None and first.number == 1 else [], path.name)
+    except BaseException:
+        sheet.close()
+        raise
+    return _xlsx_records(sheet, rows, columns)
+
+
+def _xlsx_records(sheet: Any, rows: Iterator[Any], columns: list[str]) -> Iterator[RawRecord]:
+    with sheet:
+        for row in rows:
+            if row.problem:
+                yield RawRecord(row.number, None, f"line {row.number}: {row.problem}")
+                continue
+            if not any(row.cells):
+                continue
+            yield _flat_record(row.number, columns, row.cells)
 
 
 def _columns(header: list[str], name: str) -> list[str]:
@@ -181,7 +352,9 @@ def _columns(header: list[str], name: str) -> list[str]:
     seen = set()
     for c in columns:
         if c and c in seen:
-            raise BatchUnreadable(f"batch file {name} has the column {c} twice")
+            raise BatchUnreadable(f"batch file {name} has the column {_shown(c)} twice")
+        if c.count(".") >= MAX_DEPTH:  # every row would nest that deep
+            raise BatchUnreadable(f"batch file {name} has a column nested deeper than {MAX_DEPTH} levels")
         seen.add(c)
     return columns
 
@@ -211,11 +384,12 @@ def unflatten(flat: dict[str, str]) -> dict[str, Any]:
             if part == "":
                 raise ValueError(f"column {key} has an empty path segment")
             container: dict[str | int, Any] = node
-            slot: str | int = int(part) if part.isdigit() else part
+            slot: str | int = int(part) if part.isascii() and part.isdigit() else part
             if last:
                 if slot in container:
                     raise ValueError(f"column {key} conflicts with another column")
-                container[slot] = int(value) if key in _INTEGER_COLUMNS and value.isdigit() else value
+                integer = key in _INTEGER_COLUMNS and value.isascii() and value.isdigit()
+                container[slot] = int(value) if integer else value
             else:
                 child = container.setdefault(slot, {})
                 if not isinstance(child, dict):

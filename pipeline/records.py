@@ -220,8 +220,16 @@ def field_path(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + _shown_key(part)
     return out
+
+
+def _shown_key(key: str) -> str:
+    # an unknown key is the sender's text: quoted with escapes if it holds what would garble a report or
+    # log line (a line break, U+202E), cut short if long
+    if len(key) <= 64 and key.isprintable():
+        return key
+    return repr(key[:64] + ("…" if len(key) > 64 else ""))
 
 
 def parse_record(data: dict[str, Any]) -> tuple[Policy | Endorsement | None, list[tuple[str, str]]]:

@@ -250,14 +250,73 @@ def test_control_characters_rejected(registry, batch_dir, records):
     assert fields(registry, batch_dir, record) == ["special_terms[0]"]
 
 
+def _listed(message: str) -> set[str]:
+    return {chr(int(code[2:], 16)) for code in message.split("(")[1].split(")")[0].split(", ")}
+
+
 def test_control_characters_are_unicodes_category_cc_less_tab_and_newline():
     every = "".join(map(chr, range(0x110000)))
     expected = {c for c in every if unicodedata.category(c) == "Cc"} - {"\n", "\t"}
-    [reason] = control_characters({"a": [every]})
+    [reason] = [r for r in control_characters({"a": [every]}) if "control characters" in r.message]
     assert reason.field == "a[0]"
-    listed = {chr(int(code[2:], 16)) for code in reason.message.split("(")[1].rstrip(")").split(", ")}
-    assert listed == expected
+    assert _listed(reason.message) == expected
     assert len(expected) == 63
+
+
+# --- invisible format characters (issue 21, item 8) --------------------------------------------------
+
+
+def test_format_characters_are_unicodes_category_cf():
+    every = "".join(map(chr, range(0x110000)))
+    expected = {c for c in every if unicodedata.category(c) == "Cf"}
+    [reason] = [r for r in control_characters({"a": [every]}) if "format characters" in r.message]
+    assert reason.field == "a[0]"
+    assert _listed(reason.message) == expected  # Python's Unicode moved on: add the new ones to the pattern
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: r.update(special_terms=["保险人承担\u202e任何损失的赔偿责任"]), "special_terms[0]"),
+        (lambda r: r["applicant"].update(name="张\u200b三"), "applicant.name"),
+        (lambda r: r["insured"].update(address="北京市\u200d朝阳区"), "insured.address"),
+        (lambda r: r["applicant"].update(name="\u2066张三\u2069"), "applicant.name"),
+        (lambda r: r["insured"].update(name="李\ufeff四"), "insured.name"),
+        (lambda r: r["coverages"][0].update(name="意外\u00ad伤害"), "coverages[0].name"),
+        (lambda r: r["branch"].update(name="\u2067分公司"), "branch.name"),
+        (lambda r: r.update(issued_by="U\u2060001"), "issued_by"),
+        (lambda r: r["underwriting"].update(approved_by="\u2068UW1"), "underwriting.approved_by"),
+    ],
+)
+def test_format_characters_are_refused_naming_the_field(registry, batch_dir, records, change, field):
+    record = records["PA-ACC"]
+    change(record)
+    reasons = check(registry, batch_dir, record)[0]
+    assert [f for f, m in reasons if "format characters" in m] == [field], reasons
+
+
+def test_format_characters_in_an_endorsement_are_refused(registry, batch_dir, records):
+    policy, endorsement = records["PA-ACC"], records["endorsement"]
+    endorsement["policy_no"] = policy["policy_no"]
+    endorsement["text"] = "经双方协商\u202e，批改如下"
+    endorsement["changes"][0]["new"] = "王\u200c五"
+    _, reasons = check(registry, batch_dir, policy, endorsement)
+    assert sorted(f for f, m in reasons if "format characters" in m) == ["changes[0].new", "text"]
+
+
+def test_names_with_a_middle_dot_and_rare_ideographs_pass(registry, batch_dir, records):
+    record = records["PA-ACC"]
+    record["applicant"]["name"] = "阿卜杜拉·买买提"  # U+00B7, as ID cards write such names
+    record["insured"]["name"] = "𠮷田䶮"  # U+20BB7 (outside the BMP) and U+4DAE
+    record["special_terms"] = ["葛\U000e0100城"]  # an ideographic variation sequence (a selector, Mn)
+    assert check(registry, batch_dir, record) == [[]]
+
+
+def test_an_unknown_key_is_named_without_what_would_garble_the_report(registry, batch_dir, records):
+    record = records["PA-ACC"]
+    record["applicant"]["name\u202e\n"] = "x"
+    reasons = check(registry, batch_dir, record)[0]
+    assert [f for f, _ in reasons] == ["applicant.'name\\u202e\\n'"]
 
 
 # --- images ----------------------------------------------------------------------------------------

@@ -447,6 +447,23 @@ def test_zip_slip_and_zip_bombs_are_refused(site: Site, tmp_path: Path):
     assert site.records_in_index() == 0
 
 
+def test_broken_workbooks_are_filed_as_unusable_and_never_retried(site: Site):
+    # issue 21, item 4: these gave a traceback, and the watcher retried them forever
+    from tests.test_batchfile import HOSTILE_WORKBOOKS, _workbook
+
+    cases = ["garbage-members", "malformed-mid-sheet", "billion-laughs-in-sheet", "no-sheets"]
+    for case in cases:
+        _workbook(site.inbox / f"{case}.xlsx", **HOSTILE_WORKBOOKS[case][0])
+    result = site.run_once("--settle", "1")
+    assert result.returncode == 1, result.stderr  # batches failed, none left to retry
+    assert "outcome=retry" not in result.stderr and "Traceback" not in result.stderr
+    assert site.moved(".failed") == sorted(cases) and site.moved(".done") == []
+    for stem in cases:
+        text = (site.inbox / ".failed" / stem / "REPORT.txt").read_text(encoding="utf-8")
+        assert "unusable" in text and f"batch file {stem}.xlsx" in text, text
+    assert "filing session open" not in result.stderr  # refused before LibreOffice was started
+
+
 # --- infrastructure down: retried, never failed ----------------------------------------------------------
 
 

@@ -258,3 +258,80 @@ def test_encrypted_and_layoutless_zips_are_refused(tmp_path: Path):
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UnsafeBatchArchive, match="not a readable zip"):
         extract_batch(archive, into=tmp_path)
+
+
+# --- what is retried and what is filed (issue 21, item 4) -----------------------------------------------
+
+
+class _FailingRunner:
+    """A runner whose every run raises ``error``; ``check`` passes, or reads the file as the real one does."""
+
+    def __init__(self, error: Exception, *, check: bool = False) -> None:
+        self.error = error
+        self.runs = 0
+        self.reads = check
+
+    def check(self, batch: Path) -> None:
+        if self.reads:
+            from pipeline.batchfile import read_batch
+
+            next(iter(read_batch(batch)), None)
+
+    def run(self, batch: Path, *, stop: object) -> object:
+        self.runs += 1
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+def _watch_once(inbox: Path, runner: _FailingRunner):
+    import threading
+
+    from watchers import Watcher, WatchOptions
+
+    options = WatchOptions(settle=0.05, rescan=0.1, once=True, backoff_first=0.01, backoff_max=0.01)
+    return Watcher(inbox, runner=runner, options=options, stop=threading.Event()).run()
+
+
+def test_an_unexpected_error_files_the_batch_with_the_error_and_never_retries(tmp_path: Path):
+    (tmp_path / "b.jsonl").write_text('{"kind": "policy"}\n', encoding="utf-8")
+    runner = _FailingRunner(KeyError("boom"))
+    summary = _watch_once(tmp_path, runner)
+    assert summary.failed == ("b.jsonl",) and summary.retrying == () and runner.runs == 1
+    filed = tmp_path / ".failed" / "b"
+    assert (filed / "b.jsonl").is_file() and not (tmp_path / "b.jsonl").exists()
+    assert json.loads((filed / "report.json").read_text(encoding="utf-8"))["error"] == "KeyError: 'boom'"
+    text = (filed / "REPORT.txt").read_text(encoding="utf-8")
+    assert "KeyError: 'boom'" in text and "not retried" in text
+
+
+def test_an_unavailable_component_keeps_the_batch_in_the_inbox(tmp_path: Path):
+    from pipeline.errors import StoreError
+
+    (tmp_path / "b.jsonl").write_text('{"kind": "policy"}\n', encoding="utf-8")
+    summary = _watch_once(tmp_path, _FailingRunner(StoreError("the store is down")))
+    assert summary.retrying == ("b.jsonl",) and summary.failed == ()
+    assert (tmp_path / "b.jsonl").is_file() and list((tmp_path / ".failed").iterdir()) == []
+
+
+def _unsupported_zip(path: Path) -> Path:
+    """A whole zip whose central directory asks for a newer zip version than Python reads."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("batch.jsonl", '{"kind": "policy"}\n')
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    data[at + 6] = 80  # version needed to extract: 8.0
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["unsupported.zip", "unsupported.xlsx"])
+def test_a_zip_python_cannot_read_is_filed_not_fatal_to_the_watcher(tmp_path: Path, name: str):
+    # zipfile raises NotImplementedError for it: raised while the watcher looked, it ended the watcher
+    path = _unsupported_zip(tmp_path / name)
+    assert looks_incomplete(path) is None
+    summary = _watch_once(tmp_path, _FailingRunner(AssertionError("never run"), check=True))
+    assert summary.failed == (name,) and summary.retrying == ()
+    text = (tmp_path / ".failed" / Path(name).stem / "REPORT.txt").read_text(encoding="utf-8")
+    assert "unusable" in text and "zip file version 8.0" in text, text

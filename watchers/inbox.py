@@ -366,6 +366,8 @@ def looks_incomplete(path: Path) -> str | None:
                     return None
             except (zipfile.BadZipFile, EOFError, ValueError):
                 return "not a complete zip yet (no central directory at its end)"
+            except (NotImplementedError, RuntimeError):  # whole, but of a kind zipfile cannot read
+                return None  # the pipeline refuses it; raised here, it stopped the watcher itself
         size = path.stat().st_size
         if size == 0:
             return "empty"

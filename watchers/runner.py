@@ -29,7 +29,8 @@ class BatchRunner(Protocol):
     """What the watcher needs from the pipeline."""
 
     def check(self, batch: Path) -> None:
-        """Raise ``BatchUnreadable`` if the batch file is unusable as a whole (cheap; nothing started)."""
+        """Raise ``BatchUnreadable`` if the batch file is unusable as a whole (nothing started; a
+        workbook's XML is read through once, and not again by ``run`` in the same process)."""
 
     def run(self, batch: Path, *, stop: threading.Event) -> BatchReport:
         """File every record, as ``issuance run`` does; ``stop`` set: finish the records in flight only.

@@ -24,6 +24,7 @@ _OUTCOMES = {
     "done": "完成 DONE — 全部记录已归档 every record is archived",
     "rejected": "失败 FAILED — 有记录被拒绝 some records were rejected",
     "unusable": "失败 FAILED — 批次无法使用，未处理任何记录 the batch is unusable; no record was processed",
+    "error": "失败 FAILED — 处理时出现意外错误，不再重试 the run stopped on an unexpected error; not retried",
 }
 _TODO = {
     "done": ["无需处理。 Nothing to do."],
@@ -35,6 +36,11 @@ _TODO = {
     "unusable": [
         "修正批次后重新放入收件箱。",
         "Fix the batch and drop it into the inbox again.",
+    ],
+    "error": [
+        "请将本报告交给运维人员。问题解决后将批次重新放入收件箱；已归档的记录不会重复归档。",
+        "Hand this report to the operators. Once the cause is fixed, drop the batch into the inbox again: "
+        "records archived before the error are never archived twice.",
     ],
 }
 
@@ -95,5 +101,33 @@ def unusable_report(
         "finished_at": finished_at.isoformat(),
         "counts": {"records": 0, "archived": 0, "already_archived": 0, "rejected": 0},
         "unusable": scrub(reason),
+        "outcomes": [],
+    }
+
+
+def error_summary(*, entry: str, error: str, started_at: datetime, finished_at: datetime) -> str:
+    """The note for a batch whose run an unexpected error stopped: filed, not retried (issue 21, item 4)."""
+    lines = [
+        TITLE,
+        "",
+        f"批次 Batch: {entry}",
+        f"结果 Outcome: {_OUTCOMES['error']}",
+        f"开始 Started: {_time(started_at)}    结束 Finished: {_time(finished_at)}",
+        "",
+        scrub(f"错误 Error: {error}"),
+        "",
+        "处理 What to do:",
+        *(f"  {t}" for t in _TODO["error"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def error_report(*, entry: str, error: str, started_at: datetime, finished_at: datetime) -> dict[str, Any]:
+    """The JSON report for a batch whose run an unexpected error stopped; what it filed is in the index."""
+    return {
+        "batch": entry,
+        "started_at": started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "error": scrub(error),
         "outcomes": [],
     }

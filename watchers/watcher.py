@@ -11,10 +11,12 @@ Modelled on paperless-ngx's consumer and OCRmyPDF's watcher. What is promised:
 - **Nothing is missed.** Events (watchdog) make it prompt; a full rescan every ``rescan`` seconds catches
   what events missed; what is already in the inbox at start is taken like a new arrival.
 - **Every outcome has one place.** Done (every record archived or already archived) → ``.done/<batch>/``;
-  unusable or some record rejected → ``.failed/<batch>/``, each beside ``report.json`` and ``REPORT.txt``.
-  A component failure (store, index, LibreOffice) or an unexpected error leaves the batch in the inbox
-  and retries it with exponential backoff (5 s doubling to 5 min, per batch); it never goes to
-  ``.failed`` for a fault that is not its own.
+  unusable, some record rejected, or the run stopped by an unexpected error → ``.failed/<batch>/``, each
+  beside ``report.json`` and ``REPORT.txt`` (which name the error). Only an unavailable component
+  (store, index, LibreOffice: ``ComponentUnavailable``), or the inbox's own disk failing while the batch is
+  prepared, leaves the batch in the inbox and retries it with exponential backoff (5 s doubling to 5 min,
+  per batch): an input that cannot be used is never retried (issue 21, item 4), and a batch never goes to
+  ``.failed`` for a component's fault.
 - **Stopping is clean.** ``stop`` set (SIGTERM, SIGINT): the records in flight finish, no new one
   starts, the batch stays in the inbox for the next start. After a crash or ``kill -9`` the next watcher
   simply runs the batch again: the pipeline's idempotency files each record exactly once.
@@ -42,9 +44,16 @@ from zoneinfo import ZoneInfo
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from pipeline.errors import BatchUnreadable, ComponentUnavailable
+from pipeline.idcheck import scrub
 from watchers.inbox import Entry, Inbox, Signature, is_ignored
 from watchers.runner import BatchRunner
-from watchers.summary import report_summary, unusable_report, unusable_summary
+from watchers.summary import (
+    error_report,
+    error_summary,
+    report_summary,
+    unusable_report,
+    unusable_summary,
+)
 from watchers.zipbatch import ZipLimits, extract_batch
 
 logger = logging.getLogger(__name__)
@@ -77,7 +86,7 @@ class WatchSummary:
 
     done: tuple[str, ...]
     failed: tuple[str, ...]
-    retrying: tuple[str, ...]  # left in the inbox after a component failure or an unexpected error
+    retrying: tuple[str, ...]  # left in the inbox after a component failure (or the inbox's disk failing)
     waiting: tuple[str, ...]  # left in the inbox: not complete yet, or interrupted by ``stop``
     stopped: bool
 
@@ -373,13 +382,26 @@ class Watcher:
         entry = t.entry
         try:
             batch = self._prepare(entry, work)
+        except BatchUnreadable as e:
+            self._file_unusable(t, reason=str(e), started=started, clock=clock)
+            return
+        except OSError as e:  # copying or unpacking into .work: the inbox's disk, not the batch
+            self._retry(t, e, clock=clock)
+            return
+        try:
             self.runner.check(batch)
             report = self.runner.run(batch, stop=self.stop)
         except BatchUnreadable as e:
             self._file_unusable(t, reason=str(e), started=started, clock=clock)
             return
-        except Exception as e:
+        except ComponentUnavailable as e:
             self._retry(t, e, clock=clock)
+            return
+        except Exception as e:  # retrying would meet it again, forever: the batch is filed with the error
+            if self.stop.is_set():  # e.g. LibreOffice got the same SIGTERM: not the batch's fault
+                self._retry(t, e, clock=clock)
+            else:
+                self._file_error(t, error=e, started=started, clock=clock)
             return
         seconds = time.monotonic() - clock
         counts = report.counts()
@@ -473,6 +495,33 @@ class Watcher:
             )
         )
 
+    def _file_error(self, t: _Tracked, *, error: Exception, started: datetime, clock: float) -> None:
+        entry = t.entry
+        finished = datetime.now(CHINA)
+        text = scrub(f"{type(error).__name__}: {error}")  # a message may quote a record
+        self._unwatch_folder(entry.name)
+        target = self.inbox.file_away(
+            entry,
+            failed=True,
+            report=error_report(entry=entry.name, error=text, started_at=started, finished_at=finished),
+            summary=error_summary(entry=entry.name, error=text, started_at=started, finished_at=finished),
+        )
+        del self._tracked[entry.name]
+        self._retrying.discard(entry.name)
+        self._failed.append(entry.name)
+        logger.error(
+            _kv(
+                event="batch",
+                batch=entry.name,
+                outcome="failed",
+                error=text,
+                seconds=time.monotonic() - clock,
+                moved_to=str(target.relative_to(self.inbox.root)),
+                note="an unexpected error: not retried; records filed before it stay archived",
+            ),
+            exc_info=error,
+        )
+
     def _retry(self, t: _Tracked, error: Exception, *, clock: float) -> None:
         entry = t.entry
         seconds = time.monotonic() - clock
@@ -494,7 +543,7 @@ class Watcher:
             attempt=t.attempts,
             retry_in=f"{delay:g}s",
             seconds=seconds,
-            why="component unavailable" if component else "unexpected error",
+            why="component unavailable" if component else "inbox unavailable",
             error=str(error),
             note=f"left in the inbox; will retry in {delay:g} s",
         )
