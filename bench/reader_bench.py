@@ -3,6 +3,7 @@
     python bench/reader_bench.py make-xlsx 1048575 /tmp/big.xlsx   # Excel's row limit, less the header
     python bench/reader_bench.py make-csv 200000 /tmp/big.csv
     python bench/reader_bench.py read /tmp/big.xlsx                # one JSON line: records, seconds, peak RSS
+    python bench/reader_bench.py read-openpyxl /tmp/big.xlsx       # the same sheet through openpyxl, streamed
 
 The files hold ``bench.synth`` records, each row made unique (record_id, policy and proposal numbers,
 applicant's name and phone), written the way Excel writes a sheet: every text cell a shared string. The
@@ -137,15 +138,43 @@ def read(path: Path) -> None:
     )
 
 
+def read_openpyxl(path: Path) -> None:
+    """The same sheet through openpyxl's own streaming mode (read-only, values only, one row at a time,
+    nothing kept): what a hand-written reader has to beat to be worth keeping (docs/performance.md)."""
+    from openpyxl import load_workbook
+
+    started = time.perf_counter()
+    workbook = load_workbook(path, read_only=True, data_only=True)
+    count = 0
+    for _row in workbook.worksheets[0].iter_rows(values_only=True):
+        count += 1
+    workbook.close()
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "file": path.name,
+                "reader": "openpyxl read_only",
+                "rows": count,
+                "seconds": round(seconds, 1),
+                "peak_rss_mib": round(peak / 1024, 1),
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["make-xlsx", "make-csv", "read"])
+    parser.add_argument("action", choices=["make-xlsx", "make-csv", "read", "read-openpyxl"])
     parser.add_argument("args", nargs="+")
     args = parser.parse_args()
     if args.action == "read":
         read(Path(args.args[0]))
+    elif args.action == "read-openpyxl":
+        read_openpyxl(Path(args.args[0]))
     else:
         n, path = int(args.args[0]), Path(args.args[1])
         (make_xlsx if args.action == "make-xlsx" else make_csv)(n, path)

@@ -220,6 +220,8 @@ class BatchReport:
                     )
                     first = False
                 fh.write(b"\n  ]\n}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

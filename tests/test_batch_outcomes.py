@@ -264,3 +264,35 @@ def test_a_long_batch_of_rejected_records_keeps_the_checker_flat(registry, tmp_p
         tracemalloc.stop()
         checker.close()
     assert grown < 2_000_000, grown
+
+
+def test_the_watcher_files_a_long_rejected_batch_with_bounded_notes(tmp_path):
+    """The watcher's report.json has every line; its REPORT.txt and its log name the first 200."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    lines = [{"kind": "policy", "record_id": f"R{i:04d}"} for i in range(1, 251)]  # each lacks its fields
+    write_batch(inbox, lines, name="long.jsonl")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "ISSUANCE_STORE": f"file://{tmp_path / 'archive'}",
+        "ISSUANCE_INDEX": f"sqlite:///{tmp_path / 'index.sqlite'}",
+        "ISSUANCE_HMAC_KEY": KEY.decode(),
+        "ISSUANCE_WORKERS": "1",
+    }
+    result = subprocess.run(
+        [*ISSUANCE, "watch", str(inbox), "--once", "--settle", "0.1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    filed = inbox / ".failed" / "long"
+    report = json.loads((filed / "report.json").read_text("utf-8"))
+    assert report["counts"]["rejected"] == 250 and len(report["outcomes"]) == 250
+    note = (filed / "REPORT.txt").read_text("utf-8")
+    assert "line 200, R0200" in note and "line 201," not in note and "50 more in report.json" in note
+    assert result.stderr.count("event=rejected") == 200

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from pipeline.batchfile import SUFFIXES
 from pipeline.errors import BatchUnreadable, InboxLocked, UsageError
+from pipeline.report import BatchReport
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,9 @@ class Inbox:
         path.mkdir(mode=0o700)
         return path
 
-    def file_away(self, entry: Entry, *, failed: bool, report: dict[str, Any], summary: str) -> Path:
+    def file_away(
+        self, entry: Entry, *, failed: bool, report: dict[str, Any] | BatchReport, summary: str
+    ) -> Path:
         """Move ``entry`` to ``.done/<stem>/`` (or ``.failed/<stem>/``) beside ``report.json`` and
         ``REPORT.txt``; return that folder.
 
@@ -275,7 +278,10 @@ class Inbox:
         ``.done/`` never sees a batch's folder without them.
         """
         staged = self.new_workdir(entry)
-        _write(staged / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        if isinstance(report, BatchReport):  # streamed from its spool: a long batch's report is never whole
+            report.write(staged / "report.json")
+        else:
+            _write(staged / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
         _write(staged / "REPORT.txt", summary)
         parent = self.failed_dir if failed else self.done_dir
         staged.chmod(stat.S_IMODE(parent.stat().st_mode))  # as the folder it goes in, not private

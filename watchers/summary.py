@@ -45,6 +45,10 @@ _TODO = {
 }
 
 
+LISTED_REJECTIONS = 200  # rejected lines a note names one by one; report.json has every one
+_REJECTED_HEADING = "被拒绝的记录 Rejected records — 行 line, 记录号 record_id, 字段 field: 原因 message"
+
+
 def _time(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
@@ -64,12 +68,23 @@ def report_summary(report: BatchReport, *, entry: str) -> str:
         f"记录 Records: {counts['records']}",
         *(f"  {_LABELS.get(status, status)}: {counts[status]}" for status in report.statuses),
     ]
-    rejected = sorted((o for o in report.outcomes if o.status == REJECTED), key=lambda o: o.line)
-    if rejected:
-        lines += ["", "被拒绝的记录 Rejected records — 行 line, 记录号 record_id, 字段 field: 原因 message"]
-        for o in rejected:
-            reasons = "; ".join(f"{r.field}: {r.message}" for r in o.reasons) or "-"
-            lines.append(scrub(f"  line {o.line}, {o.record_id or '-'}, {reasons}"))
+    shown = 0
+    for o in report.iter_outcomes():  # in input order; a long batch's note names the first ones
+        if o.status != REJECTED:
+            continue
+        if shown == 0:
+            lines += [
+                "",
+                "被拒绝的记录 Rejected records — 行 line, 记录号 record_id, 字段 field: 原因 message",
+            ]
+        shown += 1
+        if shown > LISTED_REJECTIONS:
+            continue
+        reasons = "; ".join(f"{r.field}: {r.message}" for r in o.reasons) or "-"
+        lines.append(scrub(f"  line {o.line}, {o.record_id or '-'}, {reasons}"))
+    if shown > LISTED_REJECTIONS:
+        more = shown - LISTED_REJECTIONS
+        lines.append(f"  … 另有 {more} 条，见 report.json · {more} more in report.json")
     lines += ["", "处理 What to do:", *(f"  {t}" for t in _TODO[outcome])]
     return "\n".join(lines) + "\n"
 

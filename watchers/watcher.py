@@ -48,6 +48,7 @@ from pipeline.idcheck import scrub
 from watchers.inbox import Entry, Inbox, Signature, is_ignored
 from watchers.runner import BatchRunner
 from watchers.summary import (
+    LISTED_REJECTIONS,
     error_report,
     error_summary,
     report_summary,
@@ -58,6 +59,7 @@ from watchers.zipbatch import ZipLimits, extract_batch
 
 logger = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
+LOGGED_REJECTIONS = LISTED_REJECTIONS  # rejected lines logged one by one; the report has every one
 # events that change nothing: our own looks open and read the files
 _QUIET_EVENTS = {"opened", "closed_no_write"}
 _MAX_SLEEP = 0.5  # how often the loop notices ``stop`` (set by a signal handler, which must not block)
@@ -436,8 +438,12 @@ class Watcher:
         failed = report.rejected > 0
         outcome = "failed" if failed else "done"
         report.extra["inbox"] = {"entry": entry.name, "outcome": outcome, "attempts": t.attempts + 1}
-        for o in sorted(report.outcomes, key=lambda o: o.line):
+        logged = 0
+        for o in report.iter_outcomes():
             if o.status == "rejected":
+                logged += 1
+                if logged > LOGGED_REJECTIONS:  # the report lists every one; the log names the first
+                    continue
                 fields = ",".join(dict.fromkeys(r.field for r in o.reasons)) or None
                 logger.warning(
                     _kv(
@@ -451,7 +457,7 @@ class Watcher:
                 )
         self._unwatch_folder(entry.name)
         target = self.inbox.file_away(
-            entry, failed=failed, report=report.as_json(), summary=report_summary(report, entry=entry.name)
+            entry, failed=failed, report=report, summary=report_summary(report, entry=entry.name)
         )
         del self._tracked[entry.name]
         self._retrying.discard(entry.name)
