@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from pipeline.batchfile import RawRecord, read_batch
 from pipeline.documents import DocumentMaker, IssuedDocument
 from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
+from pipeline.idcheck import scrub
 from pipeline.products import ProductRegistry
 from pipeline.records import Endorsement, Policy, parse_record
 from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
@@ -59,6 +60,10 @@ class Accepted:
 def _text_field(data: dict[str, Any] | None, name: str) -> str | None:
     value = (data or {}).get(name)
     return value if isinstance(value, str) else None
+
+
+def _shown(value: str | None) -> str | None:
+    return None if value is None else scrub(value)
 
 
 def content_hash(data: dict[str, Any]) -> str:
@@ -225,7 +230,9 @@ def render_batch(
     ends up in the report.
     """
     records = read_batch(batch)  # refuses an unusable file before anything else happens
-    report = BatchReport(batch=batch.name, started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED))
+    report = BatchReport(
+        batch=scrub(batch.name), started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED)
+    )
     checker = RecordChecker(registry=maker.registry, batch_dir=batch.parent)
     log_rejection = RejectionLog(logger)
     in_flight = threading.BoundedSemaphore(max(2, workers * 2))
@@ -307,9 +314,10 @@ def render_batch(
                     Outcome(
                         line=raw.line,
                         status=REJECTED,
-                        record_id=_text_field(raw.data, "record_id"),
-                        policy_no=_text_field(raw.data, "policy_no"),
-                        kind=_text_field(raw.data, "kind"),
+                        # a rejected line may hold a party's ID or phone number in these (invariant 9)
+                        record_id=_shown(_text_field(raw.data, "record_id")),
+                        policy_no=_shown(_text_field(raw.data, "policy_no")),
+                        kind=k if (k := _text_field(raw.data, "kind")) in ("policy", "endorsement") else None,
                         reasons=tuple(verdict),
                     )
                 )

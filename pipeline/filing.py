@@ -889,7 +889,7 @@ class BatchRun:
         # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
         self.batch_id = f"{started:%Y%m%d-%H%M%S}-{self.input_sha256[:8]}-{secrets.token_hex(3)}"
         self.report = BatchReport(
-            batch=batch.name, started_at=started, statuses=STATUSES, extra={"batch_id": self.batch_id}
+            batch=scrub(batch.name), started_at=started, statuses=STATUSES, extra={"batch_id": self.batch_id}
         )
         self.fatal: list[ComponentUnavailable] = []
         self._on_record = on_record
@@ -900,7 +900,7 @@ class BatchRun:
         self._unread: list[RawRecord] = []  # read but not handled when the run stopped
         filing.index.begin_batch(
             batch_id=self.batch_id,
-            input_name=batch.name,
+            input_name=scrub(batch.name),  # a file may be named after its customer
             input_sha256=self.input_sha256,
             operator=filing.operator,
         )
@@ -1071,12 +1071,22 @@ def _after_first(raw: RawRecord, first_line: int, status: str) -> Outcome:
 
 def _raw_outcome(raw: RawRecord, status: str, reasons: tuple[Reason, ...]) -> Outcome:
     data = raw.data or {}
+
+    def shown(name: str) -> str | None:
+        # a line not filed was not validated (or failed): what it holds in these fields may be a party's
+        # ID or phone number, which the report never holds in clear (DESIGN.md invariant 9)
+        value = data.get(name)
+        if not isinstance(value, str):
+            return None
+        return value if status == ALREADY_ARCHIVED else scrub(value)
+
+    kind = data.get("kind")
     return Outcome(
         line=raw.line,
         status=status,
-        record_id=data.get("record_id") if isinstance(data.get("record_id"), str) else None,
-        policy_no=data.get("policy_no") if isinstance(data.get("policy_no"), str) else None,
-        kind=data.get("kind") if isinstance(data.get("kind"), str) else None,
+        record_id=shown("record_id"),
+        policy_no=shown("policy_no"),
+        kind=kind if kind in ("policy", "endorsement") else None,
         reasons=reasons,
     )
 

@@ -115,10 +115,11 @@ def _document_numbers(policy: Policy) -> list[Reason]:
     values = [p.id_no for p in (policy.applicant, policy.insured, *policy.beneficiaries)]
     values += [p.phone for p in (policy.applicant, policy.insured) if p.phone]
     personal = [v for v in (_NOT_ALNUM.sub("", v).upper() for v in values) if len(v) >= 9]
+    # record_id is no key, but the index and the report hold it in clear (DESIGN.md invariant 9)
     return [
         Reason(name, "contains a party's ID or phone number: a document number must carry no personal data")
-        for name in ("policy_no", "proposal_no")
-        if any(v in getattr(policy, name) for v in personal)
+        for name in ("record_id", "policy_no", "proposal_no")
+        if any(v in _NOT_ALNUM.sub("", getattr(policy, name)).upper() for v in personal)
     ]
 
 
