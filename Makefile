@@ -6,9 +6,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# LibreOffice Writer without GUI, its Python-UNO bridge (the warm converter), CJK fonts, poppler (PDF to
-# pixels in tests and audits), venv support for Debian's python3.
-APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk poppler-utils python3-venv postgresql
+# LibreOffice Writer without GUI, its Python-UNO bridge (the warm converter), CJK fonts (Noto CJK; HanaMin
+# for the rare characters of real names, CJK Extension B, that Noto lacks), poppler (PDF to pixels in tests
+# and audits), venv support for Debian's python3.
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-hanazono poppler-utils python3-venv postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system env lint bench clean
