@@ -59,6 +59,7 @@ from pipeline.errors import (
 )
 from pipeline.filing import (
     ARCHIVED,
+    FILED,
     BatchRun,
     Filing,
     already_archived,
@@ -325,7 +326,7 @@ def _file(filing: Filing, task: RecordTask, previous: Outcome | None) -> Outcome
     if record is None or problems:  # the client checked it: only a client and worker out of step get here
         return rejected_outcome(raw, [Reason(f, m) for f, m in problems] or [Reason("line", "not a record")])
     item = Accepted(raw, record, None)
-    if previous is not None and previous.status != ARCHIVED:
+    if previous is not None and previous.status not in FILED:
         return not_filed_earlier(item)
     if isinstance(record, Endorsement):
         try:
@@ -470,7 +471,7 @@ def run_batch_on_cluster(
                 run.finish(outcome)
             with lock:
                 if last.get(item.record.policy_no) is future:
-                    if outcome.status == ARCHIVED:  # the index has it: later versions need nothing more
+                    if outcome.status in FILED:  # the index has it: later versions need nothing more
                         del last[item.record.policy_no]
                     else:
                         last[item.record.policy_no] = outcome

@@ -17,6 +17,7 @@ What a crash leaves, and what the next run does with it:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -64,6 +65,7 @@ from pipeline.errors import (
     ClusterUnavailable,
     ComponentUnavailable,
     IssuanceError,
+    ObjectConflict,
     RunAborted,
     StoreError,
     TemplateError,
@@ -83,6 +85,7 @@ CHINA = ZoneInfo("Asia/Shanghai")
 ARCHIVED = "archived"
 ALREADY_ARCHIVED = "already_archived"
 STATUSES = (ARCHIVED, ALREADY_ARCHIVED, REJECTED)
+FILED = (ARCHIVED, ALREADY_ARCHIVED)  # in the archive, by this run or another
 REMEMBERED_POLICIES = 2048
 
 
@@ -92,6 +95,10 @@ class _Refused(Exception):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.reason = Reason(field, message)
+
+
+class _FiledByAnother(Exception):
+    """Another run (the same batch started twice) filed this very record first: already archived."""
 
 
 @dataclass(frozen=True)
@@ -406,9 +413,21 @@ class Filing:
                 for part, key in (parts if stage == "parts" else [(body_part, plans[i].manifest_key)])
             ]
             for i, error in self._upload_many(uploads).items():
+                del versions[i]
+                if stage == "manifests" and isinstance(error, ObjectConflict):
+                    # another run published this version first: the same record is adopted, as after a
+                    # crash; another record's version stays a conflict
+                    try:
+                        plans[i].body = self._adopt(
+                            plans[i].manifest_key, plans[i].record_sha, retain_until=plans[i].retain
+                        )
+                    except (_Refused, IssuanceError) as e:
+                        error = e
+                    if plans[i].body is not None:
+                        plans[i].adopted = True
+                        continue
                 results[i] = error
                 del plans[i]
-                del versions[i]
         for i, (_parts, body_part) in versions.items():
             plans[i].body = _published(body_part, plans[i].manifest_key)
         news = {i: self._new_policy(items[i][0], plan, batch_id) for i, plan in plans.items()}
@@ -420,7 +439,8 @@ class Filing:
                     try:
                         self.index.archive_policies([new])
                     except IndexConflict as e:
-                        results[i] = e
+                        by_another = self._filed_by_another(items[i][0].record_id, plans[i].record_sha)
+                        results[i] = _FiledByAnother() if by_another else e
             mark_used_many(
                 self.index,
                 [
@@ -529,6 +549,20 @@ class Filing:
                 errors.setdefault(owner, IssuanceError(f"the object store refused a part: {outcome}"))
         return errors
 
+    def _filed_by_another(self, record_id: str, record_sha: str) -> bool:
+        """Whether the index holds ``record_id`` with this content: filed by another run meanwhile."""
+        known = self.index.records([record_id]).get(record_id)
+        return known is not None and known.content_sha256 == record_sha
+
+    @contextlib.contextmanager
+    def _unless_filed_by_another(self, record_id: str, record_sha: str) -> Iterator[None]:
+        try:
+            yield
+        except IndexConflict:
+            if self._filed_by_another(record_id, record_sha):
+                raise _FiledByAnother() from None
+            raise
+
     def _new_policy(self, policy: Policy, plan: _PolicyPlan, batch_id: str | None) -> NewPolicy:
         """The index's rows and ledger event for version 1 of ``policy``, from its manifest."""
         assert plan.body is not None
@@ -625,7 +659,15 @@ class Filing:
                 previous={"version": str(previous.version), "manifest": previous.manifest_key},
                 extra={"endorsement_no": endorsement.endorsement_no},
             )
-            body = self._publish(parts, manifest=body_part, manifest_key=manifest_key, retain_until=retain)
+            try:
+                body = self._publish(
+                    parts, manifest=body_part, manifest_key=manifest_key, retain_until=retain
+                )
+            except ObjectConflict:  # another run published this version first: adopted if the same record
+                body = self._adopt(manifest_key, record_sha, retain_until=retain)
+                if body is None:
+                    raise
+                adopted = True
         version = self._version_facts(
             body,
             policy_no=endorsement.policy_no,
@@ -634,7 +676,7 @@ class Filing:
             batch_id=batch_id,
             endorsement_no=endorsement.endorsement_no,
         )
-        with self.clock.measure("index"):
+        with self.clock.measure("index"), self._unless_filed_by_another(endorsement.record_id, record_sha):
             self.index.archive_version(
                 version=version,
                 record=RecordFacts(
@@ -846,6 +888,8 @@ def _outcome(item: Accepted, result: Filed | Exception | None, batch_id: str | N
     base = _base(item)
     if isinstance(result, Filed):
         return Outcome(status=ARCHIVED, documents=result.keys, **base)
+    if isinstance(result, _FiledByAnother):
+        return Outcome(status=ALREADY_ARCHIVED, **base)
     if isinstance(result, _Refused):
         reason = result.reason
     elif isinstance(result, IndexConflict):
@@ -1143,7 +1187,7 @@ def run_batch(
             # callbacks hold the whole record: a batch of a million keeps no entry per archived policy.
             with lock:
                 if last_task.get(item.record.policy_no) is future:
-                    if settled.exception() is None and settled.result().status == ARCHIVED:
+                    if settled.exception() is None and settled.result().status in FILED:
                         del last_task[item.record.policy_no]
                     else:
                         last_task[item.record.policy_no] = settled
@@ -1154,13 +1198,13 @@ def run_batch(
                 raise run.fatal[0]
             earlier = None if before is None or before.exception() is not None else before.result()
             if before is not None and isinstance(items[0].record, Policy):
-                if earlier is not None and earlier.status == ARCHIVED:
+                if earlier is not None and earlier.status in FILED:
                     outcomes = [
                         rejected_outcome(items[0].raw, [_archived_by_another(items[0].record.policy_no)])
                     ]
                 else:  # the earlier record of this policy was not filed: this one may be
                     outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
-            elif before is not None and (earlier is None or earlier.status != ARCHIVED):
+            elif before is not None and (earlier is None or earlier.status not in FILED):
                 outcomes = [not_filed_earlier(item) for item in items]
             else:
                 outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bench.synth import make_batch
 from tests.conftest import REPO, write_batch
 
@@ -96,11 +94,6 @@ def test_a_batch_file_named_after_a_customer_keeps_the_numbers_out_of_the_report
         assert secret not in _index_dump(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two runs of one batch race on each version's manifest: the loser reports the record "
-    "rejected ('already exists ... with other bytes') although the winner archived it (see report)",
-)
 def test_two_runs_of_one_batch_at_once_archive_each_record_once_with_no_false_rejection(tmp_path):
     folder = tmp_path / "b"
     batch = make_batch(folder, 12, seed=73, images_per_record=1, endorsements=2)
