@@ -42,10 +42,12 @@ from archive.audit.checks import (
     active_content,
     clause_check,
     metadata_findings,
+    normalise,
     outline,
     page_texts,
     schedule_text_check,
     seal_checks,
+    shows,
 )
 from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
@@ -339,6 +341,51 @@ def test_the_schedule_text_must_hold_the_record(archive):
     assert not result.passed
     assert "the schedule (pages 1–1) does not show the record's insured name" in result.evidence
     assert "the schedule (pages 1–1) does not show the record's total premium" in result.evidence
+
+
+# Names that wrap in the schedule's 被保险人名称 cell next to punctuation (AUTO-COMM template): after
+# the name's own hyphen, which pdftotext's reading order drops, and inside the quoted word, whose rest
+# it puts after the next cell's label 证件类型.
+WRAPPED_NAMES = (
+    'Eastern Pearl Import Export O\'Brien-Smith & Co. "Quoted"',
+    'Jade River O\'Brien-Smith & Co. "Quoted"',
+)
+
+
+def test_a_name_wrapping_next_to_punctuation_is_read_as_printed(archive, sealing_maker, tmp_path):
+    batch = make_batch(tmp_path / "wrap", 4, seed=31, images_per_record=4)  # lines 1 and 4: AUTO-COMM
+    lines = batch.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(lines[0]), json.loads(lines[3])]
+    for record, name in zip(records, WRAPPED_NAMES, strict=True):
+        assert record["product_code"] == "AUTO-COMM"
+        record["applicant"]["name"] = record["insured"]["name"] = name
+    batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    filing = Filing(store=archive.store, index=archive.index, maker=sealing_maker, operator="tester")
+    assert run_batch(batch, filing=filing, workers=1).counts()["archived"] == 2
+    for record, name in zip(records, WRAPPED_NAMES, strict=True):
+        customer = _customer(archive, record["policy_no"])
+        texts = page_texts(customer)
+        assert normalise(name) not in texts[0]  # the name does wrap: read in reading order, it is not there
+        result = archive.auditor.check_policy(record["policy_no"])
+        assert result.check("schedule_text").passed, result.check("schedule_text").evidence
+        assert f"insured name: {name} (across lines)" in result.check("schedule_text").evidence
+        # a name that differs from the printed one in a letter or a punctuation mark is still a defect
+        for other in (name.replace("Smith", "Smyth"), name.replace('"Quoted"', "“Quoted”")):
+            changed = dict(record, insured=dict(record["insured"], name=other))
+            check = schedule_text_check(texts, schedule_pages=1, record=changed, pdf=customer)
+            assert not check.passed
+            assert "the schedule (pages 1–1) does not show the record's insured name" in check.evidence
+
+
+def test_line_breaks_and_hyphenation_are_no_differences():
+    assert shows('O\'Brien-\nSmith&Co."Quoted"', 'O\'Brien-Smith & Co. "Quoted"')
+    assert shows('O\'Brien-Smith&Co."Quo-\nted"', 'O\'Brien-Smith & Co. "Quoted"')  # hyphenated
+    assert shows('O\'Brien-Smith&Co."Qu\u00ad\noted"', 'O\'Brien-Smith & Co. "Quoted"')  # soft hyphen
+    assert shows('证件类型\nO\'Brien-Smith&\nCo."Quoted"\n居民身份证', 'O\'Brien-Smith &  Co. "Quoted"')
+    assert not shows('O\'Brien-Smith&Co."Quoted"', 'O\'BrienSmith & Co. "Quoted"')  # not at a line end
+    assert not shows('O\'Brien-Smith&Co."Quo-ted"', 'O\'Brien-Smith & Co. "Quoted"')
+    assert not shows("O'Brien-\nSmyth&Co.", "O'Brien-Smith & Co.")
+    assert not shows("anything", "  ")
 
 
 def test_print_serial_gaps_and_duplicates_are_lot_findings(archive):

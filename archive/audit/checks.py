@@ -38,7 +38,9 @@ words an auditor can follow. A policy is defective when any check fails. What ea
 - ``fonts_embedded``: ``pdffonts`` lists no font that is not embedded (Type 3 fonts are drawn by the PDF).
 - ``schedule_text``: the schedule's text (``pdftotext``, whitespace removed) holds the record's policy
   number, insured name, period as printed (``period_wording``: 自…起至…止) and total premium in figures and
-  in capitals; each endorsement's pages hold its endorsement number.
+  in capitals; each endorsement's pages hold its endorsement number. Read as a person reads the page:
+  a value that wraps in its table cell is read line after line, and line breaks, a hyphen that ends
+  a line and whitespace are no differences (``shows``); any other character is.
 
 安全性 (security)
 
@@ -238,6 +240,37 @@ def page_texts(pdf: bytes) -> tuple[str, ...]:
     if pages and not pages[-1].strip():
         pages = pages[:-1]
     return tuple(normalise(p) for p in pages)
+
+
+def page_lines(pdf: bytes, *, first: int, last: int) -> tuple[str, ...]:
+    """Pages ``first..last`` (1-based, inclusive) line by line, in the order their text is drawn.
+
+    ``pdftotext -raw`` keeps a table cell's wrapped lines together, where the reading-order mode puts
+    the next cell's text between them and drops a hyphen that ends a line (issue 21, item 9). Each
+    page is its lines without whitespace, joined by newlines, for ``shows``.
+    """
+    with tempfile.TemporaryDirectory(prefix="audit-text-") as tmp:
+        path = Path(tmp) / "document.pdf"
+        path.write_bytes(pdf)
+        args = ["-raw", "-enc", "UTF-8", "-f", str(first), "-l", str(last), str(path), "-"]
+        out = run("pdftotext", args).decode("utf-8", "replace")
+    pages = out.split("\f")
+    if pages and not pages[-1].strip():
+        pages = pages[:-1]
+    return tuple("\n".join(filter(None, (normalise(line) for line in p.splitlines()))) for p in pages)
+
+
+# a line may end in a hyphen that hyphenation added: "-", soft hyphen, or U+2010 HYPHEN
+_LINE_BREAK = "(?:[-\u00ad\u2010]?\n)?"
+
+
+def shows(lines: str, value: str) -> bool:
+    """Whether ``lines`` (from ``page_lines``) show ``value`` as a person reads them: whitespace, line
+    breaks and a hyphen ending a line are no differences; any other character is."""
+    chars = normalise(value)
+    if not chars:
+        return False
+    return re.search(_LINE_BREAK.join(re.escape(c) for c in chars), lines) is not None
 
 
 @dataclass(frozen=True)
@@ -494,14 +527,29 @@ def schedule_text_check(
     schedule_pages: int,
     record: dict[str, Any],
     endorsements: Sequence[tuple[str, int, int]] = (),
+    pdf: bytes | None = None,
 ) -> CheckResult:
     """The schedule holds the record's number, insured, period and premium; endorsements their numbers.
 
-    ``endorsements`` are (endorsement number, first page, stop page) in the customer copy.
+    ``texts`` are the customer copy's whitespace-free page texts in reading order; ``endorsements``
+    are (endorsement number, first page, stop page) in it. A value those texts miss is looked for
+    again in ``pdf``'s pages line by line (``page_lines``, ``shows``): a name that wraps in its table
+    cell, at its own hyphen or next to punctuation, is what the page shows, as a person reads it.
     """
+    lines: dict[tuple[int, int], str] = {}
+
+    def shown(value: str, first: int, stop: int) -> str | None:
+        """How ``value`` was found on pages ``first..stop-1``: "" in reading order, "across lines", None."""
+        if normalise(value) in "".join(texts[first:stop]):
+            return ""
+        if pdf is None or stop <= first:
+            return None
+        if (first, stop) not in lines:
+            lines[(first, stop)] = "\n".join(page_lines(pdf, first=first + 1, last=stop))
+        return " (across lines)" if shows(lines[(first, stop)], value) else None
+
     problems: list[str] = []
     evidence: list[str] = []
-    schedule = "".join(texts[:schedule_pages])
     wanted: list[tuple[str, str]] = [("policy number", str(record.get("policy_no", "")))]
     insured = (record.get("insured") or {}).get("name")
     wanted.append(("insured name", str(insured or "")))
@@ -518,13 +566,15 @@ def schedule_text_check(
     except (KeyError, InvalidOperation, ValueError, TypeError):
         problems.append("the record's total premium cannot be read")
     for what, value in wanted:
-        if value and normalise(value) in schedule:
-            evidence.append(f"{what}: {value}")
+        how = shown(value, 0, schedule_pages) if normalise(value) else None
+        if how is not None:
+            evidence.append(f"{what}: {value}{how}")
         else:
             problems.append(f"the schedule (pages 1–{schedule_pages}) does not show the record's {what}")
     for number, first, stop in endorsements:
-        if normalise(number) in "".join(texts[first:stop]):
-            evidence.append(f"endorsement {number}: pages {first + 1}–{stop}")
+        how = shown(number, first, stop) if normalise(number) else None
+        if how is not None:
+            evidence.append(f"endorsement {number}: pages {first + 1}–{stop}{how}")
         else:
             problems.append(f"pages {first + 1}–{stop} do not show endorsement number {number}")
     return _result("schedule_text", problems=problems, evidence=evidence)
@@ -776,6 +826,7 @@ class Auditor:
                     schedule_pages=schedule_pages,
                     record=record,
                     endorsements=layout.endorsements,
+                    pdf=customer,
                 ),
             )
 
