@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.actions import JavaScript
 from pypdf.generic import ArrayObject, NameObject
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from archive import schema as s
 from archive.audit import (
@@ -52,12 +52,14 @@ from archive.audit.checks import (
 from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
+from archive.serials import issue_range, issued_blocks, mark_used, void_serial
 from archive.store import LocalStore, sha256_hex
 from bench.synth import make_batch
 from pipeline.cli import main
 from pipeline.documents import DocumentMaker
 from pipeline.filing import Filing, run_batch
 from pipeline.records import parse_record
+from pipeline.wording import CHINA_TIME
 from stamps import load_seal_registry, stamp_pdf
 from tests.conftest import REPO
 
@@ -388,31 +390,96 @@ def test_line_breaks_and_hyphenation_are_no_differences():
     assert not shows("anything", "  ")
 
 
-def test_print_serial_gaps_and_duplicates_are_lot_findings(archive):
-    policies, registry = s.policies, s.metadata.tables["print_serials"]
+def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
+    """Forms issued to clerks: two boxes far apart (no gap between them), and a box with a gap."""
+    moment = datetime(2026, 11, 2, 9, tzinfo=CHINA_TIME)
+    boxes = (
+        ("BJ2026-0000001", "BJ2026-0000010", "CLK0001", moment),
+        ("BJ2026-0050001", "BJ2026-0050010", "CLK0001", moment + timedelta(days=30)),
+        ("SH2026-0000001", "SH2026-0000010", "CLK0003", moment),
+    )
+    for first, last, clerk, at in boxes:
+        issue_range(archive.index, first=first, last=last, to=clerk, by="ops", at=at)
+    with archive.index.engine.connect() as conn:
+        others = sorted(set(conn.execute(select(s.policies.c.policy_no)).scalars()) - {*CHENGDU, BEIJING})
+    used = {
+        CHENGDU[0]: "SH2026-0000001",
+        CHENGDU[1]: "SH2026-0000005",
+        BEIJING: "SH2026-0000005",  # a duplicate
+        others[0]: "BJ2026-0000002",  # a serial of each of the two unrelated boxes
+        others[1]: "BJ2026-0050003",
+    }  # others[2] keeps the sample's serial: never issued to anyone
+    policies = s.policies
     with archive.index.engine.begin() as conn:
-        for policy_no, serial in (
-            (CHENGDU[0], "BJ2026-0000001"),
-            (CHENGDU[1], "BJ2026-0000005"),
-            (BEIJING, "BJ2026-0000005"),
-        ):
+        for policy_no, serial in used.items():
             conn.execute(
                 update(policies).where(policies.c.policy_no == policy_no).values(print_serial=serial)
             )
-        conn.execute(insert(registry).values(serial="BJ2026-0000003", state="voided", registered=True))
+    for policy_no, serial in used.items():
+        mark_used(archive.index, serial=serial, policy_no=policy_no, version=1)
+    # SH2026-0000002 voided, -0000003 used by a policy outside the lot, -0000004 still blank
+    with archive.index.engine.begin() as conn:
+        void_serial(
+            conn,
+            "SH2026-0000002",
+            policy_no="PZZ20261102000000001",
+            used_version=1,
+            used_at=moment,
+            by_version=2,
+            reason="spoilt",
+            at=moment,
+            by="CLK0003",
+        )
+    mark_used(archive.index, serial="SH2026-0000003", policy_no="PZZ20261102000000002", version=1)
+
     lot = select_lot(archive.index, LotCriteria())
     findings = lot_findings(archive.index, lot=lot, ledger_problems=["event 9 was altered"])
-    assert [(f.level, f.check) for f in findings] == [
-        ("error", "ledger_chain"),
-        ("warning", "print_serials"),  # the sample's own two 2026440305… serials, far apart
-        ("error", "print_serials"),
-        ("warning", "print_serials"),
+    assert [(f.level, f.check, f.message) for f in findings] == [
+        ("error", "ledger_chain", "event 9 was altered"),
+        ("error", "print_serials", "serial SH2026-0000005 is printed on more than one policy"),
+        (
+            "warning",
+            "print_serials",
+            "forms SH2026-0000001–SH2026-0000010 issued to CLK0003 on 2026-11-02: 2 used in the lot, "
+            "SH2026-0000001–SH2026-0000005: 1 form(s) between them neither used nor voided "
+            "(SH2026-0000004); 1 voided, 1 used by other documents in the serial registry",
+        ),
     ]
-    assert findings[2].message == "serial BJ2026-0000005 is printed on more than one policy"
-    assert findings[3].message == (
-        "series BJ2026-: 3 serial(s) in the lot, 1–5: 2 number(s) missing with no record (2, 4); "
-        "1 voided in the serial registry"
+    # once the blank form is voided, the gap is accounted for
+    with archive.index.engine.begin() as conn:
+        void_serial(
+            conn,
+            "SH2026-0000004",
+            policy_no="PZZ20261102000000001",
+            used_version=1,
+            used_at=moment,
+            by_version=2,
+            reason="lost",
+            at=moment,
+            by="CLK0003",
+        )
+    findings = lot_findings(archive.index, lot=lot, ledger_problems=[])
+    assert [f.check for f in findings] == ["print_serials"]  # the duplicate only
+
+
+def test_issued_blocks_are_the_ranges_as_issued(archive):
+    moment = datetime(2026, 11, 2, 9, tzinfo=CHINA_TIME)
+    issue_range(
+        archive.index, first="BJ2026-0000001", last="BJ2026-0000004", to="CLK0001", by="ops", at=moment
     )
+    issue_range(
+        archive.index, first="BJ2026-0000005", last="BJ2026-0000006", to="CLK0002", by="ops", at=moment
+    )
+    issue_range(
+        archive.index, first="BJ2026-0000009", last="BJ2026-0000009", to="CLK0001", by="ops", at=moment
+    )
+    blocks = issued_blocks(archive.index, ["bj2026-0000003", "BJ2026-0000009", "BJ2026-0000007", "X"])
+    assert [(b.serial(b.first), b.serial(b.last), b.issued_to) for b in blocks] == [
+        ("BJ2026-0000001", "BJ2026-0000004", "CLK0001"),
+        ("BJ2026-0000009", "BJ2026-0000009", "CLK0001"),
+    ]
+    assert blocks[0].holds("BJ2026-0000002") and not blocks[0].holds("BJ2026-0000005")
+    assert set(blocks[0].states.values()) == {("issued", None)}
 
 
 # --- the audit: verdict, report, ledger, redraw ------------------------------------------------------------
