@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from io import BytesIO
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.actions import JavaScript
-from pypdf.generic import ArrayObject, NameObject
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 from sqlalchemy import select, update
 
 from archive import schema as s
@@ -41,6 +42,7 @@ from archive.audit.checks import (
     SealedDocument,
     active_content,
     clause_check,
+    font_findings,
     metadata_findings,
     normalise,
     outline,
@@ -319,6 +321,42 @@ def test_personal_data_in_pdf_metadata_fails_the_metadata_check(archive):
     assert metadata_findings(with_phone, names=[])
     with_name = _rewrite(customer, lambda w: w.add_metadata({"/Title": "阎浩然的保单"}))
     assert metadata_findings(with_name, names=["阎浩然"]) == ["/Title holds a party's name"]
+
+
+def _pdffonts(pdf: bytes, tmp_path: Path) -> tuple[int, list[str]]:
+    """The fonts ``pdffonts`` lists and the names of those it marks not embedded (Type 3 aside)."""
+    path = tmp_path / "fonts.pdf"
+    path.write_bytes(pdf)
+    rows = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    fonts = [line.split() for line in rows.splitlines()[2:] if line.strip()]
+    missing = [f[0] for f in fonts if "Type 3" not in " ".join(f) and f[-5] != "yes"]
+    return len(fonts), missing
+
+
+def test_a_font_left_unembedded_fails_the_fonts_check(archive, tmp_path):
+    """The fonts are read from the parsed PDF; they must be the ones pdffonts lists."""
+    customer = _customer(archive, BEIJING)
+
+    def helvetica_page(writer: PdfWriter) -> None:
+        page = writer.add_blank_page(595, 842)
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+        fonts = DictionaryObject({NameObject("/F9"): writer._add_object(font)})
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+        content = DecodedStreamObject()
+        content.set_data(b"BT /F9 12 Tf 72 720 Td (not embedded) Tj ET")
+        page[NameObject("/Contents")] = writer._add_object(content)
+
+    doctored = _rewrite(customer, helvetica_page)
+    clean = font_findings(PdfReader(BytesIO(customer)))
+    assert clean[0] > 0 and clean[1] == [] and clean == _pdffonts(customer, tmp_path)
+    found = font_findings(PdfReader(BytesIO(doctored)))
+    assert found == (clean[0] + 1, ["Helvetica"]) == _pdffonts(doctored, tmp_path)
 
 
 def test_javascript_attachments_and_encryption_fail_the_active_content_check(archive):

@@ -27,6 +27,7 @@ sample again from today's index, saying whether the lot and the sample are still
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from archive.audit.report import (
     FORMATS,
     AuditReport,
     LotFinding,
-    render_all,
+    SpooledResults,
     report_key,
     write_reports,
 )
@@ -254,7 +255,11 @@ def run_audit(
     drawn = draw(index, request)
     if on_drawn:
         on_drawn(drawn)
-    results = tuple(auditor.check_many(drawn.sample.policy_nos, workers=workers, on_result=on_result))
+    # each result goes to a temporary file as it comes: the audit holds a few policies' evidence at a
+    # time, whatever the sample size (issue 21, item 10)
+    results = SpooledResults(
+        auditor.check_each(drawn.sample.policy_nos, workers=workers, on_result=on_result)
+    )
     findings = lot_findings(index, lot=drawn.lot, ledger_problems=auditor.ledger_problems())
     moment = now or datetime.now(UTC)
     audit_id = audit_id or new_audit_id(moment)
@@ -272,15 +277,19 @@ def run_audit(
         redraw_of=redraw_of,
         report_keys=keys,
     )
-    rendered = render_all(report)
-    files = write_reports(rendered, out_dir) if out_dir is not None else {}
     retain = _retention(index, drawn.sample.policy_nos)
     stored = {}
-    for fmt, data in rendered.items():
-        content_type = {"html": "text/html", "json": "application/json", "csv": "text/csv"}[fmt]
-        digest = sha256_hex(data)
-        store.put(keys[fmt], data, sha256=digest, retain_until=retain, content_type=content_type)
-        stored[fmt] = {"key": keys[fmt], "sha256": digest}
+    with tempfile.TemporaryDirectory(prefix="audit-report-") as scratch:
+        files = write_reports(report, out_dir if out_dir is not None else Path(scratch))
+        for fmt, path in files.items():  # one report's bytes at a time: the store takes bytes
+            data = path.read_bytes()
+            content_type = {"html": "text/html", "json": "application/json", "csv": "text/csv"}[fmt]
+            digest = sha256_hex(data)
+            store.put(keys[fmt], data, sha256=digest, retain_until=retain, content_type=content_type)
+            stored[fmt] = {"key": keys[fmt], "sha256": digest}
+            del data
+    if out_dir is None:
+        files = {}
     plan = drawn.plan
     entry = index.append_event(
         LedgerEvent(
