@@ -583,7 +583,8 @@ def schedule_text_check(
     lines: dict[tuple[int, int], str] = {}
 
     def shown(value: str, first: int, stop: int) -> str | None:
-        """How ``value`` was found on pages ``first..stop-1``: "" in reading order, "across lines", None."""
+        """How ``value`` is shown on pages ``first..stop-1``: "" (in reading order), " (across
+        lines)", or None (not at all)."""
         if normalise(value) in "".join(texts[first:stop]):
             return ""
         if pdf is None or stop <= first:
