@@ -54,7 +54,7 @@ from archive.audit.checks import (
 from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
-from archive.serials import issue_range, issued_blocks, mark_used, void_serial
+from archive.serials import issue_range, mark_used, void_serial
 from archive.store import LocalStore, sha256_hex
 from bench.synth import make_batch
 from pipeline.cli import main
@@ -498,26 +498,6 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
         )
     findings = lot_findings(archive.index, lot=lot, ledger_problems=[])
     assert [f.check for f in findings] == ["print_serials"]  # the duplicate only
-
-
-def test_issued_blocks_are_the_ranges_as_issued(archive):
-    moment = datetime(2026, 11, 2, 9, tzinfo=CHINA_TIME)
-    issue_range(
-        archive.index, first="BJ2026-0000001", last="BJ2026-0000004", to="CLK0001", by="ops", at=moment
-    )
-    issue_range(
-        archive.index, first="BJ2026-0000005", last="BJ2026-0000006", to="CLK0002", by="ops", at=moment
-    )
-    issue_range(
-        archive.index, first="BJ2026-0000009", last="BJ2026-0000009", to="CLK0001", by="ops", at=moment
-    )
-    blocks = issued_blocks(archive.index, ["bj2026-0000003", "BJ2026-0000009", "BJ2026-0000007", "X"])
-    assert [(b.serial(b.first), b.serial(b.last), b.issued_to) for b in blocks] == [
-        ("BJ2026-0000001", "BJ2026-0000004", "CLK0001"),
-        ("BJ2026-0000009", "BJ2026-0000009", "CLK0001"),
-    ]
-    assert blocks[0].holds("BJ2026-0000002") and not blocks[0].holds("BJ2026-0000005")
-    assert set(blocks[0].states.values()) == {("issued", None)}
 
 
 # --- the audit: verdict, report, ledger, redraw ------------------------------------------------------------
