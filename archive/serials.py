@@ -47,6 +47,7 @@ __all__ = [
     "MAX_RANGE",
     "OVERDUE_DEFINITION",
     "DocumentSerial",
+    "IssuedBlock",
     "IssuedRange",
     "Reconciled",
     "SerialRecord",
@@ -54,6 +55,7 @@ __all__ = [
     "SerialUse",
     "expand_range",
     "issue_range",
+    "issued_blocks",
     "lookup",
     "mark_used",
     "mark_used_many",
@@ -131,6 +133,31 @@ class IssuedRange:
     last: str
     count: int
     adopted: int  # serials documents had already used unregistered, now registered as issued
+
+
+@dataclass(frozen=True)
+class IssuedBlock:
+    """Forms issued to a clerk together, as the registry holds them: consecutive numbers of one prefix
+    and width, issued at one moment to one clerk (one ``issue_range``, or adjacent ones of that moment),
+    with each number's state and the policy that used it."""
+
+    prefix: str
+    width: int
+    first: int
+    last: int
+    issued_to: str
+    issued_at: datetime | None
+    states: dict[int, tuple[str, str | None]]  # number -> (state, policy_no)
+
+    def serial(self, number: int) -> str:
+        return f"{self.prefix}{number:0{self.width}d}"
+
+    def holds(self, serial: str) -> bool:
+        try:
+            prefix, number, width = parse_serial(serial)
+        except SerialFormatError:
+            return False
+        return (prefix, width) == (self.prefix, self.width) and self.first <= number <= self.last
 
 
 @dataclass(frozen=True)
@@ -244,6 +271,68 @@ def row_for_update(conn: Connection, serial: str) -> Any | None:
     return conn.execute(
         select(s.print_serials).where(s.print_serials.c.serial == serial).with_for_update()
     ).first()
+
+
+def issued_blocks(index: Index, serials: Iterable[str]) -> tuple[IssuedBlock, ...]:
+    """The blocks of forms issued to clerks that hold any of ``serials``, in serial order.
+
+    A serial the registry does not hold as issued to someone (unknown, or used unregistered) is in no
+    block; so are serials not in the registry's format. Each block is read whole, whatever part of it
+    ``serials`` name, from the rows issued at the same moment (``issued_at`` is indexed).
+    """
+    wanted: set[str] = set()
+    for serial in serials:
+        try:
+            parse_serial(serial)
+        except SerialFormatError:
+            continue
+        wanted.add(normalise(serial))
+    t = s.print_serials
+    issued = t.c.registered.is_(True) & t.c.issued_to.is_not(None) & t.c.issued_at.is_not(None)
+    with index.engine.connect() as conn:
+        moments = {
+            row.issued_at
+            for chunk in _chunks(sorted(wanted), 500)
+            for row in conn.execute(select(t.c.issued_at).where(t.c.serial.in_(chunk), issued))
+        }
+        rows = [
+            row
+            for chunk in _chunks(sorted(moments), 500)
+            for row in conn.execute(
+                select(t.c.serial, t.c.state, t.c.policy_no, t.c.issued_to, t.c.issued_at).where(
+                    t.c.issued_at.in_(chunk), issued
+                )
+            )
+        ]
+    # the rows of one moment, by clerk, prefix and width, cut where the numbers stop being consecutive
+    runs: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+    for row in rows:
+        try:
+            prefix, number, width = parse_serial(row.serial)
+        except SerialFormatError:
+            continue
+        runs.setdefault((row.issued_at, row.issued_to, prefix, width), []).append((number, row))
+    blocks: list[IssuedBlock] = []
+    for (at, clerk, prefix, width), numbered in runs.items():
+        numbered.sort(key=lambda pair: pair[0])
+        start = 0
+        for i in range(1, len(numbered) + 1):
+            if i < len(numbered) and numbered[i][0] == numbered[i - 1][0] + 1:
+                continue
+            part = numbered[start:i]
+            start = i
+            block = IssuedBlock(
+                prefix=prefix,
+                width=width,
+                first=part[0][0],
+                last=part[-1][0],
+                issued_to=clerk,
+                issued_at=as_utc(at),
+                states={number: (row.state, row.policy_no) for number, row in part},
+            )
+            if any(row.serial in wanted for _, row in part):
+                blocks.append(block)
+    return tuple(sorted(blocks, key=lambda b: (b.prefix, b.width, b.first)))
 
 
 # --- writes ------------------------------------------------------------------------------------------

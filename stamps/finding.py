@@ -20,6 +20,7 @@ so it cannot be fooled by an image that is present but hidden, clipped away or c
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -38,11 +39,20 @@ from stamps.layout import (
     max_group_pages,
     strip_windows,
 )
-from stamps.poppler import rasterise
+from stamps.poppler import RenderedPage, stream_pages
 from stamps.registry import Seal
 from stamps.stamping import encoded_seal, page_frames
 
-__all__ = ["GroupCheck", "PageSeals", "SealReport", "fanned_edges", "find_seals", "ink_map"]
+__all__ = [
+    "EdgeFan",
+    "GroupCheck",
+    "PageSeals",
+    "SealFinder",
+    "SealReport",
+    "fanned_edges",
+    "find_seals",
+    "ink_map",
+]
 
 DEFAULT_DPI = 150
 THRESHOLD = 0.8
@@ -89,19 +99,31 @@ class SealReport:
 def ink_map(image: Image.Image, colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, how much of the seal's ink it shows (0..1, its chroma toward ``colour``), and whether
     it is hidden: dark and colourless (black text under Multiply-blended ink), so it proves nothing."""
-    bands = image.convert("RGB").split()
-    hi = int(np.argmax(colour))
-    lo = int(np.argmin(colour))
-    full = max(1, colour[hi] - colour[lo])
-    # Pillow's C loops do the per-pixel work; numpy only sees the results.
-    chroma = ImageChops.subtract(bands[hi], bands[lo])
-    ink = np.asarray(chroma.point([min(255, round(v * 255 / full)) for v in range(256)])).astype(np.float32)
+    bands, chroma, full = _chroma(image, colour)
+    ink = _ink(chroma, full)
     low = round(_LOW * full)
     brightest = ImageChops.lighter(ImageChops.lighter(bands[0], bands[1]), bands[2])
     dark = brightest.point([255 if v < 140 else 0 for v in range(256)])
     colourless = chroma.point([255 if v < low else 0 for v in range(256)])
     hidden = np.asarray(ImageChops.multiply(dark, colourless)) > 0
-    return ink * (1 / 255), _dilate(hidden)
+    return ink, _dilate(hidden)
+
+
+def _chroma(
+    image: Image.Image, colour: tuple[int, int, int]
+) -> tuple[tuple[Image.Image, ...], Image.Image, int]:
+    """The image's bands, its chroma toward ``colour`` and the colour's own (Pillow's C loops do the
+    per-pixel work; numpy only sees the results)."""
+    bands = (image if image.mode == "RGB" else image.convert("RGB")).split()
+    hi = int(np.argmax(colour))
+    lo = int(np.argmin(colour))
+    return bands, ImageChops.subtract(bands[hi], bands[lo]), max(1, colour[hi] - colour[lo])
+
+
+def _ink(chroma: Image.Image, full: int) -> np.ndarray:
+    """``ink_map``'s ink alone, from the chroma."""
+    lut = [min(255, round(v * 255 / full)) for v in range(256)]
+    return np.asarray(chroma.point(lut)).astype(np.float32) * (1 / 255)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -217,28 +239,60 @@ def _ncc_peak(page: np.ndarray, template: np.ndarray) -> tuple[float, tuple[int,
 
 
 def _company_seal(
-    ink: np.ndarray, hidden: np.ndarray, template: np.ndarray
+    page: Image.Image | RenderedPage,
+    *,
+    colour: tuple[int, int, int],
+    template: np.ndarray,
+    band_left: int | None,
 ) -> tuple[_Match | None, tuple[int, int]]:
-    """Find the seal anywhere on the page: coarse NCC at a third of the scale, then the exact match
-    around the peak, one pixel at a time."""
+    """Find the seal anywhere on the page, its strip band (from ``band_left`` on) left out: coarse NCC
+    at a third of the scale first, then the exact match around the peak, one pixel at a time.
+
+    The page's ink is made a stripe of rows at a time for the coarse map, and whole only around the
+    peak: the values are those of the whole page's ``ink_map`` (a pixel's ink is its own; whether it is
+    hidden looks one pixel around, which the region around the peak includes).
+    """
     f = _COARSE
-    h, w = (ink.shape[0] // f) * f, (ink.shape[1] // f) * f
-    coarse = ink[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+    height, width = page.height, page.width
+    h, w = (height // f) * f, (width // f) * f
+    stripe = f * 128
+    coarse_rows = []
+    inked = 0
+    for top in range(0, height, stripe):
+        bottom = min(height, top + stripe)
+        _bands, chroma, full = _chroma(page.crop((0, top, width, bottom)), colour)
+        ink = _ink(chroma, full)
+        if band_left is not None:
+            ink[:, band_left:] = 0.0
+        inked += int((ink >= _INK).sum())
+        rows = min(bottom, h) - top
+        if rows > 0:
+            coarse_rows.append(ink[:rows, :w].reshape(rows // f, f, w // f, f).mean(axis=(1, 3)))
+        del ink, chroma, _bands
+    # A page without a seal's worth of ink cannot hold a seal (most clause pages): no search.
+    if inked < 0.5 * int((template >= _INK).sum()) or not coarse_rows:
+        return None, (0, 0)
+    coarse = np.concatenate(coarse_rows)
     th, tw = (template.shape[0] // f) * f, (template.shape[1] // f) * f
     coarse_t = template[:th, :tw].reshape(th // f, f, tw // f, f).mean(axis=(1, 3))
     peak, (y, x) = _ncc_peak(coarse, coarse_t)
     if peak < 0.5:
         return None, (0, 0)
-    best: tuple[_Match | None, tuple[int, int]] = (None, (0, 0))
     th, tw = template.shape
+    # the region every position tried below lies in, and one pixel around it
+    r0, c0 = max(0, y * f - f - 1), max(0, x * f - f - 1)
+    r1, c1 = min(height, y * f + f + th + 1), min(width, x * f + f + tw + 1)
+    ink, hidden = ink_map(page.crop((c0, r0, c1, r1)), colour)
+    if band_left is not None:
+        ink[:, max(0, band_left - c0) :] = 0.0
+    best: tuple[_Match | None, tuple[int, int]] = (None, (0, 0))
     for dy in range(-f, f + 1):
         for dx in range(-f, f + 1):
             top, left = y * f + dy, x * f + dx
-            if top < 0 or left < 0 or top + th > ink.shape[0] or left + tw > ink.shape[1]:
+            if top < 0 or left < 0 or top + th > height or left + tw > width:
                 continue
-            m = _match(
-                ink[top : top + th, left : left + tw], hidden[top : top + th, left : left + tw], template
-            )
+            rows, cols = slice(top - r0, top - r0 + th), slice(left - c0, left - c0 + tw)
+            m = _match(ink[rows, cols], hidden[rows, cols], template)
             if best[0] is None or m.score > best[0].score:
                 best = (m, (top, left))
     return best
@@ -252,6 +306,7 @@ def find_seals(
     threshold: float = THRESHOLD,
     max_difference_mm2: float = MAX_DIFFERENCE_MM2,
     expect_company_seal: bool = True,
+    company_pages: int | None = None,
 ) -> SealReport:
     """Check ``pdf`` against ``seal``: company seal per page, strips per page, reassembly per group.
 
@@ -260,108 +315,192 @@ def find_seals(
     ``max_difference_mm2``: pooled ratios alone would let a re-cut seal with a new serial number pass.
     ``ok`` is true when a company seal is found (if ``expect_company_seal``), every cross-page group the
     page count calls for reassembles, every strip matches, and a one-page document carries no strip.
+    ``company_pages``: look for the company seal on the first that many pages only (None: on all).
+    The pages are rendered and looked at one at a time (``SealFinder``).
     """
     data = pdf if isinstance(pdf, bytes) else Path(pdf).read_bytes()
-    frames = page_frames(PdfReader(BytesIO(data)))
+    finder = SealFinder(
+        page_frames(PdfReader(BytesIO(data))),
+        seal=seal,
+        dpi=dpi,
+        threshold=threshold,
+        max_difference_mm2=max_difference_mm2,
+        expect_company_seal=expect_company_seal,
+        company_pages=company_pages,
+    )
     with tempfile.TemporaryDirectory(prefix="stamps-find-") as tmp:
         path = Path(tmp) / "document.pdf"
         path.write_bytes(data)
-        images = rasterise(path, dpi=dpi, pages=len(frames))
-    if len(images) != len(frames):
-        raise IssuanceError(f"poppler rendered {len(images)} pages of {len(frames)}")
-    scale = dpi / 72
-    limit_px = max_difference_mm2 * (dpi / 25.4) ** 2
-    encoded = encoded_seal(seal)
-    alpha_image, template = _seal_at_scale(seal, scale)
-    maps = [ink_map(image, seal.colour) for image in images]
+        for index, image in enumerate(stream_pages(path, dpi=dpi)):
+            finder.add(index, image)
+    return finder.report()
 
-    groups = cross_page_groups(len(frames), max_pages=max_group_pages(encoded.width_pt * 25.4 / 72))
-    strips: dict[int, _Match] = {}
-    bands: dict[int, int] = {}  # page -> left pixel of its strip band (the company-seal search skips it)
-    checks = []
-    problems = []
-    for group in groups:
-        pooled = _Match(0, 0, 0, 0)
-        for window in strip_windows(
-            frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt
-        ):
-            ink, hidden = maps[window.page]
+
+class SealFinder:
+    """``find_seals`` on pages given one at a time, so that only one page's pixels are held at once.
+
+    ``frames`` are the document's page frames (``page_frames``); each page is handed to ``add`` as
+    poppler renders it at ``dpi``, in any order; ``report`` then answers as ``find_seals`` does, and
+    raises ``IssuanceError`` if a page was never added. What is kept of a page: its strip's match and
+    its company-seal match, never its pixels.
+    """
+
+    def __init__(
+        self,
+        frames: Sequence[PageFrame],
+        *,
+        seal: Seal,
+        dpi: float = DEFAULT_DPI,
+        threshold: float = THRESHOLD,
+        max_difference_mm2: float = MAX_DIFFERENCE_MM2,
+        expect_company_seal: bool = True,
+        company_pages: int | None = None,
+    ) -> None:
+        self.frames = list(frames)
+        self.seal = seal
+        self.dpi = dpi
+        self.threshold = threshold
+        self.expect_company_seal = expect_company_seal
+        self.scale = dpi / 72
+        self.limit_px = max_difference_mm2 * (dpi / 25.4) ** 2
+        self.encoded = encoded_seal(seal)
+        self.alpha_image, self.template = _seal_at_scale(seal, self.scale)
+        count = len(self.frames)
+        self.company_pages = count if company_pages is None else max(0, min(company_pages, count))
+        self.groups = cross_page_groups(count, max_pages=max_group_pages(self.encoded.width_pt * 25.4 / 72))
+        self.windows: dict[int, StripWindow] = {
+            window.page: window
+            for group in self.groups
+            for window in strip_windows(
+                self.frames,
+                group=group,
+                seal_width=self.encoded.width_pt,
+                seal_height=self.encoded.height_pt,
+            )
+        }
+        self._strips: dict[int, _Match] = {}
+        self._company: dict[int, tuple[_Match | None, tuple[int, int]]] = {}
+        self._added: set[int] = set()
+        self._stray = False
+
+    def add(self, index: int, image: Image.Image | RenderedPage) -> None:
+        """Look at page ``index`` (0-based), rendered whole at ``dpi``."""
+        if not 0 <= index < len(self.frames):
+            raise IndexError(f"page {index + 1} is not a page of this document")
+        frame = self.frames[index]
+        shape = (image.height, image.width)
+        band_left = None
+        window = self.windows.get(index)
+        if window is not None:
             expected, (left, top, right, bottom) = _expected_band(
-                alpha_image, window=window, frame=frames[window.page], shape=ink.shape, scale=scale
+                self.alpha_image, window=window, frame=frame, shape=shape, scale=self.scale
             )
-            m = _match(ink[top:bottom, left:right], hidden[top:bottom, left:right], expected)
-            strips[window.page] = m
-            bands[window.page] = left
-            pooled = pooled + m
-            if not _passes(m, threshold, limit_px):
-                problems.append(
-                    f"page {window.page + 1}: cross-page strip missing or not {seal.ref} "
-                    f"(match {m.score:.2f}, {(m.missing + m.extra) / (dpi / 25.4) ** 2:.1f} mm² unexplained)"
-                )
-        weakest = min(strips[p].score for p in range(*group))
-        ok = all(_passes(strips[p], threshold, limit_px) for p in range(*group)) and pooled.score >= threshold
-        if pooled.score < threshold:
-            problems.append(
-                f"pages {group[0] + 1}-{group[1]}: strips do not reassemble {seal.ref} ({pooled.score:.2f})"
+            # the band and one pixel around it: whether ink is hidden looks one pixel around
+            box = (max(0, left - 1), max(0, top - 1), right, min(image.height, bottom + 1))
+            ink, hidden = ink_map(image.crop(box), self.seal.colour)
+            rows = slice(top - box[1], bottom - box[1])
+            cols = slice(left - box[0], right - box[0])
+            self._strips[index] = _match(ink[rows, cols], hidden[rows, cols], expected)
+            band_left = left
+        if index < self.company_pages:
+            self._company[index] = _company_seal(
+                image, colour=self.seal.colour, template=self.template, band_left=band_left
             )
-        checks.append(
-            GroupCheck(pages=group, similarity=round(pooled.score, 4), weakest_strip=round(weakest, 4), ok=ok)
-        )
+        if len(self.frames) == 1:
+            self._stray = _stray_strip(image, frame, self.encoded.width_pt, self.scale, self.seal.colour)
+        self._added.add(index)
 
-    pages = []
-    for index, (frame, (ink, hidden)) in enumerate(zip(frames, maps, strict=True)):
-        search = ink
-        if index in bands:
-            search = ink.copy()
-            search[:, bands[index] :] = 0.0
-        match, where_px = None, (0, 0)
-        # A page without a seal's worth of ink cannot hold a seal (most clause pages): skip the search.
-        if (search >= _INK).sum() >= 0.5 * (template >= _INK).sum():
-            match, where_px = _company_seal(search, hidden, template)
-        found = match is not None and _passes(match, threshold, limit_px)
-        where = None
-        if found:
-            top, left = where_px
-            where = (
-                (left + template.shape[1] / 2) / scale,
-                frame.height - (top + template.shape[0] / 2) / scale,
+    def report(self) -> SealReport:
+        """The verdict, once every page has been added."""
+        missing = [i + 1 for i in range(len(self.frames)) if i not in self._added]
+        if missing:
+            raise IssuanceError(
+                f"poppler rendered {len(self.frames) - len(missing)} pages of {len(self.frames)}"
             )
-        strip = strips.get(index)
-        pages.append(
-            PageSeals(
-                page=index,
-                company_seal=found,
-                company_score=round(match.score, 4) if match else 0.0,
-                company_xy_pt=where,
-                strip=strip is not None and _passes(strip, threshold, limit_px),
-                strip_score=None if strip is None else round(strip.score, 4),
+        seal, threshold, limit_px, scale = self.seal, self.threshold, self.limit_px, self.scale
+        checks = []
+        problems = []
+        for group in self.groups:
+            pooled = _Match(0, 0, 0, 0)
+            for page in range(*group):
+                m = self._strips[page]
+                pooled = pooled + m
+                if not _passes(m, threshold, limit_px):
+                    problems.append(
+                        f"page {page + 1}: cross-page strip missing or not {seal.ref} (match {m.score:.2f}, "
+                        f"{(m.missing + m.extra) / (self.dpi / 25.4) ** 2:.1f} mm² unexplained)"
+                    )
+            weakest = min(self._strips[p].score for p in range(*group))
+            ok = (
+                all(_passes(self._strips[p], threshold, limit_px) for p in range(*group))
+                and pooled.score >= threshold
             )
+            if pooled.score < threshold:
+                problems.append(
+                    f"pages {group[0] + 1}-{group[1]}: strips do not reassemble {seal.ref} "
+                    f"({pooled.score:.2f})"
+                )
+            checks.append(
+                GroupCheck(
+                    pages=group, similarity=round(pooled.score, 4), weakest_strip=round(weakest, 4), ok=ok
+                )
+            )
+        pages = []
+        for index, frame in enumerate(self.frames):
+            match, where_px = self._company.get(index, (None, (0, 0)))
+            found = match is not None and _passes(match, threshold, limit_px)
+            where = None
+            if found:
+                top, left = where_px
+                where = (
+                    (left + self.template.shape[1] / 2) / scale,
+                    frame.height - (top + self.template.shape[0] / 2) / scale,
+                )
+            strip = self._strips.get(index)
+            pages.append(
+                PageSeals(
+                    page=index,
+                    company_seal=found,
+                    company_score=round(match.score, 4) if match else 0.0,
+                    company_xy_pt=where,
+                    strip=strip is not None and _passes(strip, threshold, limit_px),
+                    strip_score=None if strip is None else round(strip.score, 4),
+                )
+            )
+        company_found = any(p.company_seal for p in pages)
+        if self.expect_company_seal and not company_found:
+            problems.append(f"no company seal {seal.ref} on any page")
+        if self._stray:
+            problems.append("page 1: a one-page document must not carry a cross-page strip")
+        return SealReport(
+            seal=seal.ref,
+            pages=tuple(pages),
+            groups=tuple(checks),
+            company_seal_found=company_found,
+            ok=not problems,
+            problems=tuple(problems),
         )
-    company_found = any(p.company_seal for p in pages)
-    if expect_company_seal and not company_found:
-        problems.append(f"no company seal {seal.ref} on any page")
-    if len(frames) == 1 and _stray_strip(maps[0][0], frames[0], encoded.width_pt, scale):
-        problems.append("page 1: a one-page document must not carry a cross-page strip")
-    return SealReport(
-        seal=seal.ref,
-        pages=tuple(pages),
-        groups=tuple(checks),
-        company_seal_found=company_found,
-        ok=not problems,
-        problems=tuple(problems),
-    )
 
 
 def _passes(m: _Match, threshold: float, limit_px: float) -> bool:
     return m.score >= threshold and m.missing + m.extra <= limit_px
 
 
-def _stray_strip(ink: np.ndarray, frame: PageFrame, seal_width_pt: float, scale: float) -> bool:
+def _stray_strip(
+    page: Image.Image | RenderedPage,
+    frame: PageFrame,
+    seal_width_pt: float,
+    scale: float,
+    colour: tuple[int, int, int],
+) -> bool:
     """Ink at the right edge, vertically centred, where a strip would be."""
-    top = int((frame.height - seal_width_pt) / 2 * scale)
-    bottom = int((frame.height + seal_width_pt) / 2 * scale)
-    left = int((frame.width - MIN_STRIP_MM * PT_PER_MM) * scale)
-    return bool((ink[top:bottom, left:] >= _INK).sum() > 10)
+    top = max(0, int((frame.height - seal_width_pt) / 2 * scale))
+    bottom = min(page.height, int((frame.height + seal_width_pt) / 2 * scale))
+    left = max(0, int((frame.width - MIN_STRIP_MM * PT_PER_MM) * scale))
+    if bottom <= top or left >= page.width:
+        return False
+    _bands, chroma, full = _chroma(page.crop((left, top, page.width, bottom)), colour)
+    return bool((_ink(chroma, full) >= _INK).sum() > 10)
 
 
 def fanned_edges(
@@ -378,19 +517,56 @@ def fanned_edges(
     earlier pages lie on later ones, each page's edge drawn as a thin shadow line. For reports and
     eyes; the check itself is ``find_seals``.
     """
-    encoded = encoded_seal(seal)
-    windows = strip_windows(frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt)
-    scale = images[windows[0].page].width / frames[windows[0].page].width
-    strip_px = windows[0].clip_width * scale
-    pad = round(margin_pt * scale)
-    height = round((encoded.height_pt + 2 * margin_pt) * scale)
-    width = round(strip_px * len(windows)) + pad + 2
-    canvas = Image.new("RGB", (width, height), (110, 110, 110))
-    for w in reversed(windows):  # the last page first, so each earlier page lies on top
-        image = images[w.page]
-        top = round((frames[w.page].height - w.seal_y - w.seal_height - margin_pt) * scale)
-        band = image.crop((image.width - round(w.clip_width * scale) - pad, top, image.width, top + height))
-        x = round(w.index * strip_px)
-        canvas.paste(band, (x, 0))
-        canvas.paste((120, 120, 120), (x + band.width - 1, 0, x + band.width, height))
-    return canvas
+    fan = EdgeFan(frames, seal=seal, group=group, margin_pt=margin_pt)
+    for window in fan.windows:
+        fan.add(window.page, images[window.page])
+    return fan.image()
+
+
+class EdgeFan:
+    """``fanned_edges`` from pages handed over one at a time (any dpi, all the same): of each page of
+    the group only its edge band is kept; ``add`` ignores pages outside the group."""
+
+    def __init__(
+        self, frames: list[PageFrame], *, seal: Seal, group: tuple[int, int], margin_pt: float = 6.0
+    ) -> None:
+        encoded = encoded_seal(seal)
+        self.frames = frames
+        self.group = group
+        self.margin_pt = margin_pt
+        self.seal_height_pt = encoded.height_pt
+        self.windows = strip_windows(
+            frames, group=group, seal_width=encoded.width_pt, seal_height=encoded.height_pt
+        )
+        self._bands: dict[int, Image.Image] = {}
+        self._scale: float | None = None
+
+    def add(self, index: int, image: Image.Image | RenderedPage) -> None:
+        if not self.group[0] <= index < self.group[1]:
+            return
+        w = self.windows[index - self.group[0]]
+        scale = image.width / self.frames[w.page].width
+        if w.index == 0:
+            self._scale = scale
+        pad = round(self.margin_pt * scale)
+        height = round((self.seal_height_pt + 2 * self.margin_pt) * scale)
+        top = round((self.frames[w.page].height - w.seal_y - w.seal_height - self.margin_pt) * scale)
+        box = (image.width - round(w.clip_width * scale) - pad, top, image.width, top + height)
+        self._bands[w.page] = image.crop(box)
+
+    def image(self) -> Image.Image:
+        """The fanned edges; ``ValueError`` if a page of the group was not added."""
+        if self._scale is None or len(self._bands) != len(self.windows):
+            raise ValueError("not every page of the group was added")
+        scale = self._scale
+        strip_px = self.windows[0].clip_width * scale
+        pad = round(self.margin_pt * scale)
+        height = round((self.seal_height_pt + 2 * self.margin_pt) * scale)
+        width = round(strip_px * len(self.windows)) + pad + 2
+        canvas = Image.new("RGB", (width, height), (110, 110, 110))
+        for w in reversed(self.windows):  # the last page first, so each earlier page lies on top
+            band = self._bands[w.page]
+            x = round(w.index * strip_px)
+            canvas.paste(band, (x, 0))
+            canvas.paste((120, 120, 120), (x + band.width - 1, 0, x + band.width, height))
+        return canvas

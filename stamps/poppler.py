@@ -12,14 +12,17 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 from PIL import Image
 
 from pipeline.errors import ComponentUnavailable, IssuanceError
 
-__all__ = ["rasterise", "rasterise_range", "run", "text_bbox_layout"]
+__all__ = ["RenderedPage", "rasterise", "rasterise_range", "run", "stream_pages", "text_bbox_layout"]
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 60.0
@@ -84,3 +87,120 @@ def rasterise_range(pdf: Path, *, dpi: float, first: int | None, last: int | Non
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
         return images
+
+
+class RenderedPage:
+    """One page as pdftoppm wrote it (8-bit RGB rows), made an image only as far as asked: a caller
+    that looks at a band of the page pays for the band's rows, not the page."""
+
+    __slots__ = ("_data", "height", "width")
+
+    def __init__(self, width: int, height: int, data: bytearray) -> None:
+        self.width = width
+        self.height = height
+        self._data = data
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def image(self) -> Image.Image:
+        """The whole page as an RGB image."""
+        return Image.frombuffer("RGB", self.size, self._data, "raw", "RGB", 0, 1)
+
+    def crop(self, box: tuple[int, int, int, int]) -> Image.Image:
+        """``image().crop(box)``, converting only the rows of ``box``."""
+        left, top, right, bottom = box
+        if not (0 <= left <= right <= self.width and 0 <= top <= bottom <= self.height):
+            return self.image().crop(box)
+        row = self.width * 3
+        rows = memoryview(self._data)[top * row : bottom * row]
+        band = Image.frombuffer("RGB", (self.width, bottom - top), rows, "raw", "RGB", 0, 1)
+        return band.crop((left, 0, right, bottom - top))
+
+
+def stream_pages(
+    pdf: Path, *, dpi: float, first: int | None = None, last: int | None = None, antialias: bool = True
+) -> Iterator[RenderedPage]:
+    """Pages ``first..last`` (1-based, inclusive; None: all), one at a time, as one pdftoppm process
+    renders them: it writes each page to a pipe (no files), and only the page being looked at is
+    held. The caller counts the pages; a failure is raised when the pages run out. ``antialias``
+    False renders text and vector edges without anti-aliasing (cheaper; the same for images).
+
+    Closing the iterator early ends pdftoppm. ``ComponentUnavailable`` when pdftoppm is missing or does
+    not finish in time, ``IssuanceError`` when it cannot read the PDF or writes a broken image.
+    """
+    exe = shutil.which("pdftoppm")
+    if exe is None:
+        raise ComponentUnavailable("pdftoppm is not installed", hint="install Debian's poppler-utils")
+    args = [exe, "-r", f"{dpi:g}"]
+    if not antialias:
+        args += ["-aa", "no", "-aaVector", "no"]
+    if first is not None:
+        args += ["-f", str(first)]
+    if last is not None:
+        args += ["-l", str(last)]
+    timeout = TIMEOUT_SECONDS * 4
+    # stderr to a file: a damaged PDF can make poppler say more than a pipe holds while we read stdout
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen([*args, str(pdf)], stdout=subprocess.PIPE, stderr=errors)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, stop)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            while (image := _read_ppm(process.stdout)) is not None:
+                yield image
+            code = process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:  # the caller stopped early, or reading failed
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        errors.seek(0)
+        said = errors.read().decode("utf-8", "replace").strip().splitlines()
+    for line in said:
+        log.debug("pdftoppm: %s", line)
+    if timed_out.is_set():
+        raise ComponentUnavailable(f"pdftoppm did not finish within {timeout:.0f} s")
+    if code != 0:
+        raise IssuanceError(f"pdftoppm could not read the PDF (exit {code}: {(said or ['no message'])[-1]})")
+
+
+def _read_ppm(stream: IO[bytes]) -> RenderedPage | None:
+    """The next binary PPM (P6, 8 bits) of ``stream``, None at its end."""
+    fields: list[bytes] = []
+    while len(fields) < 4:  # magic, width, height, maximum value
+        token = bytearray()
+        while True:
+            c = stream.read(1)
+            if not c:
+                if not fields and not token:
+                    return None
+                raise IssuanceError("pdftoppm's output ends inside a page header")
+            if c.isspace():
+                if token:
+                    break
+                continue
+            token += c
+        fields.append(bytes(token))
+    if fields[0] != b"P6" or fields[3] != b"255":
+        raise IssuanceError(f"pdftoppm wrote an image of an unexpected kind ({fields[0]!r}, {fields[3]!r})")
+    width, height = int(fields[1]), int(fields[2])
+    size = width * height * 3
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise IssuanceError("pdftoppm's output ends inside a page")
+        got += n
+    return RenderedPage(width, height, data)

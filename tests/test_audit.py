@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.actions import JavaScript
-from pypdf.generic import ArrayObject, NameObject
-from sqlalchemy import insert, select, update
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+from sqlalchemy import select, update
 
 from archive import schema as s
 from archive.audit import (
@@ -41,21 +42,26 @@ from archive.audit.checks import (
     SealedDocument,
     active_content,
     clause_check,
+    font_findings,
     metadata_findings,
+    normalise,
     outline,
     page_texts,
     schedule_text_check,
     seal_checks,
+    shows,
 )
 from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
+from archive.serials import issue_range, mark_used, void_serial
 from archive.store import LocalStore, sha256_hex
 from bench.synth import make_batch
 from pipeline.cli import main
 from pipeline.documents import DocumentMaker
 from pipeline.filing import Filing, run_batch
 from pipeline.records import parse_record
+from pipeline.wording import CHINA_TIME
 from stamps import load_seal_registry, stamp_pdf
 from tests.conftest import REPO
 
@@ -317,6 +323,42 @@ def test_personal_data_in_pdf_metadata_fails_the_metadata_check(archive):
     assert metadata_findings(with_name, names=["阎浩然"]) == ["/Title holds a party's name"]
 
 
+def _pdffonts(pdf: bytes, tmp_path: Path) -> tuple[int, list[str]]:
+    """The fonts ``pdffonts`` lists and the names of those it marks not embedded (Type 3 aside)."""
+    path = tmp_path / "fonts.pdf"
+    path.write_bytes(pdf)
+    rows = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+    fonts = [line.split() for line in rows.splitlines()[2:] if line.strip()]
+    missing = [f[0] for f in fonts if "Type 3" not in " ".join(f) and f[-5] != "yes"]
+    return len(fonts), missing
+
+
+def test_a_font_left_unembedded_fails_the_fonts_check(archive, tmp_path):
+    """The fonts are read from the parsed PDF; they must be the ones pdffonts lists."""
+    customer = _customer(archive, BEIJING)
+
+    def helvetica_page(writer: PdfWriter) -> None:
+        page = writer.add_blank_page(595, 842)
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+        fonts = DictionaryObject({NameObject("/F9"): writer._add_object(font)})
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+        content = DecodedStreamObject()
+        content.set_data(b"BT /F9 12 Tf 72 720 Td (not embedded) Tj ET")
+        page[NameObject("/Contents")] = writer._add_object(content)
+
+    doctored = _rewrite(customer, helvetica_page)
+    clean = font_findings(PdfReader(BytesIO(customer)))
+    assert clean[0] > 0 and clean[1] == [] and clean == _pdffonts(customer, tmp_path)
+    found = font_findings(PdfReader(BytesIO(doctored)))
+    assert found == (clean[0] + 1, ["Helvetica"]) == _pdffonts(doctored, tmp_path)
+
+
 def test_javascript_attachments_and_encryption_fail_the_active_content_check(archive):
     customer = _customer(archive, BEIJING)
     assert active_content(customer) == []
@@ -341,31 +383,121 @@ def test_the_schedule_text_must_hold_the_record(archive):
     assert "the schedule (pages 1–1) does not show the record's total premium" in result.evidence
 
 
-def test_print_serial_gaps_and_duplicates_are_lot_findings(archive):
-    policies, registry = s.policies, s.metadata.tables["print_serials"]
+# Names that wrap in the schedule's 被保险人名称 cell next to punctuation (AUTO-COMM template): after
+# the name's own hyphen, which pdftotext's reading order drops, and inside the quoted word, whose rest
+# it puts after the next cell's label 证件类型.
+WRAPPED_NAMES = (
+    'Eastern Pearl Import Export O\'Brien-Smith & Co. "Quoted"',
+    'Jade River O\'Brien-Smith & Co. "Quoted"',
+)
+
+
+def test_a_name_wrapping_next_to_punctuation_is_read_as_printed(archive, sealing_maker, tmp_path):
+    batch = make_batch(tmp_path / "wrap", 4, seed=31, images_per_record=4)  # lines 1 and 4: AUTO-COMM
+    lines = batch.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(lines[0]), json.loads(lines[3])]
+    for record, name in zip(records, WRAPPED_NAMES, strict=True):
+        assert record["product_code"] == "AUTO-COMM"
+        record["applicant"]["name"] = record["insured"]["name"] = name
+    batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    filing = Filing(store=archive.store, index=archive.index, maker=sealing_maker, operator="tester")
+    assert run_batch(batch, filing=filing, workers=1).counts()["archived"] == 2
+    for record, name in zip(records, WRAPPED_NAMES, strict=True):
+        customer = _customer(archive, record["policy_no"])
+        texts = page_texts(customer)
+        assert normalise(name) not in texts[0]  # the name does wrap: read in reading order, it is not there
+        result = archive.auditor.check_policy(record["policy_no"])
+        assert result.check("schedule_text").passed, result.check("schedule_text").evidence
+        assert f"insured name: {name} (across lines)" in result.check("schedule_text").evidence
+        # a name that differs from the printed one in a letter or a punctuation mark is still a defect
+        for other in (name.replace("Smith", "Smyth"), name.replace('"Quoted"', "“Quoted”")):
+            changed = dict(record, insured=dict(record["insured"], name=other))
+            check = schedule_text_check(texts, schedule_pages=1, record=changed, pdf=customer)
+            assert not check.passed
+            assert "the schedule (pages 1–1) does not show the record's insured name" in check.evidence
+
+
+def test_line_breaks_and_hyphenation_are_no_differences():
+    assert shows('O\'Brien-\nSmith&Co."Quoted"', 'O\'Brien-Smith & Co. "Quoted"')
+    assert shows('O\'Brien-Smith&Co."Quo-\nted"', 'O\'Brien-Smith & Co. "Quoted"')  # hyphenated
+    assert shows('O\'Brien-Smith&Co."Qu\u00ad\noted"', 'O\'Brien-Smith & Co. "Quoted"')  # soft hyphen
+    assert shows('证件类型\nO\'Brien-Smith&\nCo."Quoted"\n居民身份证', 'O\'Brien-Smith &  Co. "Quoted"')
+    assert not shows('O\'Brien-Smith&Co."Quoted"', 'O\'BrienSmith & Co. "Quoted"')  # not at a line end
+    assert not shows('O\'Brien-Smith&Co."Quo-ted"', 'O\'Brien-Smith & Co. "Quoted"')
+    assert not shows("O'Brien-\nSmyth&Co.", "O'Brien-Smith & Co.")
+    assert not shows("anything", "  ")
+
+
+def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
+    """Forms issued to clerks: two boxes far apart (no gap between them), and a box with a gap."""
+    moment = datetime(2026, 11, 2, 9, tzinfo=CHINA_TIME)
+    boxes = (
+        ("BJ2026-0000001", "BJ2026-0000010", "CLK0001", moment),
+        ("BJ2026-0050001", "BJ2026-0050010", "CLK0001", moment + timedelta(days=30)),
+        ("SH2026-0000001", "SH2026-0000010", "CLK0003", moment),
+    )
+    for first, last, clerk, at in boxes:
+        issue_range(archive.index, first=first, last=last, to=clerk, by="ops", at=at)
+    with archive.index.engine.connect() as conn:
+        others = sorted(set(conn.execute(select(s.policies.c.policy_no)).scalars()) - {*CHENGDU, BEIJING})
+    used = {
+        CHENGDU[0]: "SH2026-0000001",
+        CHENGDU[1]: "SH2026-0000005",
+        BEIJING: "SH2026-0000005",  # a duplicate
+        others[0]: "BJ2026-0000002",  # a serial of each of the two unrelated boxes
+        others[1]: "BJ2026-0050003",
+    }  # others[2] keeps the sample's serial: never issued to anyone
+    policies = s.policies
     with archive.index.engine.begin() as conn:
-        for policy_no, serial in (
-            (CHENGDU[0], "BJ2026-0000001"),
-            (CHENGDU[1], "BJ2026-0000005"),
-            (BEIJING, "BJ2026-0000005"),
-        ):
+        for policy_no, serial in used.items():
             conn.execute(
                 update(policies).where(policies.c.policy_no == policy_no).values(print_serial=serial)
             )
-        conn.execute(insert(registry).values(serial="BJ2026-0000003", state="voided", registered=True))
+    for policy_no, serial in used.items():
+        mark_used(archive.index, serial=serial, policy_no=policy_no, version=1)
+    # SH2026-0000002 voided, -0000003 used by a policy outside the lot, -0000004 still blank
+    with archive.index.engine.begin() as conn:
+        void_serial(
+            conn,
+            "SH2026-0000002",
+            policy_no="PZZ20261102000000001",
+            used_version=1,
+            used_at=moment,
+            by_version=2,
+            reason="spoilt",
+            at=moment,
+            by="CLK0003",
+        )
+    mark_used(archive.index, serial="SH2026-0000003", policy_no="PZZ20261102000000002", version=1)
+
     lot = select_lot(archive.index, LotCriteria())
     findings = lot_findings(archive.index, lot=lot, ledger_problems=["event 9 was altered"])
-    assert [(f.level, f.check) for f in findings] == [
-        ("error", "ledger_chain"),
-        ("warning", "print_serials"),  # the sample's own two 2026440305… serials, far apart
-        ("error", "print_serials"),
-        ("warning", "print_serials"),
+    assert [(f.level, f.check, f.message) for f in findings] == [
+        ("error", "ledger_chain", "event 9 was altered"),
+        ("error", "print_serials", "serial SH2026-0000005 is printed on more than one policy"),
+        (
+            "warning",
+            "print_serials",
+            "forms SH2026-0000001–SH2026-0000010 issued to CLK0003 on 2026-11-02: 2 used in the lot, "
+            "SH2026-0000001–SH2026-0000005: 1 form(s) between them neither used nor voided "
+            "(SH2026-0000004); 1 voided, 1 used by other documents in the serial registry",
+        ),
     ]
-    assert findings[2].message == "serial BJ2026-0000005 is printed on more than one policy"
-    assert findings[3].message == (
-        "series BJ2026-: 3 serial(s) in the lot, 1–5: 2 number(s) missing with no record (2, 4); "
-        "1 voided in the serial registry"
-    )
+    # once the blank form is voided, the gap is accounted for
+    with archive.index.engine.begin() as conn:
+        void_serial(
+            conn,
+            "SH2026-0000004",
+            policy_no="PZZ20261102000000001",
+            used_version=1,
+            used_at=moment,
+            by_version=2,
+            reason="lost",
+            at=moment,
+            by="CLK0003",
+        )
+    findings = lot_findings(archive.index, lot=lot, ledger_problems=[])
+    assert [f.check for f in findings] == ["print_serials"]  # the duplicate only
 
 
 # --- the audit: verdict, report, ledger, redraw ------------------------------------------------------------

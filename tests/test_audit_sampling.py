@@ -6,13 +6,21 @@ here: the test does not read the implementation's tables, so a slip in either sh
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 
 import pytest
 
-from archive.audit.checks import CheckResult, PolicyResult
-from archive.audit.report import AuditReport, csv_bytes, html_bytes, report_json
+from archive.audit.checks import Auditor, CheckResult, PolicyResult, ScoreItem, Thumbnail
+from archive.audit.report import (
+    AuditReport,
+    SpooledResults,
+    csv_bytes,
+    html_bytes,
+    report_json,
+    write_reports,
+)
 from archive.audit.sampling import (
     LotCriteria,
     LotMember,
@@ -194,6 +202,91 @@ def test_the_verdict_flips_at_ac_plus_one():
     assert "拒收 REJECT" in html_bytes(over).decode("utf-8")
     rows = csv_bytes(over).decode("utf-8-sig").splitlines()
     assert len(rows) == 126 and rows[1].split(",")[5] == "yes"
+
+
+def _report(results) -> AuditReport:
+    plan = plan_for(2400, level="II", aql="2.5")
+    return AuditReport(
+        audit_id="AUD-TEST",
+        auditor="t",
+        created_at=datetime(2026, 12, 1, tzinfo=UTC),
+        criteria=LotCriteria(branch="110105"),
+        plan=plan,
+        sample=draw_sample(_lot(2400), n=plan.sample_size, seed=1),
+        lot_sha256="0" * 64,
+        results=results,
+        report_keys={"html": "audits/AUD-TEST/report.html"},
+    )
+
+
+def _results(n: int, defective: set[int]) -> list[PolicyResult]:
+    thumb = Thumbnail("p.1 保单", b"\x89PNG" + bytes(range(256)) * 20)
+    return [
+        PolicyResult(
+            f"P{i:05d}",
+            "110105",
+            "AUTO-COMM",
+            1,
+            (
+                CheckResult("object_hashes", i not in defective, ("planted", f"第{i}份")),
+                CheckResult("renders", True, ("opens",)),
+            ),
+            (ScoreItem("承保档案存档情况", 10, 10, "ok"),),
+            (thumb,),
+        )
+        for i in range(n)
+    ]
+
+
+def test_spooled_results_read_back_as_they_went_in():
+    results = _results(30, {3, 17})
+    spooled = SpooledResults(results[:10])
+    for result in results[10:]:
+        spooled.append(result)
+    assert len(spooled) == 30 and list(spooled) == results
+    assert spooled[17] == results[17] and spooled[-1] == results[-1] and spooled[5:8] == results[5:8]
+    spooled.close()
+
+
+def test_reports_written_one_policy_at_a_time_say_what_the_whole_report_says(tmp_path):
+    results = _results(40, {3, 17, 39})
+    spooled = _report(SpooledResults(results))
+    whole = _report(tuple(results))
+    files = write_reports(spooled, tmp_path)
+    assert json.loads(files["json"].read_text(encoding="utf-8")) == report_json(whole)
+    assert files["json"].read_bytes() == (
+        json.dumps(report_json(whole), ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+    )
+    assert files["csv"].read_bytes() == csv_bytes(whole)
+    html = files["html"].read_text(encoding="utf-8")
+    assert html == html_bytes(whole).decode("utf-8")
+    # every policy once, defective ones first, each with its thumbnail
+    order = [
+        html.index(f'<section class="policy {s}" id="P{i:05d}"')
+        for i, s in ((3, "defective"), (17, "defective"), (39, "defective"), (0, "clean"), (38, "clean"))
+    ]
+    assert order == sorted(order)
+    assert html.count("<section ") == 40 and html.count("data:image/png;base64,") == 40
+    assert "样本 125 份中不合格 3 份" in html
+
+
+def test_checks_run_ahead_of_the_caller_by_two_policies_per_worker_at_most():
+    started: list[str] = []
+    taken: list[str] = []
+    ahead = []
+
+    class Counting(Auditor):
+        def check_policy(self, policy_no: str) -> PolicyResult:
+            started.append(policy_no)
+            ahead.append(len(started) - len(taken))
+            return _results(1, set())[0]
+
+    auditor = Counting(store=None, index=None, products=None, seals=None)  # type: ignore[arg-type]
+    policy_nos = [f"P{i:05d}" for i in range(50)]
+    for policy_no, result in zip(policy_nos, auditor.check_each(policy_nos, workers=2), strict=True):
+        taken.append(policy_no)
+        assert result.policy_no == "P00000"
+    assert sorted(started) == policy_nos and max(ahead) <= 2 * 2 + 1
 
 
 def _lot(n: int, branches: tuple[str, ...] = ("110105",)) -> list[LotMember]:

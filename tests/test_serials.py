@@ -15,6 +15,7 @@ from archive.index import SCHEMA_HEAD, Index
 from archive.serials import (
     expand_range,
     issue_range,
+    issued_blocks,
     lookup,
     mark_used,
     parse_serial,
@@ -175,6 +176,37 @@ def _build_known_set(index: Index) -> None:
     reconcile(index, ["GZ2026-0000001"], by="audit", at=at("2026-01-20"))
     reconcile(index, ["GZ2026-0000006"], by="audit", at=at("2026-04-05"))
     reconcile(index, ["GZ2026-0000007"], by="audit", at=at("2026-04-02"))
+
+
+def test_issued_blocks_are_the_ranges_as_issued(index):
+    """The blocks that hold given serials, read whole from the registry: one clerk, one moment, one
+    prefix and width, consecutive numbers; what was never issued to anyone is in none."""
+    moment = at("2026-11-02")
+    for first, last, clerk in (
+        ("BJ2026-0000001", "BJ2026-0000004", "CLK0001"),
+        ("BJ2026-0000005", "BJ2026-0000006", "CLK0002"),  # adjacent, another clerk
+        ("BJ2026-0000009", "BJ2026-0000009", "CLK0001"),  # the same clerk and moment, not adjacent
+        ("202611010500000001", "202611010500000003", "CLK0001"),
+    ):
+        issue_range(index, first=first, last=last, to=clerk, by="ops", at=moment)
+    mark_used(index, serial="BJ2026-0000002", policy_no="PAC20261102000000001", version=1)
+    mark_used(index, serial="BJ2026-0000007", policy_no="PAC20261102000000002", version=1)  # unregistered
+    wanted = ["bj2026-0000003", "BJ2026-0000009", "BJ2026-0000007", "202611010500000002", "X Y"]
+    blocks = issued_blocks(index, wanted)
+    assert [(b.serial(b.first), b.serial(b.last), b.issued_to) for b in blocks] == [
+        ("202611010500000001", "202611010500000003", "CLK0001"),
+        ("BJ2026-0000001", "BJ2026-0000004", "CLK0001"),
+        ("BJ2026-0000009", "BJ2026-0000009", "CLK0001"),
+    ]
+    assert blocks[1].issued_at == moment
+    assert blocks[1].holds("bj2026-0000002") and not blocks[1].holds("BJ2026-0000005")
+    assert blocks[1].states == {
+        1: ("issued", None),
+        2: ("used", "PAC20261102000000001"),
+        3: ("issued", None),
+        4: ("issued", None),
+    }
+    assert issued_blocks(index, ["BJ2026-0000007"]) == ()
 
 
 def test_overdue_rate_on_a_known_set(index):

@@ -27,6 +27,7 @@ sample again from today's index, saying whether the lot and the sample are still
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,13 +37,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from archive import schema as s
+from archive import serials as serial_registry
 from archive.audit.checks import Auditor, PolicyResult
 from archive.audit.orphans import Finding, sanity_check
 from archive.audit.report import (
     FORMATS,
     AuditReport,
     LotFinding,
-    render_all,
+    SpooledResults,
     report_key,
     write_reports,
 )
@@ -59,11 +61,17 @@ from archive.audit.sampling import (
     sample_digest,
     select_lot,
     serial_series,
-    split_serial,
 )
 from archive.index import Index, LedgerEntry, LedgerEvent, as_utc
 from archive.store import ObjectStore, sha256_hex
-from pipeline.errors import AuditLotEmpty, AuditNotFound, ObjectCorrupt, ObjectMissing
+from pipeline.errors import (
+    AuditLotEmpty,
+    AuditNotFound,
+    ObjectCorrupt,
+    ObjectMissing,
+    SerialFormatError,
+)
+from pipeline.wording import CHINA_TIME
 
 __all__ = [
     "AuditOutcome",
@@ -137,77 +145,74 @@ def draw(index: Index, request: AuditRequest) -> Draw:
 def lot_findings(
     index: Index, *, lot: Sequence[LotMember], ledger_problems: Sequence[str]
 ) -> tuple[LotFinding, ...]:
-    """The ledger chain's problems, and gaps and duplicates in the lot's print serials.
+    """The ledger chain's problems, and duplicates and gaps in the lot's print serials.
 
-    A number missing between the first and last serial of a series (same prefix, see
-    ``sampling.SerialSeries``) is explained when the serial registry (``print_serials``) knows it as
-    voided, as used by a policy outside the lot, or as issued and not yet used; the rest are reported as
-    unexplained gaps. Two policies of the lot with the same serial are an error.
+    Two policies of the lot with the same serial are an error. Gaps are looked for only inside the
+    blocks of forms issued to clerks (``archive.serials.issued_blocks``): between serials of unrelated
+    blocks, or never issued, nothing is missing (issue 21, item 9). Inside a block, each number between
+    the lot's first and last serial there that the lot does not hold is accounted for when the registry
+    has it voided or used by another document; one still blank (issued, neither used nor voided) while
+    a later form of the block was used is reported.
     """
     findings = [LotFinding("error", "ledger_chain", problem) for problem in ledger_problems]
     serials = [m.print_serial for m in lot if m.print_serial]
-    registry = s.metadata.tables.get("print_serials")
     for series in serial_series(serials):
         for duplicate in series.duplicates:
             findings.append(
                 LotFinding("error", "print_serials", f"serial {duplicate} is printed on more than one policy")
             )
-        if not series.missing:
+    in_lot = set()
+    for serial in serials:
+        try:
+            in_lot.add(serial_registry.normalise(serial))
+        except SerialFormatError:
             continue
-        in_lot = {
-            split[1] for serial in serials if (split := split_serial(serial)) and split[0] == series.prefix
-        }
-        known: dict[int, str] = {}  # missing numbers the registry accounts for, with their state
-        if registry is not None:
-            with index.engine.connect() as conn:
-                rows = conn.execute(
-                    select(registry.c.serial, registry.c.state).where(
-                        func.substr(registry.c.serial, 1, len(series.prefix)) == series.prefix
-                    )
-                ).all()
-            for row in rows:
-                split = split_serial(row.serial)
-                if not split or split[0] != series.prefix or split[1] in in_lot:
-                    continue
-                if series.first < split[1] < series.last:
-                    known[split[1]] = row.state
-        unexplained = series.missing - len(known)
-        if unexplained <= 0:
+    for block in serial_registry.issued_blocks(index, in_lot):
+        held = sorted(number for number in block.states if block.serial(number) in in_lot)
+        if len(held) < 2:
             continue
-        shown = _unexplained_ranges(series.gaps, known)
-        more = " …" if len(shown) > 5 or series.missing > sum(b - a + 1 for a, b in series.gaps) else ""
-        states = sorted({state for state in known.values()})
-        why = "; ".join(
-            f"{sum(1 for v in known.values() if v == st)} {st} in the serial registry" for st in states
-        )
+        blank: list[int] = []
+        voided = used = 0
+        for number in range(held[0] + 1, held[-1]):
+            if block.serial(number) in in_lot:
+                continue
+            state = block.states[number][0]
+            if state == serial_registry.VOIDED:
+                voided += 1
+            elif state == serial_registry.USED:
+                used += 1
+            else:
+                blank.append(number)
+        if not blank:
+            continue
+        shown = [
+            block.serial(a) if a == b else f"{block.serial(a)}–{block.serial(b)}" for a, b in _runs(blank)
+        ]
+        accounted = [f"{voided} voided"] if voided else []
+        accounted += [f"{used} used by other documents"] if used else []
+        when = f" on {block.issued_at.astimezone(CHINA_TIME):%Y-%m-%d}" if block.issued_at else ""
         findings.append(
             LotFinding(
                 "warning",
                 "print_serials",
-                f"series {series.prefix or '(digits only)'}: {series.count} serial(s) in the lot, "
-                f"{series.first}–{series.last}: {unexplained} number(s) missing with no record "
-                f"({', '.join(shown[:5])}{more})" + (f"; {why}" if why else ""),
+                f"forms {block.serial(block.first)}–{block.serial(block.last)} issued to "
+                f"{block.issued_to}{when}: {len(held)} used in the lot, {block.serial(held[0])}–"
+                f"{block.serial(held[-1])}: {len(blank)} form(s) between them neither used nor voided "
+                f"({', '.join(shown[:5])}{' …' if len(shown) > 5 else ''})"
+                + (f"; {', '.join(accounted)} in the serial registry" if accounted else ""),
             )
         )
     return tuple(findings)
 
 
-def _unexplained_ranges(gaps: Sequence[tuple[int, int]], known: dict[int, str]) -> list[str]:
-    """The gaps as ``a–b`` ranges, without the numbers the registry accounts for (in gaps of up to a
-    thousand numbers; a larger gap is shown whole)."""
-    out: list[str] = []
-    for first, last in gaps:
-        if last - first > 1000:
-            out.append(f"{first}–{last}")
-            continue
-        start: int | None = None
-        for number in range(first, last + 2):
-            missing = number <= last and number not in known
-            if missing and start is None:
-                start = number
-            elif not missing and start is not None:
-                out.append(str(start) if start == number - 1 else f"{start}–{number - 1}")
-                start = None
+def _runs(numbers: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted numbers as (first, last) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for number in numbers:
+        if out and out[-1][1] == number - 1:
+            out[-1] = (out[-1][0], number)
+        else:
+            out.append((number, number))
     return out
 
 
@@ -250,7 +255,11 @@ def run_audit(
     drawn = draw(index, request)
     if on_drawn:
         on_drawn(drawn)
-    results = tuple(auditor.check_many(drawn.sample.policy_nos, workers=workers, on_result=on_result))
+    # each result goes to a temporary file as it comes: the audit holds a few policies' evidence at a
+    # time, whatever the sample size (issue 21, item 10)
+    results = SpooledResults(
+        auditor.check_each(drawn.sample.policy_nos, workers=workers, on_result=on_result)
+    )
     findings = lot_findings(index, lot=drawn.lot, ledger_problems=auditor.ledger_problems())
     moment = now or datetime.now(UTC)
     audit_id = audit_id or new_audit_id(moment)
@@ -268,15 +277,19 @@ def run_audit(
         redraw_of=redraw_of,
         report_keys=keys,
     )
-    rendered = render_all(report)
-    files = write_reports(rendered, out_dir) if out_dir is not None else {}
     retain = _retention(index, drawn.sample.policy_nos)
     stored = {}
-    for fmt, data in rendered.items():
-        content_type = {"html": "text/html", "json": "application/json", "csv": "text/csv"}[fmt]
-        digest = sha256_hex(data)
-        store.put(keys[fmt], data, sha256=digest, retain_until=retain, content_type=content_type)
-        stored[fmt] = {"key": keys[fmt], "sha256": digest}
+    with tempfile.TemporaryDirectory(prefix="audit-report-") as scratch:
+        files = write_reports(report, out_dir if out_dir is not None else Path(scratch))
+        for fmt, path in files.items():  # one report's bytes at a time: the store takes bytes
+            data = path.read_bytes()
+            content_type = {"html": "text/html", "json": "application/json", "csv": "text/csv"}[fmt]
+            digest = sha256_hex(data)
+            store.put(keys[fmt], data, sha256=digest, retain_until=retain, content_type=content_type)
+            stored[fmt] = {"key": keys[fmt], "sha256": digest}
+            del data
+    if out_dir is None:
+        files = {}
     plan = drawn.plan
     entry = index.append_event(
         LedgerEvent(

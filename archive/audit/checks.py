@@ -13,11 +13,12 @@ words an auditor can follow. A policy is defective when any check fails. What ea
 - ``index_matches``: the index's policy row and version rows say what the manifests say (number,
   product, branch, insured, period, premium, serial, kind, seal), and the PDFs' metadata names the
   policy.
-- ``company_seal`` / ``cross_page_seal``: ``stamps.find_seals`` on the newest customer copy, split into
-  its documents by the page counts the manifests record (the policy — schedule and clauses — then each
-  endorsement), each against the seal id and version its manifest records (``load_seal_registry().get``):
-  the company seal on the schedule and on each endorsement; a strip on every page of a multi-page
-  document, and the strips of every group reassemble into that registered version.
+- ``company_seal`` / ``cross_page_seal``: ``stamps.find_seals``' checks (``SealFinder``) on the newest
+  customer copy, split into its documents by the page counts the manifests record (the policy —
+  schedule and clauses — then each endorsement), each against the seal id and version its manifest
+  records (``load_seal_registry().get``): the company seal on the schedule and on each endorsement; a
+  strip on every page of a multi-page document, and the strips of every group reassemble into that
+  registered version.
 
 完整性 (integrity)
 
@@ -33,12 +34,15 @@ words an auditor can follow. A policy is defective when any check fails. What ea
 
 可用性 (usability)
 
-- ``renders``: every PDF opens (pypdf) and poppler renders every page (``pdftoppm`` at low dpi, pages
-  counted).
-- ``fonts_embedded``: ``pdffonts`` lists no font that is not embedded (Type 3 fonts are drawn by the PDF).
+- ``renders``: every PDF opens (pypdf) and poppler renders every page (``pdftoppm``, pages counted:
+  the newest customer copy as the seal checks render it, the others at low dpi).
+- ``fonts_embedded``: no font is left unembedded (``font_findings``: the fonts ``pdffonts`` lists, read
+  from the parsed PDF; Type 3 fonts are drawn by the PDF).
 - ``schedule_text``: the schedule's text (``pdftotext``, whitespace removed) holds the record's policy
   number, insured name, period as printed (``period_wording``: 自…起至…止) and total premium in figures and
-  in capitals; each endorsement's pages hold its endorsement number.
+  in capitals; each endorsement's pages hold its endorsement number. Read as a person reads the page:
+  a value that wraps in its table cell is read line after line, and line breaks, a hyphen that ends
+  a line and whitespace are no differences (``shows``); any other character is.
 
 安全性 (security)
 
@@ -49,6 +53,11 @@ words an auditor can follow. A policy is defective when any check fails. What ea
   (``archive.store.retention_until``, 《保险法》第87条).
 - ``no_active_content``: no PDF is encrypted, and none holds JavaScript, launch actions or embedded
   files (every object reachable from the trailer is looked at).
+
+How it is done in bounded memory: each PDF is parsed once per policy and shared by its checks
+(``_Object.reader``); poppler renders the newest customer copy once, at the seals' resolution, and
+hands its pages over one at a time to the seal checks and the thumbnails (``seal_checks``); other
+PDFs are rendered one page at a time and only counted; no page is kept, only small thumbnails.
 
 Scores (the centre's audit sheet): 免责事项说明书影像存档情况 10分 — the exemption notice is in the archive
 copy (a manifest lists it and the newest archive copy bookmarks it); 承保档案存档情况 10分 — every required
@@ -63,17 +72,19 @@ import logging
 import re
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject
+from pypdf import PdfReader
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 from sqlalchemy import select
 
 from archive import schema as s
@@ -84,9 +95,11 @@ from pipeline.idcheck import scrub
 from pipeline.products import ProductRegistry
 from pipeline.records import IMAGE_KIND_LABELS, Policy, parse_record
 from pipeline.wording import CHINA_TIME, amount_capitals, amount_figures, period_wording
-from stamps import Seal, SealRegistry, fanned_edges, find_seals
-from stamps.poppler import rasterise_range, run
-from stamps.stamping import page_frames
+from stamps import Seal, SealRegistry
+from stamps.finding import EdgeFan, SealFinder
+from stamps.layout import cross_page_groups, max_group_pages
+from stamps.poppler import RenderedPage, run, stream_pages
+from stamps.stamping import encoded_seal, page_frames
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +253,37 @@ def page_texts(pdf: bytes) -> tuple[str, ...]:
     return tuple(normalise(p) for p in pages)
 
 
+def page_lines(pdf: bytes, *, first: int, last: int) -> tuple[str, ...]:
+    """Pages ``first..last`` (1-based, inclusive) line by line, in the order their text is drawn.
+
+    ``pdftotext -raw`` keeps a table cell's wrapped lines together, where the reading-order mode puts
+    the next cell's text between them and drops a hyphen that ends a line (issue 21, item 9). Each
+    page is its lines without whitespace, joined by newlines, for ``shows``.
+    """
+    with tempfile.TemporaryDirectory(prefix="audit-text-") as tmp:
+        path = Path(tmp) / "document.pdf"
+        path.write_bytes(pdf)
+        args = ["-raw", "-enc", "UTF-8", "-f", str(first), "-l", str(last), str(path), "-"]
+        out = run("pdftotext", args).decode("utf-8", "replace")
+    pages = out.split("\f")
+    if pages and not pages[-1].strip():
+        pages = pages[:-1]
+    return tuple("\n".join(filter(None, (normalise(line) for line in p.splitlines()))) for p in pages)
+
+
+# a line may end in a hyphen that hyphenation added: "-", soft hyphen, or U+2010 HYPHEN
+_LINE_BREAK = "(?:[-\u00ad\u2010]?\n)?"
+
+
+def shows(lines: str, value: str) -> bool:
+    """Whether ``lines`` (from ``page_lines``) show ``value`` as a person reads them: whitespace, line
+    breaks and a hyphen ending a line are no differences; any other character is."""
+    chars = normalise(value)
+    if not chars:
+        return False
+    return re.search(_LINE_BREAK.join(re.escape(c) for c in chars), lines) is not None
+
+
 @dataclass(frozen=True)
 class OutlineItem:
     title: str
@@ -271,24 +315,13 @@ def outline(reader: PdfReader) -> tuple[OutlineItem, ...]:
         return ()
 
 
-def sub_document(pdf: bytes, *, start: int, stop: int) -> bytes:
-    """Pages ``start..stop-1`` as a PDF of their own (the whole input when the range covers it)."""
-    reader = PdfReader(BytesIO(pdf))
-    if start == 0 and stop == len(reader.pages):
-        return pdf
-    writer = PdfWriter()
-    for index in range(start, stop):
-        writer.add_page(reader.pages[index])
-    out = BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
 def thumbnail_png(image: Image.Image, *, width: int) -> bytes:
     """A small palette PNG of ``image`` scaled to ``width`` pixels (a few KB for a text page)."""
     scale = width / image.width
-    small = image.convert("RGB").resize(
-        (width, max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+    # reduced by whole factors first, then resampled: a page rendered for the seal checks is 15
+    # times the thumbnail's width
+    small = (image if image.mode == "RGB" else image.convert("RGB")).resize(
+        (width, max(1, round(image.height * scale))), Image.Resampling.LANCZOS, reducing_gap=3.0
     )
     out = BytesIO()
     small.quantize(colors=48, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
@@ -313,15 +346,58 @@ class SealedDocument:
 
 @dataclass(frozen=True)
 class SealFindings:
-    """The two seal checks, and the cross-page groups found per document (for the fanned-edge pictures)."""
+    """The two seal checks, the cross-page groups found per document (for the fanned-edge pictures),
+    and how many pages of the customer copy poppler rendered for them (every one, or it raised)."""
 
     company: CheckResult
     cross_page: CheckResult
     groups: tuple[tuple[SealedDocument, tuple[tuple[int, int], ...]], ...]
+    pages_rendered: int = 0
 
 
-def seal_checks(customer: bytes, *, documents: Sequence[SealedDocument], dpi: float) -> SealFindings:
-    """``company_seal`` and ``cross_page_seal`` on the documents of one customer copy."""
+def seal_checks(
+    customer: bytes,
+    *,
+    documents: Sequence[SealedDocument],
+    dpi: float,
+    on_page: Callable[[int, RenderedPage], None] | None = None,
+    reader: PdfReader | None = None,
+) -> SealFindings:
+    """``company_seal`` and ``cross_page_seal`` on the documents of one customer copy.
+
+    Poppler renders the copy once, page after page (``stream_pages``); each page goes to the
+    ``SealFinder`` of its document (the company seal looked for on ``anchor_pages`` only, where it
+    counts) and then to ``on_page(page, image)``, and is let go: one page's pixels at a time.
+    ``IssuanceError`` when poppler cannot render every page, ``ValueError`` when a document's pages
+    are not in the copy.
+    """
+    frames = page_frames(reader or PdfReader(BytesIO(customer)))
+    finders: list[tuple[SealedDocument, SealFinder]] = []
+    for doc in documents:
+        if not 0 <= doc.start < doc.stop <= len(frames):
+            raise ValueError(
+                f"{doc.label}: pages {doc.start + 1}–{doc.stop} are not in the customer copy "
+                f"({len(frames)} pages)"
+            )
+        if doc.seal is not None:
+            finder = SealFinder(
+                frames[doc.start : doc.stop], seal=doc.seal, dpi=dpi, company_pages=doc.anchor_pages
+            )
+            finders.append((doc, finder))
+    rendered = 0
+    with tempfile.TemporaryDirectory(prefix="audit-seals-") as tmp:
+        path = Path(tmp) / "document.pdf"
+        path.write_bytes(customer)
+        for page, image in enumerate(stream_pages(path, dpi=dpi)):
+            for doc, finder in finders:
+                if doc.start <= page < doc.stop:
+                    finder.add(page - doc.start, image)
+            if on_page is not None:
+                on_page(page, image)
+            rendered += 1
+    if rendered != len(frames):
+        raise IssuanceError(f"poppler rendered {rendered} of {len(frames)} pages")
+    reports = {id(doc): finder.report() for doc, finder in finders}
     company_problems: list[str] = []
     company_seen: list[str] = []
     strip_problems: list[str] = []
@@ -334,7 +410,7 @@ def seal_checks(customer: bytes, *, documents: Sequence[SealedDocument], dpi: fl
             company_problems.append(missing)
             strip_problems.append(missing)
             continue
-        report = find_seals(sub_document(customer, start=doc.start, stop=doc.stop), seal=doc.seal, dpi=dpi)
+        report = reports[id(doc)]
         groups.append((doc, tuple(g.pages for g in report.groups)))
         found = [p for p in report.pages if p.company_seal]
         allowed = doc.anchor_pages if doc.anchor_pages is not None else doc.stop - doc.start
@@ -364,6 +440,7 @@ def seal_checks(customer: bytes, *, documents: Sequence[SealedDocument], dpi: fl
         company=_result("company_seal", problems=company_problems, evidence=company_seen),
         cross_page=_result("cross_page_seal", problems=strip_problems, evidence=strip_seen),
         groups=tuple(groups),
+        pages_rendered=rendered,
     )
 
 
@@ -494,14 +571,30 @@ def schedule_text_check(
     schedule_pages: int,
     record: dict[str, Any],
     endorsements: Sequence[tuple[str, int, int]] = (),
+    pdf: bytes | None = None,
 ) -> CheckResult:
     """The schedule holds the record's number, insured, period and premium; endorsements their numbers.
 
-    ``endorsements`` are (endorsement number, first page, stop page) in the customer copy.
+    ``texts`` are the customer copy's whitespace-free page texts in reading order; ``endorsements``
+    are (endorsement number, first page, stop page) in it. A value those texts miss is looked for
+    again in ``pdf``'s pages line by line (``page_lines``, ``shows``): a name that wraps in its table
+    cell, at its own hyphen or next to punctuation, is what the page shows, as a person reads it.
     """
+    lines: dict[tuple[int, int], str] = {}
+
+    def shown(value: str, first: int, stop: int) -> str | None:
+        """How ``value`` is shown on pages ``first..stop-1``: "" (in reading order), " (across
+        lines)", or None (not at all)."""
+        if normalise(value) in "".join(texts[first:stop]):
+            return ""
+        if pdf is None or stop <= first:
+            return None
+        if (first, stop) not in lines:
+            lines[(first, stop)] = "\n".join(page_lines(pdf, first=first + 1, last=stop))
+        return " (across lines)" if shows(lines[(first, stop)], value) else None
+
     problems: list[str] = []
     evidence: list[str] = []
-    schedule = "".join(texts[:schedule_pages])
     wanted: list[tuple[str, str]] = [("policy number", str(record.get("policy_no", "")))]
     insured = (record.get("insured") or {}).get("name")
     wanted.append(("insured name", str(insured or "")))
@@ -518,25 +611,29 @@ def schedule_text_check(
     except (KeyError, InvalidOperation, ValueError, TypeError):
         problems.append("the record's total premium cannot be read")
     for what, value in wanted:
-        if value and normalise(value) in schedule:
-            evidence.append(f"{what}: {value}")
+        how = shown(value, 0, schedule_pages) if normalise(value) else None
+        if how is not None:
+            evidence.append(f"{what}: {value}{how}")
         else:
             problems.append(f"the schedule (pages 1–{schedule_pages}) does not show the record's {what}")
     for number, first, stop in endorsements:
-        if normalise(number) in "".join(texts[first:stop]):
-            evidence.append(f"endorsement {number}: pages {first + 1}–{stop}")
+        how = shown(number, first, stop) if normalise(number) else None
+        if how is not None:
+            evidence.append(f"endorsement {number}: pages {first + 1}–{stop}{how}")
         else:
             problems.append(f"pages {first + 1}–{stop} do not show endorsement number {number}")
     return _result("schedule_text", problems=problems, evidence=evidence)
 
 
-def metadata_findings(pdf: bytes, *, names: Sequence[str], documents: Sequence[str] = ()) -> list[str]:
+def metadata_findings(
+    pdf: bytes, *, names: Sequence[str], documents: Sequence[str] = (), reader: PdfReader | None = None
+) -> list[str]:
     """What in the PDF's document information or XMP is personal data: ID/phone shapes or party names.
 
     ``documents`` are the policy's own document numbers (printed in the title): not personal data,
-    however many digits they hold.
+    however many digits they hold. ``reader``: ``pdf`` parsed already.
     """
-    reader = PdfReader(BytesIO(pdf))
+    reader = reader or PdfReader(BytesIO(pdf))
     fields: list[tuple[str, str]] = [(str(k), str(v)) for k, v in (reader.metadata or {}).items()]
     try:
         xmp = reader.trailer["/Root"].get("/Metadata")
@@ -558,9 +655,10 @@ def metadata_findings(pdf: bytes, *, names: Sequence[str], documents: Sequence[s
 _ACTIONS = {"/JavaScript": "JavaScript", "/Launch": "a launch action", "/ImportData": "an import action"}
 
 
-def active_content(pdf: bytes) -> list[str]:
-    """Encryption, JavaScript, launch actions and embedded files, looking at every reachable object."""
-    reader = PdfReader(BytesIO(pdf))
+def active_content(pdf: bytes, *, reader: PdfReader | None = None) -> list[str]:
+    """Encryption, JavaScript, launch actions and embedded files, looking at every reachable object.
+    ``reader``: ``pdf`` parsed already."""
+    reader = reader or PdfReader(BytesIO(pdf))
     if reader.is_encrypted:
         return ["the PDF is encrypted"]
     found: set[str] = set()
@@ -592,25 +690,78 @@ def active_content(pdf: bytes) -> list[str]:
     return sorted(found)
 
 
-def unembedded_fonts(pdffonts_output: str) -> tuple[int, list[str]]:
-    """(fonts listed, names of those not embedded) from ``pdffonts`` output; Type 3 counts as embedded."""
-    lines = pdffonts_output.splitlines()
-    rule = next((i for i, line in enumerate(lines) if line.startswith("---")), None)
-    if rule is None:
-        return 0, []
-    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[rule])]
-    header = [lines[rule - 1][a:b].strip() if b <= len(lines[rule - 1]) else "" for a, b in spans]
-    col = {name: i for i, name in enumerate(header)}
-    emb, typ = col.get("emb", 3), col.get("type", 1)
-    fonts, missing = 0, []
-    for line in lines[rule + 1 :]:
-        if not line.strip():
-            continue
-        fonts += 1
-        cells = [line[a : b + 1].strip() for a, b in spans]
-        if cells[emb] != "yes" and not cells[typ].startswith("Type 3"):
-            missing.append(cells[0] or "(unnamed)")
-    return fonts, missing
+def font_findings(reader: PdfReader) -> tuple[int, list[str]]:
+    """(fonts, names of those not embedded) as ``pdffonts`` lists them, from the parsed PDF.
+
+    Like poppler's font scanner: the fonts of every page's resources, of the form XObjects and
+    patterns they use (and theirs, recursively) and of annotations' appearance streams, each font
+    object once. A font is embedded when its descriptor (a Type 0 font's: its descendant's) holds a
+    font file stream; a Type 3 font is drawn by the PDF itself.
+    """
+    fonts: set[Any] = set()
+    missing: list[str] = []
+    visited: set[Any] = set()
+
+    def identity(ref: Any) -> Any:
+        return (ref.idnum, ref.generation) if isinstance(ref, IndirectObject) else id(ref)
+
+    def scan(resources: Any) -> None:
+        resources = _resolved(resources)
+        if not isinstance(resources, DictionaryObject):
+            return
+        for ref in (_resolved(resources.get("/Font")) or {}).values():
+            if identity(ref) in fonts:
+                continue
+            fonts.add(identity(ref))
+            font = _resolved(ref)
+            if isinstance(font, DictionaryObject) and not _embedded(font):
+                missing.append(str(font.get("/BaseFont", "(unnamed)")).lstrip("/") or "(unnamed)")
+        for kind in ("/XObject", "/Pattern"):
+            for ref in (_resolved(resources.get(kind)) or {}).values():
+                if identity(ref) in visited:
+                    continue
+                visited.add(identity(ref))
+                obj = _resolved(ref)
+                if isinstance(obj, DictionaryObject) and "/Resources" in obj:
+                    scan(obj["/Resources"])
+
+    def appearances(entry: Any) -> Iterator[Any]:
+        entry = _resolved(entry)
+        if isinstance(entry, StreamObject):
+            yield entry
+        elif isinstance(entry, DictionaryObject):  # appearance states
+            yield from (_resolved(v) for v in entry.values() if isinstance(_resolved(v), StreamObject))
+
+    for page in reader.pages:
+        scan(page.get("/Resources"))
+        for annotation in _resolved(page.get("/Annots")) or []:
+            annotation = _resolved(annotation)
+            if not isinstance(annotation, DictionaryObject):
+                continue
+            for entry in (_resolved(annotation.get("/AP")) or {}).values():
+                for stream in appearances(entry):
+                    scan(stream.get("/Resources"))
+    return len(fonts), missing
+
+
+def _resolved(obj: Any) -> Any:
+    return obj.get_object() if isinstance(obj, IndirectObject) else obj
+
+
+def _embedded(font: DictionaryObject) -> bool:
+    subtype = font.get("/Subtype")
+    if subtype == "/Type3":
+        return True
+    if subtype == "/Type0":
+        descendants = _resolved(font.get("/DescendantFonts")) or []
+        font = _resolved(descendants[0]) if descendants else DictionaryObject()
+        if not isinstance(font, DictionaryObject):
+            return False
+    descriptor = _resolved(font.get("/FontDescriptor"))
+    if not isinstance(descriptor, DictionaryObject):
+        return False
+    files = (_resolved(descriptor.get(k)) for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+    return any(isinstance(f, StreamObject) for f in files)
 
 
 # --- the archive side ---------------------------------------------------------------------------------------
@@ -624,6 +775,14 @@ class _Object:
     expected_sha256: str | None
     data: bytes | None = None
     problem: str | None = None
+
+    @cached_property
+    def reader(self) -> PdfReader:
+        """The PDF parsed once for all the checks of one policy (objects are made per policy audit,
+        and one thread audits a policy); ``ValueError`` when there are no bytes."""
+        if self.data is None:
+            raise ValueError(f"{self.key} cannot be read")
+        return PdfReader(BytesIO(self.data))
 
 
 @dataclass(frozen=True)
@@ -688,7 +847,19 @@ class Auditor:
         on_result: Callable[[PolicyResult], None] | None = None,
     ) -> list[PolicyResult]:
         """``check_policy`` for each, ``workers`` at a time; results in the order given."""
-        from concurrent.futures import ThreadPoolExecutor
+        return list(self.check_each(policy_nos, workers=workers, on_result=on_result))
+
+    def check_each(
+        self,
+        policy_nos: Sequence[str],
+        *,
+        workers: int = 1,
+        on_result: Callable[[PolicyResult], None] | None = None,
+    ) -> Iterator[PolicyResult]:
+        """``check_policy`` for each, ``workers`` at a time, each result yielded as soon as those
+        before it are: at most two per worker are checked ahead of the one the caller takes, so a
+        caller that lets each result go holds a few policies' evidence, whatever the sample."""
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         def one(policy_no: str) -> PolicyResult:
             result = self.check_policy(policy_no)
@@ -697,9 +868,22 @@ class Auditor:
             return result
 
         if workers <= 1:
-            return [one(p) for p in policy_nos]
+            for policy_no in policy_nos:
+                yield one(policy_no)
+            return
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit") as pool:
-            return list(pool.map(one, policy_nos))
+            pending: deque[Future[PolicyResult]] = deque()
+            todo = iter(policy_nos)
+            try:
+                for policy_no in todo:
+                    pending.append(pool.submit(one, policy_no))
+                    if len(pending) >= 2 * workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:  # the caller stopped early: nothing more is started
+                    future.cancel()
 
     # --- one policy ---------------------------------------------------------------------------------
 
@@ -717,31 +901,47 @@ class Auditor:
         run("index_matches", lambda: self._index_check(row, versions=versions, record=record))
 
         newest = versions[-1] if versions else None
-        customer = newest.part("customer.pdf").data if newest and "customer.pdf" in newest.parts else None
-        bundle = newest.part("bundle.pdf").data if newest and "bundle.pdf" in newest.parts else None
+        customer_object = newest.parts.get("customer.pdf", _Object("", None)) if newest else _Object("", None)
+        bundle_object = newest.parts.get("bundle.pdf") if newest else None
+        customer = customer_object.data
         texts: tuple[str, ...] = ()
         bookmarks: tuple[OutlineItem, ...] = ()
         if customer is not None:
             texts = run.value(lambda: page_texts(customer), default=())
-            bookmarks = run.value(lambda: outline(PdfReader(BytesIO(customer))), default=())
+            bookmarks = run.value(lambda: outline(customer_object.reader), default=())
         layout = _layout(versions)
         schedule_pages = schedule_page_count(texts, policy_pages=layout.policy_pages, registry=self.products)
         documents = self._sealed_documents(layout, schedule_pages)
-        seals: SealFindings | None = None
+        pictures = _Pictures(self, layout=layout, documents=documents)
+        rendered: dict[str, int | str] = {}  # PDFs poppler rendered already: pages, or why not
         if customer is None:
             unreadable = "the newest customer copy cannot be read (see object_hashes)"
             run.fail("company_seal", unreadable)
             run.fail("cross_page_seal", unreadable)
         else:
-            seals = run.value(
-                lambda: seal_checks(customer, documents=documents, dpi=self.seal_dpi), default=None
-            )
-            if seals is None:
-                run.fail("company_seal", run.last_error)
-                run.fail("cross_page_seal", run.last_error)
+            # one rendering of the newest customer copy serves the seal checks, its usability and its
+            # thumbnails, one page at a time (issue 21, item 10)
+            try:
+                seals = seal_checks(
+                    customer,
+                    documents=documents,
+                    dpi=self.seal_dpi,
+                    on_page=pictures.customer_page,
+                    reader=customer_object.reader,
+                )
+            except Exception as e:  # both seal checks fail with the reason; the rest go on
+                logger.warning("audit step failed: %s", e)
+                logger.debug("audit step", exc_info=True)
+                reason = f"could not complete: {type(e).__name__}: {e}"
+                run.fail("company_seal", reason)
+                run.fail("cross_page_seal", reason)
+                if isinstance(e, IssuanceError) and layout.customer_key:
+                    rendered[layout.customer_key] = f"poppler cannot render it ({e})"
             else:
                 run.add(seals.company)
                 run.add(seals.cross_page)
+                if layout.customer_key:
+                    rendered[layout.customer_key] = seals.pages_rendered
 
         run("objects_present", lambda: self._presence_check(versions))
         if customer is None or record is None:
@@ -758,7 +958,7 @@ class Auditor:
                 ),
             )
         kinds_found, image_evidence = run.value(
-            lambda: self._image_kinds(versions, bundle),
+            lambda: self._image_kinds(versions, bundle_object),
             default=(set(), ["the archive copy's bookmarks cannot be read"]),
         )
         run(
@@ -767,8 +967,7 @@ class Auditor:
         )
         run("parts_reconcile", lambda: self._reconcile_check(versions))
 
-        images: dict[str, list[Image.Image]] = {}
-        run("renders", lambda: self._render_check(versions, images))
+        run("renders", lambda: self._render_check(versions, rendered=rendered, pictures=pictures))
         run("fonts_embedded", lambda: self._fonts_check(versions))
         if customer is None or record is None:
             run.fail("schedule_text", "the newest customer copy or the record cannot be read")
@@ -780,6 +979,7 @@ class Auditor:
                     schedule_pages=schedule_pages,
                     record=record,
                     endorsements=layout.endorsements,
+                    pdf=customer,
                 ),
             )
 
@@ -790,9 +990,7 @@ class Auditor:
 
         checks = run.results()
         scores = _scores(checks, kinds_found)
-        thumbs: tuple[Thumbnail, ...] = ()
-        if self.thumbnail_width:
-            thumbs = run.value(lambda: self._thumbnails(images, seals=seals, layout=layout), default=())
+        thumbs = pictures.thumbnails() if self.thumbnail_width else ()
         return PolicyResult(
             policy_no=policy_no,
             branch_code=row.branch_code,
@@ -1021,10 +1219,9 @@ class Auditor:
                 sealed = f", seal {seal.get('id')}@v{seal.get('version')}" if seal else ""
                 evidence.append(f"{v.label} row = manifest ({v.row.kind}{sealed})")
             for name in ("customer.pdf", "bundle.pdf"):
-                data = v.parts[name].data
-                if data is None:
+                if v.parts[name].data is None:
                     continue
-                subject = str((PdfReader(BytesIO(data)).metadata or {}).get("/Subject", ""))
+                subject = str((v.parts[name].reader.metadata or {}).get("/Subject", ""))
                 if subject != row.policy_no:
                     problems.append(f"{v.label} {name}: its metadata names {subject or 'no policy'}")
         return _result("index_matches", problems=problems, evidence=evidence)
@@ -1056,16 +1253,18 @@ class Auditor:
         ]
         return _result("objects_present", problems=problems, evidence=evidence)
 
-    def _image_kinds(self, versions: Sequence[_Version], bundle: bytes | None) -> tuple[set[str], list[str]]:
+    def _image_kinds(
+        self, versions: Sequence[_Version], bundle: _Object | None
+    ) -> tuple[set[str], list[str]]:
         """Image kinds filed (in some manifest) *and* bookmarked in the newest archive copy."""
         filed: set[str] = set()
         for v in versions:
             for image in (v.manifest or {}).get("images", []):
                 filed.add(image.get("kind"))
         marked: set[str] = set()
-        if bundle is not None:
+        if bundle is not None and bundle.data is not None:
             labels = {label: kind for kind, label in IMAGE_KIND_LABELS.items()}
-            for item in outline(PdfReader(BytesIO(bundle))):
+            for item in outline(bundle.reader):
                 if item.title in ("影像资料", "补充影像资料"):
                     for child in item.children:
                         kind = labels.get(child.title.split("（")[0]) or labels.get(child.title)
@@ -1124,7 +1323,7 @@ class Auditor:
                     )
                     continue
                 size, pages = indexed.get(name, (part["size"], part.get("pages")))
-                actual = len(PdfReader(BytesIO(obj.data)).pages) if name.endswith(".pdf") else None
+                actual = len(obj.reader.pages) if name.endswith(".pdf") else None
                 if actual is not None:
                     counts[name] = actual
                 if not len(obj.data) == part["size"] == size:
@@ -1153,53 +1352,45 @@ class Auditor:
     # --- 可用性 ---------------------------------------------------------------------------------------
 
     def _render_check(
-        self, versions: Sequence[_Version], images: dict[str, list[Image.Image]]
+        self, versions: Sequence[_Version], *, rendered: dict[str, int | str], pictures: _Pictures
     ) -> CheckResult:
+        """Every PDF opens (pypdf) and poppler renders every page; ``rendered`` holds what the seal
+        checks' rendering found already. Pages are counted as they arrive, none is kept (but the
+        newest archive copy's image pages, as thumbnails)."""
         problems: list[str] = []
         evidence: list[str] = []
         newest = versions[-1] if versions else None
-        for label, key, data in _pdfs(versions):
+        bundle_key = newest.parts["bundle.pdf"].key if newest else None
+        for label, obj in _pdfs(versions):
+            key, data = obj.key, obj.data
             if data is None:
                 problems.append(f"{label}: cannot be opened (see object_hashes)")
                 continue
             try:
-                pages = len(PdfReader(BytesIO(data)).pages)
+                pages = len(obj.reader.pages)
             except Exception as e:  # whatever pypdf cannot parse is unusable
                 problems.append(f"{label}: pypdf cannot open it ({type(e).__name__})")
                 continue
-            is_newest = newest is not None and key in (
-                newest.parts["customer.pdf"].key,
-                newest.parts["bundle.pdf"].key,
-            )
-            dpi = self.render_dpi * 2 if is_newest and self.thumbnail_width else self.render_dpi
-            with tempfile.TemporaryDirectory(prefix="audit-render-") as tmp:
-                path = Path(tmp) / "document.pdf"
-                path.write_bytes(data)
-                try:
-                    rendered = rasterise_range(path, dpi=dpi, first=None, last=None)
-                except IssuanceError as e:
-                    problems.append(f"{label}: poppler cannot render it ({e})")
-                    continue
-            if len(rendered) != pages:
-                problems.append(f"{label}: {len(rendered)} of {pages} pages rendered")
+            count = rendered.get(key)
+            if count is None:
+                on_page = pictures.bundle_page if key == bundle_key else None
+                count = _render_count(data, dpi=self.render_dpi, on_page=on_page)
+            if isinstance(count, str):
+                problems.append(f"{label}: {count}")
+            elif count != pages:
+                problems.append(f"{label}: {count} of {pages} pages rendered")
             else:
                 evidence.append(f"{label}: opens, {pages} of {pages} pages rendered")
-            if is_newest:
-                images[key] = rendered
         return _result("renders", problems=problems, evidence=evidence)
 
     def _fonts_check(self, versions: Sequence[_Version]) -> CheckResult:
         problems: list[str] = []
         evidence: list[str] = []
-        for label, _key, data in _pdfs(versions):
-            if data is None:
+        for label, obj in _pdfs(versions):
+            if obj.data is None:
                 problems.append(f"{label}: cannot be read")
                 continue
-            with tempfile.TemporaryDirectory(prefix="audit-fonts-") as tmp:
-                path = Path(tmp) / "document.pdf"
-                path.write_bytes(data)
-                out = run("pdffonts", [str(path)]).decode("utf-8", "replace")
-            fonts, missing = unembedded_fonts(out)
+            fonts, missing = font_findings(obj.reader)
             if missing:
                 problems.append(f"{label}: not embedded: {', '.join(sorted(set(missing)))}")
             else:
@@ -1232,11 +1423,11 @@ class Auditor:
             )
             if isinstance(n, str)
         ]
-        for label, _key, data in _pdfs(versions):
-            if data is None:
+        for label, obj in _pdfs(versions):
+            if obj.data is None:
                 problems.append(f"{label}: cannot be read")
                 continue
-            found = metadata_findings(data, names=names, documents=documents)
+            found = metadata_findings(obj.data, names=names, documents=documents, reader=obj.reader)
             if found:
                 problems += [f"{label}: {finding}" for finding in found]
             else:
@@ -1279,59 +1470,106 @@ class Auditor:
     def _active_check(self, versions: Sequence[_Version]) -> CheckResult:
         problems: list[str] = []
         evidence: list[str] = []
-        for label, _key, data in _pdfs(versions):
-            if data is None:
+        for label, obj in _pdfs(versions):
+            if obj.data is None:
                 problems.append(f"{label}: cannot be read")
                 continue
-            found = active_content(data)
+            found = active_content(obj.data, reader=obj.reader)
             if found:
                 problems.append(f"{label}: {', '.join(found)}")
             else:
                 evidence.append(f"{label}: not encrypted, no JavaScript, actions or embedded files")
         return _result("no_active_content", problems=problems, evidence=evidence)
 
-    # --- thumbnails -----------------------------------------------------------------------------------
-
-    def _thumbnails(
-        self, images: dict[str, list[Image.Image]], *, seals: SealFindings | None, layout: _Layout
-    ) -> tuple[Thumbnail, ...]:
-        """The pages the checks looked at: the schedule (company seal, text), each clause's and each
-        endorsement's first page, the fanned right edges of every cross-page group (every strip), and
-        the first page of each image kind in the archive copy."""
-        customer = images.get(layout.customer_key or "")
-        bundle = images.get(layout.bundle_key or "")
-        width = self.thumbnail_width
-        out: list[Thumbnail] = []
-        if customer:
-            for page, label in layout.checked_pages:
-                if page < len(customer):
-                    out.append(Thumbnail(f"p.{page + 1} {label}", thumbnail_png(customer[page], width=width)))
-            if seals is not None and layout.customer_pdf is not None:
-                frames = page_frames(PdfReader(BytesIO(layout.customer_pdf)))
-                for doc, groups in seals.groups:
-                    if doc.seal is None:
-                        continue
-                    for group in groups:
-                        try:
-                            fan = fanned_edges(
-                                customer[doc.start : doc.stop],
-                                frames[doc.start : doc.stop],
-                                seal=doc.seal,
-                                group=group,
-                            )
-                        except Exception:  # a picture for people; the check itself already ran
-                            logger.debug("no fanned edges for %s", doc.label, exc_info=True)
-                            continue
-                        label = f"骑缝章 p.{doc.start + group[0] + 1}–{doc.start + group[1]}"
-                        out.append(Thumbnail(label, thumbnail_png(fan, width=min(fan.width, 3 * width))))
-        if bundle:
-            for page, title in layout.image_pages:
-                if page < len(bundle):
-                    out.append(Thumbnail(title, thumbnail_png(bundle[page], width=width)))
-        return tuple(out)
-
 
 # --- helpers --------------------------------------------------------------------------------------------
+
+
+def _render_count(
+    pdf: bytes, *, dpi: float, on_page: Callable[[int, RenderedPage], None] | None = None
+) -> int | str:
+    """How many pages poppler renders, one at a time; or why it cannot. Without anti-aliasing:
+    whether a page renders does not depend on it, and the pages kept (image pages, as thumbnails)
+    hold pictures only."""
+    with tempfile.TemporaryDirectory(prefix="audit-render-") as tmp:
+        path = Path(tmp) / "document.pdf"
+        path.write_bytes(pdf)
+        count = 0
+        try:
+            for page, image in enumerate(stream_pages(path, dpi=dpi, antialias=False)):
+                if on_page is not None:
+                    on_page(page, image)
+                count += 1
+        except IssuanceError as e:
+            return f"poppler cannot render it ({e})"
+    return count
+
+
+class _Pictures:
+    """The report's thumbnails of one policy, made while its pages are rendered for the checks: the
+    pages the checks looked at (the schedule, each clause's and each endorsement's first page), the
+    fanned right edges of every cross-page group, the first page of each image kind in the archive
+    copy. Only these small pictures (and the edge bands a fan is made of) are kept, never a page; a
+    picture that cannot be made is left out, the checks do not depend on it."""
+
+    def __init__(self, auditor: Auditor, *, layout: _Layout, documents: Sequence[SealedDocument]) -> None:
+        self.width = auditor.thumbnail_width
+        # the fans were drawn at the thumbnails' resolution, twice the rendering check's
+        self.fan_scale = auditor.render_dpi * 2 / auditor.seal_dpi
+        self.checked = dict(layout.checked_pages)
+        self.images = dict(layout.image_pages)
+        self.pages: dict[int, Thumbnail] = {}
+        self.image_thumbs: dict[int, Thumbnail] = {}
+        self.fans: list[tuple[str, EdgeFan, int]] = []  # label, fan, its document's first page
+        if self.width and layout.customer is not None and layout.customer.data is not None:
+            try:
+                frames = page_frames(layout.customer.reader)
+                for doc in documents:
+                    if doc.seal is None or not 0 <= doc.start < doc.stop <= len(frames):
+                        continue
+                    doc_frames = frames[doc.start : doc.stop]
+                    width_mm = encoded_seal(doc.seal).width_pt * 25.4 / 72
+                    for group in cross_page_groups(len(doc_frames), max_pages=max_group_pages(width_mm)):
+                        label = f"骑缝章 p.{doc.start + group[0] + 1}–{doc.start + group[1]}"
+                        fan = EdgeFan(doc_frames, seal=doc.seal, group=group)
+                        self.fans.append((label, fan, doc.start))
+            except Exception:  # pictures for people; the checks do not need them
+                logger.debug("no fanned edges", exc_info=True)
+                self.fans = []
+
+    def customer_page(self, page: int, image: RenderedPage) -> None:
+        if not self.width:
+            return
+        try:
+            if page in self.checked:
+                label = f"p.{page + 1} {self.checked[page]}"
+                self.pages[page] = Thumbnail(label, thumbnail_png(image.image(), width=self.width))
+            for _label, fan, start in self.fans:
+                fan.add(page - start, image)
+        except Exception:
+            logger.debug("no thumbnail of page %d", page + 1, exc_info=True)
+
+    def bundle_page(self, page: int, image: RenderedPage) -> None:
+        if not self.width or page not in self.images:
+            return
+        try:
+            picture = thumbnail_png(image.image(), width=self.width)
+            self.image_thumbs[page] = Thumbnail(self.images[page], picture)
+        except Exception:
+            logger.debug("no thumbnail of archive page %d", page + 1, exc_info=True)
+
+    def thumbnails(self) -> tuple[Thumbnail, ...]:
+        out = [self.pages[page] for page in sorted(self.pages)]
+        for label, fan, _start in self.fans:
+            try:
+                picture = fan.image()
+            except Exception:  # a page of the group was never rendered: the seal check says why
+                logger.debug("no fanned edges for %s", label, exc_info=True)
+                continue
+            width = min(round(picture.width * self.fan_scale), 3 * self.width)
+            out.append(Thumbnail(label, thumbnail_png(picture, width=width)))
+        out += [self.image_thumbs[page] for page in sorted(self.image_thumbs)]
+        return tuple(out)
 
 
 class _Runner:
@@ -1379,7 +1617,7 @@ class _Layout:
     checked_pages: tuple[tuple[int, str], ...]  # (page in the newest customer copy, what it is)
     customer_key: str | None
     bundle_key: str | None
-    customer_pdf: bytes | None
+    customer: _Object | None
 
 
 def _layout(versions: Sequence[_Version]) -> _Layout:
@@ -1407,7 +1645,7 @@ def _layout(versions: Sequence[_Version]) -> _Layout:
     bundle = newest.parts["bundle.pdf"] if newest else None
     checked: list[tuple[int, str]] = []
     if customer is not None and customer.data is not None:
-        for item in _bookmarks(customer.data):
+        for item in _bookmarks(customer):
             if item.title == "保单" and item.page is not None:
                 checked.append((item.page, "保单"))
             checked += [(child.page, child.title) for child in item.children if child.page is not None]
@@ -1415,7 +1653,7 @@ def _layout(versions: Sequence[_Version]) -> _Layout:
     images: list[tuple[int, str]] = []
     if bundle is not None and bundle.data is not None:
         seen: set[str] = set()
-        for item in _bookmarks(bundle.data):
+        for item in _bookmarks(bundle):
             if item.title in ("影像资料", "补充影像资料"):
                 for child in item.children:
                     if child.page is not None and child.title not in seen:
@@ -1429,19 +1667,19 @@ def _layout(versions: Sequence[_Version]) -> _Layout:
         checked_pages=tuple(sorted(checked)),
         customer_key=customer.key if customer else None,
         bundle_key=bundle.key if bundle else None,
-        customer_pdf=customer.data if customer else None,
+        customer=customer,
     )
 
 
-def _bookmarks(pdf: bytes) -> tuple[OutlineItem, ...]:
+def _bookmarks(pdf: _Object) -> tuple[OutlineItem, ...]:
     try:
-        return outline(PdfReader(BytesIO(pdf)))
+        return outline(pdf.reader)
     except Exception:  # for thumbnails only: a PDF pypdf cannot open has failed its checks already
         return ()
 
 
-def _pdfs(versions: Sequence[_Version]) -> Iterator[tuple[str, str, bytes | None]]:
-    """Each distinct PDF object of the policy once: (label, key, bytes or None)."""
+def _pdfs(versions: Sequence[_Version]) -> Iterator[tuple[str, _Object]]:
+    """Each distinct PDF object of the policy once: (label, object)."""
     names = {"customer.pdf": "customer copy", "bundle.pdf": "archive copy"}
     seen: set[str] = set()
     for v in versions:
@@ -1449,7 +1687,7 @@ def _pdfs(versions: Sequence[_Version]) -> Iterator[tuple[str, str, bytes | None
             if obj.key in seen or not name.endswith(".pdf"):
                 continue
             seen.add(obj.key)
-            yield f"{v.label} {names.get(name, name)}", obj.key, obj.data
+            yield f"{v.label} {names.get(name, name)}", obj
 
 
 def _all_keys(versions: Sequence[_Version]) -> list[str]:

@@ -14,6 +14,9 @@ What is promised:
 - The CSV has one row per sampled policy and one column per check (``pass``/``FAIL``), written as UTF-8
   with a byte-order mark so spreadsheet programs read the Chinese right.
 - Nothing here holds an ID number or a phone number: evidence is scrubbed where the checks make it.
+- Any sample size in bounded memory: an audit keeps its policies' results in ``SpooledResults`` (a
+  temporary file, read back one policy at a time), and ``write_reports`` writes each report as it
+  goes; only one report's bytes are held at once, to archive it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,15 @@ import csv
 import html
 import io
 import json
+import os
+import pickle
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, overload
 
 from archive.audit.checks import CHECKS, PROPERTIES, PolicyResult
 from archive.audit.sampling import ACCEPT, SELECTION_RULE, LotCriteria, Sample, SamplingPlan
@@ -39,6 +47,51 @@ FORMATS = ("html", "json", "csv")
 def report_key(audit_id: str, fmt: str) -> str:
     """Where the archived copy of a report lives: ``audits/{audit_id}/report.{fmt}``."""
     return f"audits/{audit_id}/report.{fmt}"
+
+
+class SpooledResults(Sequence[PolicyResult]):
+    """Policy results kept in a temporary file as they come and read back one at a time, so that an
+    audit holds one policy's evidence and thumbnails at a time whatever its sample size. The file is
+    private to the process (unlinked at once, mode 0600) and goes with this object."""
+
+    def __init__(self, results: Iterable[PolicyResult] = ()) -> None:
+        self._file = tempfile.TemporaryFile(prefix="audit-results-")  # noqa: SIM115 (lives with self)
+        self._spans: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+        for result in results:
+            self.append(result)
+
+    def append(self, result: PolicyResult) -> None:
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            offset = self._file.seek(0, os.SEEK_END)
+            self._file.write(data)
+            self._spans.append((offset, len(data)))
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    @overload
+    def __getitem__(self, index: int) -> PolicyResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PolicyResult]: ...
+
+    def __getitem__(self, index: int | slice) -> PolicyResult | list[PolicyResult]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        offset, size = self._spans[index]
+        with self._lock:
+            self._file.seek(offset)
+            data = self._file.read(size)
+        return pickle.loads(data)  # our own file, written just above
+
+    def __iter__(self) -> Iterator[PolicyResult]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass(frozen=True)
@@ -64,7 +117,7 @@ class AuditReport:
     plan: SamplingPlan
     sample: Sample
     lot_sha256: str
-    results: tuple[PolicyResult, ...]
+    results: Sequence[PolicyResult]  # a tuple, or SpooledResults
     findings: tuple[LotFinding, ...] = ()
     redraw_of: str | None = None
     report_keys: dict[str, str] = field(default_factory=dict)
@@ -82,8 +135,9 @@ class AuditReport:
 # --- JSON -----------------------------------------------------------------------------------------------
 
 
-def report_json(report: AuditReport) -> dict[str, Any]:
-    """The report as JSON data (see the module docstring for the names at the top level)."""
+def report_json(report: AuditReport, *, policies: bool = True) -> dict[str, Any]:
+    """The report as JSON data (see the module docstring for the names at the top level); without
+    ``policies``, the ``policies`` list is left empty (``write_json`` writes it one by one)."""
     plan = report.plan
     return {
         "format": REPORT_FORMAT,
@@ -106,7 +160,7 @@ def report_json(report: AuditReport) -> dict[str, Any]:
         "allocation": report.sample.allocation,
         "selection": SELECTION_RULE,
         "sample": list(report.sample.policy_nos),
-        "policies": [r.as_json() for r in report.results],
+        "policies": [r.as_json() for r in report.results] if policies else [],
         "lot_findings": [f.as_json() for f in report.findings],
         "defects": report.defects,
         "verdict": report.verdict,
@@ -115,7 +169,27 @@ def report_json(report: AuditReport) -> dict[str, Any]:
 
 
 def json_bytes(report: AuditReport) -> bytes:
-    return json.dumps(report_json(report), ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+    out = io.BytesIO()
+    write_json(report, out)
+    return out.getvalue()
+
+
+def write_json(report: AuditReport, out: IO[bytes]) -> None:
+    """``report_json`` as ``json.dumps(…, indent=2)`` writes it, one policy at a time."""
+    data = report_json(report, policies=False)
+    marker = "\u0000policies\u0000"
+    data["policies"] = marker
+    head, tail = json.dumps(data, ensure_ascii=False, indent=2).split(json.dumps(marker), 1)
+    out.write(head.encode("utf-8"))
+    if not len(report.results):
+        out.write(b"[]")
+    else:
+        out.write(b"[")
+        for i, result in enumerate(report.results):
+            text = json.dumps(result.as_json(), ensure_ascii=False, indent=2).replace("\n", "\n    ")
+            out.write((("," if i else "") + "\n    " + text).encode("utf-8"))
+        out.write(b"\n  ]")
+    out.write(tail.encode("utf-8") + b"\n")
 
 
 # --- CSV ------------------------------------------------------------------------------------------------
@@ -123,8 +197,16 @@ def json_bytes(report: AuditReport) -> bytes:
 
 def csv_bytes(report: AuditReport) -> bytes:
     """One row per sampled policy, one column per check; UTF-8 with BOM."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    out = io.BytesIO()
+    write_csv(report, out)
+    return out.getvalue()
+
+
+def write_csv(report: AuditReport, stream: IO[bytes]) -> None:
+    """``csv_bytes``, written a row at a time."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
+    text.write("\ufeff")
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(
         [
             "audit_id",
@@ -158,7 +240,8 @@ def csv_bytes(report: AuditReport) -> bytes:
                 " | ".join(problems),
             ]
         )
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    text.flush()
+    text.detach()  # the stream stays open for the caller
 
 
 # --- HTML -----------------------------------------------------------------------------------------------
@@ -300,9 +383,13 @@ def _policy_section(index: int, result: PolicyResult) -> str:
     )
 
 
-def _summary(report: AuditReport) -> str:
+def _summary(report: AuditReport) -> Iterator[str]:
+    """The summary table, a row at a time."""
     head = "".join(f"<th>{_e(p)}</th>" for p in PROPERTIES)
-    rows = []
+    yield (
+        '<table class="list"><tr><th>#</th><th>保单号 Policy</th><th>机构</th><th>产品</th>'
+        f"{head}<th>得分</th><th>结论</th></tr>"
+    )
     for i, r in enumerate(report.results, 1):
         cells = []
         for prop in PROPERTIES:
@@ -319,15 +406,12 @@ def _summary(report: AuditReport) -> str:
             if r.defective
             else ('<span class="ok">合格</span>')
         )
-        rows.append(
+        yield (
             f'<tr><td>{i}</td><td class="mono"><a href="#{_e(r.policy_no)}">{_e(r.policy_no)}</a></td>'
             f"<td>{_e(r.branch_code)}</td><td>{_e(r.product_code)}</td>{''.join(cells)}"
             f"<td>{r.score}/{r.max_score}</td><td>{result}</td></tr>"
         )
-    return (
-        '<table class="list"><tr><th>#</th><th>保单号 Policy</th><th>机构</th><th>产品</th>'
-        f"{head}<th>得分</th><th>结论</th></tr>{''.join(rows)}</table>"
-    )
+    yield "</table>"
 
 
 def _findings(report: AuditReport) -> str:
@@ -343,23 +427,25 @@ def _findings(report: AuditReport) -> str:
 
 def html_bytes(report: AuditReport) -> bytes:
     """The auditor's report: one self-contained HTML page."""
+    out = io.BytesIO()
+    write_html(report, out)
+    return out.getvalue()
+
+
+def write_html(report: AuditReport, out: IO[bytes]) -> None:
+    """``html_bytes``, written a policy at a time."""
     plan = report.plan
-    accepted = report.verdict == ACCEPT
+    defects = report.defects
+    accepted = plan.verdict(defects) == ACCEPT
     banner = (
         f'<div class="verdict {"accept" if accepted else "reject"}">'
         f"<b>{'接收 ACCEPT' if accepted else '拒收 REJECT'}</b>"
-        f"<span>样本 {plan.sample_size} 份中不合格 {report.defects} 份；Ac = {plan.ac}，Re = {plan.re}"
+        f"<span>样本 {plan.sample_size} 份中不合格 {defects} 份；Ac = {plan.ac}，Re = {plan.re}"
         f"（{'≤ Ac，接收该批' if accepted else '≥ Re，拒收该批'}）</span></div>"
     )
     redraw = f"；重抽自 {report.redraw_of}" if report.redraw_of else ""
-    # defective policies first: that is what the auditor reads the report for
-    numbered = list(enumerate(report.results, 1))
-    ordered = [pair for pair in numbered if pair[1].defective] + [
-        pair for pair in numbered if not pair[1].defective
-    ]
-    sections = "".join(_policy_section(i, r) for i, r in ordered)
     keys = "、".join(report.report_keys.values())
-    page = f"""<!DOCTYPE html>
+    head = f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>档案抽样稽核报告 {_e(report.audit_id)}</title>
 <style>{_CSS}</style></head><body><main>
 <h1>电子档案抽样稽核报告 · Archive audit report</h1>
@@ -370,16 +456,28 @@ GB/T 2828.1 / ISO 2859-1 正常检验一次抽样</p>
 <div class="grid"><div class="card"><h3>抽样批 Lot</h3>{_kv(_lot_rows(report))}</div>
 <div class="card"><h3>抽样方案 Sampling plan</h3>{_kv(_plan_rows(report))}</div></div>
 <h2>批级检查 Lot findings</h2>{_findings(report)}
-<h2>样本一览 Sampled policies ({len(report.results)})</h2>{_summary(report)}
-<h2>逐份检查 Checks per policy（不合格在前 defective first）</h2>{sections}
+<h2>样本一览 Sampled policies ({len(report.results)})</h2>"""
+    out.write(head.encode("utf-8"))
+    for row in _summary(report):
+        out.write(row.encode("utf-8"))
+    out.write("\n<h2>逐份检查 Checks per policy（不合格在前 defective first）</h2>".encode())
+    # defective policies first: that is what the auditor reads the report for
+    for defective in (True, False):
+        for i, result in enumerate(report.results, 1):
+            if result.defective == defective:
+                out.write(_policy_section(i, result).encode("utf-8"))
+    tail = f"""
 <p class="small">复核抽样：<span class="mono">issuance audit --redraw {_e(report.audit_id)}</span>
 （同一批、同一种子，抽出同一组保单）。本报告已归档：<span class="mono">{_e(keys)}</span></p>
 </main></body></html>
 """
-    return page.encode("utf-8")
+    out.write(tail.encode("utf-8"))
 
 
 # --- files ----------------------------------------------------------------------------------------------
+
+
+WRITERS = {"html": write_html, "json": write_json, "csv": write_csv}
 
 
 def render_all(report: AuditReport) -> dict[str, bytes]:
@@ -387,14 +485,16 @@ def render_all(report: AuditReport) -> dict[str, bytes]:
     return {"html": html_bytes(report), "json": json_bytes(report), "csv": csv_bytes(report)}
 
 
-def write_reports(rendered: dict[str, bytes], out_dir: Path) -> dict[str, Path]:
-    """Write ``report.{html,json,csv}`` into ``out_dir`` (created if needed); return the paths."""
+def write_reports(report: AuditReport, out_dir: Path) -> dict[str, Path]:
+    """Write ``report.{html,json,csv}`` into ``out_dir`` (created if needed), each as it is made, and
+    return the paths; a file appears whole or not at all."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for fmt, data in rendered.items():
+    for fmt in FORMATS:
         path = out_dir / f"report.{fmt}"
         temp = path.with_name(f".{path.name}.tmp")
-        temp.write_bytes(data)
+        with temp.open("wb") as out:
+            WRITERS[fmt](report, out)
         temp.replace(path)
         paths[fmt] = path
     return paths
