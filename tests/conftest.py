@@ -175,6 +175,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory):
             [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
             capture_output=True,
         )
+        shutil.rmtree(root, ignore_errors=True)  # the throw-away cluster's files go with it
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -74,6 +74,21 @@ class FlakyStore(LocalStore):
         return results
 
 
+def _issuance(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The command, in a subprocess, on an archive and index of its own under ``tmp_path``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "ISSUANCE_STORE": f"file://{tmp_path / 'archive'}",
+        "ISSUANCE_INDEX": f"sqlite:///{tmp_path / 'index.sqlite'}",
+        "ISSUANCE_HMAC_KEY": KEY.decode(),
+        "ISSUANCE_WORKERS": "1",
+    }
+    return subprocess.run(
+        [*ISSUANCE, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False
+    )
+
+
 def _filing(tmp_path: Path, maker: DocumentMaker, store: LocalStore) -> Filing:
     index = Index.open(f"sqlite:///{tmp_path / 'index.sqlite'}", hmac_key=KEY)
     return Filing(store=store, index=index, maker=maker, operator="tester")
@@ -112,23 +127,7 @@ def test_a_batch_whose_only_problem_is_repeats_exits_0(tmp_path):
     batch = make_batch(folder, 2, seed=62, images_per_record=1)
     lines = batch.read_text(encoding="utf-8").splitlines()
     write_batch(folder, [*lines, *lines])
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "ISSUANCE_STORE": f"file://{tmp_path / 'archive'}",
-        "ISSUANCE_INDEX": f"sqlite:///{tmp_path / 'index.sqlite'}",
-        "ISSUANCE_HMAC_KEY": KEY.decode(),
-        "ISSUANCE_WORKERS": "1",
-    }
-    result = subprocess.run(
-        [*ISSUANCE, "run", str(batch), "--report", "r.json"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    result = _issuance(["run", str(batch), "--report", "r.json"], tmp_path)
     assert result.returncode == 0, result.stderr
     counts = json.loads((tmp_path / "r.json").read_text("utf-8"))["counts"]
     assert counts == {"records": 4, "archived": 2, "already_archived": 2, "rejected": 0}
@@ -272,23 +271,7 @@ def test_the_watcher_files_a_long_rejected_batch_with_bounded_notes(tmp_path):
     inbox.mkdir()
     lines = [{"kind": "policy", "record_id": f"R{i:04d}"} for i in range(1, 251)]  # each lacks its fields
     write_batch(inbox, lines, name="long.jsonl")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "ISSUANCE_STORE": f"file://{tmp_path / 'archive'}",
-        "ISSUANCE_INDEX": f"sqlite:///{tmp_path / 'index.sqlite'}",
-        "ISSUANCE_HMAC_KEY": KEY.decode(),
-        "ISSUANCE_WORKERS": "1",
-    }
-    result = subprocess.run(
-        [*ISSUANCE, "watch", str(inbox), "--once", "--settle", "0.1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    result = _issuance(["watch", str(inbox), "--once", "--settle", "0.1"], tmp_path)
     assert result.returncode == 1, result.stderr
     filed = inbox / ".failed" / "long"
     report = json.loads((filed / "report.json").read_text("utf-8"))
