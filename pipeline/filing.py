@@ -989,12 +989,12 @@ class BatchRun:
                     continue
                 try:
                     verdict = self._checker.check(raw, repeats=True)
+                    if isinstance(verdict, Repeat):
+                        self._repeat(verdict)
+                        continue
                 except ComponentUnavailable as e:  # the store or index went down reading an archived policy
                     self._stopped(e, block[k:])
                     return
-                if isinstance(verdict, Repeat):
-                    self._repeat(verdict)
-                    continue
                 if isinstance(verdict, list):
                     self.finish(rejected_outcome(raw, verdict))
                     continue
