@@ -475,21 +475,25 @@ class Watcher:
             )
         )
 
+    def _to_failed(self, entry: Entry, *, report: dict[str, Any], summary: str) -> Path:
+        """File a batch that did not run (unusable, or stopped by an unexpected error) in ``.failed/``."""
+        self._unwatch_folder(entry.name)
+        target = self.inbox.file_away(entry, failed=True, report=report, summary=summary)
+        del self._tracked[entry.name]
+        self._retrying.discard(entry.name)
+        self._failed.append(entry.name)
+        return target
+
     def _file_unusable(self, t: _Tracked, *, reason: str, started: datetime, clock: float) -> None:
         entry = t.entry
         finished = datetime.now(CHINA)
-        self._unwatch_folder(entry.name)
-        target = self.inbox.file_away(
+        target = self._to_failed(
             entry,
-            failed=True,
             report=unusable_report(entry=entry.name, reason=reason, started_at=started, finished_at=finished),
             summary=unusable_summary(
                 entry=entry.name, reason=reason, started_at=started, finished_at=finished
             ),
         )
-        del self._tracked[entry.name]
-        self._retrying.discard(entry.name)
-        self._failed.append(entry.name)
         logger.warning(
             _kv(
                 event="batch",
@@ -505,16 +509,11 @@ class Watcher:
         entry = t.entry
         finished = datetime.now(CHINA)
         text = scrub(f"{type(error).__name__}: {error}")  # a message may quote a record
-        self._unwatch_folder(entry.name)
-        target = self.inbox.file_away(
+        target = self._to_failed(
             entry,
-            failed=True,
             report=error_report(entry=entry.name, error=text, started_at=started, finished_at=finished),
             summary=error_summary(entry=entry.name, error=text, started_at=started, finished_at=finished),
         )
-        del self._tracked[entry.name]
-        self._retrying.discard(entry.name)
-        self._failed.append(entry.name)
         logger.error(
             _kv(
                 event="batch",
