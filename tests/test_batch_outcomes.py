@@ -133,6 +133,19 @@ def test_a_batch_whose_only_problem_is_repeats_exits_0(tmp_path):
     assert counts == {"records": 4, "archived": 2, "already_archived": 2, "rejected": 0}
 
 
+def test_the_watcher_files_a_batch_whose_only_problem_is_repeats_as_done(tmp_path):
+    inbox = tmp_path / "inbox"
+    folder = inbox / "night"
+    batch = make_batch(folder, 2, seed=64, images_per_record=1)
+    lines = batch.read_text(encoding="utf-8").splitlines()
+    write_batch(folder, [*lines, lines[0]])
+    (folder / "READY").touch()
+    result = _issuance(["watch", str(inbox), "--once", "--settle", "0.1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((inbox / ".done" / "night" / "report.json").read_text("utf-8"))
+    assert report["counts"] == {"records": 3, "archived": 2, "already_archived": 1, "rejected": 0}
+
+
 # --- item 5: an outage is an aborted run, with every line accounted for -------------------------------
 
 
