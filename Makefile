@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@# compiled now, as pip compiles an installed package: each command then starts ~0.15 s sooner
 	@# (also where PYTHONDONTWRITEBYTECODE keeps Python from saving what it compiles)
-	$(BIN)/python -m compileall -q pipeline stamps archive watchers
+	$(BIN)/python -m compileall -q core stamps pipeline archive watchers usecases cli
 	@touch $@
 
 lint: env

@@ -33,8 +33,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
 from archive import schema as s
-from pipeline.errors import ComponentUnavailable, IssuanceError
-from pipeline.idcheck import mask_id, scrub
+from core.errors import IndexConflict, IndexUnavailable, IssuanceError
+from core.manifest import RecordFacts, StoredObject
+from core.privacy import mask_id, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +47,6 @@ GENESIS = "0" * 64
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
-
-
-class IndexConflict(IssuanceError):
-    """A row the index already holds (same record, same version): another writer got there first."""
-
-    exit_code = 1
-
-
-class IndexUnavailable(ComponentUnavailable):
-    """The database cannot be reached or opened."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +82,6 @@ class PolicyFacts:
 
 
 @dataclass(frozen=True)
-class StoredObject:
-    key: str
-    sha256: str
-    size: int
-    pages: int = 0
-
-
-@dataclass(frozen=True)
 class VersionFacts:
     policy_no: str
     version: int
@@ -113,16 +96,6 @@ class VersionFacts:
     batch_id: str | None = None
     seal_id: str | None = None
     seal_version: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordFacts:
-    record_id: str
-    content_sha256: str
-    kind: str
-    policy_no: str
-    batch_id: str | None
-    line: int | None
 
 
 @dataclass(frozen=True)

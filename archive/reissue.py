@@ -42,11 +42,11 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from archive import schema as s
-from archive.index import Index, IndexConflict, LedgerEvent, StoredObject, VersionFacts, as_utc
+from archive.index import Index, LedgerEvent, VersionFacts, as_utc
 from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial, use_serial, void_serial
 from archive.store import ObjectStore
-from pipeline.bundle import MANIFEST_FORMAT
-from pipeline.errors import (
+from core.errors import (
+    IndexConflict,
     IntegrityIncident,
     IssuanceError,
     ObjectCorrupt,
@@ -56,7 +56,7 @@ from pipeline.errors import (
     SerialError,
     UsageError,
 )
-from pipeline.reissue import MarkedCopy, ReissueMark
+from core.manifest import MANIFEST_FORMAT, MarkedCopy, ReissueMark, StoredObject
 
 __all__ = ["REASONS", "Marker", "ReissueRequest", "Reissued", "reissue", "reissues_of"]
 

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from archive import schema as s
 from archive.index import Index, LedgerEvent, as_utc
-from pipeline.errors import SerialError, SerialFormatError, UsageError
+from core.errors import SerialError, SerialFormatError, UsageError
 
 __all__ = [
     "DEFAULT_OVERDUE_DAYS",

@@ -50,7 +50,7 @@ def build(workdir: Path, n: int, workers: int | None) -> float:
     began = time.perf_counter()
     # a re-run after an interruption files only what is missing (issuance run is idempotent)
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(batch), "--no-progress"],
+        [sys.executable, "-m", "cli.main", "run", str(batch), "--no-progress"],
         cwd=workdir,
         env=env,
         check=False,
@@ -88,7 +88,7 @@ def main() -> None:
     from archive.audit import Auditor, AuditRequest, LotCriteria, run_audit
     from archive.index import Index
     from archive.store import LocalStore
-    from pipeline.products import load_registry
+    from core.products import load_registry
     from stamps import load_seal_registry
 
     var = args.workdir.resolve() / "var"

@@ -87,7 +87,7 @@ def run_once(batch: Path, workdir: Path) -> dict:
     report = workdir / "report.json"
     began = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(batch), "--report", str(report), "--no-progress"],
+        [sys.executable, "-m", "cli.main", "run", str(batch), "--report", str(report), "--no-progress"],
         cwd=workdir,
         env=env,
         capture_output=True,

@@ -1,6 +1,6 @@
 """The pipeline's own CPU per record, without LibreOffice beside it: steadier than a throughput figure.
 
-``issuance run``'s filing (``pipeline.filing``: checking, rendering, assembling and sealing, images,
+``issuance run``'s filing (``usecases.filing``: checking, rendering, assembling and sealing, images,
 bundles, uploads, index) is run on one thread with LibreOffice replaced by a replay of the PDFs it made for
 the same composed documents in a first pass (keyed by the documents' contents), so what is measured is
 only the pipeline's work, and the machine's other load moves it less than it moves records/s. The first
@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO))
 from archive.index import Index  # noqa: E402
 from archive.store import open_store  # noqa: E402
 from bench.synth import make_batch  # noqa: E402
-from pipeline.config import DEFAULT_CHUNK  # noqa: E402
+from core.config import DEFAULT_CHUNK  # noqa: E402
+from core.products import load_registry  # noqa: E402
 from pipeline.convert import ConverterPool  # noqa: E402
 from pipeline.documents import DocumentMaker  # noqa: E402
-from pipeline.filing import BatchRun, Filing, file_records  # noqa: E402
-from pipeline.products import load_registry  # noqa: E402
 from stamps import load_seal_registry  # noqa: E402
+from usecases.filing import BatchRun, Filing, file_records  # noqa: E402
 
 KEY = b"bench-hmac-key-0123456789abcdef"
 

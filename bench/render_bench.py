@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.synth import make_batch  # noqa: E402
+from core.products import load_registry  # noqa: E402
+from core.records import Policy, parse_record  # noqa: E402
 from pipeline.batchfile import read_batch  # noqa: E402
 from pipeline.convert import ConverterPool, default_pool_size  # noqa: E402
-from pipeline.products import load_registry  # noqa: E402
-from pipeline.records import Policy, parse_record  # noqa: E402
 from pipeline.render import TemplateCache, policy_context, render_docx  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def bench_render_command(batch: Path, out: Path, workers: int) -> dict:
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "cli.main",
             "render",
             str(batch),
             "-o",

@@ -36,7 +36,7 @@ def run_once(batch: Path, workdir: Path, env: dict[str, str]) -> dict:
     report = workdir / "report.json"
     began = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(batch), "--report", str(report), "--no-progress"],
+        [sys.executable, "-m", "cli.main", "run", str(batch), "--report", str(report), "--no-progress"],
         cwd=workdir,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         capture_output=True,

@@ -35,10 +35,10 @@ from pypdf import PdfReader, PdfWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synth import make_batch
+from core.products import load_registry
 from pipeline.batch import render_batch
 from pipeline.convert import ConverterPool
 from pipeline.documents import DocumentMaker
-from pipeline.products import load_registry
 from stamps import Seal, draw_seal, fanned_edges, find_seals, load_seal_registry, stamp_pdf
 from stamps.anchor import find_text
 from stamps.poppler import rasterise, rasterise_range

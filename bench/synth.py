@@ -12,7 +12,7 @@ What is promised:
   name policies earlier in the same batch.
 - Images are drawn once per variant and shared by many records, so 500+ records take seconds.
 
-The check-character helpers are private on purpose: ``pipeline.idcheck`` is the validator, and a
+The check-character helpers are private on purpose: ``core.privacy`` is the validator, and a
 generator that shared its code could not catch its bugs.
 """
 

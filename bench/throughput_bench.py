@@ -46,12 +46,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.synth import make_batch  # noqa: E402
+from core.config import DEFAULT_CHUNK as CHUNK  # noqa: E402  (schedules per LibreOffice document)
+from core.products import load_registry  # noqa: E402
+from core.records import Policy, parse_record  # noqa: E402
 from pipeline.batchfile import read_batch  # noqa: E402
-from pipeline.config import DEFAULT_CHUNK as CHUNK  # noqa: E402  (schedules per LibreOffice document)
 from pipeline.convert import ConverterPool, default_pool_size, profile_template_for  # noqa: E402
 from pipeline.documents import SEAL_ANCHOR, SEAL_OVER  # noqa: E402
-from pipeline.products import load_registry  # noqa: E402
-from pipeline.records import Policy, parse_record  # noqa: E402
 from pipeline.render import TemplateCache, policy_context, render_docx  # noqa: E402
 from pipeline.schedules import ComposedTemplate  # noqa: E402
 
@@ -170,7 +170,7 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path, archive:
     }
     began, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(batch), "--report", str(report), "--no-progress"],
+        [sys.executable, "-m", "cli.main", "run", str(batch), "--report", str(report), "--no-progress"],
         cwd=workdir,
         env=env,
         capture_output=True,

@@ -8,8 +8,6 @@ number of records is in flight, so memory stays flat on large batches.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sqlite3
 import threading
@@ -22,12 +20,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.batchfile import RawRecord, read_batch
+from core.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
+from core.privacy import scrub
+from core.products import ProductRegistry
+from core.records import Endorsement, Policy, RawRecord, content_hash, parse_record
+from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker, IssuedDocument
-from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
-from pipeline.idcheck import scrub
-from pipeline.products import ProductRegistry
-from pipeline.records import Endorsement, Policy, parse_record
 from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
 from pipeline.validate import Reason, check_endorsement, check_policy, control_characters
 
@@ -66,13 +64,7 @@ def _shown(value: str | None) -> str | None:
     return None if value is None else scrub(value)
 
 
-def content_hash(data: dict[str, Any]) -> str:
-    """Hash of a record's content, independent of key order: same ``record_id`` + same hash = same record."""
-    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-REMEMBERED_POLICIES = 4096  # far more than a run has in flight (pipeline.filing.run_batch)
+REMEMBERED_POLICIES = 4096  # far more than a run has in flight (usecases.filing.run_batch)
 
 
 class SeenInBatch:

@@ -20,11 +20,11 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import BatchUnreadable
+from core.errors import BatchUnreadable
+from core.records import RawRecord
 
 SUFFIXES = (".jsonl", ".csv", ".xlsx")
 # Contract fields that are integers; every other flat cell is text.
@@ -34,15 +34,6 @@ _INTEGER_COLUMNS = {"vehicle.seats"}
 MAX_LINE_BYTES = 1 << 20
 MAX_DEPTH = 32
 _READ_CHUNK = 1 << 16
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One input record before parsing: its line number and either its data or why it is unusable."""
-
-    line: int
-    data: dict[str, Any] | None
-    problem: str | None = None
 
 
 def read_batch(path: Path) -> Iterator[RawRecord]:

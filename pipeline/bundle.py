@@ -17,25 +17,20 @@ into the next version byte for byte, and the work costs little more than a copy.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from functools import cached_property
+from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
 
 import pikepdf
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import IndirectObject, NameObject
 
-from archive.store.base import Hashed
+from core.errors import IssuanceError
+from core.manifest import ImageEntry
+from core.records import IMAGE_KIND_LABELS
 from pipeline.documents import PRODUCER, bookmark, save_pdf
-from pipeline.errors import IssuanceError
 from pipeline.intake import PreparedImages
-from pipeline.records import IMAGE_KIND_LABELS
 from stamps.pdfupdate import (
     IncrementalUpdate,
     OutlineEntry,
@@ -46,57 +41,6 @@ from stamps.pdfupdate import (
     text_string,
     write_outline,
 )
-
-MANIFEST_FORMAT = "issuance-manifest/1"
-
-
-@dataclass(frozen=True)
-class Part:
-    """One file of a version, ready to upload.
-
-    ``extends`` is a part whose bytes this one's begin with (the customer copy, for the archive copy that
-    is an incremental update of it): the SHA-256 then goes on from where that part's ended, over the
-    added bytes only, once it is checked that they do begin so.
-    """
-
-    name: str  # customer.pdf | bundle.pdf | manifest.json
-    data: bytes
-    pages: int = 0
-    extends: Part | None = field(default=None, repr=False, compare=False)
-
-    @cached_property
-    def _digest(self) -> Any:  # hashlib's sha256 object, fed with all of ``data``
-        base = self.extends
-        if base is not None and self.data.startswith(base.data):
-            digest = base._digest.copy()
-            digest.update(memoryview(self.data)[len(base.data) :])
-            return digest
-        return hashlib.sha256(self.data)
-
-    @cached_property
-    def hashed(self) -> Hashed:
-        """The SHA-256, computed once: for the key, the manifest, and the store, which takes it as it is."""
-        return Hashed(self.data, self._digest.hexdigest())
-
-    @property
-    def sha256(self) -> str:
-        return self.hashed.hexdigest
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    """An image page's place in the archive copy, for its bookmark and the manifest."""
-
-    index: int
-    kind: str
-    label: str | None
-    source_sha256: str
-    source_size: int
-    pages: int
 
 
 def page_count(pdf: bytes) -> int:
@@ -362,59 +306,3 @@ def _newest(*versions: str) -> str:
         return tuple(int(part) for part in version.split(".") if part.isdigit())
 
     return max(versions, key=number)
-
-
-def manifest(
-    *,
-    policy_no: str,
-    version: int,
-    kind: str,
-    record: dict[str, Any] | None,
-    record_sha256: str | None,
-    parts: Sequence[tuple[Part, str]],
-    images: Sequence[ImageEntry],
-    templates: dict[str, str],
-    seal: dict[str, str] | None,
-    batch_id: str | None,
-    operator: str,
-    clerk: str | None,
-    created_at: datetime,
-    missing_images: Sequence[str],
-    previous: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Part:
-    """The version's manifest.json; ``parts`` pairs each uploaded part with its object key."""
-    body = {
-        "format": MANIFEST_FORMAT,
-        "policy_no": policy_no,
-        "version": version,
-        "kind": kind,
-        "created_at": created_at.isoformat(),
-        "batch_id": batch_id,
-        "operator": operator,
-        "clerk": clerk,
-        "record_sha256": record_sha256,
-        "record": record,
-        "parts": [
-            {"name": part.name, "key": key, "sha256": part.sha256, "size": part.size, "pages": part.pages}
-            for part, key in parts
-        ],
-        "images": [
-            {
-                "index": e.index,
-                "kind": e.kind,
-                "label": e.label,
-                "source_sha256": e.source_sha256,
-                "source_size": e.source_size,
-                "pages": e.pages,
-            }
-            for e in images
-        ],
-        "missing_images": list(missing_images),
-        "templates": templates,
-        "seal": seal,
-        "previous_version": previous,
-        **(extra or {}),
-    }
-    data = json.dumps(body, ensure_ascii=False, indent=2, sort_keys=False).encode("utf-8") + b"\n"
-    return Part("manifest.json", data)

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from pipeline.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout, UsageError
+from core.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout, UsageError
 from pipeline.scratch import SOCKETS_SUFFIX, list_sockets
 
 logger = logging.getLogger(__name__)

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pikepdf
 
-from pipeline.errors import ComponentUnavailable, ConversionFailed, IssuanceError, SealAnchorMissing
-from pipeline.products import ProductRegistry
-from pipeline.records import Endorsement, Policy
+from core.errors import ComponentUnavailable, ConversionFailed, IssuanceError, SealAnchorMissing
+from core.products import ProductRegistry
+from core.records import Endorsement, Policy
+from core.timing import StageClock
 from pipeline.render import endorsement_context, policy_context
 from pipeline.schedules import ComposedTemplate, RecordPages, SplitError, concatenate, split
-from pipeline.timing import StageClock
 from stamps.anchor import find_text
 from stamps.layout import PageFrame
 from stamps.stamping import encoded_seal, pikepdf_frames, seal_document, seal_objects

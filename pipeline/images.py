@@ -27,8 +27,8 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
+from core.errors import RecordRejected
 from pipeline import jpeg
-from pipeline.errors import RecordRejected
 
 # Phone photos (HEIC/HEIF) open like any other image once the plugin is registered.
 pillow_heif.register_heif_opener()

@@ -57,8 +57,9 @@ from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import IndirectObject
 
+from core.errors import ComponentUnavailable
+from core.records import IMAGE_KIND_LABELS
 from pipeline import jpeg
-from pipeline.errors import ComponentUnavailable
 from pipeline.images import (
     MAX_BYTES,
     ImageProblem,
@@ -68,7 +69,6 @@ from pipeline.images import (
     open_image,
     open_pdf_scan,
 )
-from pipeline.records import IMAGE_KIND_LABELS
 from stamps.pdfupdate import Copier, NewDocument, PdfObjects, write_outline
 
 logger = logging.getLogger(__name__)

@@ -35,8 +35,6 @@ import re
 import tempfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
 from io import BytesIO
 from pathlib import Path
 
@@ -53,9 +51,10 @@ from pypdf.generic import (
     StreamObject,
 )
 
+from core.errors import IssuanceError, TemplateError
+from core.manifest import MarkedCopy, MarkPlacement, ReissueMark
+from core.products import DEFAULT_TEMPLATES_DIR, file_version
 from pipeline.documents import DocxToPdf
-from pipeline.errors import IssuanceError, TemplateError
-from pipeline.products import DEFAULT_TEMPLATES_DIR, file_version
 from pipeline.render import TemplateCache, render_docx, text
 from stamps.layout import PageFrame
 from stamps.pdfupdate import IncrementalUpdate, previous_xref, serialise
@@ -86,58 +85,6 @@ _DECODABLE = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class ReissueMark:
-    """What the mark says. ``number`` is the policy's reissue count (1 for the first 补发)."""
-
-    number: int
-    on: date
-    serial: str | None = None  # the new print serial the copy is printed on
-    old_serial: str | None = None  # the serial this reissue voids
-
-    def context(self) -> dict[str, object]:
-        """The template's fields; serials are data, escaped like every record value."""
-        return {
-            "number": self.number,
-            "date": self.on.isoformat(),
-            "serial": text(self.serial) if self.serial else "",
-            "old_serial": text(self.old_serial) if self.old_serial else "",
-        }
-
-    @property
-    def label(self) -> str:
-        """The mark in one line, for messages and the manifest (the template decides the real layout)."""
-        parts = ["补发件 REISSUED", f"第{self.number}次补发", f"补发日期 {self.on.isoformat()}"]
-        if self.serial:
-            parts.append(f"单证流水号 {self.serial}")
-        if self.old_serial:
-            parts.append(f"原单证 {self.old_serial} 作废")
-        return " · ".join(parts)
-
-
-@dataclass(frozen=True)
-class MarkPlacement:
-    """Where the mark went on one page: visual frame, pt, origin bottom-left (as ``stamps`` has it)."""
-
-    page: int
-    x: float
-    y: float
-    scale: float
-    clear_of_text: bool  # False: the top margin was too small even at MIN_SCALE
-
-
-@dataclass(frozen=True)
-class MarkedCopy:
-    """The reissued copy and how it was made."""
-
-    pdf: bytes
-    pages: int
-    mark_pdf: bytes  # the one-page mark as LibreOffice rendered it
-    template_version: str  # sha256:… of reissue-mark.docx
-    placements: tuple[MarkPlacement, ...]
-    original_size: int  # the original is pdf[:original_size], byte for byte
-
-
 class ReissueMarker:
     """Renders reissue marks through a (warm) converter and lays them on customer copies.
 
@@ -166,7 +113,7 @@ class ReissueMarker:
         """The mark alone: a one-page PDF from the template (``TemplateError`` if it is not one page)."""
         with tempfile.TemporaryDirectory(prefix="reissue-mark-", dir=self._scratch) as tmp:
             docx, pdf = Path(tmp) / "mark.docx", Path(tmp) / "mark.pdf"
-            render_docx(template=self.template, context=mark.context(), out=docx, cache=self._templates)
+            render_docx(template=self.template, context=mark_context(mark), out=docx, cache=self._templates)
             pages = self.converter.convert(docx, pdf)
             if pages != 1:
                 raise TemplateError(
@@ -446,3 +393,13 @@ def _number(value: float) -> PdfObject:
 def _num(value: float) -> bytes:
     text_value = f"{value:.4f}".rstrip("0").rstrip(".")
     return (text_value if text_value not in ("-0", "") else "0").encode()
+
+
+def mark_context(mark: ReissueMark) -> dict[str, object]:
+    """The mark template's fields; serials are data, escaped like every record value."""
+    return {
+        "number": mark.number,
+        "date": mark.on.isoformat(),
+        "serial": text(mark.serial) if mark.serial else "",
+        "old_serial": text(mark.old_serial) if mark.old_serial else "",
+    }

@@ -21,17 +21,17 @@ from jinja2 import Environment
 from jinja2 import TemplateError as JinjaTemplateError
 from markupsafe import Markup, escape
 
-from pipeline.errors import TemplateError
-from pipeline.products import Product, ProductRegistry
-from pipeline.records import Endorsement, Party, Policy
-from pipeline.scratch import create_private
-from pipeline.wording import (
+from core.errors import TemplateError
+from core.products import Product, ProductRegistry
+from core.records import Endorsement, Party, Policy
+from core.wording import (
     amount_capitals,
     amount_figures,
     chinese_date,
     chinese_datetime,
     period_wording,
 )
+from pipeline.scratch import create_private
 
 CHINA = ZoneInfo("Asia/Shanghai")
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.idcheck import scrub
+from core.privacy import scrub
 from pipeline.validate import Reason
 
 RENDERED = "rendered"

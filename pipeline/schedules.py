@@ -45,7 +45,7 @@ import pikepdf
 from docxtpl import DocxTemplate
 from jinja2 import TemplateError as JinjaTemplateError
 
-from pipeline.errors import IssuanceError, TemplateError
+from core.errors import IssuanceError, TemplateError
 from pipeline.render import _ENV
 from pipeline.scratch import create_private
 

@@ -3,7 +3,7 @@ a crash, removed by the next run.
 
 Composed documents, LibreOffice's profiles and what it writes hold names, ID numbers and phones: they
 must not sit in a world-visible ``/tmp`` nor outlive a run killed with ``kill -9`` (issue 21, item 7).
-So a run works in ``<root>/run-<tag>-<random>/`` (``pipeline.processes`` tags; the root and every run's
+So a run works in ``<root>/run-<tag>-<random>/`` (``core.processes`` tags; the root and every run's
 folder 0700, under ``var/scratch`` by default), and each new run first removes the folders of runs whose
 process is gone: never one of a run still alive, whatever its pid has become since.
 
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.processes import process_tag, tag_alive
+from core.processes import process_tag, tag_alive
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Each violation is a ``Reason`` naming the field (``applicant.id_no``, ``coverages[1].premium``,
 ``images[0].path``) and saying what is wrong, never repeating an ID number. The checks run on a record
-that already parsed (``pipeline.records``); cross-record rules (an endorsement's policy) get the
+that already parsed (``core.records``); cross-record rules (an endorsement's policy) get the
 policy from the caller.
 """
 
@@ -15,10 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pipeline.idcheck import resident_id_problem, uscc_problem, vin_problem
+from core.privacy import resident_id_problem, uscc_problem, vin_problem
+from core.products import ProductRegistry
+from core.records import Endorsement, Image, Party, Policy
 from pipeline.images import ImageProblem, image_problem, resolve_image_path
-from pipeline.products import ProductRegistry
-from pipeline.records import Endorsement, Image, Party, Policy
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.parsers import expat
 
-from pipeline.errors import BatchUnreadable
+from core.errors import BatchUnreadable
 
 # the spreadsheetml namespaces: transitional (what Excel, WPS and LibreOffice write) and strict
 _MAIN = (

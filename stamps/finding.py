@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
-from pipeline.errors import IssuanceError
+from core.errors import IssuanceError
 from stamps.layout import (
     MIN_STRIP_MM,
     PT_PER_MM,

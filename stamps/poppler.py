@@ -20,7 +20,7 @@ from typing import IO
 
 from PIL import Image
 
-from pipeline.errors import ComponentUnavailable, IssuanceError
+from core.errors import ComponentUnavailable, IssuanceError
 
 __all__ = ["RenderedPage", "rasterise", "rasterise_range", "run", "stream_pages", "text_bbox_layout"]
 

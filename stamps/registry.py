@@ -27,7 +27,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.errors import SealRegistryError
+from core.errors import SealRegistryError
 from stamps.drawing import DEFAULT_COLOUR, clean_scan, draw_seal
 
 __all__ = ["DEFAULT_REGISTRY", "DOCUMENT_KINDS", "INK_CUT", "Seal", "SealRegistry", "load_seal_registry"]

@@ -36,7 +36,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PdfReadError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject, PdfObject
 
-from pipeline.errors import ComponentUnavailable, IssuanceError, SealAnchorMissing
+from core.errors import ComponentUnavailable, IssuanceError, SealAnchorMissing
 from stamps import kept as kept_seals
 from stamps.anchor import find_text
 from stamps.layout import PageFrame, StripWindow, cross_page_groups, frame_for, max_group_pages, strip_windows

@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 
 from bench.synth import make_batch
+from core.products import load_registry
 from pipeline.convert import ConverterPool
 from pipeline.documents import DocumentMaker
-from pipeline.products import load_registry
 
 RESOURCES = Path(__file__).parent / "resources"
 REPO = Path(__file__).resolve().parent.parent

@@ -55,15 +55,16 @@ from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
 from archive.serials import issue_range, mark_used, void_serial
-from archive.store import LocalStore, sha256_hex
+from archive.store import LocalStore
 from bench.synth import make_batch
-from pipeline.cli import main
+from cli.main import main
+from core.manifest import sha256_hex
+from core.records import parse_record
+from core.wording import CHINA_TIME
 from pipeline.documents import DocumentMaker
-from pipeline.filing import Filing, run_batch
-from pipeline.records import parse_record
-from pipeline.wording import CHINA_TIME
 from stamps import load_seal_registry, stamp_pdf
 from tests.conftest import REPO
+from usecases.filing import Filing, run_batch
 
 KEY = b"audit-test-hmac-key-0123456789ab"
 DPI = 75

@@ -26,17 +26,17 @@ import pytest
 from archive.index import Index
 from archive.store import LocalStore
 from bench.synth import make_batch
+from core.errors import RunAborted, StoreError
+from core.records import RawRecord
 from pipeline.batch import RecordChecker
-from pipeline.batchfile import RawRecord
 from pipeline.documents import DocumentMaker
-from pipeline.errors import RunAborted, StoreError
-from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, Filing, run_batch
 from pipeline.report import NOT_ATTEMPTED, REJECTED, BatchReport, Outcome, RejectionLog
 from pipeline.validate import Reason
 from tests.conftest import REPO, write_batch
+from usecases.filing import ALREADY_ARCHIVED, ARCHIVED, Filing, run_batch
 
 KEY = b"batch-outcomes-test-hmac-key-0123"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 
 
 @pytest.fixture(scope="module")

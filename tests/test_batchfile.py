@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.synth import write_csv, write_xlsx
+from core.errors import BatchUnreadable
 from pipeline.batch import Accepted, RecordChecker
 from pipeline.batchfile import read_batch, unflatten
-from pipeline.errors import BatchUnreadable
 from tests.conftest import RESOURCES, write_batch
 
 
@@ -208,8 +208,8 @@ def test_what_may_pass_the_reader_still_passes(synth_records):
 
 
 def test_deep_but_allowed_nesting_is_rejected_by_validation_not_by_a_crash(registry, batch_dir, records):
-    from pipeline.batch import content_hash
-    from pipeline.batchfile import MAX_DEPTH, RawRecord
+    from core.records import RawRecord, content_hash
+    from pipeline.batchfile import MAX_DEPTH
 
     record = records["PA-ACC"]
     value: object = "x"
@@ -510,7 +510,7 @@ def test_issuance_run_refuses_a_broken_workbook_with_exit_2_and_one_message(tmp_
 
     path = _workbook(tmp_path / f"{case}.xlsx", **HOSTILE_WORKBOOKS[case][0])
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"],
+        [sys.executable, "-m", "cli.main", "run", str(path), "--no-progress"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -21,7 +21,8 @@ from PIL import Image
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 
-from pipeline.bundle import ImageEntry, add_images, append_endorsement, archive_copy, page_count
+from core.manifest import ImageEntry
+from pipeline.bundle import add_images, append_endorsement, archive_copy, page_count
 from pipeline.documents import PRODUCER, save_pdf
 from pipeline.intake import ImagePageInfo, ImageSource, PreparedImages, image_pages, prepare_images
 from stamps.pdfupdate import NewDocument, PlainPdf, PypdfObjects, _first_free_number
@@ -111,7 +112,7 @@ class Taken:
 
 
 def take(sources: list[tuple[str, str | None, Path]]) -> tuple[Taken, list[ImageEntry]]:
-    """Image pages for (kind, label, path) sources and their entries, as ``pipeline.filing`` makes them."""
+    """Image pages for (kind, label, path) sources and their entries, as ``usecases.filing`` makes them."""
     listed = [ImageSource(index=i, kind=k, label=label, path=p) for i, (k, label, p) in enumerate(sources)]
     alone = image_pages(listed, policy_no=POLICY_NO)
     result = Taken(prepare_images(listed, policy_no=POLICY_NO), alone.pdf, alone.pages)
@@ -547,8 +548,8 @@ def test_a_part_that_extends_another_is_hashed_from_where_that_one_ended(
     not begin so is hashed whole."""
     import hashlib
 
+    from core.manifest import Part
     from pipeline import bundle as bundle_module
-    from pipeline.bundle import Part
 
     customer = Part("customer.pdf", b"%PDF-1.6 customer " * 50_000)
     update = b"\n% the image pages " * 20_000

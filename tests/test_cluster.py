@@ -27,15 +27,15 @@ from sqlalchemy import text
 from archive.index import Index
 from archive.store import open_store
 from bench.synth import make_batch
-from pipeline.config import load_settings
-from pipeline.errors import ClusterUnavailable
-from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, key_prefix
-from pipeline.records import parse_record
+from core.config import load_settings
+from core.errors import ClusterUnavailable
+from core.records import parse_record
 from pipeline.report import REJECTED
 from tests.conftest import REPO, write_batch
+from usecases.filing import ALREADY_ARCHIVED, ARCHIVED, key_prefix
 
 KEY = "cluster-test-hmac-key-0123456789"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 DASK = [sys.executable, "-m", "dask"]
 
 
@@ -280,7 +280,7 @@ def test_cluster_refuses_a_local_store_or_sqlite_index_and_a_bad_address(tmp_pat
     )
     assert both.returncode == 2 and "--workers" in both.stderr, both.stderr
     # no scheduler there: a component is unavailable (exit 3), said in a sentence
-    from pipeline.cluster import cluster_session
+    from usecases.cluster import cluster_session
 
     settings = load_settings(env=archive_env, base=tmp_path)
     with (
@@ -351,7 +351,7 @@ def test_cli_files_a_batch_exactly_once_when_a_worker_is_killed_mid_batch(
 def test_library_run_reports_rejections_chains_versions_and_reruns(
     tmp_path, archive_env, dask_processes, index
 ):
-    from pipeline.cluster import cluster_session, run_batch_on_cluster
+    from usecases.cluster import cluster_session, run_batch_on_cluster
 
     # lines 1-4: four policies; 5-9: endorsements of policies 0, 1, 2, 3, 0 (policy 0: v1, v2, v3)
     folder = tmp_path / "batch"

@@ -20,9 +20,9 @@ from docx import Document
 from docx.oxml.ns import qn
 from pypdf import PdfReader
 
+from core.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout
 from pipeline._lobridge import PROFILE_SEED, seed_profile
 from pipeline.convert import Converter, ConverterPool, default_pool_size, profile_template_for
-from pipeline.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout
 
 pytestmark = pytest.mark.skipif(
     shutil.which("soffice") is None,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from bench.synth import make_batch
-from pipeline.idcheck import scrub
+from core.privacy import scrub
 from tests.conftest import REPO
 
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 KEY = "document-numbers-test-hmac-key-0123456789"
 SHAPES = {
     "4 letters + 18 digits": re.compile(r"[A-Z]{4}[0-9]{18}"),
@@ -132,9 +132,9 @@ def test_the_watcher_files_every_shape(site, tmp_path):
 
 
 def test_a_document_number_holding_a_partys_id_is_refused_by_field(records, batch_dir):
+    from core.products import load_registry
+    from core.records import RawRecord
     from pipeline.batch import RecordChecker
-    from pipeline.batchfile import RawRecord
-    from pipeline.products import load_registry
 
     record = records["PA-ACC"]
     record["policy_no"] = "P" + record["insured"]["id_no"]

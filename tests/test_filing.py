@@ -21,16 +21,16 @@ from pypdf import PdfReader
 from archive.index import Index
 from archive.store import LocalStore
 from bench.synth import make_batch
+from core.records import parse_record
 from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker
-from pipeline.filing import ALREADY_ARCHIVED, ARCHIVED, Filed, Filing, run_batch
 from pipeline.images import RecordImageError
-from pipeline.records import parse_record
 from pipeline.report import REJECTED
 from tests.conftest import DUMMY_SECRET, REPO, write_batch
+from usecases.filing import ALREADY_ARCHIVED, ARCHIVED, Filed, Filing, run_batch
 
 KEY = b"filing-test-hmac-key-0123456789"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 ID_RE = re.compile(r'"id_no": "([0-9]{17}[0-9X])"')
 
 
@@ -276,7 +276,7 @@ def test_a_reader_gone_away_ends_the_command_quietly_with_141(tmp_path, args):
 
 
 def test_the_command_ends_with_the_code_main_returned(monkeypatch, capsys):
-    import pipeline.cli as cli
+    import cli.main as cli
 
     ended: list[int] = []
 
@@ -440,7 +440,7 @@ def _raw(batch: Path):
 
 
 def parse_policy(batch: Path):
-    from pipeline.records import parse_record
+    from core.records import parse_record
 
     return parse_record(_raw(batch).data)[0]
 
@@ -448,8 +448,8 @@ def parse_policy(batch: Path):
 def test_part_names_never_look_like_a_phone_number():
     """A digest like …13812345678… must not put a mobile-number shape into an object key."""
     from archive.store import check_key_privacy
-    from pipeline.bundle import Part
-    from pipeline.filing import _part_key
+    from core.manifest import Part
+    from usecases.filing import _part_key
 
     class Fixed(Part):
         sha256 = "a13812345678" + "0" * 52

@@ -18,7 +18,7 @@ from bench.synth import make_batch
 from tests.conftest import REPO, write_batch
 
 KEY = "hostile-campaign-hmac-key-0123456789"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

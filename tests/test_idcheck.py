@@ -1,4 +1,4 @@
-"""Tests for pipeline.idcheck.
+"""Tests for core.privacy.
 
 Expected check characters are computed here from the published algorithms, written differently from the
 implementation (weights derived as powers, transliteration derived from the alphabet), so a transcription
@@ -13,7 +13,7 @@ from datetime import date
 
 import pytest
 
-from pipeline.idcheck import (
+from core.privacy import (
     mask_address,
     mask_id,
     mask_phone,

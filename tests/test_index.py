@@ -11,17 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from archive import schema
-from archive.index import (
-    SCHEMA_HEAD,
-    Index,
-    IndexConflict,
-    LedgerEvent,
-    PartyFacts,
-    PolicyFacts,
-    RecordFacts,
-    StoredObject,
-    VersionFacts,
-)
+from archive.index import SCHEMA_HEAD, Index, LedgerEvent, PartyFacts, PolicyFacts, VersionFacts
+from core.errors import IndexConflict
+from core.manifest import RecordFacts, StoredObject
 
 KEY = b"test-hmac-key-0123456789abcdef"
 ID = "11010519491231002X"
@@ -227,7 +219,7 @@ def test_concurrent_appends_keep_one_chain(index):
 
 
 def test_unreachable_database_is_a_component_error(tmp_path):
-    from pipeline.errors import ComponentUnavailable
+    from core.errors import ComponentUnavailable
 
     with pytest.raises(ComponentUnavailable):
         Index.open("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2", hmac_key=KEY)

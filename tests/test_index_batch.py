@@ -20,19 +20,10 @@ from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from archive import schema, serials
-from archive.index import (
-    Index,
-    IndexConflict,
-    IndexUnavailable,
-    LedgerEvent,
-    NewPolicy,
-    PartyFacts,
-    PolicyFacts,
-    RecordFacts,
-    StoredObject,
-    VersionFacts,
-)
+from archive.index import Index, LedgerEvent, NewPolicy, PartyFacts, PolicyFacts, VersionFacts
 from archive.serials import DocumentSerial, SerialUse, issue_range, mark_used, mark_used_many, void_serial
+from core.errors import IndexConflict, IndexUnavailable
+from core.manifest import RecordFacts, StoredObject
 
 KEY = b"batch-test-hmac-key-0123456789ab"
 NOW = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)

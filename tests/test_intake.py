@@ -23,10 +23,10 @@ from PIL.PngImagePlugin import PngInfo
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, TextStringObject
 
-from pipeline.errors import RecordRejected
+from core.errors import RecordRejected
+from core.records import IMAGE_KIND_LABELS
 from pipeline.images import ImageProblem, RecordImageError, image_problem
 from pipeline.intake import MARGIN, TITLE_FONT, TITLE_FONT_INDEX, ImageSource, IntakeResult, image_pages
-from pipeline.records import IMAGE_KIND_LABELS
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) needed")
 
@@ -689,8 +689,8 @@ def test_bad_source_names_its_image(tmp_path, name):
 def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
     """``_fit`` skips measuring the whole line when its parts fit with an em to spare: whatever it
     then returns at full size must fit when measured whole, for every kind and a range of widths."""
+    from core.records import IMAGE_KIND_LABELS
     from pipeline import intake
-    from pipeline.records import IMAGE_KIND_LABELS
 
     numbers = ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")
     tails = [("　保险单号 ", n) for n in numbers]

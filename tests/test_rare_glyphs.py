@@ -37,7 +37,7 @@ def test_every_rare_character_of_a_name_is_drawn_by_an_embedded_font(tmp_path):
     record["insured"]["name"] = record["applicant"]["name"] = NAME
     batch.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "render", str(batch), "-o", str(tmp_path / "out")],
+        [sys.executable, "-m", "cli.main", "render", str(batch), "-o", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

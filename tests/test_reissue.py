@@ -33,19 +33,20 @@ from archive.reissue import ReissueRequest, reissue, reissues_of
 from archive.serials import issue_range, lookup
 from archive.store import LocalStore
 from bench.synth import make_batch
-from pipeline.cli import main
-from pipeline.documents import DocumentMaker
-from pipeline.errors import (
+from cli.main import main
+from core.errors import (
     EXIT_INTEGRITY,
     PolicyNotFound,
     PolicyNotReissuable,
     SerialError,
     UsageError,
 )
-from pipeline.filing import Filing, run_batch
-from pipeline.reissue import ReissueMark, ReissueMarker, overlay_mark
+from core.manifest import ReissueMark
+from pipeline.documents import DocumentMaker
+from pipeline.reissue import ReissueMarker, overlay_mark
 from stamps import find_seals, load_seal_registry
 from stamps.stamping import page_frames
+from usecases.filing import Filing, run_batch
 
 KEY = "reissue-test-hmac-key-0123456789"
 CHINA = ZoneInfo("Asia/Shanghai")

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from core.privacy import uscc_check_char
+from core.wording import amount_capitals
 from pipeline.batch import render_batch
-from pipeline.idcheck import uscc_check_char
-from pipeline.wording import amount_capitals
 from tests.conftest import REPO, write_batch
 
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 
 
 def pdf_text(path: Path) -> str:

@@ -19,13 +19,13 @@ import pytest
 from archive.index import Index
 from archive.store import LocalStore
 from bench.synth import make_batch
+from core.errors import ConversionFailed, IssuanceError
+from core.records import Policy, parse_record
 from pipeline.documents import DocumentMaker
-from pipeline.errors import ConversionFailed, IssuanceError
-from pipeline.filing import ARCHIVED, REJECTED, Filing, run_batch
-from pipeline.records import Policy, parse_record
 from pipeline.schedules import RecordPages
 from stamps import find_seals, load_seal_registry
 from tests.conftest import write_batch
+from usecases.filing import ARCHIVED, REJECTED, Filing, run_batch
 
 KEY = b"test-hmac-key-0123456789abcdef!!"
 
@@ -389,7 +389,7 @@ def test_clauses_that_differ_in_more_than_their_text_are_converted_one_by_one(
     import shutil
     import zipfile
 
-    from pipeline.products import load_registry
+    from core.products import load_registry
     from pipeline.schedules import concatenate
 
     templates = tmp_path / "templates"

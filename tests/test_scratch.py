@@ -22,12 +22,12 @@ from pathlib import Path
 import psutil
 
 from bench.synth import make_batch
-from pipeline.processes import process_tag
+from core.processes import process_tag
 from pipeline.scratch import run_scratch
 from tests.conftest import REPO
 
 KEY = "scratch-test-hmac-key-0123456789"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -23,8 +23,8 @@ from archive.serials import (
     report,
     void_serial,
 )
-from pipeline.cli import main
-from pipeline.errors import SerialError, SerialFormatError, UsageError
+from cli.main import main
+from core.errors import SerialError, SerialFormatError, UsageError
 
 KEY = "serials-test-hmac-key-0123456789"
 CHINA = ZoneInfo("Asia/Shanghai")

@@ -21,9 +21,9 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
+from core.errors import IssuanceError, SealAnchorMissing, SealRegistryError
+from core.records import parse_record
 from pipeline.batch import render_batch
-from pipeline.errors import IssuanceError, SealAnchorMissing, SealRegistryError
-from pipeline.records import parse_record
 from stamps import (
     cross_page_groups,
     draw_seal,

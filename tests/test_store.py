@@ -28,9 +28,8 @@ from archive.store import (
     check_key_privacy,
     open_store,
     retention_until,
-    sha256_hex,
 )
-from pipeline.errors import (
+from core.errors import (
     EXIT_COMPONENT,
     ConfigError,
     ObjectConflict,
@@ -40,6 +39,7 @@ from pipeline.errors import (
     StoreError,
     UnsafeKey,
 )
+from core.manifest import sha256_hex
 from tests.conftest import DUMMY_SECRET, Buckets
 
 CST = timezone(timedelta(hours=8))

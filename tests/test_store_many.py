@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from archive.store import LocalStore, ObjectStore, PutItem, PutResult, S3Store, sha256_hex
+from archive.store import LocalStore, ObjectStore, PutItem, PutResult, S3Store
 from archive.store import local as local_module
-from pipeline.errors import ObjectConflict, ObjectCorrupt, StoreError, UnsafeKey
+from core.errors import ObjectConflict, ObjectCorrupt, StoreError, UnsafeKey
+from core.manifest import sha256_hex
 from tests.conftest import Buckets
 
 BASE = "110105/2026/12"
@@ -590,7 +591,8 @@ def test_a_hash_made_from_the_same_bytes_is_not_computed_again(
 ) -> None:
     """A ``Hashed`` of the very bytes put is taken as it is (a policy's parts are hashed once); the same
     hash with other bytes, even equal ones, is checked, and a wrong one refused."""
-    from archive.store import base, hashed
+    from archive.store import base
+    from core.manifest import hashed
 
     data = b"%PDF-1.7 customer " + b"\x01" * 50_000
     made = hashed(data)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.privacy import resident_id_check_char, uscc_check_char, vin_check_char
+from core.records import RawRecord
 from pipeline.batch import Accepted, RecordChecker
-from pipeline.batchfile import RawRecord
-from pipeline.idcheck import resident_id_check_char, uscc_check_char, vin_check_char
 from pipeline.validate import control_characters
 
 VALID_ID = "11010519491231002X"  # GB 11643's own example; check digit X

@@ -30,7 +30,7 @@ from bench.synth import make_batch
 from tests.conftest import REPO
 
 KEY = "watch-test-hmac-key-0123456789"
-ISSUANCE = [sys.executable, "-m", "pipeline.cli"]
+ISSUANCE = [sys.executable, "-m", "cli.main"]
 FAST = ["--settle", "1", "--rescan", "2"]
 ID_RE = re.compile(r'"id_no": "([0-9]{17}[0-9X])"')
 NAME_RE = re.compile(r'"name": "([^"]+)"')

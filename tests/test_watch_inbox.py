@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import BatchUnreadable, InboxLocked, UnsafeBatchArchive
+from core.errors import BatchUnreadable, InboxLocked, UnsafeBatchArchive
 from watchers import Entry, Inbox, InboxLock, ZipLimits, extract_batch, is_ignored
 from watchers.inbox import looks_incomplete, open_for_writing
 
@@ -307,7 +307,7 @@ def test_an_unexpected_error_files_the_batch_with_the_error_and_never_retries(tm
 
 
 def test_an_unavailable_component_keeps_the_batch_in_the_inbox(tmp_path: Path):
-    from pipeline.errors import StoreError
+    from core.errors import StoreError
 
     (tmp_path / "b.jsonl").write_text('{"kind": "policy"}\n', encoding="utf-8")
     summary = _watch_once(tmp_path, _FailingRunner(StoreError("the store is down")))

@@ -1,4 +1,4 @@
-"""Tests for pipeline.wording.
+"""Tests for core.wording.
 
 The capitals are checked two ways: every fixed example, and 20,000 seeded random amounts (biased towards
 zeros, where the rules are) parsed back by a strict little parser written here. The parser refuses
@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.wording import (
+from core.wording import (
     amount_capitals,
     amount_figures,
     chinese_date,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import BatchUnreadable, InboxLocked, UsageError
 from pipeline.batchfile import SUFFIXES
-from pipeline.errors import BatchUnreadable, InboxLocked, UsageError
 from pipeline.report import BatchReport
 
 logger = logging.getLogger(__name__)

@@ -1,28 +1,17 @@
-"""How the watcher hands a batch to the pipeline: ``run_batch`` in one long-lived filing session.
+"""How the watcher hands a batch on: a ``BatchRunner`` it is given.
 
-The watcher itself does no pipeline work; it calls a ``BatchRunner``. ``FilingRunner`` is the real one:
-it opens the archive and starts LibreOffice on the first batch (so a watcher that only refuses bad zips
-never starts it) and keeps both open between batches, so LibreOffice stays warm. After a component
-failure the session is closed and opened afresh for the next attempt: a dead LibreOffice or a dropped
-database connection is not reused.
+The watcher itself does no pipeline or archive work. The real runner (``usecases.watch.FilingRunner``)
+files the batch as ``issuance run`` does; tests give it others.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pipeline.batchfile import read_batch
-
 if TYPE_CHECKING:
-    from pipeline.cli_common import FilingSession
-    from pipeline.config import Settings
     from pipeline.report import BatchReport
-
-logger = logging.getLogger(__name__)
 
 
 class BatchRunner(Protocol):
@@ -41,54 +30,3 @@ class BatchRunner(Protocol):
 
     def close(self) -> None:
         """Release everything (LibreOffice, the index); the runner may be used again after."""
-
-
-class FilingRunner:
-    """``run_batch`` in a filing session opened on first use and kept open (not thread-safe)."""
-
-    def __init__(self, settings: Settings, *, workers: int | None = None) -> None:
-        self._settings = settings
-        self._workers = workers
-        self._stack: contextlib.ExitStack | None = None
-        self._session: FilingSession | None = None
-
-    def check(self, batch: Path) -> None:
-        # the first record too: a JSON Lines file that is not UTF-8 is refused on reading it
-        next(iter(read_batch(batch)), None)
-
-    def _open(self) -> FilingSession:
-        if self._session is None:
-            from pipeline.cli_common import filing_session
-
-            stack = contextlib.ExitStack()
-            self._session = stack.enter_context(filing_session(self._settings, workers=self._workers))
-            self._stack = stack
-            logger.info("filing session open: %d LibreOffice instance(s) warm", self._session.workers)
-        return self._session
-
-    def run(self, batch: Path, *, stop: threading.Event) -> BatchReport:
-        from pipeline.errors import BatchUnreadable
-        from pipeline.filing import run_batch
-
-        session = self._open()
-        try:
-            return run_batch(
-                batch,
-                filing=session.filing,
-                workers=session.workers,  # LibreOffice instances: run_batch sizes its threads to them
-                chunk=self._settings.chunk,
-                stop=stop,
-            )
-        except BatchUnreadable:
-            raise
-        except Exception:
-            self.close()  # LibreOffice or a connection may be broken: start afresh next time
-            raise
-
-    def close(self) -> None:
-        stack, self._stack, self._session = self._stack, None, None
-        if stack is not None:
-            try:
-                stack.close()
-            except Exception:  # closing a broken session must not hide why it broke
-                logger.warning("closing the filing session failed", exc_info=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pipeline.idcheck import scrub
+from core.privacy import scrub
 from pipeline.report import REJECTED, BatchReport
 
 TITLE = "出单中心收件箱批次报告 / Issuance inbox batch report"

@@ -43,8 +43,8 @@ from zoneinfo import ZoneInfo
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
-from pipeline.errors import BatchUnreadable, ComponentUnavailable
-from pipeline.idcheck import scrub
+from core.errors import BatchUnreadable, ComponentUnavailable
+from core.privacy import scrub
 from watchers.inbox import Entry, Inbox, Signature, is_ignored
 from watchers.runner import BatchRunner
 from watchers.summary import (

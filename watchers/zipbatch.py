@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from core.errors import UnsafeBatchArchive
 from pipeline.batchfile import SUFFIXES
-from pipeline.errors import UnsafeBatchArchive
 from watchers.inbox import is_ignored
 
 logger = logging.getLogger(__name__)

@@ -63,15 +63,16 @@ from archive.audit.sampling import (
     serial_series,
 )
 from archive.index import Index, LedgerEntry, LedgerEvent, as_utc
-from archive.store import ObjectStore, sha256_hex
-from pipeline.errors import (
+from archive.store import ObjectStore
+from core.errors import (
     AuditLotEmpty,
     AuditNotFound,
     ObjectCorrupt,
     ObjectMissing,
     SerialFormatError,
 )
-from pipeline.wording import CHINA_TIME
+from core.manifest import sha256_hex
+from core.wording import CHINA_TIME
 
 __all__ = [
     "AuditOutcome",

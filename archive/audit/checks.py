@@ -27,7 +27,7 @@ words an auditor can follow. A policy is defective when any check fails. What ea
   条款, and the clause pages attached (found by their footers ``<title> 第k页共n页``: each clause complete,
   k = 1…n, no foreign or stray page, its first page naming its code) all equal the record's ``clauses``.
 - ``required_images``: every image kind the product requires for this policy
-  (``pipeline.filing.required_images``) is in some version's manifest and bookmarked in the newest
+  (``usecases.filing.required_images``) is in some version's manifest and bookmarked in the newest
   archive copy.
 - ``parts_reconcile``: bytes and page counts of every part equal the manifest's and the index's; the
   archive copy has exactly the customer copy's pages plus the image pages filed so far.
@@ -48,7 +48,7 @@ words an auditor can follow. A policy is defective when any check fails. What ea
 
 - ``keys_clean``: every object key passes ``archive.store.check_key`` (no ID or phone shapes).
 - ``metadata_clean``: no PDF's document information or XMP holds an ID-number or phone shape
-  (``pipeline.idcheck.scrub`` would change it) or a party's name.
+  (``core.privacy.scrub`` would change it) or a party's name.
 - ``retention``: every object's ``head().retain_until`` is set and not before the rule's date
   (``archive.store.retention_until``, 《保险法》第87条).
 - ``no_active_content``: no PDF is encrypted, and none holds JavaScript, launch actions or embedded
@@ -90,11 +90,11 @@ from sqlalchemy import select
 from archive import schema as s
 from archive.index import GENESIS, Index, _entry_hash, as_utc
 from archive.store import ObjectStore, check_key_privacy, retention_until
-from pipeline.errors import IssuanceError, ObjectCorrupt, ObjectMissing, UnsafeKey
-from pipeline.idcheck import scrub
-from pipeline.products import ProductRegistry
-from pipeline.records import IMAGE_KIND_LABELS, Policy, parse_record
-from pipeline.wording import CHINA_TIME, amount_capitals, amount_figures, period_wording
+from core.errors import IssuanceError, ObjectCorrupt, ObjectMissing, UnsafeKey
+from core.privacy import scrub
+from core.products import ProductRegistry
+from core.records import IMAGE_KIND_LABELS, Policy, parse_record
+from core.wording import CHINA_TIME, amount_capitals, amount_figures, period_wording
 from stamps import Seal, SealRegistry
 from stamps.finding import EdgeFan, SealFinder
 from stamps.layout import cross_page_groups, max_group_pages
@@ -1288,7 +1288,7 @@ class Auditor:
         required: tuple[str, ...] = product.required_images
         policy, _ = parse_record(record) if record else (None, [])
         if isinstance(policy, Policy):
-            from pipeline.filing import required_images
+            from core.products import required_images
 
             required = required_images(policy, product)
         missing = [k for k in required if k not in kinds]

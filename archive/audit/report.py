@@ -38,7 +38,7 @@ from typing import IO, Any, overload
 
 from archive.audit.checks import CHECKS, PROPERTIES, PolicyResult
 from archive.audit.sampling import ACCEPT, SELECTION_RULE, LotCriteria, Sample, SamplingPlan
-from pipeline.wording import CHINA_TIME
+from core.wording import CHINA_TIME
 
 REPORT_FORMAT = "issuance-audit/1"
 FORMATS = ("html", "json", "csv")

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from archive.store.base import (
-    Hashed,
     Leftover,
     ObjectInfo,
     ObjectStore,
@@ -41,12 +40,11 @@ from archive.store.base import (
     PutResult,
     check_key,
     check_key_privacy,
-    hashed,
     retention_until,
-    sha256_hex,
 )
 from archive.store.local import LocalStore
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
+from core.manifest import Hashed, hashed, sha256_hex
 
 if TYPE_CHECKING:
     from archive.store.s3 import S3Store

@@ -6,14 +6,14 @@ backends in this package and are not meant for callers outside it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeAlias, runtime_checkable
 
-from pipeline.errors import ObjectConflict, ObjectCorrupt, RetentionViolation, UnsafeKey
+from core.errors import ObjectConflict, ObjectCorrupt, RetentionViolation, UnsafeKey
+from core.manifest import Hashed, sha256_hex
 
 MAX_KEY_LENGTH = 512
 # Leaves room under the usual 255-byte file-name limit for LocalStore's temp and sidecar names.
@@ -32,25 +32,6 @@ class PutResult:
     created: bool
     sha256: str
     size: int
-
-
-@dataclass(frozen=True, eq=False)
-class Hashed:
-    """The SHA-256 of a bytes object, computed from it (``hashed``) and holding on to it.
-
-    Given as the ``sha256`` of a put together with the very bytes it was computed from, a store takes it
-    as it is instead of hashing the bytes again to check it: a policy's parts are megabytes, hashed once
-    for their keys and manifest. The bytes are immutable and held here, so they are what was hashed; with
-    any other bytes the hash is checked as usual.
-    """
-
-    data: bytes
-    hexdigest: str
-
-
-def hashed(data: bytes) -> Hashed:
-    """``data``'s SHA-256, to give a store with the same ``data`` (``PutItem``, ``put``)."""
-    return Hashed(data, sha256_hex(data))
 
 
 @dataclass(frozen=True)
@@ -242,11 +223,6 @@ def check_prefix(prefix: str) -> str:
 # --- hashes and times ------------------------------------------------------------------------------
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def sha256_hex(data: bytes) -> str:
-    """The lowercase hex SHA-256 of ``data``, in the form every store method takes and returns."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def normal_sha256(sha256: str) -> str:

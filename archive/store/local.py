@@ -23,7 +23,6 @@ from pathlib import Path
 from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
     ITEM_ERRORS,
-    Hashed,
     Leftover,
     ObjectInfo,
     PutItem,
@@ -38,8 +37,9 @@ from archive.store.base import (
     verified_for_get,
     verified_for_put,
 )
-from pipeline.errors import ObjectConflict, ObjectCorrupt, ObjectMissing, RetentionViolation, StoreError
-from pipeline.processes import process_tag, tag_alive
+from core.errors import ObjectConflict, ObjectCorrupt, ObjectMissing, RetentionViolation, StoreError
+from core.manifest import Hashed
+from core.processes import process_tag, tag_alive
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class _Journal:
     """The temp files one thread of one process has under way in a store, so that a later process can
     remove them if this one is killed first (issue 21, item 7).
 
-    One relative path a line in ``<root>/.writing/<tag>.<thread>`` (``pipeline.processes`` tags), each
+    One relative path a line in ``<root>/.writing/<tag>.<thread>`` (``core.processes`` tags), each
     written before its temp file is created; emptied when the thread's outermost put ends, its temp
     files removed by then. One write per temp file; nothing is fsynced (``put_many``'s ``syncfs``
     barrier covers it; a power cut may cost a line, and the audit still lists what it named).

@@ -20,7 +20,6 @@ from archive.store.base import (
     DEFAULT_CONTENT_TYPE,
     ITEM_ERRORS,
     SHA256_HEX,
-    Hashed,
     Leftover,
     ObjectInfo,
     PutItem,
@@ -32,11 +31,10 @@ from archive.store.base import (
     check_retention,
     normal_sha256,
     now_utc,
-    sha256_hex,
     verified_for_get,
     verified_for_put,
 )
-from pipeline.errors import (
+from core.errors import (
     ConfigError,
     ObjectConflict,
     ObjectCorrupt,
@@ -44,6 +42,7 @@ from pipeline.errors import (
     RetentionViolation,
     StoreError,
 )
+from core.manifest import Hashed, sha256_hex
 
 logger = logging.getLogger(__name__)
 

@@ -33,37 +33,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archive.index import (
-    Index,
-    IndexConflict,
-    IndexUnavailable,
-    LedgerEvent,
-    NewPolicy,
-    PartyFacts,
-    PolicyFacts,
-    RecordFacts,
-    StoredObject,
-    VersionFacts,
-    as_utc,
-)
+from archive.index import Index, LedgerEvent, NewPolicy, PartyFacts, PolicyFacts, VersionFacts, as_utc
 from archive.serials import DocumentSerial, mark_used, mark_used_many
 from archive.store import ObjectStore, PutItem, check_key_privacy, retention_until
-from pipeline.batch import Accepted, RecordChecker, Repeat, content_hash
-from pipeline.batchfile import RawRecord, read_batch
-from pipeline.bundle import (
-    ImageEntry,
-    Part,
-    add_images,
-    append_endorsement,
-    archive_copy,
-    manifest,
-    page_count,
-)
-from pipeline.config import DEFAULT_CHUNK
-from pipeline.documents import DocumentMaker, IssuedDocument
-from pipeline.errors import (
+from core.config import DEFAULT_CHUNK
+from core.errors import (
     ClusterUnavailable,
     ComponentUnavailable,
+    IndexConflict,
+    IndexUnavailable,
     IssuanceError,
     ObjectConflict,
     RunAborted,
@@ -71,11 +49,16 @@ from pipeline.errors import (
     TemplateError,
     UsageError,
 )
-from pipeline.idcheck import scrub
+from core.manifest import ImageEntry, Part, RecordFacts, StoredObject, manifest
+from core.privacy import scrub
+from core.products import required_images
+from core.records import Endorsement, Policy, RawRecord, content_hash, parse_record
+from pipeline.batch import Accepted, RecordChecker, Repeat
+from pipeline.batchfile import read_batch
+from pipeline.bundle import add_images, append_endorsement, archive_copy, page_count
+from pipeline.documents import DocumentMaker, IssuedDocument
 from pipeline.images import resolve_image_path
 from pipeline.intake import ImageSource, PreparedImages, prepare_images
-from pipeline.products import Product
-from pipeline.records import Endorsement, Policy, parse_record
 from pipeline.report import NOT_ATTEMPTED, REJECTED, BatchReport, Outcome, RejectionLog
 from pipeline.validate import Reason
 
@@ -131,14 +114,6 @@ def _published(manifest: Part, key: str) -> dict[str, Any]:
     body = json.loads(manifest.data)
     body["_manifest"] = {"key": key, "sha256": manifest.sha256, "size": manifest.size}
     return body
-
-
-def required_images(policy: Policy, product: Product) -> tuple[str, ...]:
-    """The image kinds this policy must have: an organisation shows its business licence, not an ID card."""
-    kinds = list(product.required_images)
-    if policy.applicant.party_type == "organization" and {"id_front", "id_back"} & set(kinds):
-        kinds = [k for k in kinds if k not in ("id_front", "id_back")] + ["business_license"]
-    return tuple(kinds)
 
 
 def key_prefix(policy: Policy) -> str:
@@ -722,8 +697,8 @@ class Filing:
         The customer copy is unchanged (the new version points at the same object); the archive copy
         gains the image pages; the kind no longer counts as missing.
         """
+        from core.records import IMAGE_KIND_LABELS
         from pipeline.images import image_problem
-        from pipeline.records import IMAGE_KIND_LABELS
 
         if kind not in IMAGE_KIND_LABELS:
             raise UsageError(f"unknown image kind {kind}", hint="one of: " + ", ".join(IMAGE_KIND_LABELS))
@@ -849,7 +824,7 @@ def file_records(
     """File accepted records; what became of each, in order, as the batch report's outcomes.
 
     Policies are filed together (``Filing.file_policies``), endorsements one by one after them. Shared by
-    the thread pool (``run_batch``) and the cluster (``pipeline.cluster``). Whatever belongs to a record
+    the thread pool (``run_batch``) and the cluster (``usecases.cluster``). Whatever belongs to a record
     (a field, a template, a failed conversion, a conflict in the index) comes back as a ``rejected``
     outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store or the index
     is down: that stops the batch, not just the record).

@@ -9,8 +9,10 @@ Rules the schema cannot express (check digits, sums, cross-field rules) live in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -258,3 +260,18 @@ def parse_record(data: dict[str, Any]) -> tuple[Policy | Endorsement | None, lis
                 message = message.removeprefix("Value error, ")
             reasons.append((field_path(loc) or "record", message))
         return None, reasons
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One input record before parsing: its line number and either its data or why it is unusable."""
+
+    line: int
+    data: dict[str, Any] | None
+    problem: str | None = None
+
+
+def content_hash(data: dict[str, Any]) -> str:
+    """Hash of a record's content, independent of key order: same ``record_id`` + same hash = same record."""
+    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -3,7 +3,7 @@
 CLI-layer code: it prints; the library (``archive.audit``) stays silent and raises. Exit codes: ``audit``
 0 when the lot is accepted, 1 when rejected; ``audit --redraw`` 0 when today's draw is the recorded
 sample, 1 when it differs; ``audit --orphans`` 1 when it finds an error; ``verify`` 0 when every check
-passes, 1 when any fails; 2 for usage, 3 for an unavailable component (``pipeline.errors``).
+passes, 1 when any fails; 2 for usage, 3 for an unavailable component (``core.errors``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.cli_common import Archive, iso_date, positive_int, settings_from, stdout_console
-from pipeline.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from core.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from usecases.session import Archive, iso_date, positive_int, settings_from, stdout_console
 
 if TYPE_CHECKING:
     from archive.audit import Draw, LotCriteria
     from archive.audit.checks import Auditor, PolicyResult
-    from pipeline.config import Settings
+    from core.config import Settings
 
 LEVELS = ("S-1", "S-2", "S-3", "S-4", "I", "II", "III")
 AQLS = ("0.65", "1.0", "2.5", "4.0")
@@ -94,7 +94,7 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
 
 def _auditor(archive: Archive, *, settings: Settings, args: argparse.Namespace) -> Auditor:
     from archive.audit import Auditor
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
     from stamps import load_seal_registry
 
     return Auditor(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from core.errors import ConfigError
 
 DEFAULT_FILE = Path("issuance.toml")
 # Policies of one product per LibreOffice document: 16 and 32 measured alike, 64 slower (fewer documents

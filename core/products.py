@@ -11,8 +11,12 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.errors import TemplateError
+from core.errors import TemplateError
+
+if TYPE_CHECKING:
+    from core.records import Policy
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -123,3 +127,11 @@ def load_registry(folder: Path = DEFAULT_TEMPLATES_DIR) -> ProductRegistry:
         )
     except KeyError as e:
         raise TemplateError(f"product registry {toml_path} lacks the key {e}") from e
+
+
+def required_images(policy: Policy, product: Product) -> tuple[str, ...]:
+    """The image kinds this policy must have: an organisation shows its business licence, not an ID card."""
+    kinds = list(product.required_images)
+    if policy.applicant.party_type == "organization" and {"id_front", "id_back"} & set(kinds):
+        kinds = [k for k in kinds if k not in ("id_front", "id_back")] + ["business_license"]
+    return tuple(kinds)

@@ -1,7 +1,7 @@
 """What the ``issuance`` subcommands share: settings, the opened archive, argument types, consoles.
 
 CLI-layer code (it may print); the library stays silent. Errors are mapped to exit codes in one place,
-``pipeline.cli.main``.
+``cli.main.main``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from core.config import Settings
     from pipeline.convert import ConverterPool
-    from pipeline.filing import Filing
+    from usecases.filing import Filing
 
 
 def positive_int(text: str) -> int:
@@ -59,7 +59,7 @@ def stdout_console():
 
     # piped into a file or another program, a table keeps its full width instead of 80 columns
     console = Console(width=None if sys.stdout.isatty() else 200)
-    # rich would exit 1 ("some records rejected"); ``pipeline.cli.console_main`` says what happened
+    # rich would exit 1 ("some records rejected"); ``cli.main.console_main`` says what happened
     console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     return console
 
@@ -69,7 +69,7 @@ def _broken_pipe() -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    from pipeline.config import load_settings
+    from core.config import load_settings
 
     return load_settings(args.config)
 
@@ -105,10 +105,10 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
         ) as pool,
     ):
         pool.start(wait=False)  # LibreOffice starts while the archive is opened and the first records read
+        from core.products import DEFAULT_TEMPLATES_DIR, load_registry
         from pipeline.documents import DocumentMaker
-        from pipeline.filing import Filing
-        from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
         from stamps import load_seal_registry
+        from usecases.filing import Filing
 
         registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
         seals = load_seal_registry()

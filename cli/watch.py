@@ -2,7 +2,7 @@
 
 CLI-layer code: it installs the signal handlers, raises the watcher's log level so its one line per
 batch is seen without ``-v``, and turns the watcher's summary into an exit code. The watching itself is
-``watchers.Watcher``; the filing is ``pipeline.filing.run_batch`` through ``watchers.FilingRunner``.
+``watchers.Watcher``; the filing is ``usecases.filing.run_batch`` through ``usecases.watch.FilingRunner``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from pipeline.cli_common import positive_int, settings_from
-from pipeline.errors import EXIT_COMPONENT, EXIT_OK, EXIT_REJECTED, UsageError
+from core.errors import EXIT_COMPONENT, EXIT_OK, EXIT_REJECTED, UsageError
+from usecases.session import positive_int, settings_from
 
 
 class _WatchdogStopRace(logging.Filter):
@@ -76,9 +76,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
     from stamps import load_seal_registry
-    from watchers import FilingRunner, Watcher, WatchOptions
+    from usecases.watch import FilingRunner
+    from watchers import Watcher, WatchOptions
 
     settings = settings_from(args)
     inbox: Path = args.inbox

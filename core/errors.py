@@ -1,7 +1,7 @@
 """The project's one error module.
 
 Every error the library raises is an ``IssuanceError``: it carries the exit code the CLI returns and a
-message that says what to do. Library code raises, never exits or prints; ``pipeline.cli`` maps these
+message that says what to do. Library code raises, never exits or prints; ``cli.main`` maps these
 to exit codes in one place.
 
 Exit codes (the CLI's contract with operators and schedulers):
@@ -219,3 +219,13 @@ class AuditLotEmpty(UsageError):
 
 class AuditNotFound(UsageError):
     """No audit is recorded under that id: no ``audit.completed`` ledger event and no archived report."""
+
+
+class IndexConflict(IssuanceError):
+    """A row the index already holds (same record, same version): another writer got there first."""
+
+    exit_code = 1
+
+
+class IndexUnavailable(ComponentUnavailable):
+    """The database cannot be reached or opened."""

@@ -48,16 +48,18 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client, Future, WorkerPlugin
 
-from pipeline.batch import Accepted, content_hash
-from pipeline.batchfile import RawRecord
-from pipeline.errors import (
+from core.errors import (
     ClusterUnavailable,
     ComponentUnavailable,
     IssuanceError,
     UsageError,
     WorkerMisconfigured,
 )
-from pipeline.filing import (
+from core.records import Endorsement, RawRecord, content_hash, parse_record
+from pipeline.batch import Accepted
+from pipeline.report import REJECTED, BatchReport, Outcome
+from pipeline.validate import Reason
+from usecases.filing import (
     ARCHIVED,
     FILED,
     BatchRun,
@@ -67,13 +69,10 @@ from pipeline.filing import (
     not_filed_earlier,
     rejected_outcome,
 )
-from pipeline.records import Endorsement, parse_record
-from pipeline.report import REJECTED, BatchReport, Outcome
-from pipeline.validate import Reason
 
 if TYPE_CHECKING:
-    from pipeline.cli_common import FilingSession
-    from pipeline.config import Settings
+    from core.config import Settings
+    from usecases.session import FilingSession
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +178,8 @@ class _WorkerFiling:
     def _open(self) -> FilingSession:
         if self._session is not None:
             return self._session
-        from pipeline.cli_common import filing_session
-        from pipeline.config import load_settings
+        from core.config import load_settings
+        from usecases.session import filing_session
 
         settings = load_settings()
         problem = _shared_archive_problem(settings)
@@ -389,9 +388,9 @@ def cluster_session(settings: Settings, *, address: str, timeout: float = 30.0) 
     ``UsageError`` for a local store, an SQLite index or a malformed address (before anything is opened);
     ``ClusterUnavailable`` when the scheduler does not answer within ``timeout`` seconds.
     """
-    from pipeline.cli_common import Archive
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
     from pipeline.documents import DocumentMaker
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from usecases.session import Archive
 
     if not ADDRESS.match(address):
         raise UsageError(f"--cluster {address!r} is not a scheduler address", hint="write tcp://HOST:PORT")

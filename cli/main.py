@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.cli_common import Archive, iso_date, positive_int, settings_from, stdout_console
-from pipeline.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
-from pipeline.idcheck import scrub
+from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
+from core.privacy import scrub
+from usecases.session import Archive, iso_date, positive_int, settings_from, stdout_console
 
 if TYPE_CHECKING:
     from pipeline.report import BatchReport
@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
 
     # command families with modules of their own (each adds its subparsers and handlers)
-    from pipeline import cli_audit, cli_reissue, cli_watch
+    from cli import audit as cli_audit
+    from cli import reissue as cli_reissue
+    from cli import watch as cli_watch
 
     for family in (cli_watch, cli_reissue, cli_audit):
         family.add_commands(sub)
@@ -153,11 +155,11 @@ def _render(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
     from pipeline.batch import render_batch
     from pipeline.batchfile import read_batch
     from pipeline.convert import ConverterPool, profile_template_for
     from pipeline.documents import DocumentMaker
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
     from pipeline.scratch import run_scratch
     from stamps import load_seal_registry
 
@@ -229,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pipeline.batchfile import read_batch
-    from pipeline.cli_common import filing_session
+    from usecases.session import filing_session
 
     settings = settings_from(args)
     if args.cluster and args.workers:
@@ -242,13 +244,13 @@ def _run(args: argparse.Namespace) -> int:
     show = not args.no_progress and console.is_terminal
     with contextlib.ExitStack() as stack:
         if args.cluster:
-            from pipeline.cluster import cluster_session, run_batch_on_cluster
+            from usecases.cluster import cluster_session, run_batch_on_cluster
 
             cluster = stack.enter_context(cluster_session(settings, address=args.cluster))
             file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
         else:
             session = stack.enter_context(filing_session(settings, workers=args.workers))
-            from pipeline.filing import run_batch  # after LibreOffice has started: the import takes a while
+            from usecases.filing import run_batch  # after LibreOffice has started: the import takes a while
 
             file_batch = functools.partial(
                 run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
@@ -361,7 +363,7 @@ def _find(args: argparse.Namespace) -> int:
     stdout_console().print(table)
     print(f"{len(found)} found")
     if args.serial:
-        from pipeline.cli_reissue import serial_lines
+        from cli.reissue import serial_lines
 
         print(
             "\n".join(serial_lines(registered)) if registered else f"单证 {args.serial}: not in the registry"
@@ -404,9 +406,9 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
     from pipeline.documents import DocumentMaker
-    from pipeline.filing import Filing
-    from pipeline.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from usecases.filing import Filing
 
     settings = settings_from(args)
     registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
@@ -475,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    """The ``issuance`` command (and ``python -m pipeline.cli``): ``main``, then the process ends at once.
+    """The ``issuance`` command (and ``python -m cli.main``): ``main``, then the process ends at once.
 
     By the time ``main`` returns, everything it opened is closed and written (archive, index, report,
     LibreOffice). What Python would still do is take its heap apart object by object: after a

@@ -1,7 +1,7 @@
 """CLI commands for lost-policy reissue (issue 6): issuance reissue, issuance serials.
 
 CLI-layer code: it prints; the library (``archive.reissue``, ``archive.serials``, ``pipeline.reissue``)
-stays silent and raises. Exit codes are mapped in ``pipeline.cli.main`` (see ``pipeline.errors``).
+stays silent and raises. Exit codes are mapped in ``cli.main.main`` (see ``core.errors``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.cli_common import Archive, iso_date, settings_from, stdout_console
-from pipeline.errors import EXIT_OK
+from core.errors import EXIT_OK
+from usecases.session import Archive, iso_date, settings_from, stdout_console
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -88,8 +88,8 @@ def _write(out: Path, data: bytes) -> None:
 
 def _reissue(args: argparse.Namespace) -> int:
     from archive.reissue import ReissueRequest, reissue
+    from core.products import DEFAULT_TEMPLATES_DIR
     from pipeline.convert import Converter, profile_template_for
-    from pipeline.products import DEFAULT_TEMPLATES_DIR
     from pipeline.reissue import ReissueMarker
     from pipeline.scratch import run_scratch
 
