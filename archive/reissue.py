@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from archive import schema as s
 from archive.index import Index, LedgerEvent, VersionFacts, as_utc
+from archive.index import schema as s
 from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial, use_serial, void_serial
 from archive.store import ObjectStore
 from core.errors import (

@@ -38,8 +38,8 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from archive import schema as s
 from archive.index import Index, LedgerEvent, as_utc
+from archive.index import schema as s
 from core.errors import SerialError, SerialFormatError, UsageError
 
 __all__ = [

@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert  # noqa: E402
 
-from archive import schema as s  # noqa: E402
 from archive.index import Index  # noqa: E402
+from archive.index import schema as s  # noqa: E402
 
 HMAC_KEY = b"bench-hmac-key-0123456789abcdef"
 TARGET_MS = 50.0

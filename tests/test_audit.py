@@ -24,7 +24,6 @@ from pypdf.actions import JavaScript
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 from sqlalchemy import select, update
 
-from archive import schema as s
 from archive.audit import (
     AuditRequest,
     LotCriteria,
@@ -54,6 +53,7 @@ from archive.audit.checks import (
 from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
+from archive.index import schema as s
 from archive.serials import issue_range, mark_used, void_serial
 from archive.store import LocalStore
 from bench.synth import make_batch

@@ -320,7 +320,7 @@ def test_cli_on_s3_and_postgresql(tmp_path, moto_endpoint, raw_s3, buckets, post
     assert DUMMY_SECRET not in result.stderr
     index = Index.open(env["ISSUANCE_INDEX"], hmac_key=KEY)
     with index.engine.connect() as conn:
-        from archive import schema
+        from archive.index import schema
 
         for table in schema.metadata.sorted_tables:
             for row in conn.execute(table.select()):

@@ -10,8 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from archive import schema
-from archive.index import SCHEMA_HEAD, Index, LedgerEvent, PartyFacts, PolicyFacts, VersionFacts
+from archive.index import SCHEMA_HEAD, Index, LedgerEvent, PartyFacts, PolicyFacts, VersionFacts, schema
 from core.errors import IndexConflict
 from core.manifest import RecordFacts, StoredObject
 

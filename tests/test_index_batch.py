@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from archive import schema, serials
-from archive.index import Index, LedgerEvent, NewPolicy, PartyFacts, PolicyFacts, VersionFacts
+from archive import serials
+from archive.index import Index, LedgerEvent, NewPolicy, PartyFacts, PolicyFacts, VersionFacts, schema
 from archive.serials import DocumentSerial, SerialUse, issue_range, mark_used, mark_used_many, void_serial
 from core.errors import IndexConflict, IndexUnavailable
 from core.manifest import RecordFacts, StoredObject

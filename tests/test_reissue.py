@@ -27,8 +27,7 @@ from pypdf import PdfReader, PdfWriter, Transformation
 from pypdf.generic import NameObject, NumberObject, RectangleObject
 from sqlalchemy import update
 
-from archive import schema
-from archive.index import Index, as_utc
+from archive.index import Index, as_utc, schema
 from archive.reissue import ReissueRequest, reissue, reissues_of
 from archive.serials import issue_range, lookup
 from archive.store import LocalStore

@@ -290,8 +290,7 @@ def test_an_index_at_0001_is_migrated_to_0002(index_url):
     from alembic.config import Config
     from sqlalchemy import create_engine, inspect, text
 
-    from archive import schema
-    from archive.index import MIGRATIONS
+    from archive.index import MIGRATIONS, schema
 
     engine = create_engine(index_url)
     config = Config()

@@ -36,7 +36,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archive import schema as s
 from archive import serials as serial_registry
 from archive.audit.checks import Auditor, PolicyResult
 from archive.audit.orphans import Finding, sanity_check
@@ -63,6 +62,7 @@ from archive.audit.sampling import (
     serial_series,
 )
 from archive.index import Index, LedgerEntry, LedgerEvent, as_utc
+from archive.index import schema as s
 from archive.store import ObjectStore
 from core.errors import (
     AuditLotEmpty,

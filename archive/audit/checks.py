@@ -87,8 +87,8 @@ from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
 from sqlalchemy import select
 
-from archive import schema as s
 from archive.index import GENESIS, Index, _entry_hash, as_utc
+from archive.index import schema as s
 from archive.store import ObjectStore, check_key_privacy, retention_until
 from core.errors import IssuanceError, ObjectCorrupt, ObjectMissing, UnsafeKey
 from core.privacy import scrub

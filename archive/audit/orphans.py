@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from archive import schema as s
 from archive.index import Index
+from archive.index import schema as s
 from archive.store import ObjectInfo, ObjectStore
 
 ERROR, WARNING = "error", "warning"

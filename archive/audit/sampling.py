@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from archive import schema as s
 from archive.index import Index
+from archive.index import schema as s
 
 CHINA = ZoneInfo("Asia/Shanghai")
 

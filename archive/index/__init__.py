@@ -32,14 +32,14 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, se
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
-from archive import schema as s
+from archive.index import schema as s
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError
 from core.manifest import RecordFacts, StoredObject
 from core.privacy import mask_id, scrub
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
 SCHEMA_HEAD = "0003"

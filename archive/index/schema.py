@@ -1,7 +1,7 @@
 """The index's tables, one definition for SQLite and PostgreSQL (SQLAlchemy Core).
 
-The schema is versioned by Alembic migrations in ``archive/migrations/``; these ``Table`` objects are what
-the code queries and must match the newest migration (a test compares them).
+The schema is versioned by Alembic migrations in ``archive/index/migrations/``; these ``Table``
+objects are what the code queries and must match the newest migration (a test compares them).
 
 Personal identifiers never appear here in clear: an ID number is stored as a keyed hash (HMAC-SHA256,
 for exact lookup) plus a masked form for display. Phones and addresses are not stored at all.
