@@ -35,7 +35,8 @@ from core.products import load_registry  # noqa: E402
 from pipeline.convert import ConverterPool  # noqa: E402
 from pipeline.documents import DocumentMaker  # noqa: E402
 from stamps import load_seal_registry  # noqa: E402
-from usecases.filing import BatchRun, Filing, file_records  # noqa: E402
+from usecases.filing import Filing  # noqa: E402
+from usecases.run import BatchRun, file_records  # noqa: E402
 
 KEY = b"bench-hmac-key-0123456789abcdef"
 

@@ -250,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
             file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
         else:
             session = stack.enter_context(filing_session(settings, workers=args.workers))
-            from usecases.filing import run_batch  # after LibreOffice has started: the import takes a while
+            from usecases.run import run_batch
 
             file_batch = functools.partial(
                 run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk

@@ -2,7 +2,7 @@
 
 CLI-layer code: it installs the signal handlers, raises the watcher's log level so its one line per
 batch is seen without ``-v``, and turns the watcher's summary into an exit code. The watching itself is
-``watchers.Watcher``; the filing is ``usecases.filing.run_batch`` through ``usecases.watch.FilingRunner``.
+``watchers.Watcher``; the filing is ``usecases.run.run_batch`` through ``usecases.watch.FilingRunner``.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _shown(value: str | None) -> str | None:
     return None if value is None else scrub(value)
 
 
-REMEMBERED_POLICIES = 4096  # far more than a run has in flight (usecases.filing.run_batch)
+REMEMBERED_POLICIES = 4096  # far more than a run has in flight (usecases.run.run_batch)
 
 
 class SeenInBatch:

@@ -25,9 +25,13 @@ from core.privacy import scrub
 from pipeline.validate import Reason
 
 RENDERED = "rendered"
+ARCHIVED = "archived"
+ALREADY_ARCHIVED = "already_archived"
 REJECTED = "rejected"
 # a record a run that stopped (a component down) never filed: a re-run files it (DESIGN.md invariant 1)
 NOT_ATTEMPTED = "not_attempted"
+STATUSES = (ARCHIVED, ALREADY_ARCHIVED, REJECTED)  # what a run that ends reports
+FILED = (ARCHIVED, ALREADY_ARCHIVED)  # in the archive, by this run or another
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ from core.wording import CHINA_TIME
 from pipeline.documents import DocumentMaker
 from stamps import load_seal_registry, stamp_pdf
 from tests.conftest import REPO
-from usecases.filing import Filing, run_batch
+from usecases.filing import Filing
+from usecases.run import run_batch
 
 KEY = b"audit-test-hmac-key-0123456789ab"
 DPI = 75

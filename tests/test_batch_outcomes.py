@@ -30,10 +30,19 @@ from core.errors import RunAborted, StoreError
 from core.records import RawRecord
 from pipeline.batch import RecordChecker
 from pipeline.documents import DocumentMaker
-from pipeline.report import NOT_ATTEMPTED, REJECTED, BatchReport, Outcome, RejectionLog
+from pipeline.report import (
+    ALREADY_ARCHIVED,
+    ARCHIVED,
+    NOT_ATTEMPTED,
+    REJECTED,
+    BatchReport,
+    Outcome,
+    RejectionLog,
+)
 from pipeline.validate import Reason
 from tests.conftest import REPO, write_batch
-from usecases.filing import ALREADY_ARCHIVED, ARCHIVED, Filing, run_batch
+from usecases.filing import Filing
+from usecases.run import run_batch
 
 KEY = b"batch-outcomes-test-hmac-key-0123"
 ISSUANCE = [sys.executable, "-m", "cli.main"]

@@ -25,9 +25,10 @@ from core.records import parse_record
 from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker
 from pipeline.images import RecordImageError
-from pipeline.report import REJECTED
+from pipeline.report import ALREADY_ARCHIVED, ARCHIVED, REJECTED
 from tests.conftest import DUMMY_SECRET, REPO, write_batch
-from usecases.filing import ALREADY_ARCHIVED, ARCHIVED, Filed, Filing, run_batch
+from usecases.filing import Filed, Filing
+from usecases.run import run_batch
 
 KEY = b"filing-test-hmac-key-0123456789"
 ISSUANCE = [sys.executable, "-m", "cli.main"]

@@ -45,7 +45,8 @@ from pipeline.documents import DocumentMaker
 from pipeline.reissue import ReissueMarker, overlay_mark
 from stamps import find_seals, load_seal_registry
 from stamps.stamping import page_frames
-from usecases.filing import Filing, run_batch
+from usecases.filing import Filing
+from usecases.run import run_batch
 
 KEY = "reissue-test-hmac-key-0123456789"
 CHINA = ZoneInfo("Asia/Shanghai")

@@ -22,10 +22,12 @@ from bench.synth import make_batch
 from core.errors import ConversionFailed, IssuanceError
 from core.records import Policy, parse_record
 from pipeline.documents import DocumentMaker
+from pipeline.report import ARCHIVED, REJECTED
 from pipeline.schedules import RecordPages
 from stamps import find_seals, load_seal_registry
 from tests.conftest import write_batch
-from usecases.filing import ARCHIVED, REJECTED, Filing, run_batch
+from usecases.filing import Filing
+from usecases.run import run_batch
 
 KEY = b"test-hmac-key-0123456789abcdef!!"
 

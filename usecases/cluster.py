@@ -57,18 +57,10 @@ from core.errors import (
 )
 from core.records import Endorsement, RawRecord, content_hash, parse_record
 from pipeline.batch import Accepted
-from pipeline.report import REJECTED, BatchReport, Outcome
+from pipeline.report import ARCHIVED, FILED, REJECTED, BatchReport, Outcome
 from pipeline.validate import Reason
-from usecases.filing import (
-    ARCHIVED,
-    FILED,
-    BatchRun,
-    Filing,
-    already_archived,
-    file_record,
-    not_filed_earlier,
-    rejected_outcome,
-)
+from usecases.filing import Filing
+from usecases.run import BatchRun, already_archived, file_record, not_filed_earlier, rejected_outcome
 
 if TYPE_CHECKING:
     from core.config import Settings

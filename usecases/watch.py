@@ -17,7 +17,7 @@ from core.config import Settings
 from core.errors import BatchUnreadable
 from pipeline.batchfile import read_batch
 from pipeline.report import BatchReport
-from usecases.filing import run_batch
+from usecases.run import run_batch
 from usecases.session import FilingSession, filing_session
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,517 @@
+"""Running a batch: read, check and file every record, in order, on an ``Executor``; the batch report.
+
+Every record ends archived, already archived, or rejected with reasons (DESIGN.md invariant 1); a
+component going down stops the run: the records in flight and never read are ``not_attempted``, and a
+re-run files them (invariant 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.config import DEFAULT_CHUNK
+from core.errors import (
+    ClusterUnavailable,
+    ComponentUnavailable,
+    IndexConflict,
+    IndexUnavailable,
+    IssuanceError,
+    RunAborted,
+    StoreError,
+    TemplateError,
+)
+from core.manifest import RecordFacts
+from core.privacy import scrub
+from core.records import Endorsement, Policy, RawRecord, content_hash
+from pipeline.batch import Accepted, RecordChecker, Repeat
+from pipeline.batchfile import read_batch
+from pipeline.report import (
+    ALREADY_ARCHIVED,
+    ARCHIVED,
+    FILED,
+    NOT_ATTEMPTED,
+    REJECTED,
+    STATUSES,
+    BatchReport,
+    Outcome,
+    RejectionLog,
+)
+from pipeline.validate import Reason
+from usecases.filing import Filed, Filing, _FiledByAnother, _Refused
+
+logger = logging.getLogger(__name__)
+CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def _input_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _base(item: Accepted) -> dict[str, Any]:
+    record = item.record
+    return {
+        "line": item.raw.line,
+        "record_id": record.record_id,
+        "policy_no": record.policy_no,
+        "kind": record.kind,
+    }
+
+
+def file_record(filing: Filing, item: Accepted, *, batch_dir: Path, batch_id: str | None) -> Outcome:
+    """File one accepted record; what became of it, as the batch report's outcome (see ``file_records``)."""
+    return file_records(filing, [item], batch_dir=batch_dir, batch_id=batch_id)[0]
+
+
+def file_records(
+    filing: Filing, items: Sequence[Accepted], *, batch_dir: Path, batch_id: str | None
+) -> list[Outcome]:
+    """File accepted records; what became of each, in order, as the batch report's outcomes.
+
+    Policies are filed together (``Filing.file_policies``), endorsements one by one after them. Shared by
+    the thread pool (``run_batch``) and the cluster (``usecases.cluster``). Whatever belongs to a record
+    (a field, a template, a failed conversion, a conflict in the index) comes back as a ``rejected``
+    outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store or the index
+    is down: that stops the batch, not just the record).
+    """
+    results: list[Filed | Exception | None] = [None] * len(items)
+    policies = [i for i, item in enumerate(items) if isinstance(item.record, Policy)]
+    if policies:
+        try:
+            filed = filing.file_policies(
+                [(items[i].record, items[i].raw) for i in policies],  # type: ignore[misc]
+                batch_dir=batch_dir,
+                batch_id=batch_id,
+            )
+        except ComponentUnavailable:
+            raise
+        except Exception as e:  # a bug, not a record's fault: every record of the group says so
+            logger.exception("batch %s: unexpected error while filing policies", batch_id)
+            filed = [e] * len(policies)
+        for i, result in zip(policies, filed, strict=True):
+            results[i] = result
+    for i, item in enumerate(items):
+        if isinstance(item.record, Endorsement):
+            assert item.policy is not None
+            try:
+                results[i] = filing.file_endorsement(
+                    item.record, item.policy, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
+                )
+            except ComponentUnavailable:
+                raise
+            except Exception as e:
+                results[i] = e
+    return [_outcome(item, result, batch_id) for item, result in zip(items, results, strict=True)]
+
+
+def _outcome(item: Accepted, result: Filed | Exception | None, batch_id: str | None) -> Outcome:
+    base = _base(item)
+    if isinstance(result, Filed):
+        return Outcome(status=ARCHIVED, documents=result.keys, **base)
+    if isinstance(result, _FiledByAnother):
+        return Outcome(status=ALREADY_ARCHIVED, **base)
+    if isinstance(result, _Refused):
+        reason = result.reason
+    elif isinstance(result, IndexConflict):
+        reason = Reason("record_id", f"{result}; re-run the batch")
+    elif isinstance(result, TemplateError):
+        reason = Reason("template", str(result))
+    elif isinstance(result, IssuanceError):
+        reason = Reason(getattr(result, "field", None) or "document", str(result))
+    else:
+        logger.error("batch %s line %d: unexpected error while filing: %r", batch_id, item.raw.line, result)
+        reason = Reason("document", f"internal error: {result}")
+    return Outcome(status=REJECTED, reasons=(reason,), **base)
+
+
+def not_filed_earlier(item: Accepted) -> Outcome:
+    """The outcome of a version whose previous version of the same policy in this batch was not filed."""
+    message = f"policy {item.record.policy_no} could not be filed earlier in this batch"
+    return Outcome(status=REJECTED, reasons=(Reason("policy_no", message),), **_base(item))
+
+
+class BatchRun:
+    """One run of a batch file, whoever files its records: a thread pool here, a cluster elsewhere.
+
+    Opening it refuses an unusable file (``BatchUnreadable``, nothing written) and writes the batch's
+    begin row. ``accepted`` reads and checks the records in input order and settles every record that
+    needs no filing (already archived, repeated, conflicting, rejected); the caller files each record it
+    yields and hands back its outcome (``finish``) or the component error that stopped it (``fail``).
+    ``end`` writes the batch's end row and returns the report; after a component error it lists every
+    line not filed as not attempted, records the batch as aborted and raises ``RunAborted`` carrying
+    the report. ``finish`` and ``fail`` may be called from any thread.
+    """
+
+    def __init__(
+        self, batch: Path, *, filing: Filing, on_record: Callable[[Outcome], None] | None = None
+    ) -> None:
+        self._records = read_batch(batch)
+        self.filing = filing
+        self.batch_dir = batch.parent
+        started = datetime.now(CHINA)
+        self.input_sha256 = _input_sha256(batch)
+        # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
+        self.batch_id = f"{started:%Y%m%d-%H%M%S}-{self.input_sha256[:8]}-{secrets.token_hex(3)}"
+        self.report = BatchReport(
+            batch=scrub(batch.name), started_at=started, statuses=STATUSES, extra={"batch_id": self.batch_id}
+        )
+        self.fatal: list[ComponentUnavailable] = []
+        self._on_record = on_record
+        self._lock = threading.Lock()
+        self._log = RejectionLog(logger, prefix=f"batch {self.batch_id} ")
+        # exact repeats of a line still in flight, by that line: each ends as it ends
+        self._repeats: dict[int, list[RawRecord]] = {}
+        self._unread: list[RawRecord] = []  # read but not handled when the run stopped
+        filing.index.begin_batch(
+            batch_id=self.batch_id,
+            input_name=scrub(batch.name),  # a file may be named after its customer
+            input_sha256=self.input_sha256,
+            operator=filing.operator,
+        )
+        self._checker = RecordChecker(
+            registry=filing.registry, batch_dir=batch.parent, archived_policy=filing.archived_policy
+        )
+
+    def accepted(self, *, stop: threading.Event | None = None) -> Iterator[Accepted]:
+        """The records to file, in input order; stops after a component error or when ``stop`` is set.
+
+        Records are read in blocks of ``LOOKAHEAD``, and the index is asked once per block which of them
+        it holds already (two queries, not two per record).
+        """
+        index = self.filing.index
+        while block := list(itertools.islice(self._records, LOOKAHEAD)):
+            for raw in block:
+                self.report.opened(raw.line)
+            data = [raw.data if isinstance(raw.data, dict) else {} for raw in block]
+            try:
+                known = index.records([d["record_id"] for d in data if isinstance(d.get("record_id"), str)])
+                indexed = index.indexed_policies(
+                    [
+                        d["policy_no"]
+                        for d in data
+                        if d.get("kind") == "policy" and isinstance(d.get("policy_no"), str)
+                    ]
+                )
+            except ComponentUnavailable as e:
+                self._stopped(e, block)
+                return
+            for k, raw in enumerate(block):
+                if self.fatal:
+                    self._unread = block[k:]
+                    return
+                if stop is not None and stop.is_set():
+                    self.report.extra["interrupted"] = True
+                    self._unread = block[k:]
+                    return
+                outcome = already_archived(raw, known)
+                if outcome is not None:
+                    self.finish(outcome)
+                    continue
+                try:
+                    verdict = self._checker.check(raw, repeats=True)
+                    if isinstance(verdict, Repeat):
+                        self._repeat(verdict)
+                        continue
+                except ComponentUnavailable as e:  # the store or index went down reading an archived policy
+                    self._stopped(e, block[k:])
+                    return
+                if isinstance(verdict, list):
+                    self.finish(rejected_outcome(raw, verdict))
+                    continue
+                if isinstance(verdict.record, Policy) and verdict.record.policy_no in indexed:
+                    self.finish(rejected_outcome(raw, [_archived_by_another(verdict.record.policy_no)]))
+                    continue
+                yield verdict
+
+    def _stopped(self, error: ComponentUnavailable, unread: list[RawRecord]) -> None:
+        with self._lock:
+            self.fatal.append(error)
+            self.report.statuses = (*STATUSES, NOT_ATTEMPTED)
+        self._unread = unread
+
+    def _repeat(self, repeat: Repeat) -> None:
+        """An exact repeat of an earlier line: it ends as that line ends (DESIGN.md invariant 1)."""
+        with self._lock:
+            if self.report.is_open(repeat.first_line):
+                self._repeats.setdefault(repeat.first_line, []).append(repeat.raw)
+                return
+        # the first line has ended already: archived then, the index holds it now
+        data = repeat.raw.data or {}
+        known = self.filing.index.records([data["record_id"]])
+        outcome = already_archived(repeat.raw, known)
+        if outcome is None or outcome.status != ALREADY_ARCHIVED:
+            outcome = _after_first(repeat.raw, repeat.first_line, REJECTED)
+        self.finish(outcome)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Record one record's outcome (logged if not filed, passed to ``on_record``)."""
+        with self._lock:
+            self.report.add(outcome)
+            repeats = self._repeats.pop(outcome.line, ())
+        if outcome.status == REJECTED:
+            self._log(outcome)
+        if self._on_record:
+            self._on_record(outcome)
+        for raw in repeats:
+            self.finish(_after_first(raw, outcome.line, outcome.status))
+
+    def fail(self, item: Accepted, error: ComponentUnavailable) -> Outcome:
+        """A component failed while filing ``item``: it is not attempted, and the run stops."""
+        with self._lock:
+            self.fatal.append(error)
+            self.report.statuses = (*STATUSES, NOT_ATTEMPTED)
+        outcome = not_attempted(item.raw, error)
+        self.finish(outcome)
+        return outcome
+
+    def end(self) -> BatchReport:
+        """Write the batch's end row; the report, or ``RunAborted`` (with the report) after a component
+        error, once every input line has its outcome."""
+        self._checker.close()
+        index, report = self.filing.index, self.report
+        if self.fatal:
+            error = self.fatal[0]
+            try:
+                for raw in itertools.chain(self._unread, self._records):  # read, or never read
+                    report.opened(raw.line)
+                    self.finish(not_attempted(raw, error))
+            except IssuanceError as e:  # the rest of the file cannot be read either: say so, keep the rest
+                report.extra["unread"] = str(e)
+            report.extra["aborted"] = scrub(str(error))
+            logger.warning(
+                "batch %s aborted: %d lines not attempted (a re-run files them): %s",
+                self.batch_id,
+                report.count(NOT_ATTEMPTED),
+                report.extra["aborted"],
+            )
+        self._log.summary()
+        report.finished_at = datetime.now(CHINA)
+        report.extra["stages"] = self.filing.clock.snapshot()
+        ended = "aborted" if self.fatal else "interrupted" if report.extra.get("interrupted") else "finished"
+        try:
+            index.finish_batch(
+                batch_id=self.batch_id,
+                counts=report.counts(),
+                operator=self.filing.operator,
+                ended=ended,
+                reason=report.extra.get("aborted"),
+            )
+        except ComponentUnavailable:
+            if not self.fatal:
+                raise
+            logger.warning("batch %s: could not record its end in the index (it is down)", self.batch_id)
+        if self.fatal:
+            raise RunAborted(self.fatal[0], report=report)
+        return report
+
+
+def not_attempted(raw: RawRecord, error: ComponentUnavailable) -> Outcome:
+    """The outcome of a line a run that stopped never filed. The reason names no object or other record:
+    the error itself is said once, in the report's ``aborted``."""
+    message = f"not filed: the run stopped because {_component(error)}; a re-run files it"
+    return _raw_outcome(raw, NOT_ATTEMPTED, (Reason("run", message),))
+
+
+def _component(error: ComponentUnavailable) -> str:
+    if isinstance(error, IndexUnavailable):
+        return "the index is unavailable"
+    if isinstance(error, StoreError):
+        return "the object store is unavailable"
+    if isinstance(error, ClusterUnavailable):
+        return "the cluster is unavailable"
+    return "a component is unavailable"
+
+
+def _after_first(raw: RawRecord, first_line: int, status: str) -> Outcome:
+    """A repeat's outcome, given how the line it repeats ended."""
+    if status in (ARCHIVED, ALREADY_ARCHIVED):
+        return _raw_outcome(raw, ALREADY_ARCHIVED, ())
+    if status == NOT_ATTEMPTED:
+        message = f"repeats line {first_line} (same content), which was not filed; a re-run files it"
+        return _raw_outcome(raw, NOT_ATTEMPTED, (Reason("run", message),))
+    message = f"repeats line {first_line} (same content), which was rejected: see that line"
+    return _raw_outcome(raw, REJECTED, (Reason("record_id", message),))
+
+
+def _raw_outcome(raw: RawRecord, status: str, reasons: tuple[Reason, ...]) -> Outcome:
+    data = raw.data or {}
+
+    def shown(name: str) -> str | None:
+        # a line not filed was not validated (or failed): what it holds in these fields may be a party's
+        # ID or phone number, which the report never holds in clear (DESIGN.md invariant 9)
+        value = data.get(name)
+        if not isinstance(value, str):
+            return None
+        return value if status == ALREADY_ARCHIVED else scrub(value)
+
+    kind = data.get("kind")
+    return Outcome(
+        line=raw.line,
+        status=status,
+        record_id=shown("record_id"),
+        policy_no=shown("policy_no"),
+        kind=kind if kind in ("policy", "endorsement") else None,
+        reasons=reasons,
+    )
+
+
+LOOKAHEAD = 64  # records read (and looked up in the index) at a time
+
+
+def run_batch(
+    batch: Path,
+    *,
+    filing: Filing,
+    workers: int,
+    on_record: Callable[[Outcome], None] | None = None,
+    stop: threading.Event | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> BatchReport:
+    """``issuance run``: every record of ``batch`` ends archived, already archived, or rejected.
+
+    Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``RunAborted`` (a
+    ``ComponentUnavailable``) when LibreOffice, the store or the index fails for good: what was filed
+    stays filed, every other line is in the error's report as not attempted, and a re-run goes on.
+    ``workers`` is the number of LibreOffice instances of the filing's converter.
+
+    Policies are filed in groups of up to ``chunk`` of one product (one LibreOffice document for their
+    schedules, one index transaction); an endorsement is filed after the group holding its policy's
+    earlier version. ``2 × workers + 1`` groups are filed at a time, so that each LibreOffice instance
+    (``workers`` of them) has a group waiting while other groups' PDFs are sealed, bundled and uploaded.
+
+    ``stop`` set (SIGTERM in the watcher): no further record is read, the ones read finish, and the report
+    says ``interrupted``; its counts cover the records handled. A later run does the rest.
+    """
+    run = BatchRun(batch, filing=filing, on_record=on_record)
+    threads = 2 * max(1, workers) + 1
+    in_flight = threading.BoundedSemaphore(threads + 1)
+    last_task: dict[str, Future[Outcome]] = {}  # per policy: versions are filed in input order
+    lock = threading.Lock()
+    pending: dict[str, list[Accepted]] = {}  # per product: policies waiting for a full group
+
+    def done(item: Accepted, future: Future[Outcome]) -> None:
+        settled: Future[Outcome] = Future()
+        try:
+            outcome = future.result()
+        except BaseException as e:
+            settled.set_exception(e)
+            if not isinstance(e, ComponentUnavailable):
+                raise
+            run.fail(item, e)
+        else:
+            settled.set_result(outcome)
+            run.finish(outcome)
+        finally:
+            # A policy's later versions in this batch wait for this one. Once it is archived nothing more
+            # is needed (the index has it); otherwise only its outcome is kept, not the future whose
+            # callbacks hold the whole record: a batch of a million keeps no entry per archived policy.
+            with lock:
+                if last_task.get(item.record.policy_no) is future:
+                    if settled.exception() is None and settled.result().status in FILED:
+                        del last_task[item.record.policy_no]
+                    else:
+                        last_task[item.record.policy_no] = settled
+
+    def file(items: list[Accepted], futures: list[Future[Outcome]], before: Future[Outcome] | None) -> None:
+        try:
+            if run.fatal:  # the run has stopped: what is still queued is not attempted
+                raise run.fatal[0]
+            earlier = None if before is None or before.exception() is not None else before.result()
+            if before is not None and isinstance(items[0].record, Policy):
+                if earlier is not None and earlier.status in FILED:
+                    outcomes = [
+                        rejected_outcome(items[0].raw, [_archived_by_another(items[0].record.policy_no)])
+                    ]
+                else:  # the earlier record of this policy was not filed: this one may be
+                    outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
+            elif before is not None and (earlier is None or earlier.status not in FILED):
+                outcomes = [not_filed_earlier(item) for item in items]
+            else:
+                outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
+        except BaseException as e:
+            for future in futures:
+                future.set_exception(e)
+        else:
+            for future, outcome in zip(futures, outcomes, strict=True):
+                future.set_result(outcome)
+        finally:
+            in_flight.release()
+
+    def submit(
+        pool: ThreadPoolExecutor, items: list[Accepted], before: Future[Outcome] | None = None
+    ) -> None:
+        in_flight.acquire()
+        futures: list[Future[Outcome]] = [Future() for _ in items]
+        for item, future in zip(items, futures, strict=True):
+            with lock:
+                last_task[item.record.policy_no] = future
+            future.add_done_callback(lambda f, item=item: done(item, f))
+        pool.submit(file, items, futures, before)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="file") as pool:
+        for item in run.accepted(stop=stop):
+            record = item.record
+            earlier = _pending_group(pending, record.policy_no)
+            if earlier is not None:  # an earlier record of this policy waits for a full group: file it now
+                submit(pool, pending.pop(earlier))
+            if isinstance(record, Policy) and record.policy_no not in last_task:
+                group = pending.setdefault(record.product_code, [])
+                group.append(item)
+                if len(group) >= chunk:
+                    submit(pool, pending.pop(record.product_code))
+                continue
+            # an endorsement, or a second record of a policy this batch files already: after the earlier one
+            submit(pool, [item], last_task.get(record.policy_no))
+        for product in list(pending):
+            submit(pool, pending.pop(product))
+    return run.end()
+
+
+def _pending_group(pending: dict[str, list[Accepted]], policy_no: str) -> str | None:
+    """The product whose waiting group holds a record of ``policy_no``, if any."""
+    return next(
+        (p for p, group in pending.items() if any(i.record.policy_no == policy_no for i in group)), None
+    )
+
+
+def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
+    """The outcome of a record rejected before filing, with what its raw data says about it."""
+    return _raw_outcome(raw, REJECTED, tuple(reasons))
+
+
+def already_archived(raw: RawRecord, known: dict[str, RecordFacts]) -> Outcome | None:
+    """Outcome for a record the index already holds (``known``, by record id): the same content, or a
+    conflict."""
+    data = raw.data
+    if not data or not isinstance(data.get("record_id"), str):
+        return None
+    record = known.get(data["record_id"])
+    if record is None:
+        return None
+    base = {
+        "line": raw.line,
+        "record_id": data["record_id"],
+        "policy_no": record.policy_no,
+        "kind": record.kind,
+    }
+    if record.content_sha256 == content_hash(data):
+        return Outcome(status=ALREADY_ARCHIVED, **base)
+    message = "already archived with different content: a conflict, reported and not overwritten"
+    return Outcome(status=REJECTED, reasons=(Reason("record_id", message),), **base)
+
+
+def _archived_by_another(policy_no: str) -> Reason:
+    return Reason("policy_no", f"policy {policy_no} is already archived by another record")
