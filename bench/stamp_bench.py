@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synth import make_batch
 from core.products import load_registry
-from pipeline.batch import render_batch
+from usecases.render import render_batch
 from pipeline.convert import ConverterPool
 from pipeline.documents import DocumentMaker
 from stamps import Seal, draw_seal, fanned_edges, find_seals, load_seal_registry, stamp_pdf

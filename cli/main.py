@@ -156,7 +156,7 @@ def _render(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from pipeline.batch import render_batch
+    from usecases.render import render_batch
     from pipeline.batchfile import read_batch
     from pipeline.convert import ConverterPool, profile_template_for
     from pipeline.documents import DocumentMaker

@@ -1,40 +1,29 @@
-"""Batch orchestration: every input record to exactly one outcome.
+"""Checking a batch's records in input order: every line accepted (with what it needs) or rejected.
 
-Records are read and checked in input order in the calling thread (cross-record rules need the
-order: an endorsement's policy must come earlier), and the accepted ones are rendered and converted
-on a small thread pool, since the slow part, LibreOffice, runs in other processes. At most a bounded
-number of records is in flight, so memory stays flat on large batches.
+Records are read and checked in the calling thread (cross-record rules need the order: an endorsement's
+policy must come earlier in the batch or be archived; a line may repeat an earlier one exactly).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
+from core.errors import ComponentUnavailable, IssuanceError
 from core.privacy import scrub
 from core.products import ProductRegistry
 from core.records import Endorsement, Policy, RawRecord, content_hash, parse_record
-from pipeline.batchfile import read_batch
-from pipeline.documents import DocumentMaker, IssuedDocument
-from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
+from pipeline.report import REJECTED, Outcome
 from pipeline.validate import Reason, check_endorsement, check_policy, control_characters
 
 logger = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
-
-
-class _PolicyNotIssued(Exception):
-    """The endorsement's policy, earlier in this batch, failed to render."""
 
 
 @dataclass(frozen=True)
@@ -201,127 +190,14 @@ class RecordChecker:
             self._seen.rejected_policy(data["policy_no"], line)
 
 
-def _document_name(record: Policy | Endorsement) -> str:
-    if isinstance(record, Policy):
-        return f"{record.policy_no}/policy.pdf"
-    return f"{record.policy_no}/endorsement-{record.endorsement_no}.pdf"
-
-
-def render_batch(
-    batch: Path,
-    *,
-    out_dir: Path,
-    maker: DocumentMaker,
-    workers: int,
-    on_record: Callable[[Outcome], None] | None = None,
-) -> BatchReport:
-    """``issuance render``: the customer's PDFs for every good record of ``batch`` under ``out_dir``.
-
-    Raises ``BatchUnreadable`` if the file as a whole is unusable (nothing is written then) and
-    ``ComponentUnavailable`` if LibreOffice cannot be used at all. Everything else, record by record,
-    ends up in the report.
-    """
-    records = read_batch(batch)  # refuses an unusable file before anything else happens
-    report = BatchReport(
-        batch=scrub(batch.name), started_at=datetime.now(CHINA), statuses=(RENDERED, REJECTED)
+def rejected_line(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
+    """The outcome of a line the checks refused; what it holds in the shown fields may be a party's ID or
+    phone number, masked (DESIGN.md invariant 9)."""
+    return Outcome(
+        line=raw.line,
+        status=REJECTED,
+        record_id=_shown(_text_field(raw.data, "record_id")),
+        policy_no=_shown(_text_field(raw.data, "policy_no")),
+        kind=k if (k := _text_field(raw.data, "kind")) in ("policy", "endorsement") else None,
+        reasons=tuple(reasons),
     )
-    checker = RecordChecker(registry=maker.registry, batch_dir=batch.parent)
-    log_rejection = RejectionLog(logger)
-    in_flight = threading.BoundedSemaphore(max(2, workers * 2))
-    policy_futures: dict[str, Future[IssuedDocument]] = {}
-
-    def finish(outcome: Outcome) -> None:
-        report.add(outcome)
-        if outcome.status == REJECTED:
-            log_rejection(outcome)
-        if on_record:
-            on_record(outcome)
-
-    def issue(item: Accepted) -> IssuedDocument:
-        record = item.record
-        if isinstance(record, Policy):
-            document = maker.policy_pdf(record)
-            document.write(out_dir / record.policy_no / "policy.pdf")
-            return document
-        earlier = policy_futures.get(record.policy_no)
-        # the policy's own task was queued first, so waiting on it here cannot deadlock
-        if earlier is not None and earlier.exception() is not None:
-            raise _PolicyNotIssued(f"policy {record.policy_no} could not be issued in this batch")
-        assert item.policy is not None
-        document = maker.endorsement_pdf(record, item.policy)
-        document.write(out_dir / record.policy_no / f"endorsement-{record.endorsement_no}.pdf")
-        return document
-
-    def done(item: Accepted, future: Future[IssuedDocument]) -> None:
-        in_flight.release()
-        record = item.record
-        base = {
-            "line": item.raw.line,
-            "record_id": record.record_id,
-            "policy_no": record.policy_no,
-            "kind": record.kind,
-        }
-        try:
-            document = future.result()
-        except _PolicyNotIssued as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("policy_no", str(e)),), **base))
-            return
-        except ConversionFailed as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
-            return
-        except TemplateError as e:
-            finish(Outcome(status=REJECTED, reasons=(Reason("template", str(e)),), **base))
-            return
-        except ComponentUnavailable as e:  # LibreOffice gone for good: the run cannot go on
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
-            fatal.append(e)
-            return
-        except IssuanceError as e:  # a document-level refusal, e.g. the seal's anchor text is missing
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", str(e)),), **base))
-            return
-        except Exception as e:  # one record's surprise must not stop the batch
-            logger.exception("line %d: unexpected error while issuing", item.raw.line)
-            finish(Outcome(status=REJECTED, reasons=(Reason("document", f"internal error: {e}"),), **base))
-            return
-        finish(
-            Outcome(
-                status=RENDERED,
-                documents=(_document_name(record),),
-                templates=document.templates,
-                pages=document.pages,
-                **base,
-            )
-        )
-
-    fatal: list[BaseException] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="issue") as pool:
-        for raw in records:
-            if fatal:
-                break
-            report.opened(raw.line)
-            verdict = checker.check(raw)
-            assert not isinstance(verdict, Repeat)  # render asks for none
-            if isinstance(verdict, list):
-                finish(
-                    Outcome(
-                        line=raw.line,
-                        status=REJECTED,
-                        # a rejected line may hold a party's ID or phone number in these (invariant 9)
-                        record_id=_shown(_text_field(raw.data, "record_id")),
-                        policy_no=_shown(_text_field(raw.data, "policy_no")),
-                        kind=k if (k := _text_field(raw.data, "kind")) in ("policy", "endorsement") else None,
-                        reasons=tuple(verdict),
-                    )
-                )
-                continue
-            in_flight.acquire()
-            future = pool.submit(issue, verdict)
-            if isinstance(verdict.record, Policy):
-                policy_futures[verdict.record.policy_no] = future
-            future.add_done_callback(lambda f, item=verdict: done(item, f))
-    checker.close()
-    log_rejection.summary()
-    if fatal:
-        raise fatal[0]
-    report.finished_at = datetime.now(CHINA)
-    return report

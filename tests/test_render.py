@@ -16,7 +16,7 @@ from pypdf import PdfReader
 
 from core.privacy import uscc_check_char
 from core.wording import amount_capitals
-from pipeline.batch import render_batch
+from usecases.render import render_batch
 from tests.conftest import REPO, write_batch
 
 ISSUANCE = [sys.executable, "-m", "cli.main"]

@@ -23,7 +23,7 @@ from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from core.errors import IssuanceError, SealAnchorMissing, SealRegistryError
 from core.records import parse_record
-from pipeline.batch import render_batch
+from usecases.render import render_batch
 from stamps import (
     cross_page_groups,
     draw_seal,

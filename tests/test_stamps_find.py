@@ -12,7 +12,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, NameObject
 
-from pipeline.batch import render_batch
+from usecases.render import render_batch
 from stamps import find_seals, load_seal_registry, stamp_pdf
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import re
@@ -59,8 +58,9 @@ from core.records import Endorsement, RawRecord, content_hash, parse_record
 from pipeline.batch import Accepted
 from pipeline.report import ARCHIVED, FILED, REJECTED, BatchReport, Outcome
 from pipeline.validate import Reason
+from usecases.executors import Job
 from usecases.filing import Filing
-from usecases.run import BatchRun, already_archived, file_record, not_filed_earlier, rejected_outcome
+from usecases.run import BatchRun, already_archived, file_group, rejected_outcome, run_batch
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -317,9 +317,7 @@ def _file(filing: Filing, task: RecordTask, previous: Outcome | None) -> Outcome
     if record is None or problems:  # the client checked it: only a client and worker out of step get here
         return rejected_outcome(raw, [Reason(f, m) for f, m in problems] or [Reason("line", "not a record")])
     item = Accepted(raw, record, None)
-    if previous is not None and previous.status not in FILED:
-        return not_filed_earlier(item)
-    if isinstance(record, Endorsement):
+    if isinstance(record, Endorsement) and (previous is None or previous.status in FILED):
         try:
             policy = filing.archived_policy(record.policy_no)
         except ComponentUnavailable:
@@ -329,7 +327,7 @@ def _file(filing: Filing, task: RecordTask, previous: Outcome | None) -> Outcome
         if policy is None:
             return rejected_outcome(raw, [Reason("policy_no", f"policy {record.policy_no} is not archived")])
         item = Accepted(raw, record, policy)
-    outcome = file_record(filing, item, batch_dir=task.context.batch_dir, batch_id=batch_id)
+    outcome = file_group(filing, [item], previous, batch_dir=task.context.batch_dir, batch_id=batch_id)[0]
     if outcome.status == REJECTED:
         # Dask may run a task twice at once (a worker taken for dead that was only slow): if the other run
         # filed the record, the index says so, and the record was archived by this batch after all.
@@ -405,6 +403,67 @@ def cluster_session(settings: Settings, *, address: str, timeout: float = 30.0) 
             client.close()
 
 
+class DaskExecutor:
+    """The ``Executor`` of a run on the cluster behind ``client``: one task per record, keyed
+    ``file-{batch_id}-{line}``; a record's task takes the previous version's task of its policy as an
+    argument, so Dask runs them in input order. At most ``window`` records in flight (default: twice the
+    cluster's threads). Only for ``BatchRun`` jobs: workers file into the client's archive."""
+
+    group_size = 1
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        filing: Filing,
+        retries: int = DEFAULT_RETRIES,
+        window: int | None = None,
+        worker_timeout: float = 60.0,
+    ) -> None:
+        self._store_url = archive_identity(filing)
+        _prepare(client, worker_timeout=worker_timeout)
+        self._client = client
+        self._filing = filing
+        self._retries = retries
+        self.slots = window or max(4, 2 * sum(client.nthreads().values()))
+        self._contexts: dict[str, BatchContext] = {}
+
+    def _context(self, run: BatchRun) -> BatchContext:
+        context = self._contexts.get(run.batch_id)
+        if context is None:
+            context = self._contexts[run.batch_id] = BatchContext(
+                batch_id=run.batch_id,
+                batch_file=str(run.batch_file),
+                batch_sha256=run.input_sha256,
+                store_url=self._store_url,
+                key_check=key_fingerprint(self._filing),
+                operator=self._filing.operator,
+            )
+        return context
+
+    def submit(self, job: Job, items: list[Accepted], before: Future | Outcome | None) -> list[Future]:
+        assert isinstance(job, BatchRun), "a cluster files batch runs only"
+        context = self._context(job)
+        return [
+            self._client.submit(
+                file_task,
+                RecordTask(context=context, line=item.raw.line, data=item.raw.data or {}),
+                before,
+                key=f"file-{job.batch_id}-{item.raw.line}",
+                pure=False,
+                retries=self._retries,
+            )
+            for item in items
+        ]
+
+    def lost(self, item: Accepted, error: BaseException) -> ComponentUnavailable:
+        """The cluster lost the task: workers kept dying, it was cancelled, …"""
+        return ClusterUnavailable(
+            f"the cluster could not file line {item.raw.line}: {type(error).__name__}: {error}",
+            hint="see the workers' logs; re-run the batch to file the rest",
+        )
+
+
 def run_batch_on_cluster(
     batch: Path,
     *,
@@ -418,79 +477,14 @@ def run_batch_on_cluster(
 ) -> BatchReport:
     """``run_batch`` with the records filed on the cluster behind ``client``: the same report and promises.
 
-    Every record ends archived, already archived, or rejected; ``on_record`` is called on the client (from
-    a callback thread) for each. Raises ``BatchUnreadable`` for an unusable file, ``UsageError`` if the
-    archive is not shared, ``ClusterUnavailable`` if no worker joins within ``worker_timeout`` seconds or
-    the cluster loses a task, and ``ComponentUnavailable`` when a worker's LibreOffice, the store or the
-    index fails for good (after ``retries`` more attempts); then what finished is recorded, nothing more
-    is submitted, and a re-run goes on. At most ``window`` records are in flight (default: twice the
-    cluster's threads). ``stop`` set: nothing more is submitted, and the report says ``interrupted``.
+    Raises as ``run_batch`` does, and also ``UsageError`` if the archive is not shared and
+    ``ClusterUnavailable`` if no worker joins within ``worker_timeout`` seconds or the cluster loses a
+    task (after ``retries`` more attempts).
     """
-    store_url = archive_identity(filing)
-    _prepare(client, worker_timeout=worker_timeout)
-    run = BatchRun(batch, filing=filing, on_record=on_record)
-    context = BatchContext(
-        batch_id=run.batch_id,
-        batch_file=str(batch.resolve()),
-        batch_sha256=run.input_sha256,
-        store_url=store_url,
-        key_check=key_fingerprint(filing),
-        operator=filing.operator,
+    executor = DaskExecutor(
+        client, filing=filing, retries=retries, window=window, worker_timeout=worker_timeout
     )
-    slots = window or max(4, 2 * sum(client.nthreads().values()))
-    in_flight = threading.BoundedSemaphore(slots)
-    lock = threading.Lock()
-    # per policy, its newest version in flight (a future) or, once done, its outcome: the next version
-    # takes it as an argument, so Dask runs the versions in input order and each sees whether the last
-    # one was filed; finished futures are dropped so the cluster may forget their results
-    last: dict[str, Future | Outcome] = {}
-    pending: set[Future] = set()
-
-    def done(item: Accepted, future: Future) -> None:
-        try:
-            try:
-                outcome = future.result()
-            except ComponentUnavailable as e:
-                outcome = run.fail(item, e)
-            except Exception as e:  # the cluster lost the task: workers kept dying, it was cancelled, …
-                error = ClusterUnavailable(
-                    f"the cluster could not file line {item.raw.line}: {type(e).__name__}: {e}",
-                    hint="see the workers' logs; re-run the batch to file the rest",
-                )
-                outcome = run.fail(item, error)
-            else:
-                run.finish(outcome)
-            with lock:
-                if last.get(item.record.policy_no) is future:
-                    if outcome.status in FILED:  # the index has it: later versions need nothing more
-                        del last[item.record.policy_no]
-                    else:
-                        last[item.record.policy_no] = outcome
-                pending.discard(future)
-        finally:
-            in_flight.release()  # whatever happened: the end of the run waits for every slot
-
-    try:
-        for item in run.accepted(stop=stop):
-            in_flight.acquire()
-            policy_no = item.record.policy_no
-            task = RecordTask(context=context, line=item.raw.line, data=item.raw.data or {})
-            with lock:
-                future = client.submit(
-                    file_task,
-                    task,
-                    last.get(policy_no),
-                    key=f"file-{run.batch_id}-{item.raw.line}",
-                    pure=False,
-                    retries=retries,
-                )
-                last[policy_no] = future
-                pending.add(future)
-            future.add_done_callback(functools.partial(done, item))
-    finally:
-        for _ in range(slots):  # every submitted record has its outcome
-            in_flight.acquire()
-    return run.end()
+    return run_batch(batch, filing=filing, executor=executor, on_record=on_record, stop=stop)
 
 
 def _prepare(client: Client, *, worker_timeout: float) -> None:

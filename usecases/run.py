@@ -13,7 +13,6 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from pipeline.report import (
     RejectionLog,
 )
 from pipeline.validate import Reason
+from usecases.executors import Executor, ThreadPool, drive
 from usecases.filing import Filed, Filing, _FiledByAnother, _Refused
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class BatchRun:
         self._records = read_batch(batch)
         self.filing = filing
         self.batch_dir = batch.parent
+        self.batch_file = batch.resolve()
         started = datetime.now(CHINA)
         self.input_sha256 = _input_sha256(batch)
         # the input's hash ties the batch to its file; the random part keeps two runs in one second apart
@@ -235,6 +236,15 @@ class BatchRun:
                     self.finish(rejected_outcome(raw, [_archived_by_another(verdict.record.policy_no)]))
                     continue
                 yield verdict
+
+    succeeded = FILED
+
+    def work(self, items: Sequence[Accepted], earlier: Outcome | None) -> list[Outcome]:
+        """File ``items`` (``file_group``); once the run has stopped, what is still queued is not
+        attempted."""
+        if self.fatal:
+            raise self.fatal[0]
+        return file_group(self.filing, items, earlier, batch_dir=self.batch_dir, batch_id=self.batch_id)
 
     def _stopped(self, error: ComponentUnavailable, unread: list[RawRecord]) -> None:
         with self._lock:
@@ -375,7 +385,8 @@ def run_batch(
     batch: Path,
     *,
     filing: Filing,
-    workers: int,
+    executor: Executor | None = None,
+    workers: int = 1,
     on_record: Callable[[Outcome], None] | None = None,
     stop: threading.Event | None = None,
     chunk: int = DEFAULT_CHUNK,
@@ -385,106 +396,44 @@ def run_batch(
     Raises ``BatchUnreadable`` for an unusable file (nothing is filed) and ``RunAborted`` (a
     ``ComponentUnavailable``) when LibreOffice, the store or the index fails for good: what was filed
     stays filed, every other line is in the error's report as not attempted, and a re-run goes on.
-    ``workers`` is the number of LibreOffice instances of the filing's converter.
 
-    Policies are filed in groups of up to ``chunk`` of one product (one LibreOffice document for their
-    schedules, one index transaction); an endorsement is filed after the group holding its policy's
-    earlier version. ``2 × workers + 1`` groups are filed at a time, so that each LibreOffice instance
-    (``workers`` of them) has a group waiting while other groups' PDFs are sealed, bundled and uploaded.
-
-    ``stop`` set (SIGTERM in the watcher): no further record is read, the ones read finish, and the report
-    says ``interrupted``; its counts cover the records handled. A later run does the rest.
+    The records are filed on ``executor`` (``usecases.executors``; a cluster's is
+    ``usecases.cluster.DaskExecutor``); without one, on a thread pool sized to ``workers`` LibreOffice
+    instances, policies in groups of up to ``chunk`` of one product. ``stop`` set (SIGTERM in the
+    watcher): no further record is read, the ones read finish, and the report says ``interrupted``; its
+    counts cover the records handled. A later run does the rest.
     """
     run = BatchRun(batch, filing=filing, on_record=on_record)
-    threads = 2 * max(1, workers) + 1
-    in_flight = threading.BoundedSemaphore(threads + 1)
-    last_task: dict[str, Future[Outcome]] = {}  # per policy: versions are filed in input order
-    lock = threading.Lock()
-    pending: dict[str, list[Accepted]] = {}  # per product: policies waiting for a full group
-
-    def done(item: Accepted, future: Future[Outcome]) -> None:
-        settled: Future[Outcome] = Future()
-        try:
-            outcome = future.result()
-        except BaseException as e:
-            settled.set_exception(e)
-            if not isinstance(e, ComponentUnavailable):
-                raise
-            run.fail(item, e)
-        else:
-            settled.set_result(outcome)
-            run.finish(outcome)
-        finally:
-            # A policy's later versions in this batch wait for this one. Once it is archived nothing more
-            # is needed (the index has it); otherwise only its outcome is kept, not the future whose
-            # callbacks hold the whole record: a batch of a million keeps no entry per archived policy.
-            with lock:
-                if last_task.get(item.record.policy_no) is future:
-                    if settled.exception() is None and settled.result().status in FILED:
-                        del last_task[item.record.policy_no]
-                    else:
-                        last_task[item.record.policy_no] = settled
-
-    def file(items: list[Accepted], futures: list[Future[Outcome]], before: Future[Outcome] | None) -> None:
-        try:
-            if run.fatal:  # the run has stopped: what is still queued is not attempted
-                raise run.fatal[0]
-            earlier = None if before is None or before.exception() is not None else before.result()
-            if before is not None and isinstance(items[0].record, Policy):
-                if earlier is not None and earlier.status in FILED:
-                    outcomes = [
-                        rejected_outcome(items[0].raw, [_archived_by_another(items[0].record.policy_no)])
-                    ]
-                else:  # the earlier record of this policy was not filed: this one may be
-                    outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
-            elif before is not None and (earlier is None or earlier.status not in FILED):
-                outcomes = [not_filed_earlier(item) for item in items]
-            else:
-                outcomes = file_records(filing, items, batch_dir=run.batch_dir, batch_id=run.batch_id)
-        except BaseException as e:
-            for future in futures:
-                future.set_exception(e)
-        else:
-            for future, outcome in zip(futures, outcomes, strict=True):
-                future.set_result(outcome)
-        finally:
-            in_flight.release()
-
-    def submit(
-        pool: ThreadPoolExecutor, items: list[Accepted], before: Future[Outcome] | None = None
-    ) -> None:
-        in_flight.acquire()
-        futures: list[Future[Outcome]] = [Future() for _ in items]
-        for item, future in zip(items, futures, strict=True):
-            with lock:
-                last_task[item.record.policy_no] = future
-            future.add_done_callback(lambda f, item=item: done(item, f))
-        pool.submit(file, items, futures, before)
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="file") as pool:
-        for item in run.accepted(stop=stop):
-            record = item.record
-            earlier = _pending_group(pending, record.policy_no)
-            if earlier is not None:  # an earlier record of this policy waits for a full group: file it now
-                submit(pool, pending.pop(earlier))
-            if isinstance(record, Policy) and record.policy_no not in last_task:
-                group = pending.setdefault(record.product_code, [])
-                group.append(item)
-                if len(group) >= chunk:
-                    submit(pool, pending.pop(record.product_code))
-                continue
-            # an endorsement, or a second record of a policy this batch files already: after the earlier one
-            submit(pool, [item], last_task.get(record.policy_no))
-        for product in list(pending):
-            submit(pool, pending.pop(product))
+    own = executor is None
+    pool = ThreadPool.for_converters(workers, group_size=chunk) if executor is None else None
+    try:
+        drive(run, run.accepted(stop=stop), executor or pool)  # type: ignore[arg-type]
+    finally:
+        if own and pool is not None:
+            pool.close()
     return run.end()
 
 
-def _pending_group(pending: dict[str, list[Accepted]], policy_no: str) -> str | None:
-    """The product whose waiting group holds a record of ``policy_no``, if any."""
-    return next(
-        (p for p, group in pending.items() if any(i.record.policy_no == policy_no for i in group)), None
-    )
+def file_group(
+    filing: Filing,
+    items: Sequence[Accepted],
+    earlier: Outcome | None,
+    *,
+    batch_dir: Path,
+    batch_id: str | None,
+) -> list[Outcome]:
+    """File ``items`` after ``earlier``, the outcome of the previous record of their policy in this batch.
+
+    A policy whose number an earlier line of the batch filed already is rejected; a later version of a
+    policy whose earlier record was not filed is rejected naming ``policy_no``. Shared by every executor
+    (a worker of a cluster calls it too)."""
+    if earlier is not None:
+        if isinstance(items[0].record, Policy):
+            if earlier.status in FILED:
+                return [rejected_outcome(items[0].raw, [_archived_by_another(items[0].record.policy_no)])]
+        elif earlier.status not in FILED:
+            return [not_filed_earlier(item) for item in items]
+    return file_records(filing, items, batch_dir=batch_dir, batch_id=batch_id)
 
 
 def rejected_outcome(raw: RawRecord, reasons: Sequence[Reason]) -> Outcome:
