@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synth import make_batch
 from core.products import load_registry
-from usecases.render import render_batch
 from pipeline.convert import ConverterPool
 from pipeline.documents import DocumentMaker
 from stamps import Seal, draw_seal, fanned_edges, find_seals, load_seal_registry, stamp_pdf
 from stamps.anchor import find_text
 from stamps.poppler import rasterise, rasterise_range
 from stamps.stamping import page_frames
+from usecases.render import render_batch
 
 PAGES = 40
 ANCHOR = "保险人（盖章）"

@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.common import iso_date, positive_int, settings_from, stdout_console
 from core.errors import EXIT_OK, EXIT_REJECTED, UsageError
-from usecases.session import Archive, iso_date, positive_int, settings_from, stdout_console
 
 if TYPE_CHECKING:
     from archive.audit import Draw, LotCriteria
-    from archive.audit.checks import Auditor, PolicyResult
-    from core.config import Settings
+    from archive.audit.checks import PolicyResult  # types only
 
 LEVELS = ("S-1", "S-2", "S-3", "S-4", "I", "II", "III")
 AQLS = ("0.65", "1.0", "2.5", "4.0")
@@ -92,23 +91,8 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _auditor(archive: Archive, *, settings: Settings, args: argparse.Namespace) -> Auditor:
-    from archive.audit import Auditor
-    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from stamps import load_seal_registry
-
-    return Auditor(
-        store=archive.store,
-        index=archive.index,
-        products=load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR),
-        seals=load_seal_registry(),
-        seal_dpi=args.seal_dpi,
-        thumbnail_width=0 if args.no_thumbnails else 84,
-    )
-
-
 def _criteria(args: argparse.Namespace) -> LotCriteria:
-    from archive.audit import LotCriteria
+    from usecases.audit import LotCriteria
 
     if args.issued_from and args.issued_to and args.issued_to < args.issued_from:
         raise UsageError("--issued-to is before --issued-from")
@@ -128,7 +112,7 @@ def _audit(args: argparse.Namespace) -> int:
         return _orphans(args)
     if args.redraw:
         return _redraw(args)
-    from archive.audit import AuditRequest
+    from usecases.audit import AuditRequest
 
     request = AuditRequest(
         criteria=_criteria(args),
@@ -145,35 +129,31 @@ def _run(args: argparse.Namespace, request: Any, *, redraw_of: str | None) -> in
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from archive.audit import new_audit_id, run_audit
+    from usecases.audit import new_audit_id, sampled_audit
 
     settings = settings_from(args)
     now = datetime.now(UTC)
     audit_id = new_audit_id(now)
     out = args.out or settings.var_dir / "audits" / audit_id
     console = Console(stderr=True)
-    with (
-        Archive(settings) as archive,
-        Progress(
-            TextColumn("[bold]checking"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=args.no_progress or not console.is_terminal,
-        ) as progress,
-    ):
-        auditor = _auditor(archive, settings=settings, args=args)
+    with Progress(
+        TextColumn("[bold]checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.no_progress or not console.is_terminal,
+    ) as progress:
         task = progress.add_task("policies", total=None)
 
         def drawn(d: Draw) -> None:
             progress.update(task, total=d.plan.sample_size)
             print(_plan_line(d))
 
-        outcome = run_audit(
-            auditor=auditor,
-            request=request,
-            actor=args.by or settings.operator,
+        outcome = sampled_audit(
+            settings,
+            request,
+            actor=args.by,
             out_dir=out,
             workers=args.workers or os.cpu_count() or 1,
             on_result=lambda _r: progress.advance(task),
@@ -181,6 +161,8 @@ def _run(args: argparse.Namespace, request: Any, *, redraw_of: str | None) -> in
             redraw_of=redraw_of,
             audit_id=audit_id,
             now=now,
+            seal_dpi=args.seal_dpi,
+            thumbnails=not args.no_thumbnails,
         )
     report = outcome.report
     for result in report.results:
@@ -219,12 +201,10 @@ def _result_line(result: PolicyResult) -> str:
 
 
 def _redraw(args: argparse.Namespace) -> int:
-    from archive.audit import recorded_audit, redraw
+    from usecases.audit import redraw_audit
 
-    settings = settings_from(args)
-    with Archive(settings) as archive:
-        recorded = recorded_audit(archive.index, archive.store, audit_id=args.redraw)
-        again = redraw(archive.index, recorded)
+    redrawn = redraw_audit(settings_from(args), args.redraw)
+    recorded, again = redrawn.recorded, redrawn.again
     r, d = recorded.request, again.drawn
     when = f" on {recorded.at:%Y-%m-%d %H:%M} UTC" if recorded.at else ""
     print(f"{recorded.audit_id}: audited by {recorded.auditor}{when} (read from the {recorded.source})")
@@ -249,10 +229,9 @@ def _redraw(args: argparse.Namespace) -> int:
 
 
 def _orphans(args: argparse.Namespace) -> int:
-    from archive.audit import sanity_check
+    from usecases.audit import orphan_findings
 
-    with Archive(settings_from(args)) as archive:
-        findings = sanity_check(archive.store, archive.index)
+    findings = orphan_findings(settings_from(args))
     errors = sum(1 for f in findings if f.level == "error")
     if args.json:
         for finding in findings:
@@ -271,16 +250,14 @@ def _orphans(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    policy_no = args.policy_no.strip().upper()
-    with Archive(settings) as archive:
-        if archive.index.policy_row(policy_no) is None:
-            raise UsageError(
-                f"policy {policy_no} is not in the archive", hint="look it up with issuance find"
-            )
-        auditor = _auditor(archive, settings=settings, args=args)
-        result = auditor.check_policy(policy_no)
-        ledger = auditor.ledger_problems()
+    from usecases.audit import verify_policy
+
+    result, ledger = verify_policy(
+        settings_from(args),
+        args.policy_no.strip().upper(),
+        seal_dpi=args.seal_dpi,
+        thumbnails=not args.no_thumbnails,
+    )
     if args.json:
         print(json.dumps({**result.as_json(), "ledger_problems": ledger}, ensure_ascii=False, indent=2))
         return EXIT_REJECTED if result.defective else EXIT_OK

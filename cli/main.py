@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.common import iso_date, positive_int, settings_from, stdout_console
 from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
 from core.privacy import scrub
-from usecases.session import Archive, iso_date, positive_int, settings_from, stdout_console
 
 if TYPE_CHECKING:
     from pipeline.report import BatchReport
@@ -155,65 +155,30 @@ def _render(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from usecases.render import render_batch
-    from pipeline.batchfile import read_batch
-    from pipeline.convert import ConverterPool, profile_template_for
-    from pipeline.documents import DocumentMaker
-    from pipeline.scratch import run_scratch
-    from stamps import load_seal_registry
+    from usecases.render import render_previews
 
-    batch: Path = args.batch
     out_dir: Path = args.out
     report_path: Path = args.report or out_dir.parent / f"{out_dir.name}-report.json"
-    registry = load_registry(args.templates or DEFAULT_TEMPLATES_DIR)
-    read_batch(batch)  # refuse an unusable file before starting LibreOffice
-    out_dir.mkdir(parents=True, exist_ok=True)
-    args.cache.mkdir(parents=True, exist_ok=True)
-
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
-    soffice = os.environ.get("ISSUANCE_SOFFICE", "soffice")
-    with (
-        run_scratch(Path(os.environ.get("ISSUANCE_SCRATCH") or "var/scratch")) as scratch,
-        ConverterPool(
-            size=args.workers,
-            workdir=Path(scratch),
-            timeout=args.timeout,
-            soffice=soffice,
-            profile_template=profile_template_for(args.cache, soffice),
-        ) as pool,
-        Progress(
-            TextColumn("[bold]issuing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show,
-        ) as progress,
-    ):
-        pool.start()
-        task = progress.add_task("records", total=_count_lines(batch))
-        maker = DocumentMaker(
-            registry=registry,
-            converter=pool,
-            cache_dir=args.cache,
-            scratch_dir=Path(scratch),
-            seals=load_seal_registry(),
-        )
-        report = render_batch(
-            batch,
+    with Progress(
+        TextColumn("[bold]issuing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    ) as progress:
+        task = progress.add_task("records", total=_count_lines(args.batch))
+        report = render_previews(
+            args.batch,
             out_dir=out_dir,
-            maker=maker,
-            workers=args.workers + 1,  # one more than LibreOffice instances: rendering overlaps conversion
+            templates_dir=args.templates,
+            cache_dir=args.cache,
+            timeout=args.timeout,
+            workers=args.workers,
             on_record=lambda _outcome: progress.advance(task),
         )
-        stats = pool.stats
-    report.extra["conversion"] = {
-        "documents": stats.documents,
-        "restarts": stats.restarts,
-        "clause_conversions": maker.clauses.conversions,
-    }
     report.write(report_path)
     counts = report.counts()
     print(
@@ -224,47 +189,26 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import contextlib
-    import functools
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pipeline.batchfile import read_batch
-    from usecases.session import filing_session
+    from usecases.session import batch_filer, check_batch
 
     settings = settings_from(args)
-    if args.cluster and args.workers:
-        raise UsageError(
-            "--workers is for a run on this machine",
-            hint="cluster workers start ISSUANCE_WORKERS LibreOffice instances each",
-        )
-    read_batch(args.batch)  # refuse an unusable file before starting anything
+    check_batch(args.batch)  # refuse an unusable file before starting anything
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
-    with contextlib.ExitStack() as stack:
-        if args.cluster:
-            from usecases.cluster import cluster_session, run_batch_on_cluster
-
-            cluster = stack.enter_context(cluster_session(settings, address=args.cluster))
-            file_batch = functools.partial(run_batch_on_cluster, filing=cluster.filing, client=cluster.client)
-        else:
-            session = stack.enter_context(filing_session(settings, workers=args.workers))
-            from usecases.run import run_batch
-
-            file_batch = functools.partial(
-                run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
-            )
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("[bold]filing"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                disable=not show,
-            )
-        )
+    with (
+        batch_filer(settings, workers=args.workers, cluster=args.cluster) as file_batch,
+        Progress(
+            TextColumn("[bold]filing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+        ) as progress,
+    ):
         task = progress.add_task("records", total=_count_lines(args.batch))
         try:
             report = file_batch(args.batch, on_record=lambda _o: progress.advance(task))
@@ -294,46 +238,25 @@ def _write_run_report(report: BatchReport, path: Path | None, folder: Path) -> d
 
 
 def _find(args: argparse.Namespace) -> int:
-    from datetime import datetime, time, timedelta
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
-    china = ZoneInfo("Asia/Shanghai")
-    criteria = [
-        args.policy_no,
-        args.id_no,
-        args.plate,
-        args.name,
-        args.branch,
-        args.serial,
-        args.issued_from,
-        args.issued_to,
-    ]
-    if not any(criteria):
-        raise UsageError("say what to look for", hint="e.g. issuance find --policy-no P… or --plate 京A12345")
-    with Archive(settings_from(args)) as archive:
-        registered = None
-        policy_no, serial = args.policy_no, args.serial
-        if args.serial:
-            from archive.serials import lookup
+    from usecases.lookup import find_policies
 
-            # the serial registry knows every form a document used, voided ones included: it names the
-            # policy even when the policy was printed on another serial (a reissue moves it to a new one)
-            registered = lookup(archive.index, args.serial)
-            if registered is not None and registered.policy_no and not policy_no:
-                policy_no, serial = registered.policy_no, None
-        found = archive.index.find(
-            policy_no=policy_no,
-            id_no=args.id_no,
-            plate=args.plate,
-            name=args.name,
-            branch=args.branch,
-            serial=serial,
-            issued_from=datetime.combine(args.issued_from, time(), china) if args.issued_from else None,
-            issued_to=datetime.combine(args.issued_to + timedelta(days=1), time(), china)
-            if args.issued_to
-            else None,
-            limit=args.limit,
-        )
+    china = ZoneInfo("Asia/Shanghai")
+    result = find_policies(
+        settings_from(args),
+        policy_no=args.policy_no,
+        id_no=args.id_no,
+        plate=args.plate,
+        name=args.name,
+        branch=args.branch,
+        serial=args.serial,
+        issued_from=args.issued_from,
+        issued_to=args.issued_to,
+        limit=args.limit,
+    )
+    found, registered = result.policies, result.serial
     if args.json:
         import json
 
@@ -372,27 +295,10 @@ def _find(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    with Archive(settings_from(args)) as archive:
-        versions = archive.index.versions(args.policy_no)
-        if not versions:
-            raise UsageError(
-                f"policy {args.policy_no} is not in the archive", hint="look it up with issuance find"
-            )
-        chosen = (
-            versions[-1]
-            if args.version is None
-            else next((v for v in versions if v.version == args.version), None)
-        )
-        if chosen is None:
-            raise UsageError(
-                f"policy {args.policy_no} has no version {args.version} (it has 1–{versions[-1].version})"
-            )
-        key, digest = (
-            (chosen.customer_key, chosen.customer_sha256)
-            if args.copy == "customer"
-            else (chosen.bundle_key, chosen.bundle_sha256)
-        )
-        data = archive.store.get(key, sha256=digest)  # raises ObjectCorrupt on a mismatch: nothing is written
+    from usecases.lookup import read_copy
+
+    read = read_copy(settings_from(args), args.policy_no, version=args.version, copy=args.copy)
+    chosen, data, digest = read.version, read.data, read.sha256
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", dir=args.out.parent)
     with os.fdopen(fd, "wb") as fh:
@@ -406,23 +312,11 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from pipeline.documents import DocumentMaker
-    from usecases.filing import Filing
+    from usecases.session import attach_images
 
-    settings = settings_from(args)
-    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
-    with Archive(settings) as archive:
-        # attaching images renders nothing: the maker is there for the registry only
-        maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
-        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
-        filed = filing.attach(
-            args.policy_no.strip().upper(),
-            kind=args.kind,
-            files=args.files,
-            by=args.by or settings.operator,
-            label=args.label,
-        )
+    filed = attach_images(
+        settings_from(args), args.policy_no, kind=args.kind, files=args.files, by=args.by, label=args.label
+    )
     state = "complete" if not filed.missing_images else "still missing " + ", ".join(filed.missing_images)
     print(f"{args.policy_no}: filed as version {filed.version} (supplement); images {state}")
     return EXIT_OK
@@ -431,7 +325,7 @@ def _attach(args: argparse.Namespace) -> int:
 def _seals_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from stamps import load_seal_registry
+    from usecases.lookup import seal_registry as load_seal_registry
 
     registry = load_seal_registry()
     table = Table("seal", "version", "owner", "purpose", "mm", "signs", "branches")
@@ -444,7 +338,7 @@ def _seals_list(args: argparse.Namespace) -> int:
 
 
 def _seals_draw(args: argparse.Namespace) -> int:
-    from stamps import load_seal_registry
+    from usecases.lookup import seal_registry as load_seal_registry
 
     seal = load_seal_registry().get(args.seal_id)
     image = seal.image(dpi=args.dpi)

@@ -1,13 +1,12 @@
 """CLI commands for lost-policy reissue (issue 6): issuance reissue, issuance serials.
 
-CLI-layer code: it prints; the library (``archive.reissue``, ``archive.serials``, ``pipeline.reissue``)
-stays silent and raises. Exit codes are mapped in ``cli.main.main`` (see ``core.errors``).
+CLI-layer code: it parses and prints; the use cases (``usecases.reissue``) stay silent and raise. Exit
+codes are mapped in ``cli.main.main`` (see ``core.errors``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import tempfile
@@ -15,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cli.common import iso_date, settings_from, stdout_console
 from core.errors import EXIT_OK
-from usecases.session import Archive, iso_date, settings_from, stdout_console
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -87,42 +86,16 @@ def _write(out: Path, data: bytes) -> None:
 
 
 def _reissue(args: argparse.Namespace) -> int:
-    from archive.reissue import ReissueRequest, reissue
-    from core.products import DEFAULT_TEMPLATES_DIR
-    from pipeline.convert import Converter, profile_template_for
-    from pipeline.reissue import ReissueMarker
-    from pipeline.scratch import run_scratch
+    from usecases.reissue import ReissueRequest, reissue_copy
 
-    settings = settings_from(args)
-    template = (settings.templates_dir or DEFAULT_TEMPLATES_DIR) / "reissue-mark.docx"
-    with (
-        Archive(settings) as archive,
-        run_scratch(settings.scratch_dir) as scratch,
-        # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
-        # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
-        contextlib.closing(
-            Converter(
-                workdir=Path(scratch),
-                timeout=settings.timeout,
-                soffice=settings.soffice,
-                profile_template=profile_template_for(settings.cache_dir, settings.soffice),
-            )
-        ) as converter,
-    ):
-        marker = ReissueMarker(converter=converter, template=template, scratch_dir=Path(scratch))
-        done = reissue(
-            store=archive.store,
-            index=archive.index,
-            marker=marker,
-            request=ReissueRequest(
-                policy_no=args.policy_no,
-                reason=args.reason,
-                clerk=args.by,
-                requester_id_no=args.requester_id_no,
-                new_serial=args.new_serial,
-            ),
-            operator=settings.operator,
-        )
+    request = ReissueRequest(
+        policy_no=args.policy_no,
+        reason=args.reason,
+        clerk=args.by,
+        requester_id_no=args.requester_id_no,
+        new_serial=args.new_serial,
+    )
+    done = reissue_copy(settings_from(args), request)
     _write(args.out, done.pdf)  # only after the index commit: a refused reissue writes no file
     serials = []
     if done.old_serial:
@@ -139,29 +112,20 @@ def _reissue(args: argparse.Namespace) -> int:
 
 
 def _serials_issue(args: argparse.Namespace) -> int:
-    from archive.serials import issue_range
+    from usecases.reissue import issue_serials
 
-    settings = settings_from(args)
-    with Archive(settings) as archive:
-        issued = issue_range(
-            archive.index,
-            first=args.first,
-            last=args.last,
-            to=args.to,
-            by=args.by or settings.operator,
-            branch=args.branch,
-        )
+    issued = issue_serials(
+        settings_from(args), first=args.first, last=args.last, to=args.to, by=args.by, branch=args.branch
+    )
     note = f" ({issued.adopted} already used by documents, now registered)" if issued.adopted else ""
     print(f"{issued.count} serials {issued.first}..{issued.last} issued to {args.to}{note}")
     return EXIT_OK
 
 
 def _serials_reconcile(args: argparse.Namespace) -> int:
-    from archive.serials import reconcile
+    from usecases.reissue import reconcile_serials
 
-    settings = settings_from(args)
-    with Archive(settings) as archive:
-        done = reconcile(archive.index, args.serials, by=args.by or settings.operator)
+    done = reconcile_serials(settings_from(args), args.serials, by=args.by)
     print(
         f"{len(done.reconciled)} reconciled" + (f", {len(done.already)} were already" if done.already else "")
     )
@@ -169,10 +133,11 @@ def _serials_reconcile(args: argparse.Namespace) -> int:
 
 
 def _serials_report(args: argparse.Namespace) -> int:
-    from archive.serials import report
+    from usecases.reissue import serials_report
 
-    with Archive(settings_from(args)) as archive:
-        result = report(archive.index, start=args.start, end=args.end, overdue_days=args.overdue_days)
+    result = serials_report(
+        settings_from(args), start=args.start, end=args.end, overdue_days=args.overdue_days
+    )
     rate = result.rate
     if args.json:
         body = {
@@ -215,9 +180,6 @@ def _serials_report(args: argparse.Namespace) -> int:
 
 def serial_lines(record: object) -> list[str]:
     """A registry row as the lines ``issuance find --serial`` prints under the table."""
-    from archive.serials import SerialRecord
-
-    assert isinstance(record, SerialRecord)
 
     def day(value: datetime | None) -> str:
         return f"{value.astimezone(CHINA):%Y-%m-%d %H:%M}" if value else ""

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from core.errors import EXIT_COMPONENT, EXIT_OK, EXIT_REJECTED, UsageError
-from usecases.session import positive_int, settings_from
+from cli.common import positive_int, settings_from
+from core.errors import EXIT_COMPONENT, EXIT_OK, EXIT_REJECTED
 
 
 class _WatchdogStopRace(logging.Filter):
@@ -76,18 +76,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from stamps import load_seal_registry
-    from usecases.watch import FilingRunner
-    from watchers import Watcher, WatchOptions
+    from usecases.watch import WatchOptions, watch_inbox
 
     settings = settings_from(args)
     inbox: Path = args.inbox
-    if not inbox.is_dir():
-        raise UsageError(f"inbox {inbox} is not a folder", hint="create it, or name the right one")
-    # broken templates or seals are the operator's to fix: refuse now, not on the first batch
-    load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
-    load_seal_registry()
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger("watchers").setLevel(logging.INFO)
     logging.getLogger("watchdog.observers.inotify").addFilter(_WatchdogStopRace())
@@ -104,13 +96,13 @@ def _watch(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        watcher = Watcher(
-            inbox.resolve(),
-            runner=FilingRunner(settings, workers=args.workers),
+        summary = watch_inbox(
+            settings,
+            inbox,
             options=WatchOptions(settle=args.settle, rescan=args.rescan, once=args.once),
             stop=stop,
+            workers=args.workers,
         )
-        summary = watcher.run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -16,8 +16,8 @@ from pypdf import PdfReader
 
 from core.privacy import uscc_check_char
 from core.wording import amount_capitals
-from usecases.render import render_batch
 from tests.conftest import REPO, write_batch
+from usecases.render import render_batch
 
 ISSUANCE = [sys.executable, "-m", "cli.main"]
 

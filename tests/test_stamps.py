@@ -23,7 +23,6 @@ from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from core.errors import IssuanceError, SealAnchorMissing, SealRegistryError
 from core.records import parse_record
-from usecases.render import render_batch
 from stamps import (
     cross_page_groups,
     draw_seal,
@@ -34,6 +33,7 @@ from stamps import (
 )
 from stamps.drawing import clean_scan
 from stamps.specimen import make_specimen_scan
+from usecases.render import render_batch
 
 DPI = 150
 PX_PER_MM = DPI / 25.4

@@ -12,8 +12,8 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, NameObject
 
-from usecases.render import render_batch
 from stamps import find_seals, load_seal_registry, stamp_pdf
+from usecases.render import render_batch
 
 
 @pytest.fixture(scope="module")

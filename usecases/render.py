@@ -7,6 +7,7 @@ an endorsement follows its policy's record when the batch holds both.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -15,12 +16,16 @@ from zoneinfo import ZoneInfo
 
 from core.errors import ComponentUnavailable, ConversionFailed, IssuanceError, TemplateError
 from core.privacy import scrub
+from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from core.records import Endorsement, Policy, RawRecord
 from pipeline.batch import Accepted, RecordChecker, Repeat, rejected_line
 from pipeline.batchfile import read_batch
+from pipeline.convert import ConverterPool, profile_template_for
 from pipeline.documents import DocumentMaker
 from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
+from pipeline.scratch import run_scratch
 from pipeline.validate import Reason
+from stamps import load_seal_registry
 from usecases.executors import ThreadPool, drive
 
 logger = logging.getLogger(__name__)
@@ -165,3 +170,54 @@ def render_batch(
         raise job.fatal[0]
     job.report.finished_at = datetime.now(CHINA)
     return job.report
+
+
+def render_previews(
+    batch: Path,
+    *,
+    out_dir: Path,
+    templates_dir: Path | None,
+    cache_dir: Path,
+    timeout: float,
+    workers: int,
+    on_record: Callable[[Outcome], None] | None = None,
+) -> BatchReport:
+    """``render_batch`` with its own LibreOffice pool of ``workers`` instances (``ISSUANCE_SOFFICE``,
+    scratch under ``ISSUANCE_SCRATCH``); the report tells the conversions and restarts."""
+    registry = load_registry(templates_dir or DEFAULT_TEMPLATES_DIR)
+    read_batch(batch)  # refuse an unusable file before starting LibreOffice
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    soffice = os.environ.get("ISSUANCE_SOFFICE", "soffice")
+    with (
+        run_scratch(Path(os.environ.get("ISSUANCE_SCRATCH") or "var/scratch")) as scratch,
+        ConverterPool(
+            size=workers,
+            workdir=Path(scratch),
+            timeout=timeout,
+            soffice=soffice,
+            profile_template=profile_template_for(cache_dir, soffice),
+        ) as pool,
+    ):
+        pool.start()
+        maker = DocumentMaker(
+            registry=registry,
+            converter=pool,
+            cache_dir=cache_dir,
+            scratch_dir=Path(scratch),
+            seals=load_seal_registry(),
+        )
+        report = render_batch(
+            batch,
+            out_dir=out_dir,
+            maker=maker,
+            workers=workers + 1,  # one more than LibreOffice instances: rendering overlaps conversion
+            on_record=on_record,
+        )
+        stats = pool.stats
+    report.extra["conversion"] = {
+        "documents": stats.documents,
+        "restarts": stats.restarts,
+        "clause_conversions": maker.clauses.conversions,
+    }
+    return report

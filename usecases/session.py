@@ -1,39 +1,25 @@
-"""What the ``issuance`` subcommands share: settings, the opened archive, argument types, consoles.
-
-CLI-layer code (it may print); the library stays silent. Errors are mapped to exit codes in one place,
-``cli.main.main``.
-"""
+"""Sessions built from configuration: the opened archive, and a filing session (archive, warm
+LibreOffice, seals) for the use cases that make documents. Front-ends (``cli``) open them through the
+use cases; nothing here prints."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import gc
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from core.errors import UsageError
+from pipeline.batchfile import read_batch
 
 if TYPE_CHECKING:
     from core.config import Settings
     from pipeline.convert import ConverterPool
-    from usecases.filing import Filing
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("a date is YYYY-MM-DD") from e
+    from pipeline.report import BatchReport
+    from usecases.filing import Filed, Filing
 
 
 class Archive:
@@ -52,26 +38,6 @@ class Archive:
 
     def __exit__(self, *_exc: object) -> None:
         self.index.close()
-
-
-def stdout_console():
-    from rich.console import Console
-
-    # piped into a file or another program, a table keeps its full width instead of 80 columns
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    # rich would exit 1 ("some records rejected"); ``cli.main.console_main`` says what happened
-    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
-    return console
-
-
-def _broken_pipe() -> None:
-    raise BrokenPipeError("standard output was closed")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    from core.config import load_settings
-
-    return load_settings(args.config)
 
 
 @dataclass(frozen=True)
@@ -128,3 +94,51 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
             # pass. In a 500-record run the collector's time fell from 572 to 364 ms (2026-12-02).
             gc.freeze()
             yield FilingSession(filing=filing, pool=pool, workers=count)
+
+
+def attach_images(
+    settings: Settings, policy_no: str, *, kind: str, files: Sequence[Path], by: str | None, label: str | None
+) -> Filed:
+    """``issuance attach``: late underwriting images filed as a supplement version of ``policy_no``."""
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from pipeline.documents import DocumentMaker
+    from usecases.filing import Filing
+
+    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    with Archive(settings) as archive:
+        # attaching images renders nothing: the maker is there for the registry only
+        maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
+        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+        return filing.attach(
+            policy_no.strip().upper(), kind=kind, files=files, by=by or settings.operator, label=label
+        )
+
+
+@contextlib.contextmanager
+def batch_filer(
+    settings: Settings, *, workers: int | None = None, cluster: str | None = None
+) -> Iterator[Callable[..., BatchReport]]:
+    """``issuance run``'s filer: ``run_batch`` on this machine's thread pool, or on the Dask cluster
+    behind the scheduler at ``cluster``; call it with the batch and ``on_record``."""
+    if cluster:
+        if workers:
+            raise UsageError(
+                "--workers is for a run on this machine",
+                hint="cluster workers start ISSUANCE_WORKERS LibreOffice instances each",
+            )
+        from usecases.cluster import cluster_session, run_batch_on_cluster  # Dask: only for a cluster run
+
+        with cluster_session(settings, address=cluster) as connected:
+            yield functools.partial(run_batch_on_cluster, filing=connected.filing, client=connected.client)
+        return
+    from usecases.run import run_batch
+
+    with filing_session(settings, workers=workers) as session:
+        yield functools.partial(
+            run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
+        )
+
+
+def check_batch(batch: Path) -> None:
+    """``BatchUnreadable`` if ``batch`` is unusable as a whole: refused before anything starts."""
+    read_batch(batch)

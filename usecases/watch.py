@@ -14,11 +14,14 @@ import threading
 from pathlib import Path
 
 from core.config import Settings
-from core.errors import BatchUnreadable
+from core.errors import BatchUnreadable, UsageError
+from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from pipeline.batchfile import read_batch
 from pipeline.report import BatchReport
+from stamps import load_seal_registry
 from usecases.run import run_batch
 from usecases.session import FilingSession, filing_session
+from watchers import Watcher, WatchOptions, WatchSummary
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +70,24 @@ class FilingRunner:
                 stack.close()
             except Exception:  # closing a broken session must not hide why it broke
                 logger.warning("closing the filing session failed", exc_info=True)
+
+
+def watch_inbox(
+    settings: Settings,
+    inbox: Path,
+    *,
+    options: WatchOptions,
+    stop: threading.Event,
+    workers: int | None = None,
+) -> WatchSummary:
+    """``issuance watch``: file every complete batch that appears in ``inbox`` until ``stop`` is set (or,
+    with ``options.once``, once through what is there)."""
+    if not inbox.is_dir():
+        raise UsageError(f"inbox {inbox} is not a folder", hint="create it, or name the right one")
+    # broken templates or seals are the operator's to fix: refuse now, not on the first batch
+    load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    load_seal_registry()
+    watcher = Watcher(
+        inbox.resolve(), runner=FilingRunner(settings, workers=workers), options=options, stop=stop
+    )
+    return watcher.run()

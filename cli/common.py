@@ -1,0 +1,41 @@
+"""What the ``issuance`` subcommands share: argument types, settings from ``--config``, the console."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+
+from rich.console import Console
+
+from core.config import Settings, load_settings
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("a date is YYYY-MM-DD") from e
+
+
+def stdout_console():
+    # piped into a file or another program, a table keeps its full width instead of 80 columns
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    # rich would exit 1 ("some records rejected"); ``cli.main.console_main`` says what happened
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
+    return console
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError("standard output was closed")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
