@@ -15,8 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
 from cli.common import iso_date, positive_int, settings_from, stdout_console
 from core.errors import EXIT_OK, EXIT_REJECTED, UsageError
+
+# Each command imports its use case when it runs: together they take over a second to import
+# (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
 
 if TYPE_CHECKING:
     from archive.audit import Draw, LotCriteria
@@ -126,8 +133,6 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, request: Any, *, redraw_of: str | None) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from usecases.audit import new_audit_id, sampled_audit
 
@@ -237,8 +242,6 @@ def _orphans(args: argparse.Namespace) -> int:
         for finding in findings:
             print(json.dumps(finding.as_json(), ensure_ascii=False))
     else:
-        from rich.table import Table
-
         table = Table("level", "kind", "policy", "key", "what")
         for f in findings:
             colour = "red" if f.level == "error" else "yellow"
@@ -261,7 +264,6 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.as_json(), "ledger_problems": ledger}, ensure_ascii=False, indent=2))
         return EXIT_REJECTED if result.defective else EXIT_OK
-    from rich.table import Table
 
     table = Table("四性", "check", "", "evidence")
     for c in result.checks:

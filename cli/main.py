@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cli import audit as cli_audit
+from cli import reissue as cli_reissue
+from cli import watch as cli_watch
 from cli.common import iso_date, positive_int, settings_from, stdout_console
+from cli.reissue import serial_lines
 from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
 from core.privacy import scrub
+
+# Each command imports its use case when it runs: together they take over a second to import
+# (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
 
 if TYPE_CHECKING:
     from pipeline.report import BatchReport
@@ -132,9 +146,6 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
 
     # command families with modules of their own (each adds its subparsers and handlers)
-    from cli import audit as cli_audit
-    from cli import reissue as cli_reissue
-    from cli import watch as cli_watch
 
     for family in (cli_watch, cli_reissue, cli_audit):
         family.add_commands(sub)
@@ -152,8 +163,6 @@ def _count_lines(batch: Path) -> int | None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from usecases.render import render_previews
 
@@ -189,10 +198,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from usecases.session import batch_filer, check_batch
+    from usecases.run import batch_filer
+    from usecases.session import check_batch
 
     settings = settings_from(args)
     check_batch(args.batch)  # refuse an unusable file before starting anything
@@ -238,8 +246,6 @@ def _write_run_report(report: BatchReport, path: Path | None, folder: Path) -> d
 
 
 def _find(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-    from zoneinfo import ZoneInfo
 
     from usecases.lookup import find_policies
 
@@ -258,14 +264,11 @@ def _find(args: argparse.Namespace) -> int:
     )
     found, registered = result.policies, result.serial
     if args.json:
-        import json
-
         for summary in found:
             print(json.dumps(summary.as_json(), ensure_ascii=False))
         if registered is not None:
             print(json.dumps({"serial": registered.as_json()}, ensure_ascii=False))
         return EXIT_OK
-    from rich.table import Table
 
     table = Table("保险单号", "产品", "机构", "被保险人", "证件号", "号牌", "保险期间", "版本", "影像")
     for p in found:
@@ -286,8 +289,6 @@ def _find(args: argparse.Namespace) -> int:
     stdout_console().print(table)
     print(f"{len(found)} found")
     if args.serial:
-        from cli.reissue import serial_lines
-
         print(
             "\n".join(serial_lines(registered)) if registered else f"单证 {args.serial}: not in the registry"
         )
@@ -312,7 +313,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from usecases.session import attach_images
+    from usecases.attach import attach_images
 
     filed = attach_images(
         settings_from(args), args.policy_no, kind=args.kind, files=args.files, by=args.by, label=args.label
@@ -323,7 +324,6 @@ def _attach(args: argparse.Namespace) -> int:
 
 
 def _seals_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
 
     from usecases.lookup import seal_registry as load_seal_registry
 

@@ -14,8 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from rich.table import Table
+
 from cli.common import iso_date, settings_from, stdout_console
 from core.errors import EXIT_OK
+
+# Each command imports its use case when it runs: together they take over a second to import
+# (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -156,7 +161,6 @@ def _serials_report(args: argparse.Namespace) -> int:
         }
         print(json.dumps(body, ensure_ascii=False))
         return EXIT_OK
-    from rich.table import Table
 
     period = f"{result.start or 'the beginning'} – {result.end}"
     table = Table("单证", "count", title=f"Print serials, {period}")

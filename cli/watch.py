@@ -18,6 +18,9 @@ from types import FrameType
 from cli.common import positive_int, settings_from
 from core.errors import EXIT_COMPONENT, EXIT_OK, EXIT_REJECTED
 
+# Each command imports its use case when it runs: together they take over a second to import
+# (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
+
 
 class _WatchdogStopRace(logging.Filter):
     """Drops watchdog's error about an emitter read racing its own stop (benign, on every shutdown)."""

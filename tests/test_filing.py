@@ -351,14 +351,15 @@ def test_cli_get_refuses_a_tampered_object(tmp_path):
     assert (tmp_path / "var/secrets/hmac.key").stat().st_mode & 0o077 == 0
 
 
-def _run_offices() -> set[int]:
-    """LibreOffice processes started by ``issuance run`` (their profiles live in its scratch folder)."""
+def _run_offices(root: Path) -> set[int]:
+    """LibreOffice processes started by ``issuance run`` in ``root`` (their profiles live in its scratch
+    folder; other runs on the machine are not this test's)."""
     import psutil
 
     found = set()
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "soffice.bin" and "/var/scratch/run-" in cmdline:
+        if proc.info["name"] == "soffice.bin" and f"{root}/var/scratch/run-" in cmdline:
             found.add(proc.info["pid"])
     return found
 
@@ -368,7 +369,7 @@ def test_kill_9_at_any_point_then_rerun_archives_everything_exactly_once(tmp_pat
     batch = make_batch(folder, 10, seed=29, endorsements=3, images_per_record=2)
     expected = len(batch.read_text(encoding="utf-8").splitlines())
     env = {"ISSUANCE_WORKERS": "2", "ISSUANCE_HMAC_KEY": KEY.decode()}
-    offices_before = _run_offices()
+    offices_before = _run_offices(tmp_path)
     for delay in (0.7, 2.0, 3.0, 4.5, 6.0):  # 0.7 s: LibreOffice still starting
         proc = subprocess.Popen(
             [*ISSUANCE, "run", str(batch), "--no-progress"],
@@ -385,9 +386,9 @@ def test_kill_9_at_any_point_then_rerun_archives_everything_exactly_once(tmp_pat
     assert final.returncode == 0, final.stderr
     # no LibreOffice outlives the runs killed (each bridge ends its LibreOffice within a second or two)
     deadline = time.monotonic() + 10
-    while _run_offices() - offices_before and time.monotonic() < deadline:
+    while _run_offices(tmp_path) - offices_before and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _run_offices() - offices_before
+    assert not _run_offices(tmp_path) - offices_before
     counts = json.loads((tmp_path / "final.json").read_text())["counts"]
     assert counts["archived"] + counts["already_archived"] == expected and counts["rejected"] == 0
     index = Index.open(f"sqlite:///{tmp_path / 'var' / 'index.sqlite'}", hmac_key=KEY)

@@ -43,10 +43,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distributed import Client, Future, WorkerPlugin
+from distributed import Client, Future, WorkerPlugin, get_worker
+from sqlalchemy.exc import SQLAlchemyError
 
+from archive.store import S3Store
+from core.config import Settings, load_settings
 from core.errors import (
     ClusterUnavailable,
     ComponentUnavailable,
@@ -54,17 +57,16 @@ from core.errors import (
     UsageError,
     WorkerMisconfigured,
 )
+from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from core.records import Endorsement, RawRecord, content_hash, parse_record
 from pipeline.batch import Accepted
+from pipeline.documents import DocumentMaker
 from pipeline.report import ARCHIVED, FILED, REJECTED, BatchReport, Outcome
 from pipeline.validate import Reason
 from usecases.executors import Job
 from usecases.filing import Filing
 from usecases.run import BatchRun, already_archived, file_group, rejected_outcome, run_batch
-
-if TYPE_CHECKING:
-    from core.config import Settings
-    from usecases.session import FilingSession
+from usecases.session import Archive, FilingSession, filing_session
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ def archive_identity(filing: Filing) -> str:
 
     ``UsageError`` for a folder store or an SQLite index: workers on other machines cannot share them.
     """
-    from archive.store import S3Store
-
     store = filing.store
     if not isinstance(store, S3Store) or filing.index.engine.dialect.name == "sqlite":
         raise UsageError(
@@ -170,9 +170,6 @@ class _WorkerFiling:
     def _open(self) -> FilingSession:
         if self._session is not None:
             return self._session
-        from core.config import load_settings
-        from usecases.session import filing_session
-
         settings = load_settings()
         problem = _shared_archive_problem(settings)
         if problem is not None:
@@ -250,8 +247,6 @@ class _WorkerFiling:
 
     @staticmethod
     def _index_knows(filing: Filing, batch_id: str) -> bool:
-        from sqlalchemy.exc import SQLAlchemyError
-
         try:
             return any(e.action == "batch.started" for e in filing.index.ledger_entries(subject=batch_id))
         except SQLAlchemyError as e:
@@ -262,8 +257,6 @@ _WORKER = _WorkerFiling()  # one per worker process
 
 
 def _worker_name() -> str:
-    from distributed import get_worker
-
     try:
         worker = get_worker()
     except ValueError:  # not inside a worker (a test calling the task directly)
@@ -378,10 +371,6 @@ def cluster_session(settings: Settings, *, address: str, timeout: float = 30.0) 
     ``UsageError`` for a local store, an SQLite index or a malformed address (before anything is opened);
     ``ClusterUnavailable`` when the scheduler does not answer within ``timeout`` seconds.
     """
-    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
-    from pipeline.documents import DocumentMaker
-    from usecases.session import Archive
-
     if not ADDRESS.match(address):
         raise UsageError(f"--cluster {address!r} is not a scheduler address", hint="write tcp://HOST:PORT")
     require_shared_archive(settings)

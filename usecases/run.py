@@ -7,6 +7,8 @@ re-run files them (invariant 2).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config import DEFAULT_CHUNK
+from core.config import DEFAULT_CHUNK, Settings
 from core.errors import (
     ClusterUnavailable,
     ComponentUnavailable,
@@ -28,6 +30,7 @@ from core.errors import (
     RunAborted,
     StoreError,
     TemplateError,
+    UsageError,
 )
 from core.manifest import RecordFacts
 from core.privacy import scrub
@@ -48,6 +51,7 @@ from pipeline.report import (
 from pipeline.validate import Reason
 from usecases.executors import Executor, ThreadPool, drive
 from usecases.filing import Filed, Filing, _FiledByAnother, _Refused
+from usecases.session import filing_session
 
 logger = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -464,3 +468,28 @@ def already_archived(raw: RawRecord, known: dict[str, RecordFacts]) -> Outcome |
 
 def _archived_by_another(policy_no: str) -> Reason:
     return Reason("policy_no", f"policy {policy_no} is already archived by another record")
+
+
+@contextlib.contextmanager
+def batch_filer(
+    settings: Settings, *, workers: int | None = None, cluster: str | None = None
+) -> Iterator[Callable[..., BatchReport]]:
+    """``issuance run``'s filer: ``run_batch`` on this machine's thread pool, or on the Dask cluster
+    behind the scheduler at ``cluster``; call it with the batch and ``on_record``."""
+    if cluster:
+        if workers:
+            raise UsageError(
+                "--workers is for a run on this machine",
+                hint="cluster workers start ISSUANCE_WORKERS LibreOffice instances each",
+            )
+        # imported here: Dask's import costs more than a second (docs/performance.md, "Start-up"), and
+        # the cluster module imports this one
+        from usecases.cluster import cluster_session, run_batch_on_cluster
+
+        with cluster_session(settings, address=cluster) as connected:
+            yield functools.partial(run_batch_on_cluster, filing=connected.filing, client=connected.client)
+        return
+    with filing_session(settings, workers=workers) as session:
+        yield functools.partial(
+            run_batch, filing=session.filing, workers=session.workers, chunk=settings.chunk
+        )
