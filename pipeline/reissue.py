@@ -19,7 +19,7 @@ from pathlib import Path
 from core.errors import TemplateError
 from core.manifest import MarkedCopy, ReissueMark
 from core.products import DEFAULT_TEMPLATES_DIR, file_version
-from pipeline.documents import DocxToPdf
+from pipeline.convert import DocxToPdf
 from pipeline.render import TemplateCache, render_docx, text
 from stamps.marks import overlay_mark
 

@@ -149,6 +149,13 @@ _ENCODING = threading.Lock()
 _encoded: dict[tuple[Seal, int], EncodedSeal] = {}  # this process's, the oldest dropped past 16
 
 
+def forget_encoded_seals() -> None:
+    """Drop what ``encoded_seal`` keeps in this process: the next call reads the kept folder or draws
+    the seal again, as a new process would (``functools.lru_cache``'s ``cache_clear``, for this memo)."""
+    with _ENCODING:
+        _encoded.clear()
+
+
 def _encode_seal(seal: Seal, dpi: int) -> EncodedSeal:
     ink = seal.stencil(dpi)
     return stencil_of(seal, width_px=ink.width, height_px=ink.height, mask_data=_group4(ink))
