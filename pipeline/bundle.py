@@ -29,7 +29,7 @@ from pypdf.generic import IndirectObject, NameObject
 from core.errors import IssuanceError
 from core.manifest import ImageEntry
 from core.records import IMAGE_KIND_LABELS
-from pipeline.documents import PRODUCER, bookmark, save_pdf
+from pipeline.documents import PRODUCER
 from pipeline.intake import PreparedImages
 from stamps.pdfupdate import (
     IncrementalUpdate,
@@ -41,6 +41,7 @@ from stamps.pdfupdate import (
     text_string,
     write_outline,
 )
+from stamps.saving import bookmark, save_pdf
 
 
 def page_count(pdf: bytes) -> int:

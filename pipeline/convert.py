@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Protocol, Self
 
 from core.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout, UsageError
 from pipeline.scratch import SOCKETS_SUFFIX, list_sockets
@@ -53,6 +53,12 @@ PDF_A_2B = 2
 _START_GRACE = 10.0
 # How long close() lets LibreOffice end by itself before the process group is killed.
 _CLOSE_GRACE = 10.0
+
+
+class DocxToPdf(Protocol):
+    """The ``Converter`` seam: ``Converter`` and ``ConverterPool`` both fit."""
+
+    def convert(self, docx: Path, pdf: Path) -> int: ...
 
 
 @dataclass(frozen=True)

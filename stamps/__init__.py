@@ -1,4 +1,6 @@
-"""Seals: the registry, drawing seals and cleaning scans, stamping PDFs, and finding seals again.
+"""Every mark on a PDF: the seal registry, drawing seals and cleaning scans, stamping PDFs
+(``stamping``; pages sealed once and reused: ``sealed_pages``), the reissue mark (``marks``), writing
+PDFs (``pdfupdate`` for incremental updates, ``saving`` for whole documents), and finding seals again.
 
 ``stamps`` knows PDFs, seals and anchor texts, never records: the pipeline decides which seal signs
 which document (``SealRegistry.seal_for``) and hands over the rendered PDF.

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 __all__ = [
     "DEFAULT_COLOUR",
@@ -261,8 +261,6 @@ def clean_scan(
     lo = min(range(3), key=lambda i: colour[i])
     bands = rgb.split()
     # Chroma toward the seal colour: (P[hi] - P[lo]) / (C[hi] - C[lo]); ImageMath-free via point tables.
-    from PIL import ImageChops  # local: only scans need it
-
     chroma = ImageChops.subtract(bands[hi], bands[lo])
     full = max(1, colour[hi] - colour[lo])
     # Real ink is rarely fully saturated: treat 80% of the seal colour's chroma as full ink.

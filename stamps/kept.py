@@ -24,23 +24,25 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import PIL
 
-if TYPE_CHECKING:
-    from stamps.registry import Seal
-    from stamps.stamping import EncodedSeal
+from stamps import drawing
+from stamps.registry import Seal
 
 log = logging.getLogger(__name__)
 
 _FORMAT = 1
 
 
-def read(folder: Path, seal: Seal, dpi: int) -> EncodedSeal | None:
-    """The kept encoding of ``seal`` at ``dpi``, or None when there is none that may be used."""
-    from stamps.stamping import stencil_of
+# What the drawing and encoding depend on besides the seal, Pillow and the font: these modules' source.
+# Read as files rather than imported: stamps.stamping, which encodes seals, imports this module.
+_CODE = tuple(Path(__file__).with_name(name) for name in ("drawing.py", "registry.py", "stamping.py"))
 
+
+def read(folder: Path, seal: Seal, dpi: int) -> tuple[int, int, bytes] | None:
+    """The kept encoding of ``seal`` at ``dpi`` (its stencil's width and height in pixels, and its
+    encoded data), or None when there is none that may be used."""
     try:
         raw = _path(folder, seal, dpi).read_bytes()
     except OSError:
@@ -53,15 +55,16 @@ def read(folder: Path, seal: Seal, dpi: int) -> EncodedSeal | None:
         return None
     if width <= 0 or height <= 0 or hashlib.sha256(data).hexdigest() != digest:
         return None
-    return stencil_of(seal, width_px=width, height_px=height, mask_data=data)
+    return width, height, data
 
 
-def write(folder: Path, seal: Seal, dpi: int, encoded: EncodedSeal) -> None:
-    """Keep ``encoded`` (the encoding of ``seal`` at ``dpi``) for later runs; a failure is logged only."""
+def write(folder: Path, seal: Seal, dpi: int, *, width_px: int, height_px: int, mask_data: bytes) -> None:
+    """Keep the encoding of ``seal`` at ``dpi`` (``mask_data``, a stencil of ``width_px`` by
+    ``height_px``) for later runs; a failure is logged only."""
     head = {
-        "width_px": encoded.width_px,
-        "height_px": encoded.height_px,
-        "sha256": hashlib.sha256(encoded.mask_data).hexdigest(),
+        "width_px": width_px,
+        "height_px": height_px,
+        "sha256": hashlib.sha256(mask_data).hexdigest(),
         "seal": seal.ref,
     }
     target = _path(folder, seal, dpi)
@@ -70,7 +73,7 @@ def write(folder: Path, seal: Seal, dpi: int, encoded: EncodedSeal) -> None:
         fd, temp = tempfile.mkstemp(prefix=".seal-", dir=folder)
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(json.dumps(head).encode() + b"\n" + encoded.mask_data)
+                out.write(json.dumps(head).encode() + b"\n" + mask_data)
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -88,11 +91,9 @@ def _path(folder: Path, seal: Seal, dpi: int) -> Path:
 @functools.lru_cache(maxsize=1)
 def _made_by() -> tuple[str, ...]:
     """What the drawing and encoding depend on besides the seal: the code, Pillow, the font file."""
-    from stamps import drawing, registry, stamping
-
     code = hashlib.sha256()
-    for module in (drawing, registry, stamping):
-        code.update(Path(module.__file__ or "").read_bytes())
+    for source in _CODE:
+        code.update(source.read_bytes())
     font = drawing.FONT_DIR / drawing.FONT_FILE
     try:
         found = font.stat()

@@ -199,6 +199,12 @@ class PypdfObjects:
         self.reader = reader
         self.trailer = {key: serialise(value) for key, value in reader.trailer.items()}
 
+    @property
+    def first_free(self) -> int:
+        """The first object number after every number the file uses, in any revision: where an update's
+        new objects start (``IncrementalUpdate``)."""
+        return _first_free_number(self.reader)
+
     def dictionary(self, ref: bytes) -> dict[str, bytes]:
         if ref.startswith(b"<<"):
             return _entries(ref, 0)[0]
@@ -483,7 +489,7 @@ def write_outline(
 ) -> tuple[IndirectObject, IndirectObject, int]:
     """Write ``entries`` as children of the outline item (or outline root) ``parent``, following its
     existing child ``after`` if given (whose /Next is the caller's to set): each a /GoTo action showing
-    its page whole, as ``pipeline.documents.bookmark`` makes them. Returns the first and last new item
+    its page whole, as ``stamps.saving.bookmark`` makes them. Returns the first and last new item
     and how many new items are visible under ``parent`` (what its /Count grows by)."""
     refs = [objects.reserve() for _ in entries]
     visible = len(entries)

@@ -134,11 +134,21 @@ def encoded_seal(seal: Seal, dpi: int = 600, *, kept: Path | None = None) -> Enc
     with _ENCODING:
         found = _encoded.get((seal, dpi))
         if found is None:
-            found = kept_seals.read(kept, seal, dpi) if kept is not None else None
-            if found is None:
+            read = kept_seals.read(kept, seal, dpi) if kept is not None else None
+            if read is not None:
+                width, height, data = read
+                found = stencil_of(seal, width_px=width, height_px=height, mask_data=data)
+            else:
                 found = _encode_seal(seal, dpi)
                 if kept is not None:
-                    kept_seals.write(kept, seal, dpi, found)
+                    kept_seals.write(
+                        kept,
+                        seal,
+                        dpi,
+                        width_px=found.width_px,
+                        height_px=found.height_px,
+                        mask_data=found.mask_data,
+                    )
             if len(_encoded) >= 16:
                 _encoded.pop(next(iter(_encoded)))
             _encoded[(seal, dpi)] = found
@@ -147,6 +157,13 @@ def encoded_seal(seal: Seal, dpi: int = 600, *, kept: Path | None = None) -> Enc
 
 _ENCODING = threading.Lock()
 _encoded: dict[tuple[Seal, int], EncodedSeal] = {}  # this process's, the oldest dropped past 16
+
+
+def forget_encoded_seals() -> None:
+    """Drop what ``encoded_seal`` keeps in this process: the next call reads the kept folder or draws
+    the seal again, as a new process would (``functools.lru_cache``'s ``cache_clear``, for this memo)."""
+    with _ENCODING:
+        _encoded.clear()
 
 
 def _encode_seal(seal: Seal, dpi: int) -> EncodedSeal:

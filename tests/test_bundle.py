@@ -8,8 +8,10 @@ byte; every bookmark's title, level and target page; the document information; p
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,13 @@ from PIL import Image
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
 
-from core.manifest import ImageEntry
+from core.manifest import ImageEntry, Part
 from pipeline.bundle import add_images, append_endorsement, archive_copy, page_count
-from pipeline.documents import PRODUCER, save_pdf
+from pipeline.documents import PRODUCER
 from pipeline.intake import ImagePageInfo, ImageSource, PreparedImages, image_pages, prepare_images
-from stamps.pdfupdate import NewDocument, PlainPdf, PypdfObjects, _first_free_number
+from stamps import saving
+from stamps.pdfupdate import NewDocument, PlainPdf, PypdfObjects
+from stamps.saving import SAVE_OPTIONS, save_pdf
 
 IMAGES = Path(__file__).parent / "resources" / "images"
 POLICY_NO = "PAC20260304028000124"
@@ -332,7 +336,7 @@ def test_the_copies_the_pipeline_writes_are_read_straight_from_their_bytes():
             assert re.findall(rb"(\d+) 0 R", tree["/Kids"]) == re.findall(
                 rb"(\d+) 0 R", by_pypdf.dictionary(catalog["/Pages"])["/Kids"]
             )
-        assert plain.first_free == _first_free_number(by_pypdf.reader)
+        assert plain.first_free == by_pypdf.first_free
         ids = by_pypdf.reader.trailer.get("/ID")
         if ids is None:
             assert plain.ids is None
@@ -482,10 +486,6 @@ def test_save_pdf_writes_each_document_whole_over_the_threads_file(monkeypatch: 
     """``save_pdf`` writes over one file per thread: a smaller document after a larger one must come back
     without the larger one's tail, on every thread, after a save that failed halfway, and after the file
     was emptied for being large."""
-    import threading
-
-    from pipeline import documents
-    from pipeline.documents import SAVE_OPTIONS, save_pdf
 
     def made(pages: int, text: str) -> pikepdf.Pdf:
         pdf = pikepdf.new()
@@ -529,7 +529,7 @@ def test_save_pdf_writes_each_document_whole_over_the_threads_file(monkeypatch: 
         save_pdf(broken)
     check()
     # the large one is emptied after use
-    monkeypatch.setattr(documents, "_SAVE_FILE_KEEP", len(expected[id(small)]) + 1)
+    monkeypatch.setattr(saving, "SAVE_FILE_KEEP", len(expected[id(small)]) + 1)
     check()
 
 
@@ -546,11 +546,6 @@ def test_a_part_that_extends_another_is_hashed_from_where_that_one_ended(
     """The archive copy begins with the customer copy's bytes: its SHA-256 goes on from the customer
     copy's over the added bytes only, and is the SHA-256 of its bytes all the same; a part that does
     not begin so is hashed whole."""
-    import hashlib
-
-    from core.manifest import Part
-    from pipeline import bundle as bundle_module
-
     customer = Part("customer.pdf", b"%PDF-1.6 customer " * 50_000)
     update = b"\n% the image pages " * 20_000
     assert customer.sha256 == hashlib.sha256(customer.data).hexdigest()
@@ -572,7 +567,7 @@ def test_a_part_that_extends_another_is_hashed_from_where_that_one_ended(
         def hexdigest(self) -> str:
             return self._h.hexdigest()
 
-    monkeypatch.setattr(bundle_module.hashlib, "sha256", Counting)
+    monkeypatch.setattr(hashlib, "sha256", Counting)
     archive = Part("bundle.pdf", customer.data + update, extends=customer)
     assert archive.sha256 == real(customer.data + update).hexdigest()
     assert archive.hashed.data is archive.data  # what the store takes without hashing again

@@ -25,8 +25,11 @@ from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, Na
 
 from core.errors import RecordRejected
 from core.records import IMAGE_KIND_LABELS
+from pipeline import titles
 from pipeline.images import ImageProblem, RecordImageError, image_problem
-from pipeline.intake import MARGIN, TITLE_FONT, TITLE_FONT_INDEX, ImageSource, IntakeResult, image_pages
+from pipeline.intake import MARGIN, ImageSource, IntakeResult, image_pages
+from pipeline.titles import MIN_TITLE_PT, TITLE_FONT, TITLE_FONT_INDEX, TITLE_PT
+from stamps.pdfupdate import NewDocument
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) needed")
 
@@ -570,18 +573,15 @@ def test_a_record_writes_its_policy_number_once_and_each_kind_once(tmp_path):
 def test_title_pieces_that_would_overlap_make_one_band_drawn_whole():
     """Never for a real title (the policy number follows an ideographic space), but a piece must not
     cover another's ink with its white: such a band is drawn as one picture of the lines whole."""
-    from pipeline import intake
-    from stamps.pdfupdate import NewDocument
-
     document = NewDocument()
     width = 500.0
-    resources, operators = intake._title_band(
-        document, ("f", "j"), "第 1 页", width_pt=width, top_pt=800.0, shared={}
+    resources, operators = titles.title_band(
+        document, ("f", "j"), "第 1 页", left_pt=MARGIN, top_pt=800.0, width_pt=width, shared={}
     )
     assert resources.startswith(b"/T0 ") and b"/T1" not in resources
     assert operators.count(b" Do ") == 1 and operators.startswith(b"q 34.016 770 500 30 re W n\n")
     band_px = round(width * 300 / 72)
-    whole = intake._whole_band(("f", "j"), "第 1 页", band_px=band_px)
+    whole = titles.whole_band(("f", "j"), "第 1 页", band_px=band_px)
     assert whole.size == (band_px, 125)
     expected = drawn_whole("fj", "第 1 页", band_px)
     assert ImageChops.difference(whole, expected).getbbox() is None
@@ -687,11 +687,8 @@ def test_bad_source_names_its_image(tmp_path, name):
 
 
 def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
-    """``_fit`` skips measuring the whole line when its parts fit with an em to spare: whatever it
+    """``fit_title`` skips measuring the whole line when its parts fit with an em to spare: whatever it
     then returns at full size must fit when measured whole, for every kind and a range of widths."""
-    from core.records import IMAGE_KIND_LABELS
-    from pipeline import intake
-
     numbers = ("PAC20260304028000124", "PHP20261231999999999", "PPA2026010100000001")
     tails = [("　保险单号 ", n) for n in numbers]
     heads = [*IMAGE_KIND_LABELS.values(), "其他（" + "病历首页" * 6 + "）"]
@@ -699,9 +696,9 @@ def test_a_title_said_to_fit_without_measuring_it_whole_does_fit():
     for width in range(900, 2400, 37):
         for head in heads:
             for tail in tails:
-                size, drawn = intake._fit(head, tail, width_px=width)
+                size, drawn = titles.fit_title(head, tail, width_px=width)
                 whole = drawn + "".join(tail)
-                assert intake._font(size).getlength(whole) <= width or size == intake.MIN_TITLE_PT
-                if size == intake.TITLE_PT and drawn == head:
+                assert titles.title_font(size).getlength(whole) <= width or size == MIN_TITLE_PT
+                if size == TITLE_PT and drawn == head:
                     checked += 1
     assert checked > 100  # the full-size case was exercised

@@ -42,8 +42,9 @@ from core.errors import (
 )
 from core.manifest import ReissueMark
 from pipeline.documents import DocumentMaker
-from pipeline.reissue import ReissueMarker, overlay_mark
+from pipeline.reissue import ReissueMarker
 from stamps import find_seals, load_seal_registry
+from stamps.marks import overlay_mark
 from stamps.stamping import page_frames
 from usecases.filing import Filing
 from usecases.run import run_batch

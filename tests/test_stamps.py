@@ -6,6 +6,7 @@ pages are rendered with poppler and measured. Nothing is mocked.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -19,7 +20,7 @@ import pikepdf
 import pytest
 from PIL import Image, ImageChops
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, read_object
 
 from core.errors import IssuanceError, SealAnchorMissing, SealRegistryError
 from core.records import parse_record
@@ -30,9 +31,14 @@ from stamps import (
     load_seal_registry,
     name_layout,
     stamp_pdf,
+    stamping,
 )
 from stamps.drawing import clean_scan
+from stamps.pdfupdate import NewDocument, text_string
+from stamps.registry import Seal
+from stamps.sealed_pages import SealedPages
 from stamps.specimen import make_specimen_scan
+from stamps.stamping import pikepdf_frames, seal_document
 from usecases.render import render_batch
 
 DPI = 150
@@ -617,12 +623,6 @@ def _xref_stream_pdf(pages: int) -> bytes:
 )
 def test_text_strings_read_back_as_the_same_text(text: str, tmp_path: Path) -> None:
     """``text_string`` writes a PDF text string that pypdf and poppler read back as ``text``."""
-    from io import BytesIO
-
-    from pypdf.generic import read_object
-
-    from stamps.pdfupdate import NewDocument, text_string
-
     written = text_string(text)
     assert str(read_object(BytesIO(written + b" "), None)) == text  # type: ignore[arg-type]
     document = NewDocument()
@@ -641,10 +641,8 @@ def test_text_strings_read_back_as_the_same_text(text: str, tmp_path: Path) -> N
 
 def test_a_document_sealed_in_parts_is_the_document_sealed_whole(beijing, tmp_path):
     """The pipeline seals a policy's clause pages once for all policies that put them at the same place
-    (``DocumentMaker._sealed_clauses``) and then only the schedule's pages: put together, every page
-    draws what sealing the whole document draws, with one stencil image."""
-    from stamps.stamping import encoded_seal, pikepdf_frames, seal_document, seal_objects
-
+    (``stamps.sealed_pages``) and then only the schedule's pages: put together, every page draws what
+    sealing the whole document draws, with one stencil image."""
     sizes = [A4, (841.89, 595.28, 0), *[A4] * 20, (595.28, 841.89, 90), *[A4] * 3]  # two groups
     source = make_pdf(sizes)
     company_at = (0, (300.0, 200.0))
@@ -653,16 +651,23 @@ def test_a_document_sealed_in_parts_is_the_document_sealed_whole(beijing, tmp_pa
     seal_document(whole, seal=beijing, company_at=company_at, cross_page=True)
 
     lead = 2  # the "schedule"
-    frames = pikepdf_frames(pikepdf.open(BytesIO(source)))
-    tail = pikepdf.open(BytesIO(source))
-    del tail.pages[:lead]
-    image, gstate = seal_objects(tail, encoded_seal(beijing))
-    seal_document(tail, seal=beijing, company_at=None, frames=frames, offset=lead, objects=(image, gstate))
+    clauses = pikepdf.open(BytesIO(source))
+    frames = tuple(pikepdf_frames(clauses))
+    sealed = SealedPages()
+    groups = [clauses.pages[lead:20], clauses.pages[20:]]
+    tail = sealed.tail("clauses", seal=beijing, lead=frames[:lead], groups=lambda: groups)
+    assert tail.frames == frames and tail.starts == (0, 20 - lead)
+    twice = sealed.tail(
+        "clauses", seal=beijing, lead=frames[:lead], groups=lambda: pytest.fail("sealed again")
+    )
+    assert twice is tail and sealed.sealings == 1
     parts = pikepdf.open(BytesIO(source))
     del parts.pages[lead:]
-    parts.pages.extend(tail.pages)
-    objects = (parts.copy_foreign(image), parts.copy_foreign(gstate))
-    seal_document(parts, seal=beijing, company_at=company_at, pages=range(lead), objects=objects)
+    parts.pages.extend(tail.pdf.pages)
+    objects = (parts.copy_foreign(tail.image), parts.copy_foreign(tail.gstate))
+    seal_document(
+        parts, seal=beijing, company_at=company_at, frames=tail.frames, pages=range(lead), objects=objects
+    )
 
     def saved(pdf: pikepdf.Pdf) -> bytes:
         out = BytesIO()
@@ -686,44 +691,40 @@ def test_an_encoded_seal_is_kept_between_runs_and_used_only_when_sound(
     """A later run takes the kept encoding instead of drawing the seal again, byte for byte the same; a kept
     file that is spoilt, or was made from another version of the seal, is not taken: the seal is drawn
     again and the file written anew; a folder that cannot be written costs only the time."""
-    import dataclasses
-
-    from stamps import stamping
-
     kept = tmp_path / "seals"
-    monkeypatch.setattr(stamping, "_encoded", {})  # this process's memo: a fresh run each time below
+    stamping.forget_encoded_seals()  # a fresh run each time below
     drawn = stamping.encoded_seal(beijing, kept=kept)
     (file,) = kept.iterdir()
 
     draws = []
-    encode = stamping._encode_seal
+    stencil = Seal.stencil
 
-    def counted(seal, dpi):
+    def counted(seal, dpi=600):
         draws.append(seal.ref)
-        return encode(seal, dpi)
+        return stencil(seal, dpi)
 
-    monkeypatch.setattr(stamping, "_encode_seal", counted)
-    stamping._encoded.clear()
+    monkeypatch.setattr(Seal, "stencil", counted)
+    stamping.forget_encoded_seals()
     assert stamping.encoded_seal(beijing, kept=kept) == drawn
     assert draws == []  # kept: not drawn again
 
     original = file.read_bytes()
     for spoil in (lambda b: b[:-100], lambda b: b[:-1] + bytes([b[-1] ^ 1]), lambda b: b"not a seal"):
         file.write_bytes(spoil(original))
-        stamping._encoded.clear()
+        stamping.forget_encoded_seals()
         assert stamping.encoded_seal(beijing, kept=kept) == drawn
         assert draws.pop() == beijing.ref  # not taken: drawn again
         assert file.read_bytes() == original  # and kept anew
 
     other = dataclasses.replace(beijing, version=beijing.version + 1, serial="1101050099999")
-    stamping._encoded.clear()
+    stamping.forget_encoded_seals()
     made = stamping.encoded_seal(other, kept=kept)
     assert draws == [other.ref] and made.mask_data != drawn.mask_data
     assert len(list(kept.iterdir())) == 2
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    stamping._encoded.clear()
+    stamping.forget_encoded_seals()
     with caplog.at_level(logging.WARNING, logger="stamps.kept"):
         assert stamping.encoded_seal(beijing, kept=blocked) == drawn
     assert "not kept" in caplog.text

@@ -70,7 +70,7 @@ def test_strip_removed_from_one_page_fails(sealed, seals):
 
 def test_swapped_pages_fail(sealed, seals):
     def swap(writer: PdfWriter) -> None:
-        pages = writer._root_object["/Pages"]["/Kids"]
+        pages = writer.root_object["/Pages"]["/Kids"]
         pages[3], pages[4] = pages[4], pages[3]
 
     report = find_seals(rewrite(sealed, swap), seal=seals.get("beijing-policy", 2))
