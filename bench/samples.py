@@ -1,7 +1,8 @@
 """Real customer copies for the benches of the hand-written pieces (``bench/pdfupdate_bench.py``,
 ``bench/save_bench.py``): files a small synthetic batch with the real ``issuance run`` (this checkout's
-code, in a subprocess, into a folder store under ``workdir``) and returns the customer copies' bytes,
-which qpdf wrote through ``pipeline.documents.save_pdf`` exactly as a nightly run writes them.
+code, in a subprocess, into the default folder store under ``workdir``, whatever ``ISSUANCE_*`` the
+caller has set) and returns the customer copies' bytes, which qpdf wrote through
+``pipeline.documents.save_pdf`` exactly as a nightly run writes them.
 
 Not a test: nothing here fails on timing.
 """
@@ -30,7 +31,11 @@ def customer_copies(workdir: Path, *, n: int = 12, seed: int = 2027) -> list[byt
         result = subprocess.run(
             [sys.executable, "-m", "cli.main", "run", str(batch), "--no-progress"],
             cwd=workdir,
-            env={**os.environ, "PYTHONPATH": str(REPO), "ISSUANCE_HMAC_KEY": HMAC_KEY},
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("ISSUANCE_")},
+                "PYTHONPATH": str(REPO),
+                "ISSUANCE_HMAC_KEY": HMAC_KEY,
+            },
             capture_output=True,
             text=True,
             check=False,
