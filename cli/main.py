@@ -374,10 +374,9 @@ def console_main() -> None:
     """The ``issuance`` command (and ``python -m cli.main``): ``main``, then the process ends at once.
 
     By the time ``main`` returns, everything it opened is closed and written (archive, index, report,
-    LibreOffice). What Python would still do is take its heap apart object by object: after a
-    500-record run 0.25–0.35 s on the 2-core development machine with both cores idle, after
-    ``issuance find`` 0.05–0.1 s: time nobody needs to wait. Standard output, standard error and the
-    log are flushed first.
+    LibreOffice). What Python would still do is take its heap apart object by object, time nobody needs
+    to wait (docs/performance.md, "The end of a run"). Standard output, standard error and the log are
+    flushed first.
 
     A reader of standard output gone away (``issuance find | head``): a command it cut short ends with
     141, quietly; one that had finished keeps its exit code, only the rest of its output is lost.

@@ -38,8 +38,8 @@ from typing import Any
 from core.errors import ConfigError
 
 DEFAULT_FILE = Path("issuance.toml")
-# Policies of one product per LibreOffice document: 16 and 32 measured alike, 64 slower (fewer documents
-# than instances near a batch's end); bench/throughput_bench.py.
+# Policies of one product per LibreOffice document: larger groups leave fewer documents than instances near
+# a batch's end (docs/performance.md, "Several schedules per LibreOffice document").
 DEFAULT_CHUNK = 16
 
 

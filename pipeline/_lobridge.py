@@ -146,8 +146,8 @@ def find_soffice_bin(root: int) -> int:
 
 # LibreOffice runs its graphics self-tests (``GraphicsRenderTests``: rectangles drawn on 4096 px surfaces)
 # whenever the profile's ooSetupLastVersion is older than itself, and headless it never records its version
-# there, so it ran them at every start: ~1.1 GB of memory touched, 0.7 of the 1.2 s CPU a start cost on the
-# 2-core development machine. A version no LibreOffice has reached yet tells it the profile is its own.
+# there, so it ran them at every start, most of what a start cost (docs/performance.md, "LibreOffice
+# starts"). A version no LibreOffice has reached yet tells it the profile is its own.
 # The tests only choose a graphics backend for screens; the headless backend draws no screen.
 PROFILE_SEED = """<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" \

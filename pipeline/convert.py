@@ -149,9 +149,9 @@ class Converter:
     profile directory; ``close`` removes it.
 
     ``profile_template`` (``profile_template_for``): a new profile starts as a copy of it, which saves
-    LibreOffice the first start of a profile (0.39–0.50 s of CPU against 0.23–0.30 s on the 2-core
-    development machine). Where there is none yet, the first instance that ends politely leaves its
-    profile there; a copy LibreOffice does not start from is removed and the instance starts afresh.
+    LibreOffice the costlier first start of a profile (docs/performance.md). Where there is none yet,
+    the first instance that ends politely leaves its profile there; a copy LibreOffice does not start
+    from is removed and the instance starts afresh.
 
     Not for sharing between threads without care: calls are serialised by a lock, so a second thread
     waits; use ``ConverterPool`` for parallel work.
@@ -204,8 +204,8 @@ class Converter:
         """End LibreOffice and remove the profile directory. Idempotent.
 
         Politely only when its profile is to become the template: otherwise nothing of the instance is
-        kept (its temporary files are inside the profile too), so LibreOffice is killed, where a polite
-        end cost 0.15–0.3 s at the end of every run."""
+        kept (its temporary files are inside the profile too), so LibreOffice is killed rather than kept
+        waiting for at the end of every run (docs/performance.md, "The end of a run")."""
         with self._lock:
             self._closed = True
             if self._bridge is not None:
@@ -635,8 +635,8 @@ class ConverterPool:
         """Close every instance; waits for conversions in flight to finish. Idempotent.
 
         The instances are closed side by side: each may wait for a conversion in flight, or end
-        politely to leave its profile as the template (~0.15 s), at the end of a run when the machine
-        has nothing else to do."""
+        politely to leave its profile as the template, at the end of a run when the machine has nothing
+        else to do."""
         self._closed = True
         starting = self._starting
         if starting is not None:  # let instances still starting finish starting, then close them

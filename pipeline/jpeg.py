@@ -5,10 +5,10 @@ has to be known about it is its structure: that it walks from SOI through well-f
 entropy-coded data to EOI, that its tables say what a decoder needs, and what its frame is. Decoding the
 pixels tells little more: libjpeg reads damaged entropy-coded data without an error (it fills in what it
 cannot read, and Pillow passes that on), so a full decode mostly catches what the walk catches too, a file
-cut short, at the cost of Huffman-decoding every byte (1.7 ms for a 1240×1754 scan, 18.6 ms for a
-synthetic 12-megapixel photo). Written by hand because no library walks a JPEG without decoding it; the
-walk is short and follows the standard's syntax, and anything it does not know (arithmetic coding, 12-bit
-samples, a DNL marker, a hierarchical JPEG) is left for the decoder to judge.
+cut short, at the cost of Huffman-decoding every byte (``bench/jpeg_bench.py``, docs/performance.md).
+Written by hand because no library walks a JPEG without decoding it; the walk is short and follows the
+standard's syntax, and anything it does not know (arithmetic coding, 12-bit samples, a DNL marker, a
+hierarchical JPEG) is left for the decoder to judge.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Several records' documents in one LibreOffice document, and the PDF split back per record.
 
 Why: LibreOffice's cost is mostly per document (reading the styles, setting up fonts, the PDF export), not
-per page. On the 2-core development machine a one-page schedule cost ~170 ms of LibreOffice CPU converted
-alone and ~58 ms as one of 16 in one document (``bench/throughput_bench.py``). So the schedules of one
-template are rendered into one .docx, converted once, and the PDF is cut back into records.
+per page (docs/performance.md, ``bench/throughput_bench.py``). So the schedules of one template are
+rendered into one .docx, converted once, and the PDF is cut back into records.
 
 How the composed .docx is built, from the business's own template (nothing in the template changes):
 
@@ -18,7 +17,7 @@ How the composed .docx is built, from the business's own template (nothing in th
 - a bookmark ``ISSDOC0007`` opens record 7, and two bookmarks ``ISSSEAL0007A``/``B`` sit just before and
   after 盖章 on its signature line. LibreOffice exports bookmarks as named destinations (page, x, top):
   the first tells where record 7 starts, the other two where its company seal goes, without reading the
-  text back (``pdftotext`` costs ~5 ms a page).
+  text back with ``pdftotext`` (a process per page).
 
 The same sections, bookmarks and page counts put a product's finished clause documents into one
 document (``concatenate``), when nothing but their text and footers differs: LibreOffice then embeds
@@ -216,9 +215,9 @@ class ComposedTemplate:
         the source is prepared (a newline before each paragraph) and compiled once, not prepared again
         and looked up by a fresh 100 KB string; the newlines come out by plain replaces, not a regex pass
         with a template for each paragraph; and tabs, newlines, \\a and \\f in values are turned into
-        Word markup (four regex passes over every paragraph) only when the output has one. The render
-        stage of ``bench/pipeline_cpu.py``: 0.95 → 0.67 ms a record. Called under ``_lock``: docxtpl keeps
-        the part being rendered on the template object."""
+        Word markup (four regex passes over every paragraph) only when the output has one
+        (docs/performance.md, ``bench/pipeline_cpu.py``). Called under ``_lock``: docxtpl keeps the part
+        being rendered on the template object."""
         template = self._compiled.get(source)
         if template is None:
             template = self._compiled[source] = _ENV.from_string(_PARAGRAPH_START.sub(r"\n<w:p\1", source))
@@ -245,11 +244,11 @@ def concatenate(sources: Sequence[Path], out: Path) -> str | None:
     ``out``, each its own section with its own footer and pages numbered from 1, for ``split``.
 
     Why: LibreOffice embeds one subset of each font per document; a product's clauses converted apart
-    carry one each, which a customer copy then holds side by side (the three clauses of AUTO-COMM: 952 KB
-    of PDF apart, 448 KB together, almost all of it fonts). Together is faithful only when nothing but
-    their text and footers differs: the same styles, numbering, settings, theme, fonts and relationships
-    (byte for byte), one section each, headers and footers without parts of their own. Returns None when
-    written, else why not (nothing is written).
+    carry one each, which a customer copy then holds side by side (docs/performance.md: about half the
+    bytes together). Together is faithful only when nothing but their text and footers differs: the same
+    styles, numbering, settings, theme, fonts and relationships (byte for byte), one section each,
+    headers and footers without parts of their own. Returns None when written, else why not (nothing is
+    written).
     """
     members: dict[str, bytes] | None = None
     head = rels = types = ""

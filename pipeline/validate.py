@@ -33,8 +33,8 @@ class Reason:
 
 
 # Unicode's control characters (general category Cc: U+0000-U+001F and U+007F-U+009F), less tab and
-# newline. A pattern, not unicodedata.category for each character: that took 0.9 ms a record, on the
-# thread that reads the batch, in a profile of ``issuance run``; a test checks the two agree.
+# newline. A pattern, not unicodedata.category for each character, which is slow on the thread that reads
+# the batch (docs/performance.md); a test checks the two agree.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Unicode's format characters (category Cf, as of Unicode 14.0): invisible, yet they change what is
 # printed. U+202E prints the rest of a line reversed on the sealed policy, U+200B splits a name unseen

@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """``S3Store`` on first use: boto3 takes a tenth of a second to import, which a run into the local
-    store does not need to pay."""
+    """``S3Store`` on first use: importing boto3 is a start-up cost (docs/performance.md) that a run into
+    the local store does not need to pay."""
     if name == "S3Store":
         from archive.store.s3 import S3Store
 

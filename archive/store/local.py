@@ -210,12 +210,11 @@ def _clash_rounds(staged: Sequence[_Staged]) -> list[list[_Staged]]:
 
 
 # Objects this large go to disk bypassing the page cache (O_DIRECT), in aligned pieces through one
-# reused buffer per thread. On this project's virtual machines, each page a buffered write puts into the
-# cache is a fresh page of the guest, and those cost 1.7-3.4 ms of kernel time per MB on many minutes
-# (0.3-0.5 ms on good ones): more than the rest of filing an object. Written direct, a 1.2 MB object took
-# 0.5-0.8 ms of CPU (bench/put_bench.py compares the two per record). Durability is unchanged: the
-# barriers (syncfs, or fsync) commit ext4's or XFS's journal with a flush of the disk's cache, which
-# covers what was written direct as well as what went through the cache.
+# reused buffer per thread: on virtual machines each page a buffered write puts into the cache is a fresh
+# page of the guest, which costs the kernel more than the rest of filing the object (docs/performance.md,
+# bench/put_bench.py). Durability is unchanged: the barriers (syncfs, or fsync) commit ext4's or XFS's
+# journal with a flush of the disk's cache, which covers what was written direct as well as what went
+# through the cache.
 _DIRECT_FROM = 64 * 1024
 _DIRECT_ALIGN = 4096  # file offsets, lengths and the buffer's address must be multiples of the block
 _DIRECT_PIECE = 4 << 20
