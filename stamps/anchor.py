@@ -6,8 +6,8 @@ per text-showing operator, and LibreOffice shows a whole run such as "保险人�
 finding where "盖章" starts inside the run would need the font's glyph widths mapped back through its
 ToUnicode CMap; it also leaves /Rotate to the caller. pdftotext has already applied text matrix × CTM
 and the page's /Rotate, groups glyphs into words and lines, and gives each word's box in the page's
-*visual* frame; on the schedule's first page it was also the faster in every bench run (13-31 ms,
-process start included, against 24-37 ms for pypdf's visitor). Inside a word, characters are assumed
+*visual* frame; on the schedule's first page it was also the faster (``bench/stamp_bench.py``,
+docs/performance.md). Inside a word, characters are assumed
 equally wide, which is exact for CJK text (every ideograph and full-width bracket is one em) and close
 for mixed text.
 

@@ -1,9 +1,8 @@
 """Encoded seals kept between runs, in a folder (``var/cache/seals``), beside the clause PDFs.
 
-Why: drawing a seal and encoding its stencil costs 80–100 ms of CPU (``stamps.drawing``: each glyph
-drawn and turned round the ring), and every ``issuance run`` or reissue used to pay it again for each
-seal its records need — three in a 500-record batch, 0.27 s of the run's CPU. The encoded stencil is
-~6 KB.
+Why: drawing a seal and encoding its stencil is costly (``stamps.drawing``: each glyph drawn and
+turned round the ring; docs/performance.md), and every ``issuance run`` or reissue used to pay it
+again for each seal its records need. The encoded stencil is small.
 
 What is promised: a kept seal is used only when it was made from the same seal (every field of its
 registry entry, its scan's digest included), at the same resolution, by the same drawing and encoding

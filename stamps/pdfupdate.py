@@ -77,8 +77,8 @@ def text_string(text: str) -> bytes:
     as a literal string, anything else as UTF-16BE with its byte order mark, in hex.
 
     Written here rather than by pypdf, which escapes nearly every punctuation mark one character at a
-    time in Python: some 0.3 ms a record went to the archive copy's information (a JSON of template
-    versions) in a profile of ``issuance run``. Readers decode both forms to the same text."""
+    time in Python, a visible share of the archive copy's cost in a profile of ``issuance run``
+    (docs/performance.md). Readers decode both forms to the same text."""
     if text.isascii() and text.isprintable():
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
         return b"(" + escaped.encode("ascii") + b")"
@@ -120,10 +120,9 @@ class PlainPdf:
 
     An update reads little of the document it extends: the trailer, the catalog, the page tree, the
     outline's root and last item, the document information. pypdf first reads the whole cross-reference
-    table into objects, then decodes every string it meets, one character at a time: in a profile of
-    ``issuance run`` (py-spy, samples holding the GIL, 2026-12-02) making the archive copies took 22.6%
-    of the pipeline's own CPU reading the customer copies so, 12.4% reading them here (1.6 against 0.3 ms
-    a customer copy read). Here an object's offset is its row of the table (rows are 20 bytes, ISO
+    table into objects, then decodes every string it meets, one character at a time, several times this
+    reader's cost (``bench/pdfupdate_bench.py``, docs/performance.md "The hand-written pieces"). Here an
+    object's offset is its row of the table (rows are 20 bytes, ISO
     32000-1 §7.5.4), and its dictionary is cut into entries by a scanner of PDF's delimiters. ``read``
     gives None for a file of any other shape (earlier revisions, an xref stream, a hybrid file, anything
     unexpected), which pypdf reads instead.

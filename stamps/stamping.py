@@ -9,9 +9,9 @@ What ``stamp_pdf`` promises:
   centred, rotated and landscape pages included).
 - The seal image is stored once per PDF (one 600 dpi stencil mask, ``EncodedSeal``), and every use — the
   company seal and each page's strip — draws that one image, clipped to the page's window (``re W n``).
-  The encoded image is cached per seal and dpi, so a batch encodes each seal once. The image costs ~6 KB
-  and each sealed page ~0.6 KB more: ~10% of a one-page endorsement of ~60 KB, the tightest case for
-  the 15% a sealed PDF may grow.
+  The encoded image is cached per seal and dpi, so a batch encodes each seal once. The image and each
+  page's use of it stay inside the 15% a sealed PDF may grow, even on a one-page endorsement, the
+  tightest case (``bench/stamp_bench.py``).
 - Ink is laid in the seal's colour with blend mode Multiply: black text under the seal stays black, as
   under a real stamp.
 - The result is an incremental update of the input (``stamps.pdfupdate``): the input's bytes are its
@@ -87,8 +87,9 @@ class EncodedSeal:
     """A seal image as a PDF stencil mask: one bit per pixel, CCITT Group 4, painted in the seal's colour.
 
     A seal is one ink colour, so the picture is only *where* the ink is. As a stencil (/ImageMask) it is
-    painted with the fill colour set in the content stream, and the image costs ~5-6 KB at 600 dpi, where
-    a colour image with an 8-bit soft mask cost ~35-60 KB: more than 15% of a one-page endorsement. At
+    painted with the fill colour set in the content stream, a few KB at 600 dpi, where a colour image
+    with an 8-bit soft mask took more than the 15% a one-page endorsement may grow (docs/performance.md).
+    At
     600 dpi a one-bit edge steps by 0.04 mm, one dot of a 600 dpi printer; a viewer rendering below
     600 dpi averages the bits into anti-aliased edges again.
     """
@@ -126,10 +127,11 @@ def encoded_seal(seal: Seal, dpi: int = 600, *, kept: Path | None = None) -> Enc
 
     A scan is cut at ``dpi`` too, not at its own coarser resolution (~240 dpi for the specimen): its
     alpha is resampled smoothly first, so the 600 dpi cut follows the ink's contour instead of the
-    scanner's pixel grid, for ~3 KB more than a cut at 240 dpi.
+    scanner's pixel grid, for a few KB more than a cut at its own resolution.
 
     One thread at a time: at the start of a run every filing thread asks for the same few seals at
-    once, and each would draw and encode them again (~0.1 s a seal) before the first had cached them.
+    once, and each would draw and encode them again (costly: ``stamps.kept``) before the first had
+    cached them.
     """
     with _ENCODING:
         found = _encoded.get((seal, dpi))
