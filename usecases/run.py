@@ -482,8 +482,8 @@ def batch_filer(
                 "--workers is for a run on this machine",
                 hint="cluster workers start ISSUANCE_WORKERS LibreOffice instances each",
             )
-        # imported here: Dask's import costs more than a second (docs/performance.md, "Start-up"), and
-        # the cluster module imports this one
+        # imported here: the cluster module and Dask add about half a second to every run's start-up
+        # (docs/performance.md, "Start-up"), and the cluster module imports this one
         from usecases.cluster import cluster_session, run_batch_on_cluster
 
         with cluster_session(settings, address=cluster) as connected:
