@@ -8,7 +8,8 @@ A serial's life, one row in ``print_serials``:
   serial a document used but nobody issued is recorded as used with ``registered`` false, never refused:
   the policy is already filed, and the form exists;
 - **voided**: by a reissue (the lost or damaged form; ``voided_by_version`` names the reissue version of
-  the same policy), with when and why; the row stays, so the voided serial remains searchable;
+  the same policy), or by ``void`` with its own ledger event, with when and why; the row stays, so the
+  voided serial remains searchable;
 - **reconciled** (核销): ``reconciled_at`` set by ``reconcile`` on a used or voided serial.
 
 The serial format: 1–32 characters of ``A–Z``, ``0–9`` and ``-``, ending in a run of digits; the part
