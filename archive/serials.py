@@ -8,7 +8,8 @@ A serial's life, one row in ``print_serials``:
   serial a document used but nobody issued is recorded as used with ``registered`` false, never refused:
   the policy is already filed, and the form exists;
 - **voided**: by a reissue (the lost or damaged form; ``voided_by_version`` names the reissue version of
-  the same policy), with when and why; the row stays, so the voided serial remains searchable;
+  the same policy), or by ``void`` with its own ledger event, with when and why; the row stays, so the
+  voided serial remains searchable;
 - **reconciled** (核销): ``reconciled_at`` set by ``reconcile`` on a used or voided serial.
 
 The serial format: 1–32 characters of ``A–Z``, ``0–9`` and ``-``, ending in a run of digits; the part
@@ -18,6 +19,9 @@ ends. Serials are compared upper-cased and stripped. Serials that documents arri
 contract allows any text of up to 32 characters) are registered as they come, format or not.
 
 The overdue rate (超期未核销率, DOMAIN.md) is ``report``'s, defined in ``OVERDUE_DEFINITION``.
+
+The rules live here; the SQL is the index's (``archive/index/serials.py``, through ``Index``'s public
+methods), as for every table.
 
 Serials are not personal data, but the ledger scrubs anything shaped like an ID number: an 18-digit
 serial appears masked in ledger events, in clear in this registry.
@@ -34,18 +38,30 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
 from archive.index import Index, LedgerEvent, as_utc
-from archive.index import schema as s
-from core.errors import SerialError, SerialFormatError, UsageError
+
+# The registry's row types and states are the index's (it owns the SQL); they are re-exported here, where
+# callers have always found them. ``use_serial`` and ``void_serial`` work inside an index transaction and
+# are re-exported only for archive/reissue.py's commit until that commit moves into the index.
+from archive.index.serials import (
+    ISSUED,
+    USED,
+    VOIDED,
+    DocumentSerial,
+    SerialRecord,
+    SerialUse,
+    use_serial,
+    void_serial,
+)
+from core.errors import IndexConflict, IndexUnavailable, SerialError, SerialFormatError, UsageError
 
 __all__ = [
     "DEFAULT_OVERDUE_DAYS",
+    "ISSUED",
     "MAX_RANGE",
     "OVERDUE_DEFINITION",
+    "USED",
+    "VOIDED",
     "DocumentSerial",
     "IssuedBlock",
     "IssuedRange",
@@ -63,11 +79,13 @@ __all__ = [
     "parse_serial",
     "reconcile",
     "report",
+    "use_serial",
+    "void",
+    "void_serial",
 ]
 
 logger = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
-ISSUED, USED, VOIDED = "issued", "used", "voided"
 MAX_RANGE = 10_000  # serials per ``issue_range``: a box of forms, not a typo of three extra digits
 DEFAULT_OVERDUE_DAYS = 30
 SUBJECT = "print-serials"  # the ledger subject of registry events (a serial may look like an ID number)
@@ -79,52 +97,6 @@ OVERDUE_DEFINITION = (
 )
 _SERIAL = re.compile(r"(?P<prefix>[A-Z0-9-]*?)(?P<digits>[0-9]+)")
 _ANY = re.compile(r"\S(.{0,30}\S)?")
-
-
-@dataclass(frozen=True)
-class SerialRecord:
-    """One serial as the registry knows it (times in UTC)."""
-
-    serial: str
-    state: str  # issued | used | voided
-    registered: bool
-    issued_to: str | None
-    branch_code: str | None
-    issued_at: datetime | None
-    issued_by: str | None
-    used_at: datetime | None
-    policy_no: str | None
-    version: int | None
-    used_by: str | None
-    voided_at: datetime | None
-    void_reason: str | None
-    voided_by: str | None
-    voided_by_version: int | None
-    reconciled_at: datetime | None
-    reconciled_by: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class SerialUse:
-    """What ``mark_used`` did: ``status`` is used | unregistered | already | conflict | failed."""
-
-    serial: str
-    status: str
-    held_by: tuple[str, int] | None = None  # for a conflict: the document that holds the serial
-
-
-@dataclass(frozen=True)
-class DocumentSerial:
-    """The form document ``policy_no`` v``version`` was printed on, as ``mark_used_many`` takes it."""
-
-    serial: str | None
-    policy_no: str
-    version: int
-    at: datetime | None = None  # when it was used; None: now
-    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,42 +207,9 @@ def expand_range(first: str, last: str, *, limit: int = MAX_RANGE) -> list[str]:
 # --- reads -------------------------------------------------------------------------------------------
 
 
-def _record(row: Any) -> SerialRecord:
-    return SerialRecord(
-        serial=row.serial,
-        state=row.state,
-        registered=bool(row.registered),
-        issued_to=row.issued_to,
-        branch_code=row.branch_code,
-        issued_at=as_utc(row.issued_at),
-        issued_by=row.issued_by,
-        used_at=as_utc(row.used_at),
-        policy_no=row.policy_no,
-        version=row.version,
-        used_by=row.used_by,
-        voided_at=as_utc(row.voided_at),
-        void_reason=row.void_reason,
-        voided_by=row.voided_by,
-        voided_by_version=row.voided_by_version,
-        reconciled_at=as_utc(row.reconciled_at),
-        reconciled_by=row.reconciled_by,
-    )
-
-
 def lookup(index: Index, serial: str) -> SerialRecord | None:
     """The serial's registry row, or None if the registry has never seen it."""
-    with index.engine.connect() as conn:
-        row = conn.execute(
-            select(s.print_serials).where(s.print_serials.c.serial == normalise(serial))
-        ).first()
-    return None if row is None else _record(row)
-
-
-def row_for_update(conn: Connection, serial: str) -> Any | None:
-    """The serial's row, locked for the rest of ``conn``'s transaction (PostgreSQL; SQLite locks it all)."""
-    return conn.execute(
-        select(s.print_serials).where(s.print_serials.c.serial == serial).with_for_update()
-    ).first()
+    return index.serial(normalise(serial))
 
 
 def issued_blocks(index: Index, serials: Iterable[str]) -> tuple[IssuedBlock, ...]:
@@ -278,7 +217,7 @@ def issued_blocks(index: Index, serials: Iterable[str]) -> tuple[IssuedBlock, ..
 
     A serial the registry does not hold as issued to someone (unknown, or used unregistered) is in no
     block; so are serials not in the registry's format. Each block is read whole, whatever part of it
-    ``serials`` name, from the rows issued at the same moment (``issued_at`` is indexed).
+    ``serials`` name, from the rows issued at the same moment.
     """
     wanted: set[str] = set()
     for serial in serials:
@@ -287,26 +226,9 @@ def issued_blocks(index: Index, serials: Iterable[str]) -> tuple[IssuedBlock, ..
         except SerialFormatError:
             continue
         wanted.add(normalise(serial))
-    t = s.print_serials
-    issued = t.c.registered.is_(True) & t.c.issued_to.is_not(None) & t.c.issued_at.is_not(None)
-    with index.engine.connect() as conn:
-        moments = {
-            row.issued_at
-            for chunk in _chunks(sorted(wanted), 500)
-            for row in conn.execute(select(t.c.issued_at).where(t.c.serial.in_(chunk), issued))
-        }
-        rows = [
-            row
-            for chunk in _chunks(sorted(moments), 500)
-            for row in conn.execute(
-                select(t.c.serial, t.c.state, t.c.policy_no, t.c.issued_to, t.c.issued_at).where(
-                    t.c.issued_at.in_(chunk), issued
-                )
-            )
-        ]
     # the rows of one moment, by clerk, prefix and width, cut where the numbers stop being consecutive
     runs: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
-    for row in rows:
+    for row in index.serials_issued_alongside(sorted(wanted)):
         try:
             prefix, number, width = parse_serial(row.serial)
         except SerialFormatError:
@@ -327,7 +249,7 @@ def issued_blocks(index: Index, serials: Iterable[str]) -> tuple[IssuedBlock, ..
                 first=part[0][0],
                 last=part[-1][0],
                 issued_to=clerk,
-                issued_at=as_utc(at),
+                issued_at=at,
                 states={number: (row.state, row.policy_no) for number, row in part},
             )
             if any(row.serial in wanted for _, row in part):
@@ -357,50 +279,31 @@ def issue_range(
     if branch is not None and not re.fullmatch(r"[0-9]{6}", branch):
         raise UsageError(f"branch {branch!r} is not a 6-digit branch code")
     serials = expand_range(first, last)
-    when = as_utc(at) or datetime.now(UTC)
-    t = s.print_serials
-    with index.engine.begin() as conn:
-        known = {
-            row.serial: row
-            for chunk in _chunks(serials, 500)
-            for row in conn.execute(select(t.c.serial, t.c.registered).where(t.c.serial.in_(chunk)))
-        }
-        taken = sorted(k for k, row in known.items() if row.registered)
+
+    def refuse_registered(known: dict[str, SerialRecord]) -> None:
+        taken = sorted(serial for serial, row in known.items() if row.registered)
         if taken:
             shown = ", ".join(taken[:5]) + (" …" if len(taken) > 5 else "")
             raise SerialError(
                 f"{len(taken)} of these serials are registered already: {shown}",
                 hint="nothing was registered; issue the range without them",
             )
-        values = {
-            "registered": True,
-            "issued_to": clerk,
-            "branch_code": branch,
-            "issued_at": when,
-            "issued_by": by,
-        }
-        fresh = [x for x in serials if x not in known]
-        for chunk in _chunks(fresh, 500):
-            conn.execute(insert(t), [{"serial": x, "state": ISSUED, **values} for x in chunk])
-        adopted = [x for x in serials if x in known]
-        for chunk in _chunks(adopted, 500):
-            conn.execute(update(t).where(t.c.serial.in_(chunk)).values(**values))
-        index._append(  # the event commits with the rows
-            conn,
-            LedgerEvent(
-                by,
-                "serials.issued",
-                SUBJECT,
-                {
-                    "first": serials[0],
-                    "last": serials[-1],
-                    "count": len(serials),
-                    "to": clerk,
-                    "branch": branch,
-                },
-            ),
-        )
-    return IssuedRange(first=serials[0], last=serials[-1], count=len(serials), adopted=len(adopted))
+
+    adopted = index.register_serials(
+        serials,
+        to=clerk,
+        branch=branch,
+        at=as_utc(at) or datetime.now(UTC),
+        by=by,
+        check=refuse_registered,
+        event=LedgerEvent(
+            by,
+            "serials.issued",
+            SUBJECT,
+            {"first": serials[0], "last": serials[-1], "count": len(serials), "to": clerk, "branch": branch},
+        ),
+    )
+    return IssuedRange(first=serials[0], last=serials[-1], count=len(serials), adopted=adopted)
 
 
 def mark_used(
@@ -447,9 +350,9 @@ def mark_used_many(index: Index, uses: Sequence[DocumentSerial]) -> list[SerialU
     claims = [claim for _, claim in todo]
     results: list[SerialUse | None]
     try:
-        results = list(_mark_used(index, claims))
-    except SQLAlchemyError as e:
-        if isinstance(e, IntegrityError) and len(claims) > 1:
+        results = list(index.use_serials(claims, incident=_conflict_incident))
+    except (IndexConflict, IndexUnavailable) as e:
+        if isinstance(e, IndexConflict) and len(claims) > 1:
             # another writer used one of these serials first: each on its own, now seeing that writer's row
             results = [mark_used_many(index, [claim])[0] for claim in claims]
         else:
@@ -463,89 +366,22 @@ def mark_used_many(index: Index, uses: Sequence[DocumentSerial]) -> list[SerialU
     return out
 
 
-def _mark_used(index: Index, claims: Sequence[DocumentSerial]) -> list[SerialUse]:
-    with index.engine.begin() as conn:
-        results = use_serials(conn, claims)
-        incidents = [
-            LedgerEvent(
-                claim.by or "issuance",
-                "incident.serial_conflict",
-                claim.policy_no,
-                {
-                    "serial": use.serial,
-                    "version": claim.version,
-                    "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]}
-                    if use.held_by
-                    else None,
-                },
-            )
-            for claim, use in zip(claims, results, strict=True)
-            if use.status == "conflict"
-        ]
-        index._append_many(conn, incidents)  # the incidents commit with the checks
-    return results
-
-
-def use_serial(
-    conn: Connection, serial: str, *, policy_no: str, version: int, at: datetime, by: str | None
-) -> SerialUse:
-    """``mark_used``'s change inside a caller's transaction (a reissue uses its new serial this way)."""
-    (use,) = use_serials(conn, [DocumentSerial(serial, policy_no, version, at=at, by=by)])
-    return use
-
-
-def use_serials(conn: Connection, claims: Sequence[DocumentSerial]) -> list[SerialUse]:
-    """``use_serial`` for each of ``claims`` (normalised serials, ``at`` given), in order: the rows read
-    with one query and written with one statement per kind of change."""
-    t = s.print_serials
-    wanted = sorted({claim.serial for claim in claims})
-    # locked in serial order: two writers with overlapping serials queue up instead of deadlocking
-    held = {
-        row.serial: (row.state, row.policy_no, row.version)
-        for chunk in _chunks(wanted, 500)
-        for row in conn.execute(
-            select(t.c.serial, t.c.state, t.c.policy_no, t.c.version)
-            .where(t.c.serial.in_(chunk))
-            .order_by(t.c.serial)
-            .with_for_update()
-        )
-    }
-    fresh: list[dict[str, Any]] = []
-    issued: list[dict[str, Any]] = []
-    results: list[SerialUse] = []
-    for claim in claims:
-        serial = claim.serial
-        assert serial is not None
-        mine = (USED, claim.policy_no, claim.version)
-        used = {
-            "state": USED,
-            "used_at": as_utc(claim.at),  # SQLite keeps no zone: everything is stored in UTC
-            "policy_no": claim.policy_no,
+def _conflict_incident(claim: DocumentSerial, use: SerialUse) -> LedgerEvent:
+    """The ledger's incident for a document printed on a form another document holds (or a voided one)."""
+    return LedgerEvent(
+        claim.by or "issuance",
+        "incident.serial_conflict",
+        claim.policy_no,
+        {
+            "serial": use.serial,
             "version": claim.version,
-            "used_by": claim.by,
-        }
-        state = held.get(serial)
-        if state is None:
-            fresh.append({"serial": serial, "registered": False, **used})
-            held[serial] = mine
-            results.append(SerialUse(serial, "unregistered"))
-        elif state[0] == ISSUED:
-            issued.append({"target": serial, **used})
-            held[serial] = mine
-            results.append(SerialUse(serial, "used"))
-        elif state == mine:
-            results.append(SerialUse(serial, "already"))
-        else:
-            results.append(SerialUse(serial, "conflict", held_by=(state[1], state[2]) if state[1] else None))
-    if fresh:
-        conn.execute(insert(t), fresh)
-    if issued:
-        conn.execute(update(t).where(t.c.serial == bindparam("target")), issued)
-    return results
+            "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]} if use.held_by else None,
+        },
+    )
 
 
-def void_serial(
-    conn: Connection,
+def void(
+    index: Index,
     serial: str,
     *,
     policy_no: str,
@@ -556,32 +392,24 @@ def void_serial(
     at: datetime,
     by: str,
 ) -> None:
-    """Void ``serial`` inside a caller's transaction (a reissue voids the policy's old form). A serial
-    the registry never saw (issued before the registry, or by a batch that did not record it) is entered
-    as used by ``policy_no`` v``used_version`` at ``used_at`` (when that version was filed), unregistered,
-    and voided."""
-    t = s.print_serials
-    at = as_utc(at)
-    values = {
-        "state": VOIDED,
-        "voided_at": at,
-        "void_reason": reason,
-        "voided_by": by,
-        "voided_by_version": by_version,
-    }
-    if row_for_update(conn, serial) is None:
-        conn.execute(
-            insert(t).values(
-                serial=serial,
-                registered=False,
-                used_at=as_utc(used_at),
-                policy_no=policy_no,
-                version=used_version,
-                **values,
-            )
-        )
-    else:
-        conn.execute(update(t).where(t.c.serial == serial).values(**values))
+    """Void ``serial``, the form document ``policy_no`` v``used_version`` was printed on, because version
+    ``by_version`` replaces it, with a ``serials.voided`` ledger event. A serial the registry never saw is
+    entered as used by that version at ``used_at``, unregistered, and voided. (A reissue voids its old
+    form inside its own commit, with its ``policy.reissued`` event.)"""
+    value = normalise(serial)
+    index.void_serial(
+        value,
+        policy_no=policy_no,
+        used_version=used_version,
+        used_at=as_utc(used_at),
+        by_version=by_version,
+        reason=reason,
+        at=as_utc(at),
+        by=by,
+        event=LedgerEvent(
+            by, "serials.voided", SUBJECT, {"serial": value, "policy_no": policy_no, "version": by_version}
+        ),
+    )
 
 
 def reconcile(index: Index, serials: Iterable[str], *, by: str, at: datetime | None = None) -> Reconciled:
@@ -593,14 +421,8 @@ def reconcile(index: Index, serials: Iterable[str], *, by: str, at: datetime | N
     wanted = list(dict.fromkeys(normalise(x) for x in serials))
     if not wanted:
         raise UsageError("name the serials to reconcile")
-    when = as_utc(at) or datetime.now(UTC)
-    t = s.print_serials
-    with index.engine.begin() as conn:
-        rows = {
-            row.serial: row
-            for chunk in _chunks(wanted, 500)
-            for row in conn.execute(select(t).where(t.c.serial.in_(chunk)).with_for_update())
-        }
+
+    def refuse_unfinished(rows: dict[str, SerialRecord]) -> None:
         unknown = [x for x in wanted if x not in rows]
         blank = [x for x in wanted if x in rows and rows[x].state == ISSUED]
         if unknown or blank:
@@ -610,16 +432,17 @@ def reconcile(index: Index, serials: Iterable[str], *, by: str, at: datetime | N
             if blank:
                 problems.append("issued but neither used nor voided: " + ", ".join(blank[:5]))
             raise SerialError("; ".join(problems), hint="nothing was reconciled")
-        already = tuple(x for x in wanted if rows[x].reconciled_at is not None)
-        todo = [x for x in wanted if rows[x].reconciled_at is None]
-        for chunk in _chunks(todo, 500):
-            conn.execute(update(t).where(t.c.serial.in_(chunk)).values(reconciled_at=when, reconciled_by=by))
-        if todo:
-            index._append(
-                conn,
-                LedgerEvent(by, "serials.reconciled", SUBJECT, {"count": len(todo), "serials": todo}),
-            )
-    return Reconciled(reconciled=tuple(todo), already=already)
+
+    done = index.reconcile_serials(
+        wanted,
+        at=as_utc(at) or datetime.now(UTC),
+        by=by,
+        check=refuse_unfinished,
+        event=lambda todo: LedgerEvent(
+            by, "serials.reconciled", SUBJECT, {"count": len(todo), "serials": todo}
+        ),
+    )
+    return Reconciled(reconciled=tuple(done), already=tuple(x for x in wanted if x not in done))
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -650,50 +473,17 @@ def report(
         raise UsageError(f"the period starts ({start}) after it ends ({end})")
     as_of = datetime.combine(end + timedelta(days=1), time(), CHINA).astimezone(UTC)
     lo = datetime.combine(start, time(), CHINA).astimezone(UTC) if start else None
-    cutoff = as_of - timedelta(days=overdue_days)
-    t = s.print_serials
-
-    def within(column: Any) -> Any:
-        conditions = [column < as_of]
-        if lo is not None:
-            conditions.append(column >= lo)
-        return and_(*conditions)
-
-    def count_if(condition: Any) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    disposed = func.coalesce(t.c.used_at, t.c.voided_at)
-    reconciled = and_(t.c.reconciled_at.is_not(None), t.c.reconciled_at < as_of)
-    awaiting = or_(t.c.reconciled_at.is_(None), t.c.reconciled_at >= as_of)
-    with index.engine.connect() as conn:
-        counts = conn.execute(
-            select(
-                count_if(and_(t.c.registered.is_(True), within(t.c.issued_at))),
-                count_if(within(t.c.used_at)),
-                count_if(within(t.c.voided_at)),
-                count_if(and_(t.c.registered.is_(False), within(t.c.used_at))),
-            )
-        ).one()
-        population = conn.execute(
-            select(
-                count_if(reconciled), count_if(awaiting), count_if(and_(awaiting, disposed < cutoff))
-            ).where(within(disposed))
-        ).one()
+    counts = index.serial_counts(start=lo, end=as_of, overdue_before=as_of - timedelta(days=overdue_days))
     return SerialReport(
         start=start,
         end=end,
         as_of=as_of,
         overdue_days=overdue_days,
-        issued=int(counts[0]),
-        used=int(counts[1]),
-        voided=int(counts[2]),
-        unregistered=int(counts[3]),
-        reconciled=int(population[0]),
-        awaiting=int(population[1]),
-        overdue=int(population[2]),
+        issued=counts.issued,
+        used=counts.used,
+        voided=counts.voided,
+        unregistered=counts.unregistered,
+        reconciled=counts.reconciled,
+        awaiting=counts.awaiting,
+        overdue=counts.overdue,
     )
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

@@ -6,7 +6,7 @@ stores them one by one (two file fsyncs and two folder fsyncs each); ``put_many`
 records (16 by default, as the pipeline files them) per call, with two ``syncfs`` barriers per call;
 "put_many/fsync" is its fallback where there is no syncfs (one fsync per temp file, one per folder);
 "put_many/buffered" writes large objects through the page cache instead of direct
-(``archive.store.local._write_all``), as the store did before 2026-12-02. Prints, per mode, the
+(``FileSystem(direct=False)``), as the store did before 2026-12-02. Prints, per mode, the
 median over the repeats of:
 
 - wall ms/record;
@@ -37,8 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from archive.store import LocalStore, PutItem  # noqa: E402
-from archive.store import local as local_store  # noqa: E402
+from archive.store import FileSystem, LocalStore, PutItem  # noqa: E402
 
 SIZES = {"customer.pdf": 810_000, "bundle.pdf": 1_230_000, "manifest.json": 4_000}
 
@@ -93,9 +92,10 @@ def measure(
     folder: Path,
     records: list[list[PutItem]],
     group: int,
+    files: FileSystem | None = None,
 ) -> tuple[float, float, float]:
     shutil.rmtree(folder, ignore_errors=True)
-    store = LocalStore(folder)
+    store = LocalStore(folder, files=files)
     os.sync()
     busy0, cpu0, wall0 = machine_busy_seconds(), time.process_time(), time.perf_counter()
     mode(store, records, group)
@@ -119,26 +119,18 @@ def main() -> None:
         f"put_many ×{args.group}": lambda: measure(by_put_many, workdir / "store", records, args.group),
     }
 
-    def with_store(name: str, value: object) -> Callable[[], tuple[float, float, float]]:
-        """``put_many`` measured with ``archive.store.local``'s ``name`` set to ``value`` meanwhile."""
+    def with_files(files: FileSystem) -> Callable[[], tuple[float, float, float]]:
+        """``put_many`` measured on a store making ``files``' calls."""
+        return lambda: measure(by_put_many, workdir / "store", records, args.group, files)
 
-        def run() -> tuple[float, float, float]:
-            saved = getattr(local_store, name)
-            setattr(local_store, name, value)
-            try:
-                return measure(by_put_many, workdir / "store", records, args.group)
-            finally:
-                setattr(local_store, name, saved)
-
-        return run
-
-    modes[f"put_many ×{args.group}/fsync"] = with_store("_syncfs", None)  # where there is no syncfs
-    if local_store._direct_io:
-        modes[f"put_many ×{args.group}/buffered"] = with_store("_direct_io", False)
+    real = FileSystem()
+    modes[f"put_many ×{args.group}/fsync"] = with_files(FileSystem(syncfs=False))  # where there is no syncfs
+    if real.direct:
+        modes[f"put_many ×{args.group}/buffered"] = with_files(FileSystem(direct=False))
 
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; syncfs {'available' if local_store._syncfs else 'missing'}"
+        f"Python {platform.python_version()}; syncfs {'available' if real.has_syncfs else 'missing'}"
     )
     print(f"store: {workdir} on {file_system_of(workdir)}")
     print(

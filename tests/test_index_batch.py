@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, select, text
-from sqlalchemy.exc import IntegrityError
 
 from archive import serials
 from archive.index import Index, LedgerEvent, NewPolicy, PartyFacts, PolicyFacts, VersionFacts, schema
-from archive.serials import DocumentSerial, SerialUse, issue_range, mark_used, mark_used_many, void_serial
+from archive.serials import DocumentSerial, SerialUse, issue_range, mark_used, mark_used_many, void
 from core.errors import IndexConflict, IndexUnavailable
 from core.manifest import RecordFacts, StoredObject
 
@@ -324,18 +323,17 @@ def _serials_so_far(index: Index) -> None:
     issue_range(index, first="BJ2026-0000001", last="BJ2026-0000006", to="CLK1", by="stock", at=NOW)
     mark_used(index, serial="BJ2026-0000005", policy_no="P-OLD", version=1, at=NOW)
     mark_used(index, serial="BJ2026-0000006", policy_no="P-GONE", version=1, at=NOW)
-    with index.engine.begin() as conn:
-        void_serial(
-            conn,
-            "BJ2026-0000006",
-            policy_no="P-GONE",
-            used_version=1,
-            used_at=NOW,
-            by_version=2,
-            reason="第1次补发 (lost)",
-            at=NOW,
-            by="CLK1",
-        )
+    void(
+        index,
+        "BJ2026-0000006",
+        policy_no="P-GONE",
+        used_version=1,
+        used_at=NOW,
+        by_version=2,
+        reason="第1次补发 (lost)",
+        at=NOW,
+        by="CLK1",
+    )
 
 
 USES = [
@@ -423,21 +421,59 @@ def test_mark_used_many_never_fails_the_filed_documents(index, caplog):
     assert "could not be recorded as used" in caplog.text
 
 
-def test_mark_used_many_after_another_writer_used_a_serial_first(index, monkeypatch):
+class _RacedIndex(Index):
+    """An index where another writer records the second serial of a batch between the batch's read of
+    the registry and its insert, which then fails as the database fails it (``IndexConflict``)."""
+
+    def use_serials(self, claims: Any, *, incident: Any) -> list[SerialUse]:
+        if len(claims) > 1:
+            mark_used(self, serial=claims[1].serial, policy_no="P-OTHER", version=1)
+            raise IndexConflict("another writer recorded one of these serials first")
+        return super().use_serials(claims, incident=incident)
+
+
+def test_mark_used_many_after_another_writer_used_a_serial_first(index_url):
     """The batch read the registry, another writer inserted one of its serials, the batch's insert fails:
     each is recorded on its own, and that one is a conflict rather than a failure."""
-    real = serials._mark_used
+    index = _RacedIndex.open(index_url, hmac_key=KEY)
+    try:
+        uses = mark_used_many(index, [DocumentSerial("RACE-1", "P1", 1), DocumentSerial("RACE-2", "P2", 1)])
+        assert uses == [
+            SerialUse("RACE-1", "unregistered"),
+            SerialUse("RACE-2", "conflict", held_by=("P-OTHER", 1)),
+        ]
+        assert index.verify_ledger() == []
+    finally:
+        index.close()
 
-    def raced(ix: Index, claims: list[DocumentSerial]) -> list[SerialUse]:
-        if len(claims) > 1:
-            mark_used(ix, serial=claims[1].serial, policy_no="P-OTHER", version=1)
-            raise IntegrityError("INSERT INTO print_serials", {}, Exception("duplicate key"))
-        return real(ix, claims)
 
-    monkeypatch.setattr(serials, "_mark_used", raced)
-    uses = mark_used_many(index, [DocumentSerial("RACE-1", "P1", 1), DocumentSerial("RACE-2", "P2", 1)])
-    assert uses == [
-        SerialUse("RACE-1", "unregistered"),
-        SerialUse("RACE-2", "conflict", held_by=("P-OTHER", 1)),
-    ]
-    assert index.verify_ledger() == []
+def test_a_first_use_another_writer_commits_meanwhile_is_an_index_conflict(index_url):
+    """On PostgreSQL the registry's read locks only the rows that exist: another writer may insert a
+    serial's first use before the batch inserts it. The batch then writes nothing (``IndexConflict``)
+    and ``mark_used_many`` records each serial on its own. (SQLite holds the whole database from BEGIN:
+    no other writer gets in.)"""
+    if index_url.startswith("sqlite"):
+        pytest.skip("SQLite lets no other writer in during a transaction")
+    index = Index.open(index_url, hmac_key=KEY)
+    other = Index.open(index_url, hmac_key=KEY)
+    claims = [DocumentSerial("RACE-1", "P1", 1, at=NOW), DocumentSerial("RACE-2", "P2", 1, at=NOW)]
+
+    def other_writer_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO print_serials") and not raced:
+            raced.append(mark_used(other, serial="RACE-2", policy_no="P-OTHER", version=1))
+
+    raced: list[SerialUse | None] = []
+    event.listen(index.engine, "before_cursor_execute", other_writer_first)
+    try:
+        with pytest.raises(IndexConflict):
+            index.use_serials(claims, incident=lambda claim, use: LedgerEvent("t", "t", claim.policy_no))
+        assert raced == [SerialUse("RACE-2", "unregistered")]
+        assert serials.lookup(index, "RACE-1") is None  # nothing of the batch was written
+        assert mark_used_many(index, claims) == [
+            SerialUse("RACE-1", "unregistered"),
+            SerialUse("RACE-2", "conflict", held_by=("P-OTHER", 1)),
+        ]
+    finally:
+        event.remove(index.engine, "before_cursor_execute", other_writer_first)
+        index.close()
+        other.close()

@@ -209,23 +209,22 @@ _STALLED_PUT = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-import archive.store.local as local
-from archive.store import LocalStore, PutItem, hashed
+from archive.store import FileSystem, LocalStore, PutItem, hashed
 
-def stall(self, paths):
-    print("at barrier 1", flush=True)
-    time.sleep(600)
+class Stalled(FileSystem):
+    def link(self, source, target):  # every temp file written and made durable, nothing linked yet
+        print("at the first link", flush=True)
+        time.sleep(600)
 
-local._Barriers.files = stall  # every temp file written, nothing linked yet
 data = b"%PDF-1.7 " + {key!r}.encode()
-LocalStore(Path({root!r})).put_many([PutItem(key={key!r}, data=data, sha256=hashed(data))])
+LocalStore(Path({root!r}), files=Stalled()).put_many([PutItem(key={key!r}, data=data, sha256=hashed(data))])
 """
 
 
 def _stalled_put(root: Path, key: str) -> subprocess.Popen:
     script = textwrap.dedent(_STALLED_PUT).format(repo=str(REPO), root=str(root), key=key)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "at barrier 1\n"
+    assert proc.stdout is not None and proc.stdout.readline() == "at the first link\n"
     return proc
 
 

@@ -21,7 +21,7 @@ from archive.serials import (
     parse_serial,
     reconcile,
     report,
-    void_serial,
+    void,
 )
 from cli.main import main
 from core.errors import SerialError, SerialFormatError, UsageError
@@ -104,21 +104,22 @@ def test_issue_use_void_reconcile(index):
         "P2",
     )
 
-    with index.engine.begin() as conn:
-        void_serial(
-            conn,
-            "SH2026-0000001",
-            policy_no="P1",
-            used_version=1,
-            used_at=at("2026-03-01"),
-            by_version=2,
-            reason="第1次补发 (lost)",
-            at=at("2026-03-05"),
-            by="CLK0201",
-        )
+    void(
+        index,
+        "SH2026-0000001",
+        policy_no="P1",
+        used_version=1,
+        used_at=at("2026-03-01"),
+        by_version=2,
+        reason="第1次补发 (lost)",
+        at=at("2026-03-05"),
+        by="CLK0201",
+    )
     voided = lookup(index, "SH2026-0000001")
     assert (voided.state, voided.voided_by_version, voided.void_reason) == ("voided", 2, "第1次补发 (lost)")
     assert voided.used_at is not None and voided.policy_no == "P1"  # still says which document used it
+    (voiding,) = [e for e in index.ledger_entries(subject="print-serials") if e.action == "serials.voided"]
+    assert voiding.detail == {"serial": "SH2026-0000001", "policy_no": "P1", "version": 2}
 
     with pytest.raises(SerialError) as blank:
         reconcile(index, ["SH2026-0000001", "SH2026-0000002", "SH2026-9999999"], by="audit")
@@ -161,18 +162,17 @@ def _build_known_set(index: Index) -> None:
     mark_used(
         index, serial="UNREG-001", policy_no="P99", version=1, at=at("2026-02-20")
     )  # K overdue, unregistered
-    with index.engine.begin() as conn:
-        void_serial(
-            conn,
-            "GZ2026-0000005",
-            policy_no="P05",
-            used_version=1,
-            used_at=at("2026-02-15"),
-            by_version=2,
-            reason="第1次补发 (lost)",
-            at=at("2026-03-20"),
-            by="CLK0301",
-        )
+    void(
+        index,
+        "GZ2026-0000005",
+        policy_no="P05",
+        used_version=1,
+        used_at=at("2026-02-15"),
+        by_version=2,
+        reason="第1次补发 (lost)",
+        at=at("2026-03-20"),
+        by="CLK0301",
+    )
     reconcile(index, ["GZ2026-0000001"], by="audit", at=at("2026-01-20"))
     reconcile(index, ["GZ2026-0000006"], by="audit", at=at("2026-04-05"))
     reconcile(index, ["GZ2026-0000007"], by="audit", at=at("2026-04-02"))

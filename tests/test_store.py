@@ -353,7 +353,7 @@ def test_a_writer_that_wins_the_race_is_never_overwritten(
             Bucket=buckets.locked, Key=KEY, Body=theirs, Metadata={"sha256": sha256_hex(theirs)}
         )
 
-    store._client.meta.events.register_first("before-call.s3.PutObject", other_writer_first)
+    store.client.meta.events.register_first("before-call.s3.PutObject", other_writer_first)
     if same_bytes:
         assert _put(store, KEY, PDF).created is False
     else:

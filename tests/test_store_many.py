@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import multiprocessing
 import os
 import resource
@@ -23,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from archive.store import LocalStore, ObjectStore, PutItem, PutResult, S3Store
-from archive.store import local as local_module
+from archive.store import FileSystem, LocalStore, ObjectStore, PutItem, PutResult, S3Store
 from core.errors import ObjectConflict, ObjectCorrupt, StoreError, UnsafeKey
 from core.manifest import sha256_hex
 from tests.conftest import Buckets
@@ -78,11 +78,9 @@ def _assert_whole(store: LocalStore) -> None:
 
 
 @pytest.fixture(params=["local-syncfs", "local-fsync", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
-    if request.param == "local-fsync":
-        monkeypatch.setattr(local_module, "_syncfs", None)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param.startswith("local"):
-        return LocalStore(tmp_path / "archive")
+        return LocalStore(tmp_path / "archive", files=FileSystem(syncfs=request.param == "local-syncfs"))
     endpoint = request.getfixturevalue("moto_endpoint")
     made: Buckets = request.getfixturevalue("buckets")
     return S3Store(bucket=made.plain, prefix="archive", endpoint_url=endpoint)
@@ -204,45 +202,38 @@ def test_s3_put_many_on_a_locked_bucket(moto_endpoint: str, buckets: Buckets, ra
 def test_syncfs_is_there_and_reports_errors() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("syncfs is Linux's")
-    assert local_module._syncfs is not None
+    files = FileSystem()
+    assert files.has_syncfs and not FileSystem(syncfs=False).has_syncfs
     with pytest.raises(OSError) as caught:
-        local_module._syncfs(-1)
+        files.syncfs(-1)
     assert caught.value.errno == errno.EBADF
 
 
-class _Recorder:
-    """Wraps os.link, os.replace, os.fsync and the store's syncfs to log the order of events."""
+class _Recorder(FileSystem):
+    """The store's file-system calls, logging the order of links, sidecar renames, fsyncs and syncfs
+    barriers (with what each barrier finds in the folder)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    def __init__(self, root: Path, *, syncfs: bool = True) -> None:
+        super().__init__(syncfs=syncfs)
         self.events: list[tuple[str, Any]] = []
         self.root = root
-        real_link, real_replace, real_fsync = os.link, os.replace, os.fsync
 
-        def link(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            real_link(src, dst, *args, **kwargs)
-            self.events.append(("link", Path(dst)))
+    def link(self, source: Path, target: Path) -> None:
+        super().link(source, target)
+        self.events.append(("link", Path(target)))
 
-        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            real_replace(src, dst, *args, **kwargs)
-            if root in Path(dst).parents:
-                self.events.append(("replace", Path(dst)))
+    def replace(self, source: Path, target: Path) -> None:
+        super().replace(source, target)
+        self.events.append(("replace", Path(target)))
 
-        def fsync(fd: int) -> None:
-            real_fsync(fd)
-            st = os.fstat(fd)
-            self.events.append(("fsync", (st.st_dev, st.st_ino)))
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        st = os.fstat(fd)
+        self.events.append(("fsync", (st.st_dev, st.st_ino)))
 
-        monkeypatch.setattr(os, "link", link)
-        monkeypatch.setattr(os, "replace", replace)
-        monkeypatch.setattr(os, "fsync", fsync)
-        real_syncfs = local_module._syncfs
-        if real_syncfs is not None:
-
-            def syncfs(fd: int) -> None:
-                self.events.append(("syncfs", self.snapshot()))
-                real_syncfs(fd)
-
-            monkeypatch.setattr(local_module, "_syncfs", syncfs)
+    def syncfs(self, fd: int) -> None:
+        self.events.append(("syncfs", self.snapshot()))
+        super().syncfs(fd)
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """Every file under the root but the journal of temp files under way (``.writing/``): its size
@@ -262,13 +253,11 @@ def _inode(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def test_syncfs_path_barriers_come_before_links_and_before_the_return(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if local_module._syncfs is None:
+def test_syncfs_path_barriers_come_before_links_and_before_the_return(tmp_path: Path) -> None:
+    recorder = _Recorder(tmp_path / "archive")
+    if not recorder.has_syncfs:
         pytest.skip("no syncfs on this system")
-    store = LocalStore(tmp_path / "archive")
-    recorder = _Recorder(monkeypatch, store.root)
+    store = LocalStore(recorder.root, files=recorder)
     items = _record(1) + _record(2)
     results = store.put_many(items)
 
@@ -290,12 +279,9 @@ def test_syncfs_path_barriers_come_before_links_and_before_the_return(
     _assert_whole(store)
 
 
-def test_fsync_path_fsyncs_each_temp_file_before_linking_and_each_folder_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local_module, "_syncfs", None)
-    store = LocalStore(tmp_path / "archive")
-    recorder = _Recorder(monkeypatch, store.root)
+def test_fsync_path_fsyncs_each_temp_file_before_linking_and_each_folder_after(tmp_path: Path) -> None:
+    recorder = _Recorder(tmp_path / "archive", syncfs=False)
+    store = LocalStore(recorder.root, files=recorder)
     items = _record(1) + _record(2)
     results = store.put_many(items)
 
@@ -319,16 +305,15 @@ def test_fsync_path_fsyncs_each_temp_file_before_linking_and_each_folder_after(
     _assert_whole(store)
 
 
-def test_objects_already_there_still_get_the_second_barrier(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_objects_already_there_still_get_the_second_barrier(tmp_path: Path) -> None:
     """A re-run reports objects a crashed run linked: their names are made durable before it says so."""
-    if local_module._syncfs is None:
+    recorder = _Recorder(tmp_path / "archive")
+    if not recorder.has_syncfs:
         pytest.skip("no syncfs on this system")
-    store = LocalStore(tmp_path / "archive")
+    store = LocalStore(recorder.root, files=recorder)
     items = _record(1)
     store.put_many(items)
-    recorder = _Recorder(monkeypatch, store.root)
+    recorder.events.clear()
     assert [r.created for r in store.put_many(items)] == [False, False, False]
     assert recorder.kinds() == ["syncfs"]
     recorder.events.clear()
@@ -411,21 +396,29 @@ def test_a_write_failing_midway_raises_and_publishes_nothing(tmp_path: Path) -> 
     assert _temps(store.root) == []
 
 
+class _FailingBarrier(FileSystem):
+    """syncfs reporting a write-back error (EIO) at its ``barrier``-th call."""
+
+    def __init__(self, barrier: int) -> None:
+        super().__init__()
+        self.barrier = barrier
+        self.calls = 0
+
+    def syncfs(self, fd: int) -> None:
+        self.calls += 1
+        if self.calls == self.barrier:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        super().syncfs(fd)
+
+
 @pytest.mark.parametrize("barrier", [1, 2])
-def test_a_failing_barrier_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, barrier: int) -> None:
+def test_a_failing_barrier_raises(tmp_path: Path, barrier: int) -> None:
     """syncfs reporting a write-back error: before the links nothing is published; after, the call
     still fails (the names may not be durable) and a re-run adopts what is there."""
-    store = LocalStore(tmp_path / "archive")
-    calls: list[int] = []
-    real = local_module._syncfs or (lambda fd: None)
-
-    def syncfs(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == barrier:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real(fd)
-
-    monkeypatch.setattr(local_module, "_syncfs", syncfs)
+    files = _FailingBarrier(barrier)
+    if not files.has_syncfs:
+        pytest.skip("no syncfs on this system")
+    store = LocalStore(tmp_path / "archive", files=files)
     items = _record(1)
     with pytest.raises(StoreError, match="Input/output error"):
         store.put_many(items)
@@ -436,25 +429,25 @@ def test_a_failing_barrier_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     else:
         _assert_whole(store)
         expected = [False, False, False]
-    monkeypatch.setattr(local_module, "_syncfs", real)
-    assert [r.created for r in store.put_many(items)] == expected
+    assert [r.created for r in LocalStore(store.root).put_many(items)] == expected
 
 
-def _cut_power_at_sidecar(
-    monkeypatch: pytest.MonkeyPatch, root: Path, n: int, cut: Callable[[], None]
-) -> None:
-    """Make the ``n``-th sidecar rename (0-based) never happen: ``cut`` runs instead."""
-    real_replace = os.replace
-    count = [0]
+class _PowerCutAtSidecar(FileSystem):
+    """Makes the ``n``-th sidecar rename (0-based) never happen: ``cut`` runs instead."""
 
-    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-        if root / ".meta" in Path(dst).parents:
-            count[0] += 1
-            if count[0] == n + 1:
-                cut()
-        real_replace(src, dst, *args, **kwargs)
+    def __init__(self, root: Path, n: int, cut: Callable[[], None]) -> None:
+        super().__init__()
+        self.meta = root / ".meta"
+        self.n = n
+        self.cut = cut
+        self.renames = 0
 
-    monkeypatch.setattr(os, "replace", replace)
+    def replace(self, source: Path, target: Path) -> None:
+        if self.meta in Path(target).parents:
+            self.renames += 1
+            if self.renames == self.n + 1:
+                self.cut()
+        super().replace(source, target)
 
 
 class _PowerCut(Exception):
@@ -466,16 +459,13 @@ def _raise_power_cut() -> None:
 
 
 @pytest.mark.parametrize("repair", ["put_many", "put", "recover"])
-def test_crash_between_link_and_sidecar_is_repaired(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repair: str
-) -> None:
-    store = LocalStore(tmp_path / "archive")
+def test_crash_between_link_and_sidecar_is_repaired(tmp_path: Path, repair: str) -> None:
+    root = tmp_path / "archive"
     until = _future()
     items = _record(1, retain_until=until) + _record(2, retain_until=until)
-    with monkeypatch.context() as patch:
-        _cut_power_at_sidecar(patch, store.root, 3, _raise_power_cut)
-        with pytest.raises(_PowerCut):
-            store.put_many(items)
+    with pytest.raises(_PowerCut):
+        LocalStore(root, files=_PowerCutAtSidecar(root, 3, _raise_power_cut)).put_many(items)
+    store = LocalStore(root)
 
     # Items 0-2 whole, item 3 linked without its sidecar, items 4-5 not linked.
     half = items[3]
@@ -514,9 +504,7 @@ def test_a_sidecar_whose_object_did_not_survive_is_inert(tmp_path: Path) -> None
 
 def _crashing_child(root: str, items: list[PutItem], n: int) -> None:
     """In a child process: put_many, killed outright (no finally, no cleanup) at the n-th sidecar."""
-    monkeypatch = pytest.MonkeyPatch()
-    _cut_power_at_sidecar(monkeypatch, Path(root), n, lambda: os._exit(9))
-    LocalStore(Path(root)).put_many(items)
+    LocalStore(Path(root), files=_PowerCutAtSidecar(Path(root), n, lambda: os._exit(9))).put_many(items)
     os._exit(0)
 
 
@@ -621,11 +609,11 @@ def test_a_hash_made_from_the_same_bytes_is_not_computed_again(
 _SIZES = [
     0,
     4_095,
-    local_module._DIRECT_FROM - 1,
-    local_module._DIRECT_FROM,
-    local_module._DIRECT_FROM + 1,
-    local_module._DIRECT_PIECE,
-    local_module._DIRECT_PIECE * 2 + 12_345,
+    FileSystem.direct_from - 1,
+    FileSystem.direct_from,
+    FileSystem.direct_from + 1,
+    FileSystem.direct_piece,
+    FileSystem.direct_piece * 2 + 12_345,
 ]
 
 
@@ -642,17 +630,17 @@ def _direct_allowed(folder: Path) -> bool:
     return True
 
 
-def _spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """(size asked, bytes written direct) of every direct write."""
-    calls: list[tuple[int, int]] = []
-    real = local_module._write_direct
+class _DirectSpy(FileSystem):
+    """Logs (size asked, bytes written direct) of every direct write."""
 
-    def spy(fd: int, view: memoryview) -> int:
-        calls.append((len(view), done := real(fd, view)))
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int]] = []
+
+    def write_direct(self, fd: int, view: memoryview) -> int:
+        done = super().write_direct(fd, view)
+        self.calls.append((len(view), done))
         return done
-
-    monkeypatch.setattr(local_module, "_write_direct", spy)
-    return calls
 
 
 def _pattern(size: int, seed: int) -> bytes:
@@ -663,13 +651,11 @@ def _pattern(size: int, seed: int) -> bytes:
 
 
 @pytest.mark.parametrize("method", ["put_many", "put"])
-def test_large_objects_are_written_direct_and_read_back_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
-) -> None:
-    store = LocalStore(tmp_path / "archive")
+def test_large_objects_are_written_direct_and_read_back_whole(tmp_path: Path, method: str) -> None:
+    spy = _DirectSpy()
+    store = LocalStore(tmp_path / "archive", files=spy)
     store.root.mkdir()
     direct = _direct_allowed(store.root)
-    calls = _spy_direct(monkeypatch)
     # largest first: a smaller object after it must not carry the buffer's leftovers
     sizes = sorted(_SIZES, reverse=True)
     items = [_item(f"{BASE}/P{size}/v1/o.pdf", _pattern(size, n)) for n, size in enumerate(sizes)]
@@ -681,65 +667,64 @@ def test_large_objects_are_written_direct_and_read_back_whole(
         assert (store.root / item.key).read_bytes() == item.data
         assert store.get(item.key, sha256=item.sha256) == item.data
     _assert_whole(store)
-    large = sorted(size for size in _SIZES if size >= local_module._DIRECT_FROM)[::-1]
-    assert [size for size, _ in calls] == large  # only the large objects, the sidecars never
+    large = sorted(size for size in _SIZES if size >= FileSystem.direct_from)[::-1]
+    assert [size for size, _ in spy.calls] == large  # only the large objects, the sidecars never
     if direct:
-        assert [done for _, done in calls] == [size - size % 4096 for size in large]
+        assert [done for _, done in spy.calls] == [size - size % 4096 for size in large]
 
 
-def test_a_file_system_without_direct_writes_gets_buffered_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fcntl
+class _NoDirect(_DirectSpy):
+    """A file system that refuses O_DIRECT (EINVAL), as tmpfs did before Linux 6.6."""
 
-    real = fcntl.fcntl
-
-    def no_direct(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
+    def set_flags(self, fd: int, flags: int) -> None:
+        if flags & os.O_DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, cmd, arg)
+        super().set_flags(fd, flags)
 
-    monkeypatch.setattr(fcntl, "fcntl", no_direct)
-    calls = _spy_direct(monkeypatch)
-    store = LocalStore(tmp_path / "archive")
+
+def test_a_file_system_without_direct_writes_gets_buffered_ones(tmp_path: Path) -> None:
+    if not FileSystem().direct:
+        pytest.skip("no O_DIRECT on this system")
+    files = _NoDirect()
+    store = LocalStore(tmp_path / "archive", files=files)
     item = _item(f"{BASE}/P1/v1/bundle.pdf", _pattern(300_001, 1))
     assert isinstance(store.put_many([item])[0], PutResult)
-    assert calls == [(300_001, 0)]
+    assert files.calls == [(300_001, 0)]
     assert store.get(item.key, sha256=item.sha256) == item.data
     _assert_whole(store)
 
 
+class _FailingDirectWrite(_DirectSpy):
+    """Direct writes cut short after three blocks, refused (EINVAL), or failing (ENOSPC)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            if self.failure == "short":
+                return super().write(fd, memoryview(data)[: 3 * 4096])
+            raise OSError(errno.EINVAL if self.failure == "refused" else errno.ENOSPC, self.failure)
+        return super().write(fd, data)
+
+
 @pytest.mark.parametrize("failure", ["short", "refused", "no space"])
-def test_a_direct_write_cut_short_refused_or_failing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
-) -> None:
+def test_a_direct_write_cut_short_refused_or_failing(tmp_path: Path, failure: str) -> None:
     """Short: the rest goes buffered. Refused (EINVAL on the first write: a disk whose blocks are larger
     than the alignment, say): all of it goes buffered. Failing otherwise: a StoreError, nothing published."""
-    import fcntl
-
-    store = LocalStore(tmp_path / "archive")
+    files = _FailingDirectWrite(failure)
+    store = LocalStore(tmp_path / "archive", files=files)
     store.root.mkdir()
     if not _direct_allowed(store.root):
         pytest.skip("this file system takes no direct writes")
-    real = os.write
-
-    def write(fd: int, data: Any) -> int:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            if failure == "short":
-                return real(fd, memoryview(data)[: 3 * 4096])
-            raise OSError(errno.EINVAL if failure == "refused" else errno.ENOSPC, failure)
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", write)
-    calls = _spy_direct(monkeypatch)
     item = _item(f"{BASE}/P1/v1/bundle.pdf", _pattern(20 * 4096 + 77, 3))
     if failure == "no space":
         with pytest.raises(StoreError):
             store.put_many([item])
-        monkeypatch.setattr(os, "write", real)
         assert list(store.list()) == [] and _temps(store.root) == []
         return
     assert isinstance(store.put_many([item])[0], PutResult)
-    assert calls == [(len(item.data), 3 * 4096 if failure == "short" else 0)]
+    assert files.calls == [(len(item.data), 3 * 4096 if failure == "short" else 0)]
     assert (store.root / item.key).read_bytes() == item.data
     _assert_whole(store)

@@ -110,7 +110,7 @@ def archive_identity(filing: Filing) -> str:
     ``UsageError`` for a folder store or an SQLite index: workers on other machines cannot share them.
     """
     store = filing.store
-    if not isinstance(store, S3Store) or filing.index.engine.dialect.name == "sqlite":
+    if not isinstance(store, S3Store) or filing.index.dialect == "sqlite":
         raise UsageError(
             "a cluster run needs an archive every worker shares: an S3 store and a database server",
             hint="set ISSUANCE_STORE=s3://… and ISSUANCE_INDEX=postgresql+psycopg://…",

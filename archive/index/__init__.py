@@ -30,9 +30,11 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from archive.index import schema as s
+from archive.index import serials as registry
+from archive.index.schema import as_utc
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError
 from core.manifest import RecordFacts, StoredObject
 from core.privacy import mask_id, scrub
@@ -163,15 +165,6 @@ class PolicySummary:
             "missing_images": list(self.missing_images),
             "status": self.status,
         }
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; everything here is stored in UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _entry_hash(
@@ -676,6 +669,148 @@ class Index:
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(s.metadata.tables[table])).scalar_one()
+
+    # --- helper "serials": the database's kind, and the print-serial registry (archive/index/serials.py) --
+
+    @property
+    def dialect(self) -> str:
+        """The database's kind, as SQLAlchemy names it: ``sqlite`` (one machine) or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @_database_errors
+    def serial(self, serial: str) -> registry.SerialRecord | None:
+        """The registry's row of ``serial`` (normalised by the caller), or None."""
+        with self.engine.connect() as conn:
+            return registry.lookup(conn, serial)
+
+    @_database_errors
+    def serials_issued_alongside(self, serials: Sequence[str]) -> list[registry.IssuedSerial]:
+        """Every serial issued to a clerk at the same moment as one of ``serials``."""
+        with self.engine.connect() as conn:
+            return registry.issued_alongside(conn, serials)
+
+    @_database_errors
+    def newest_used_serial(self, policy_no: str) -> tuple[str, int] | None:
+        """The serial the registry has as used by the policy's newest version that used one, and that
+        version."""
+        with self.engine.connect() as conn:
+            return registry.newest_used(conn, policy_no)
+
+    @_database_errors
+    def register_serials(
+        self,
+        serials: Sequence[str],
+        *,
+        to: str,
+        branch: str | None,
+        at: datetime,
+        by: str,
+        check: Callable[[dict[str, registry.SerialRecord]], None],
+        event: LedgerEvent,
+    ) -> int:
+        """Register ``serials`` as issued to clerk ``to``, with ``event``, in one transaction; how many
+        of them the registry held already (used unregistered: registered now, their state kept).
+
+        ``check`` sees the rows held already, locked, and raises to refuse: then nothing is written.
+        """
+        with self.engine.begin() as conn:
+            known = registry.records(conn, serials, lock=True)
+            check(known)
+            registry.register(conn, serials, known=known, to=to, branch=branch, at=at, by=by)
+            self._append(conn, event)
+        return len(known)
+
+    @_database_errors
+    def use_serials(
+        self,
+        claims: Sequence[registry.DocumentSerial],
+        *,
+        incident: Callable[[registry.DocumentSerial, registry.SerialUse], LedgerEvent],
+    ) -> list[registry.SerialUse]:
+        """Record each of ``claims`` (normalised serials, ``at`` given) as printed on its serial, in
+        order, in one transaction with an ``incident(claim, use)`` event for each conflict (see
+        ``archive.index.serials.use_serials`` for the statuses).
+
+        ``IndexConflict``, nothing written, if another writer recorded a first use of one of these
+        serials meanwhile; ``IndexUnavailable`` for any other failure of the database.
+        """
+        try:
+            with self.engine.begin() as conn:
+                uses = registry.use_serials(conn, claims)
+                self._append_many(
+                    conn,
+                    [incident(c, u) for c, u in zip(claims, uses, strict=True) if u.status == "conflict"],
+                )
+                return uses
+        except IntegrityError as e:
+            raise IndexConflict("another writer recorded one of these serials first") from e
+        except (OperationalError, InterfaceError):
+            raise
+        except SQLAlchemyError as e:  # a registry the database cannot use (a table missing, say)
+            raise IndexUnavailable(f"the serial registry at {self.describe()} is unusable: {e}") from e
+
+    @_database_errors
+    def void_serial(
+        self,
+        serial: str,
+        *,
+        policy_no: str,
+        used_version: int,
+        used_at: datetime,
+        by_version: int,
+        reason: str,
+        at: datetime,
+        by: str,
+        event: LedgerEvent,
+    ) -> None:
+        """Void ``serial`` (see ``archive.index.serials.void_serial``) with ``event``, in one
+        transaction. A reissue voids its old form inside its own commit instead."""
+        with self.engine.begin() as conn:
+            registry.void_serial(
+                conn,
+                serial,
+                policy_no=policy_no,
+                used_version=used_version,
+                used_at=used_at,
+                by_version=by_version,
+                reason=reason,
+                at=at,
+                by=by,
+            )
+            self._append(conn, event)
+
+    @_database_errors
+    def reconcile_serials(
+        self,
+        serials: Sequence[str],
+        *,
+        at: datetime,
+        by: str,
+        check: Callable[[dict[str, registry.SerialRecord]], None],
+        event: Callable[[list[str]], LedgerEvent],
+    ) -> list[str]:
+        """Mark ``serials`` reconciled at ``at`` by ``by``, all in one transaction with ``event(done)``;
+        ``done``, the ones not reconciled before, in the given order (no event when there are none).
+
+        ``check`` sees the rows the registry holds of ``serials``, locked, and raises to refuse: then
+        nothing is written.
+        """
+        with self.engine.begin() as conn:
+            rows = registry.records(conn, serials, lock=True)
+            check(rows)
+            done = [x for x in serials if x in rows and rows[x].reconciled_at is None]
+            if done:
+                registry.reconcile(conn, done, at=at, by=by)
+                self._append(conn, event(done))
+        return done
+
+    @_database_errors
+    def serial_counts(
+        self, *, start: datetime | None, end: datetime, overdue_before: datetime
+    ) -> registry.SerialCounts:
+        """The registry's counts for [``start``, ``end``) (see ``archive.index.serials.counts``)."""
+        with self.engine.connect() as conn:
+            return registry.counts(conn, start=start, end=end, overdue_before=overdue_before)
 
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and

@@ -9,6 +9,8 @@ for exact lookup) plus a masked form for display. Phones and addresses are not s
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -26,6 +28,17 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time as these columns hand it back, in UTC: every time is stored in UTC, and SQLite keeps no
+    zone (it hands datetimes back naive)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
 
 batches = Table(
     "batches",

@@ -42,7 +42,7 @@ from archive.store.base import (
     check_key_privacy,
     retention_until,
 )
-from archive.store.local import LocalStore
+from archive.store.local import FileSystem, LocalStore
 from core.errors import ConfigError
 from core.manifest import Hashed, hashed, sha256_hex
 
@@ -83,6 +83,7 @@ def open_store(url: str, *, s3_endpoint: str | None = None) -> ObjectStore:
 
 
 __all__ = [
+    "FileSystem",
     "Hashed",
     "Leftover",
     "LocalStore",

@@ -83,22 +83,6 @@ class _Sidecar:
         )
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _load_syncfs() -> Callable[[int], None] | None:
     """libc's ``syncfs(2)`` (Linux; Python has no ``os.syncfs``), raising OSError; None where absent."""
     if not sys.platform.startswith("linux"):
@@ -118,8 +102,7 @@ def _load_syncfs() -> Callable[[int], None] | None:
     return syncfs
 
 
-# Looked up once; tests set it to None to take the fsync path that other systems take.
-_syncfs = _load_syncfs()
+_LIBC_SYNCFS = _load_syncfs()  # looked up once
 
 
 class _Barriers:
@@ -131,14 +114,15 @@ class _Barriers:
     that got a new name, which is what ``put`` does object by object, minus the repeats.
     """
 
-    def __init__(self) -> None:
-        self._syncfs = _syncfs
+    def __init__(self, files: FileSystem) -> None:
+        self._files = files
+        self._use_syncfs = files.has_syncfs
         self._fds: dict[int, int] = {}  # st_dev -> an open folder on that file system
         self._watched: set[Path] = set()
 
     def watch(self, folder: Path) -> None:
         """Note a folder about to receive files (before anything is written to it)."""
-        if self._syncfs is None or folder in self._watched:
+        if not self._use_syncfs or folder in self._watched:
             return
         device = os.stat(folder).st_dev
         if device not in self._fds:
@@ -146,25 +130,24 @@ class _Barriers:
         self._watched.add(folder)
 
     def _sync_all(self) -> None:
-        assert self._syncfs is not None
         for fd in self._fds.values():
-            self._syncfs(fd)
+            self._files.syncfs(fd)
 
     def files(self, paths: Iterable[Path]) -> None:
         """Barrier 1: the bytes (and mode) of these freshly written files are durable."""
-        if self._syncfs is not None:
+        if self._use_syncfs:
             self._sync_all()
         else:
             for path in paths:
-                _fsync_path(path)
+                self._files.fsync_path(path)
 
     def names(self, folders: Iterable[Path]) -> None:
         """Barrier 2: the names just linked or renamed into these folders are durable."""
-        if self._syncfs is not None:
+        if self._use_syncfs:
             self._sync_all()
         else:
             for folder in folders:
-                _fsync_dir(folder)
+                self._files.fsync_path(folder)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -219,51 +202,101 @@ _DIRECT_FROM = 64 * 1024
 _DIRECT_ALIGN = 4096  # file offsets, lengths and the buffer's address must be multiples of the block
 _DIRECT_PIECE = 4 << 20
 _direct_buffers = threading.local()
-# bench/put_bench.py sets it to False to measure the buffered path, which other systems take.
-_direct_io = hasattr(os, "O_DIRECT")
 
 
-def _write_all(fd: int, data: bytes) -> int:
-    """Write ``data`` to ``fd``, a new empty file opened for writing; the number of bytes that went to
-    disk direct (``_DIRECT_FROM``), the rest (the last partial block, or all of it on a file system that
-    refuses direct I/O) through the page cache as usual."""
-    view = memoryview(data)
-    direct = _write_direct(fd, view) if _direct_io and len(view) >= _DIRECT_FROM else 0
-    view = view[direct:]
-    while view:
-        view = view[os.write(fd, view) :]
-    return direct
+class FileSystem:
+    """The file-system calls that ``LocalStore``'s publishing and durability rest on, in one object a
+    store is given (``LocalStore(root, files=...)``): writing temp files, the fsync or syncfs barriers,
+    the links and renames that publish.
 
+    The default makes the real calls. Its options take the paths other systems take (``syncfs=False``:
+    the barriers fsync file by file, as where libc has no syncfs(2); ``direct=False``: large objects go
+    through the page cache, as where there is no O_DIRECT); bench/put_bench.py measures them. A subclass
+    may record the calls or fail chosen ones: tests inject faults here rather than patching ``os``.
+    """
 
-def _write_direct(fd: int, view: memoryview) -> int:
-    """Write the whole blocks of ``view`` at the start of ``fd`` with O_DIRECT; how many bytes were
-    written (0 when the file system refuses direct I/O). ``fd`` is left as it was opened."""
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
-    except OSError as e:
-        if e.errno == errno.EINVAL:  # a file system without direct I/O
-            return 0
-        raise
-    done = 0
-    try:
-        buffer = _direct_buffer()
-        whole = len(view) - len(view) % _DIRECT_ALIGN
-        while done < whole:
-            size = min(_DIRECT_PIECE, whole - done)
-            buffer[:size] = view[done : done + size]
-            try:
-                written = os.write(fd, memoryview(buffer)[:size])
-            except OSError as e:
-                if e.errno == errno.EINVAL and done == 0:  # refused after all: write it buffered
-                    return 0
-                raise
-            done += written
-            if written != size:  # short (a full disk, say): the buffered rest reports why
-                break
-    finally:
+    direct_from = _DIRECT_FROM  # objects of at least this many bytes are written direct (O_DIRECT)
+    direct_piece = _DIRECT_PIECE  # bytes per direct write (the reused buffer's size)
+
+    def __init__(self, *, syncfs: bool = True, direct: bool = True) -> None:
+        self.has_syncfs = syncfs and _LIBC_SYNCFS is not None
+        self.direct = direct and hasattr(os, "O_DIRECT")
+
+    # the calls (override these to record or fail them)
+
+    def syncfs(self, fd: int) -> None:
+        """syncfs(2) on the file system of ``fd``; OSError for the write-back errors it reports."""
+        if _LIBC_SYNCFS is None:
+            raise OSError(errno.ENOSYS, "syncfs is not available on this system")
+        _LIBC_SYNCFS(fd)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def link(self, source: Path, target: Path) -> None:
+        """A second name for ``source``; FileExistsError if ``target`` exists (never replaced)."""
+        os.link(source, target)
+
+    def replace(self, source: Path, target: Path) -> None:
+        os.replace(source, target)
+
+    def write(self, fd: int, data: bytes | memoryview) -> int:
+        return os.write(fd, data)
+
+    def set_flags(self, fd: int, flags: int) -> None:
+        """``fcntl(F_SETFL)``: how direct writes are switched on and off."""
         fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-    return done
+
+    # built on the calls
+
+    def fsync_path(self, path: Path) -> None:
+        """fsync a file or a folder (a folder: the names made in it) by its path."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_all(self, fd: int, data: bytes) -> int:
+        """Write ``data`` to ``fd``, a new empty file opened for writing; the number of bytes that went to
+        disk direct (``direct_from``), the rest (the last partial block, or all of it on a file system
+        that refuses direct I/O) through the page cache as usual."""
+        view = memoryview(data)
+        direct = self.write_direct(fd, view) if self.direct and len(view) >= self.direct_from else 0
+        view = view[direct:]
+        while view:
+            view = view[self.write(fd, view) :]
+        return direct
+
+    def write_direct(self, fd: int, view: memoryview) -> int:
+        """Write the whole blocks of ``view`` at the start of ``fd`` with O_DIRECT; how many bytes were
+        written (0 when the file system refuses direct I/O). ``fd`` is left as it was opened."""
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        try:
+            self.set_flags(fd, flags | os.O_DIRECT)
+        except OSError as e:
+            if e.errno == errno.EINVAL:  # a file system without direct I/O
+                return 0
+            raise
+        done = 0
+        try:
+            buffer = _direct_buffer()
+            whole = len(view) - len(view) % _DIRECT_ALIGN
+            while done < whole:
+                size = min(_DIRECT_PIECE, whole - done)
+                buffer[:size] = view[done : done + size]
+                try:
+                    written = self.write(fd, memoryview(buffer)[:size])
+                except OSError as e:
+                    if e.errno == errno.EINVAL and done == 0:  # refused after all: write it buffered
+                        return 0
+                    raise
+                done += written
+                if written != size:  # short (a full disk, say): the buffered rest reports why
+                    break
+        finally:
+            self.set_flags(fd, flags)
+        return done
 
 
 def _direct_buffer() -> mmap.mmap:
@@ -351,10 +384,13 @@ class LocalStore:
 
     Temp files start with ``.`` and end with ``.tmp``; ``list`` skips them and the ``.meta`` folder.
     The folder must be on a file system with hard links (any local Linux file system, NFS).
+
+    ``files``: the file-system calls to make (``FileSystem``; the real ones by default).
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, files: FileSystem | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
+        self.files = files or FileSystem()  # the file-system calls publishing rests on (see FileSystem)
         self._journals = threading.local()
 
     def describe(self) -> str:
@@ -423,9 +459,9 @@ class LocalStore:
         journal.note(temp)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _write_all(fd, data)
+            self.files.write_all(fd, data)
             if sync:
-                os.fsync(fd)
+                self.files.fsync(fd)
             os.fchmod(fd, 0o444)
         except BaseException:
             os.close(fd)
@@ -437,7 +473,7 @@ class LocalStore:
     def _publish_sidecar(self, key: str, temp: Path, meta_path: Path) -> None:
         """Move the sidecar of ``key`` written to ``temp`` into place, ``meta_path`` (its
         ``_sidecar_path``, which the caller has at hand); the caller makes the rename durable."""
-        os.replace(temp, meta_path)
+        self.files.replace(temp, meta_path)
 
     # the protocol
 
@@ -475,14 +511,14 @@ class LocalStore:
             try:
                 meta_temp = self._write_temp(meta_path.parent, meta_path.name, sidecar.to_json())
                 try:
-                    os.link(temp, path)
+                    self.files.link(temp, path)
                 except FileExistsError:
                     # Another writer published first: judge its bytes like any existing object.
                     return self._settle_existing(key, path, sidecar)
-                _fsync_dir(path.parent)
+                self.files.fsync_path(path.parent)
                 self._publish_sidecar(key, meta_temp, meta_path)
                 meta_temp = None
-                _fsync_dir(meta_path.parent)
+                self.files.fsync_path(meta_path.parent)
             finally:
                 temp.unlink(missing_ok=True)
                 if meta_temp is not None:
@@ -535,7 +571,7 @@ class LocalStore:
             except ITEM_ERRORS as e:
                 outcomes[index] = e
         if staged:
-            barriers = _Barriers()
+            barriers = _Barriers(self.files)
             try:
                 with self._io("store objects"):
                     self.root.mkdir(parents=True, exist_ok=True)
@@ -639,7 +675,7 @@ class LocalStore:
         """Phase 2 for one object whose temp files are durable: link it, then move its sidecar."""
         assert item.temp is not None and item.meta_temp is not None
         try:
-            os.link(item.temp, item.path)
+            self.files.link(item.temp, item.path)
         except FileExistsError:
             # Another writer published first: judge its bytes like any existing object.
             try:
@@ -674,8 +710,8 @@ class LocalStore:
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             temp = self._write_temp(meta_path.parent, meta_path.name, ours.to_json())
             try:
-                os.link(temp, meta_path)
-                _fsync_dir(meta_path.parent)
+                self.files.link(temp, meta_path)
+                self.files.fsync_path(meta_path.parent)
                 logger.info("wrote the missing sidecar of %s in %s", key, self)
             except FileExistsError:
                 pass  # the winning writer has just published its own

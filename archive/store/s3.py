@@ -143,6 +143,12 @@ class S3Store:
             )
         return cls(bucket=parts.netloc, prefix=unquote(parts.path), endpoint_url=endpoint_url, **options)
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client the store talks through (given to the constructor, or made by it): its event
+        hooks (``client.meta.events``) are where a caller can watch or interpose on the store's calls."""
+        return self._client
+
     def describe(self) -> str:
         """``s3://bucket/prefix (endpoint …)``: no credentials."""
         return f"s3://{self.bucket}/{self.prefix} (endpoint {self._endpoint})"
