@@ -12,13 +12,14 @@ policy's collector (``Messages``), as paperless-ngx's sanity checker does:
 - ``security`` (安全性): keys_clean, metadata_clean, retention, no_active_content.
 
 ``base`` holds what they share (the named checks, the collector, the results, the policy as read);
-``pdftext`` the PDF text and bookmarks they compare; ``auditor`` the runner (``Auditor``), which reads a
-policy once, calls every check on it in turn, and scores it.
+``pdftext`` the PDF text and bookmarks they compare; ``pages`` where the documents and images lie in
+the newest copies, and the thumbnails; ``auditor`` the runner (``Auditor``), which reads a policy once,
+calls every check on it in turn (``RUN_ORDER``), and scores it.
 """
 
 from __future__ import annotations
 
-from archive.audit.checks.auditor import RUN_ORDER, Auditor, Pictures, scores, thumbnail_png
+from archive.audit.checks.auditor import RUN_ORDER, Auditor, scores
 from archive.audit.checks.authenticity import SealFindings, seal_checks
 from archive.audit.checks.base import (
     ARCHIVE_ITEM,
@@ -42,6 +43,7 @@ from archive.audit.checks.base import (
     Thumbnail,
 )
 from archive.audit.checks.integrity import clause_check, clause_footers, schedule_page_count
+from archive.audit.checks.pages import Layout, Pictures, thumbnail_png
 from archive.audit.checks.pdftext import OutlineItem, normalise, outline, page_lines, page_texts, shows
 from archive.audit.checks.security import active_content, metadata_findings
 from archive.audit.checks.usability import font_findings, schedule_text_check
@@ -62,6 +64,7 @@ __all__ = [
     "CheckResult",
     "Found",
     "IndexedVersion",
+    "Layout",
     "Messages",
     "OutlineItem",
     "Pictures",
