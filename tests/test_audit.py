@@ -316,6 +316,38 @@ def test_a_swapped_pdf_is_caught_by_its_hashes(archive):
     assert "ledger_chain" not in _failed(result)
 
 
+def test_rows_edited_behind_the_index_are_found_through_its_api(archive):
+    """The ledger check and the sanity checker read the index through its audit methods
+    (``Index.ledger_trail``, ``version_gaps``, ``ledger_subjects``): what an outside hand changes in
+    the tables with SQL, they report."""
+    ledger, policies = s.ledger, s.policies
+    with archive.index.engine.begin() as conn:  # the outside hand
+        seq = conn.execute(select(ledger.c.seq).where(ledger.c.subject == BEIJING)).scalar_one()
+        conn.execute(update(ledger).where(ledger.c.seq == seq).values(detail='{"version": 1}'))
+        conn.execute(ledger.delete().where(ledger.c.seq == seq - 1))
+        conn.execute(update(policies).where(policies.c.policy_no == ENDORSED).values(current_version=5))
+    stray = "audits/AUD-1/report.json"
+    archive.store.put(stray, b"{}", sha256=sha256_hex(b"{}"))
+    ledger_check = archive.auditor.check_policy(BEIJING).check("ledger_chain")
+    assert not ledger_check.passed
+    assert ledger_check.evidence[:2] == (
+        f"event {seq} (policy.archived) was altered: its hash does not match its content",
+        f"event {seq - 1}, before event {seq}, is missing from the ledger",
+    )
+    assert [
+        (f.level, f.kind, f.key, f.policy_no, f.message) for f in sanity_check(archive.store, archive.index)
+    ] == [
+        ("error", "version_gap", None, ENDORSED, "the policy row says version 5, its documents go to 2"),
+        (
+            "warning",
+            "unrecorded_audit",
+            stray,
+            None,
+            "audit AUD-1 has no audit.completed ledger event (an audit that did not finish)",
+        ),
+    ]
+
+
 # --- defects in doctored PDFs, on the check functions directly ----------------------------------------
 
 
