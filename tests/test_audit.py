@@ -35,19 +35,25 @@ from archive.audit import (
 )
 from archive.audit.checks import (
     ARCHIVE_ITEM,
+    AUTHENTICITY,
     CHECKS,
     EXEMPTION_ITEM,
+    INTEGRITY,
+    SECURITY,
     Auditor,
+    Messages,
     SealedDocument,
     active_content,
     clause_check,
     font_findings,
+    integrity,
     metadata_findings,
     normalise,
     outline,
     page_texts,
     schedule_text_check,
     seal_checks,
+    security,
     shows,
 )
 from archive.audit.report import report_key
@@ -59,6 +65,7 @@ from archive.store import LocalStore
 from bench.synth import make_batch
 from cli.main import main
 from core.manifest import sha256_hex
+from core.privacy import mask_id
 from core.records import parse_record
 from core.wording import CHINA_TIME
 from pipeline.documents import DocumentMaker
@@ -153,8 +160,7 @@ def _failed(result) -> set[str]:
 
 
 def test_every_check_passes_on_the_clean_archive(archive):
-    with archive.index.engine.connect() as conn:
-        policies = list(conn.execute(select(s.policies.c.policy_no)).scalars())
+    policies = [m.policy_no for m in select_lot(archive.index, LotCriteria())]
     results = archive.auditor.check_many(policies, workers=2)
     assert len(results) == 6
     for result in results:
@@ -170,6 +176,80 @@ def test_every_check_passes_on_the_clean_archive(archive):
     assert any("beijing-policy@v2" in line for line in beijing.check("cross_page_seal").evidence)
     assert archive.auditor.ledger_problems() == []
     assert sanity_check(archive.store, archive.index) == ()
+
+
+# --- the shape: small checks that file messages under their property ----------------------------------
+
+
+ID_NUMBER = "110105196205172122"
+
+
+def test_the_messages_collector_files_each_check_under_its_property():
+    messages = Messages()
+    retention = messages.check("retention")
+    retention.evidence("3 objects retained")
+    retention.problem("a key has no retention")
+    messages.check("ledger_chain").evidence("intact")
+    # results in the report's order, problems first, personal data masked on the way out
+    messages.check("keys_clean").problem(f"key holds {ID_NUMBER}")
+    assert [(r.name, r.aspect, r.passed, r.evidence) for r in messages.results()] == [
+        ("ledger_chain", AUTHENTICITY, True, ("intact",)),
+        ("keys_clean", SECURITY, False, (f"key holds {mask_id(ID_NUMBER)}",)),
+        ("retention", SECURITY, False, ("a key has no retention", "3 objects retained")),
+    ]
+    assert messages.problems(INTEGRITY) == []
+    # a check that could not complete: what it found so far is dropped, the reason fails it
+    messages.fail("retention", "the check could not complete: OSError: gone")
+    assert messages.result("retention").evidence == ("the check could not complete: OSError: gone",)
+    assert messages.problems(SECURITY) == [
+        ("keys_clean", f"key holds {mask_id(ID_NUMBER)}"),
+        ("retention", "the check could not complete: OSError: gone"),
+    ]
+    with pytest.raises(ValueError):
+        messages.check("no_such_check")
+
+
+def test_a_check_reports_a_planted_problem_under_its_property(archive):
+    (version,) = archive.index.versions(BEIJING)
+    (archive.store.root / version.bundle_key).unlink()  # lost from the store
+    policy, _pictures = archive.auditor.read_policy(BEIJING)
+    messages = Messages()
+    integrity.objects_present(policy, messages)
+    security.keys_clean(policy, messages)
+    assert messages.problems() == [("objects_present", f"{version.bundle_key} is missing from the store")]
+    assert [(r.name, r.aspect, r.passed) for r in messages.results()] == [
+        ("objects_present", INTEGRITY, False),
+        ("keys_clean", SECURITY, True),
+    ]
+    # the runner files it the same way among every check
+    result = archive.auditor.check_policy(BEIJING)
+    present = result.check("objects_present")
+    assert present.aspect == INTEGRITY and not present.passed
+    assert f"{version.bundle_key} is missing from the store" in present.evidence
+
+
+class _StoreWithoutHead(LocalStore):
+    """A store whose ``head`` fails (a network error on S3, say): ``get`` still works."""
+
+    def head(self, key: str):
+        raise OSError("head is unavailable")
+
+
+def test_a_check_that_cannot_complete_fails_alone(archive, registry):
+    auditor = Auditor(
+        store=_StoreWithoutHead(archive.store.root),
+        index=archive.index,
+        products=registry,
+        seals=load_seal_registry(),
+        seal_dpi=DPI,
+        thumbnail_width=0,
+    )
+    result = auditor.check_policy(PA_TWO_CLAUSES)
+    assert _failed(result) == {"objects_present", "retention"}  # the two that ask the store's head
+    assert result.check("retention").evidence == (
+        "the check could not complete: OSError: head is unavailable",
+    )
+    assert [c.name for c in result.checks] == list(CHECKS)
 
 
 # --- defects planted in the archive ------------------------------------------------------------------
@@ -191,6 +271,7 @@ def test_an_object_altered_by_one_byte_fails_the_hash_check(archive):
 
 def test_a_broken_ledger_link_fails_the_ledger_check(archive):
     ledger = s.ledger
+    # an outside hand edits the ledger table behind the index's back: only SQL can do that
     with archive.index.engine.begin() as conn:
         seq = conn.execute(select(ledger.c.seq).where(ledger.c.subject == BEIJING)).scalar_one()
         conn.execute(update(ledger).where(ledger.c.seq == seq).values(prev_hash="1" * 64))
@@ -223,6 +304,7 @@ def test_a_swapped_pdf_is_caught_by_its_hashes(archive):
     path = archive.store.root / version.customer_key
     os.chmod(path, 0o644)
     path.write_bytes(doctored)
+    # the tamperer fixes up the index row too, with SQL behind the index's back
     with archive.index.engine.begin() as conn:
         conn.execute(
             update(s.documents)
@@ -232,6 +314,38 @@ def test_a_swapped_pdf_is_caught_by_its_hashes(archive):
     result = archive.auditor.check_policy(PA_TWO_CLAUSES)
     assert {"object_hashes", "clauses_match", "company_seal", "cross_page_seal"} <= _failed(result)
     assert "ledger_chain" not in _failed(result)
+
+
+def test_rows_edited_behind_the_index_are_found_through_its_api(archive):
+    """The ledger check and the sanity checker read the index through its audit methods
+    (``Index.ledger_trail``, ``version_gaps``, ``ledger_subjects``): what an outside hand changes in
+    the tables with SQL, they report."""
+    ledger, policies = s.ledger, s.policies
+    with archive.index.engine.begin() as conn:  # the outside hand
+        seq = conn.execute(select(ledger.c.seq).where(ledger.c.subject == BEIJING)).scalar_one()
+        conn.execute(update(ledger).where(ledger.c.seq == seq).values(detail='{"version": 1}'))
+        conn.execute(ledger.delete().where(ledger.c.seq == seq - 1))
+        conn.execute(update(policies).where(policies.c.policy_no == ENDORSED).values(current_version=5))
+    stray = "audits/AUD-1/report.json"
+    archive.store.put(stray, b"{}", sha256=sha256_hex(b"{}"))
+    ledger_check = archive.auditor.check_policy(BEIJING).check("ledger_chain")
+    assert not ledger_check.passed
+    assert ledger_check.evidence[:2] == (
+        f"event {seq} (policy.archived) was altered: its hash does not match its content",
+        f"event {seq - 1}, before event {seq}, is missing from the ledger",
+    )
+    assert [
+        (f.level, f.kind, f.key, f.policy_no, f.message) for f in sanity_check(archive.store, archive.index)
+    ] == [
+        ("error", "version_gap", None, ENDORSED, "the policy row says version 5, its documents go to 2"),
+        (
+            "warning",
+            "unrecorded_audit",
+            stray,
+            None,
+            "audit AUD-1 has no audit.completed ledger event (an audit that did not finish)",
+        ),
+    ]
 
 
 # --- defects in doctored PDFs, on the check functions directly ----------------------------------------
@@ -440,8 +554,8 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
     )
     for first, last, clerk, at in boxes:
         issue_range(archive.index, first=first, last=last, to=clerk, by="ops", at=at)
-    with archive.index.engine.connect() as conn:
-        others = sorted(set(conn.execute(select(s.policies.c.policy_no)).scalars()) - {*CHENGDU, BEIJING})
+    everything = {m.policy_no for m in select_lot(archive.index, LotCriteria())}
+    others = sorted(everything - {*CHENGDU, BEIJING})
     used = {
         CHENGDU[0]: "SH2026-0000001",
         CHENGDU[1]: "SH2026-0000005",
@@ -450,6 +564,8 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
         others[1]: "BJ2026-0050003",
     }  # others[2] keeps the sample's serial: never issued to anyone
     policies = s.policies
+    # the serials are written into the policy rows behind the index's back, as forms printed outside
+    # the system's control would be: the archive files no duplicate serial, so SQL must plant it
     with archive.index.engine.begin() as conn:
         for policy_no, serial in used.items():
             conn.execute(
@@ -547,7 +663,8 @@ def test_an_audit_reports_archives_itself_and_redraws(archive, tmp_path):
     again = redraw(archive.index, recorded)
     assert again.same_lot and again.same_sample
     assert again.drawn.sample.policy_nos == report.sample.policy_nos
-    # without the ledger event, the archived JSON report says the same
+    # without the ledger event (removed behind the index's back, only SQL can), the archived JSON
+    # report says the same
     with archive.index.engine.begin() as conn:
         conn.execute(s.ledger.delete().where(s.ledger.c.subject == report.audit_id))
     from_report = recorded_audit(archive.index, archive.store, audit_id=report.audit_id)

@@ -26,6 +26,7 @@ sample again from today's index, saying whether the lot and the sample are still
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,11 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from archive import serials as serial_registry
 from archive.audit.checks import Auditor, PolicyResult
-from archive.audit.orphans import Finding, sanity_check
+from archive.audit.orphans import AUDIT_COMPLETED, Finding, sanity_check
 from archive.audit.report import (
     FORMATS,
     AuditReport,
@@ -61,8 +60,7 @@ from archive.audit.sampling import (
     select_lot,
     serial_series,
 )
-from archive.index import Index, LedgerEntry, LedgerEvent, as_utc
-from archive.index import schema as s
+from archive.index import Index, LedgerEntry, LedgerEvent
 from archive.store import ObjectStore
 from core.errors import (
     AuditLotEmpty,
@@ -90,8 +88,6 @@ __all__ = [
     "run_audit",
     "sanity_check",
 ]
-
-AUDIT_COMPLETED = "audit.completed"
 
 
 @dataclass(frozen=True)
@@ -278,7 +274,8 @@ def run_audit(
         redraw_of=redraw_of,
         report_keys=keys,
     )
-    retain = _retention(index, drawn.sample.policy_nos)
+    # an audit report is evidence about its sample: kept as long as the longest-kept sampled policy
+    retain = index.longest_retention(drawn.sample.policy_nos)
     stored = {}
     with tempfile.TemporaryDirectory(prefix="audit-report-") as scratch:
         files = write_reports(report, out_dir if out_dir is not None else Path(scratch))
@@ -315,18 +312,6 @@ def run_audit(
         )
     )
     return AuditOutcome(report=report, files=files, keys=keys, entry=entry)
-
-
-def _retention(index: Index, policy_nos: Sequence[str]) -> datetime | None:
-    """An audit report is evidence about its sample: kept as long as the longest-kept sampled policy."""
-    if not policy_nos:
-        return None
-    p = s.policies
-    with index.engine.connect() as conn:
-        latest = conn.execute(
-            select(func.max(p.c.retain_until)).where(p.c.policy_no.in_(policy_nos))
-        ).scalar()
-    return as_utc(latest) if latest is not None else None
 
 
 # --- reading an audit back, and redrawing it ---------------------------------------------------------------
@@ -376,8 +361,6 @@ def recorded_audit(index: Index, store: ObjectStore, *, audit_id: str) -> Record
             verdict=d.get("verdict"),
         )
     try:
-        import json
-
         data = json.loads(store.get(report_key(audit_id, "json")))
     except (ObjectMissing, ObjectCorrupt, ValueError) as e:
         raise AuditNotFound(

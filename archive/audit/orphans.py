@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-
 from archive.index import Index
-from archive.index import schema as s
+from archive.index.audits import ClaimedObject
 from archive.store import ObjectInfo, ObjectStore
 
 ERROR, WARNING = "error", "warning"
 AUDIT_PREFIX = "audits/"
+AUDIT_COMPLETED = "audit.completed"  # the ledger event that records a finished audit
 
 
 @dataclass(frozen=True)
@@ -56,68 +55,27 @@ class Finding:
         }
 
 
-@dataclass(frozen=True)
-class _Claim:
-    key: str
-    policy_no: str | None
-    what: str
-    sha256: str | None
-    size: int | None
+_PART_NAMES = {"customer": "customer copy", "bundle": "archive copy", "manifest": "manifest"}
 
 
-def _claims(index: Index) -> list[_Claim]:
-    d = s.documents
-    claims: list[_Claim] = []
-    with index.engine.connect() as conn:
-        for r in conn.execute(select(d).order_by(d.c.policy_no, d.c.version)):
-            label = f"v{r.version} ({r.kind})"
-            claims.append(
-                _Claim(
-                    r.customer_key, r.policy_no, f"{label} customer copy", r.customer_sha256, r.customer_size
-                )
-            )
-            claims.append(
-                _Claim(r.bundle_key, r.policy_no, f"{label} archive copy", r.bundle_sha256, r.bundle_size)
-            )
-            claims.append(
-                _Claim(r.manifest_key, r.policy_no, f"{label} manifest", r.manifest_sha256, r.manifest_size)
-            )
-        reissues = s.metadata.tables.get("reissues")
-        if reissues is not None:
-            for r in conn.execute(select(reissues)):
-                claims.append(
-                    _Claim(r.copy_key, r.policy_no, f"v{r.version} reissued copy", r.copy_sha256, r.copy_size)
-                )
-    return claims
-
-
-def _recorded_audits(index: Index) -> set[str]:
-    led = s.ledger
-    with index.engine.connect() as conn:
-        return set(conn.execute(select(led.c.subject).where(led.c.action == "audit.completed")).scalars())
+def _what(claim: ClaimedObject) -> str:
+    """What an auditor calls a claimed object: ``v2 (endorsement) archive copy``, ``v3 reissued copy``."""
+    if claim.kind is None:
+        return f"v{claim.version} reissued copy"
+    return f"v{claim.version} ({claim.kind}) {_PART_NAMES[claim.part]}"
 
 
 def _version_gaps(index: Index) -> list[Finding]:
-    p, d = s.policies, s.documents
-    newest = select(d.c.policy_no, func.max(d.c.version).label("top")).group_by(d.c.policy_no).subquery()
-    query = select(p.c.policy_no, p.c.current_version, newest.c.top).join(
-        newest, newest.c.policy_no == p.c.policy_no, isouter=True
-    )
-    out = []
-    with index.engine.connect() as conn:
-        for r in conn.execute(query):
-            if r.top != r.current_version:
-                out.append(
-                    Finding(
-                        ERROR,
-                        "version_gap",
-                        None,
-                        r.policy_no,
-                        f"the policy row says version {r.current_version}, "
-                        f"its documents go to {r.top or 'none'}",
-                    )
-                )
-    return out
+    return [
+        Finding(
+            ERROR,
+            "version_gap",
+            None,
+            gap.policy_no,
+            f"the policy row says version {gap.current_version}, its documents go to {gap.top or 'none'}",
+        )
+        for gap in index.version_gaps()
+    ]
 
 
 def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
@@ -125,7 +83,8 @@ def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
     listed: dict[str, ObjectInfo] = {info.key: info for info in store.list("")}
     findings: list[Finding] = []
     claimed: set[str] = set()
-    for claim in _claims(index):
+    for claim in index.claimed_objects():
+        what = _what(claim)
         claimed.add(claim.key)
         info = listed.get(claim.key)
         if info is None:
@@ -135,7 +94,7 @@ def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
                     "missing_object",
                     claim.key,
                     claim.policy_no,
-                    f"{claim.what}: the store does not hold it",
+                    f"{what}: the store does not hold it",
                 )
             )
             continue
@@ -146,7 +105,7 @@ def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
                     "size_mismatch",
                     claim.key,
                     claim.policy_no,
-                    f"{claim.what}: {info.size:,} bytes in the store, {claim.size:,} in the index",
+                    f"{what}: {info.size:,} bytes in the store, {claim.size:,} in the index",
                 )
             )
         if info.sha256 is not None and claim.sha256 is not None and info.sha256 != claim.sha256:
@@ -156,12 +115,11 @@ def sanity_check(store: ObjectStore, index: Index) -> tuple[Finding, ...]:
                     "checksum_mismatch",
                     claim.key,
                     claim.policy_no,
-                    f"{claim.what}: the store records SHA-256 {info.sha256[:12]}…, "
-                    f"the index {claim.sha256[:12]}…",
+                    f"{what}: the store records SHA-256 {info.sha256[:12]}…, the index {claim.sha256[:12]}…",
                 )
             )
     findings += _version_gaps(index)
-    audits = _recorded_audits(index)
+    audits = index.ledger_subjects(AUDIT_COMPLETED)
     for key in sorted(set(listed) - claimed):
         if key.startswith(AUDIT_PREFIX):
             audit_id = key[len(AUDIT_PREFIX) :].split("/", 1)[0]

@@ -20,7 +20,7 @@ What is promised:
   the branches with the largest remainders n·Nᵢ mod N, ties to the lower branch code — and then one
   generator ``random.Random(seed)`` draws each branch's share from its policies sorted by policy number,
   branch by branch in ascending branch-code order.
-- **The lot.** ``select_lot`` reads the lot from the index with SQLAlchemy Core: policies with a version
+- **The lot.** ``select_lot`` reads the lot from the index (``Index.audit_lot``): policies with a version
   filed by a batch (``batch_id``), issued within a range of China-time days (both ends inclusive), of a
   branch, of a product; the criteria combine (AND), none at all means the whole archive.
 """
@@ -37,10 +37,7 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from archive.index import Index
-from archive.index import schema as s
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
@@ -291,24 +288,20 @@ class LotMember:
 
 
 def select_lot(index: Index, criteria: LotCriteria) -> tuple[LotMember, ...]:
-    """The lot's policies, sorted by policy number."""
-    p, d = s.policies, s.documents
-    conditions = []
-    if criteria.batch_id:
-        conditions.append(p.c.policy_no.in_(select(d.c.policy_no).where(d.c.batch_id == criteria.batch_id)))
-    if criteria.issued_from:
-        conditions.append(p.c.issued_at >= datetime.combine(criteria.issued_from, time(), CHINA))
-    if criteria.issued_to:
-        conditions.append(
-            p.c.issued_at < datetime.combine(criteria.issued_to + timedelta(days=1), time(), CHINA)
-        )
-    if criteria.branch:
-        conditions.append(p.c.branch_code == criteria.branch.strip())
-    if criteria.product:
-        conditions.append(p.c.product_code == criteria.product.strip())
-    query = select(p.c.policy_no, p.c.branch_code, p.c.product_code, p.c.print_serial).where(*conditions)
-    with index.engine.connect() as conn:
-        rows = conn.execute(query.order_by(p.c.policy_no)).all()
+    """The lot's policies, sorted by policy number (China-time days, both ends inclusive)."""
+    issued_from = datetime.combine(criteria.issued_from, time(), CHINA) if criteria.issued_from else None
+    issued_before = (
+        datetime.combine(criteria.issued_to + timedelta(days=1), time(), CHINA)
+        if criteria.issued_to
+        else None
+    )
+    rows = index.audit_lot(
+        batch_id=criteria.batch_id,
+        issued_from=issued_from,
+        issued_before=issued_before,
+        branch=criteria.branch,
+        product=criteria.product,
+    )
     return tuple(LotMember(r.policy_no, r.branch_code, r.product_code, r.print_serial) for r in rows)
 
 

@@ -32,8 +32,12 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, se
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
+from archive.index import audits
 from archive.index import schema as s
 from archive.index import serials as registry
+from archive.index.audits import ClaimedObject, LotPolicy, TrailEvent, VersionGap
+from archive.index.chain import GENESIS
+from archive.index.chain import entry_hash as _entry_hash
 from archive.index.schema import as_utc
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError
 from core.manifest import RecordFacts, StoredObject
@@ -45,7 +49,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
 SCHEMA_HEAD = "0003"
-GENESIS = "0" * 64
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
@@ -165,25 +168,6 @@ class PolicySummary:
             "missing_images": list(self.missing_images),
             "status": self.status,
         }
-
-
-def _entry_hash(
-    prev_hash: str, *, seq: int, at: datetime, actor: str, action: str, subject: str, detail: str
-) -> str:
-    body = json.dumps(
-        {
-            "seq": seq,
-            "at": as_utc(at).isoformat(),
-            "actor": actor,
-            "action": action,
-            "subject": subject,
-            "detail": detail,
-        },
-        ensure_ascii=False,
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
 def _database_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -811,6 +795,54 @@ class Index:
         """The registry's counts for [``start``, ``end``) (see ``archive.index.serials.counts``)."""
         with self.engine.connect() as conn:
             return registry.counts(conn, start=start, end=end, overdue_before=overdue_before)
+
+    # --- the audit's reads (helper "audit", issue 22): archive/audit/ asks these, never the engine ------
+
+    @_database_errors
+    def audit_lot(
+        self,
+        *,
+        batch_id: str | None = None,
+        issued_from: datetime | None = None,
+        issued_before: datetime | None = None,
+        branch: str | None = None,
+        product: str | None = None,
+    ) -> tuple[LotPolicy, ...]:
+        """The policies an audit's criteria select (all of them hold), sorted by policy number."""
+        return audits.lot(
+            self.engine,
+            batch_id=batch_id,
+            issued_from=issued_from,
+            issued_before=issued_before,
+            branch=branch,
+            product=product,
+        )
+
+    @_database_errors
+    def longest_retention(self, policy_nos: Sequence[str]) -> datetime | None:
+        """The latest ``retain_until`` among ``policy_nos`` (None when none is indexed)."""
+        return audits.longest_retention(self.engine, policy_nos)
+
+    @_database_errors
+    def ledger_trail(self, subject: str) -> list[TrailEvent]:
+        """The ledger events about ``subject``, each with its hash and its link to the event before it
+        checked (``TrailEvent``)."""
+        return audits.ledger_trail(self.engine, subject)
+
+    @_database_errors
+    def ledger_subjects(self, action: str) -> set[str]:
+        """The subjects of the ledger events with ``action``."""
+        return audits.ledger_subjects(self.engine, action)
+
+    @_database_errors
+    def claimed_objects(self) -> list[ClaimedObject]:
+        """Every object an index row names (versions' copies and manifests, reissued copies)."""
+        return audits.claimed_objects(self.engine)
+
+    @_database_errors
+    def version_gaps(self) -> list[VersionGap]:
+        """Policies whose current version is not their highest document version."""
+        return audits.version_gaps(self.engine)
 
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and

@@ -1,0 +1,35 @@
+"""The ledger's hash rule and the index's UTC moments, shared by the index's modules.
+
+In a module of their own so that the index's query modules (``audits.py``) can use them without
+importing the package that imports them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from archive.index.schema import as_utc
+
+GENESIS = "0" * 64
+
+
+def entry_hash(
+    prev_hash: str, *, seq: int, at: datetime, actor: str, action: str, subject: str, detail: str
+) -> str:
+    """A ledger event's hash: over the hash before it and its content, as stored."""
+    body = json.dumps(
+        {
+            "seq": seq,
+            "at": as_utc(at).isoformat(),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "detail": detail,
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
