@@ -26,8 +26,7 @@ from core.errors import EXIT_OK, EXIT_REJECTED, UsageError
 # (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
 
 if TYPE_CHECKING:
-    from archive.audit import Draw, LotCriteria
-    from archive.audit.checks import PolicyResult  # types only
+    from usecases.audit import Draw, LotCriteria, PolicyResult
 
 LEVELS = ("S-1", "S-2", "S-3", "S-4", "I", "II", "III")
 AQLS = ("0.65", "1.0", "2.5", "4.0")

@@ -35,7 +35,7 @@ from core.privacy import scrub
 # (docs/performance.md, "Start-up"), which `issuance --help` or `find` should not pay.
 
 if TYPE_CHECKING:
-    from pipeline.report import BatchReport
+    from usecases.run import BatchReport
 
 logger = logging.getLogger("issuance")
 
@@ -59,7 +59,7 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from pipeline.convert import default_pool_size
+    from usecases.session import default_pool_size
 
     parser = argparse.ArgumentParser(
         prog="issuance",

@@ -21,7 +21,9 @@ from usecases.session import Archive
 
 __all__ = [
     "AuditRequest",
+    "Draw",
     "LotCriteria",
+    "PolicyResult",
     "auditing",
     "new_audit_id",
     "orphan_findings",

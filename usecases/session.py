@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from archive.index import Index
 from archive.store import open_store
 from pipeline.batchfile import read_batch
+from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
+from pipeline.scratch import run_scratch
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from pipeline.convert import ConverterPool
     from usecases.filing import Filing
 
 
@@ -57,8 +58,6 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
     LibreOffice is started first, before the heavier modules are imported and the index is opened (its
     migrations run): its one to two seconds of start-up overlap them.
     """
-    from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
-    from pipeline.scratch import run_scratch
 
     count = workers or settings.workers or default_pool_size()
     with (
