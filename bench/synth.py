@@ -3,7 +3,8 @@
 Every value made here is invented: names, ID numbers, phones, plates, VINs and addresses are drawn from a
 seeded random generator (addresses all lie on 示范路/样本街), and every image says 样本 SPECIMEN in large
 letters. ID numbers, USCCs and VINs nevertheless carry correct check characters, so the records pass the
-contract's semantic rules (``/work/shared/contract/README.md``) as well as its JSON Schema.
+contract's semantic rules (``../shared/contract/README.md``, beside the repository) as well as its
+JSON Schema.
 
 What is promised:
 

@@ -1,7 +1,7 @@
 """Sampling plans against ISO 2859-1 as DOMAIN.md gives it, and the seeded sample.
 
-The two tables below are copied from /work/shared/DOMAIN.md as they stand there (markdown), and parsed
-here: the test does not read the implementation's tables, so a slip in either shows.
+The two tables below are copied from ../shared/DOMAIN.md (beside the repository) as they stand there
+(markdown), and parsed here: the test does not read the implementation's tables, so a slip in either shows.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ What is promised:
   (0.65, 1.0, 2.5, 4.0) and answers with the code letter (the standard's Table I), the sample size n and
   the acceptance and rejection numbers Ac/Re (Table II-A, normal inspection). An arrow in Table II-A
   sends the plan to the first plan below or above it *with that plan's sample size*: the tables here have
-  the arrows already followed, as ``/work/shared/DOMAIN.md`` gives them. When n reaches N the whole lot
-  is inspected (n = N) with the same Ac/Re.
+  the arrows already followed, as ``../shared/DOMAIN.md`` (beside the repository) gives them. When n
+  reaches N the whole lot is inspected (n = N) with the same Ac/Re.
 - **A fixed size.** ``fixed_plan`` draws exactly n (``--size``) and judges the sample with the Ac/Re of the
   largest standard plan at that AQL whose sample size is not above n (never a more lenient one than the
   standard gives a sample of that size); below the smallest plan, Ac 0 / Re 1.
