@@ -10,8 +10,8 @@ What ``reissue`` promises:
 - **The original stays.** The marked copy is made by ``pipeline.reissue`` (archive does not render) as
   an incremental update: the archived bytes are its prefix, which is checked here before anything is
   stored. No archived object is changed; the copy is a new object.
-- **A new version, filed like the others:** copy → manifest (last) → index rows, serial changes and the
-  ledger event in one transaction. The version (kind ``reissue``) reuses the source's customer and
+- **A new version, filed like the others** (``archive.versions``, the one writer): copy → manifest
+  (last) → index rows, serial changes and the ledger event in one transaction. The version (kind ``reissue``) reuses the source's customer and
   archive copies (like a supplement), so a later endorsement or reissue builds on the unmarked copy and
   a copy is never marked twice; the marked copy is named in the manifest (part ``reissue.pdf``) and in
   the ``reissues`` table. The manifest records reason, number, clerk, date, old and new serial, the
@@ -31,22 +31,17 @@ for the archive audit to report as an orphan, as a crashed batch's parts are.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
-from archive.index import Index, LedgerEvent, VersionFacts, as_utc
-from archive.index import schema as s
-from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial, use_serial, void_serial
+from archive.index import Index, LedgerEvent, ReissueFacts, as_utc
+from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial
 from archive.store import ObjectStore
+from archive.versions import Draft, ReissueCommit, Reused, Stored, VersionWriter
 from core.errors import (
-    IndexConflict,
     IntegrityIncident,
     IssuanceError,
     ObjectCorrupt,
@@ -55,8 +50,9 @@ from core.errors import (
     PolicyNotReissuable,
     SerialError,
     UsageError,
+    VersionRefused,
 )
-from core.manifest import MANIFEST_FORMAT, MarkedCopy, ReissueMark, StoredObject
+from core.manifest import MarkedCopy, Part, ReissueMark, StoredObject
 
 __all__ = ["REASONS", "Marker", "ReissueRequest", "Reissued", "reissue", "reissues_of"]
 
@@ -145,10 +141,9 @@ def reissue(
     old_serial, old_used_version = _current_serial(index, policy_no=policy_no, printed=row.print_serial)
     if new_serial is not None and new_serial == old_serial:
         raise SerialError(f"serial {new_serial} is the policy's current form; the reissue needs a new one")
-    number = _reissue_count(index, policy_no) + 1
-    n = source.version + 1
-    folder = f"{row.key_prefix}/v{n}-reissue"
-    manifest_key = f"{folder}/manifest.json"
+    number = index.reissue_count(policy_no) + 1
+    writer = VersionWriter(store=store, index=index, operator=operator)
+    slot = writer.next_slot(row, source, "reissue")
     facts = {
         "number": number,
         "reason": request.reason,
@@ -160,14 +155,23 @@ def reissue(
         "source_sha256": source.customer_sha256,
     }
 
-    body, leftover = _adopt(store, manifest_key=manifest_key, facts=facts)
-    if body is not None:
-        part = next(p for p in body["parts"] if p["name"] == "reissue.pdf")
-        pdf = store.get(part["key"], sha256=part["sha256"])
-        copy = StoredObject(part["key"], part["sha256"], part["size"], part["pages"])
-        manifest = StoredObject(manifest_key, body["_manifest"]["sha256"], body["_manifest"]["size"])
-        when = datetime.fromisoformat(body["created_at"])
-        label = body["reissue"]["mark"]["text"]
+    def same(body: dict[str, Any]) -> bool:  # a leftover of an attempt that asked for this very reissue
+        return {k: (body.get("reissue") or {}).get(k) for k in facts} == facts
+
+    stored: Stored | None
+    try:
+        stored = writer.adopt(slot, same=same)
+        leftover = False
+    except (VersionRefused, ObjectMissing):
+        # another request's leftover (or one without its copy) does not block this one: the manifest goes
+        # beside it and the leftover stays unindexed, for the audit to report as an orphan
+        logger.warning("%s is left by another, unfinished reissue; filing beside it", slot.manifest_key)
+        stored, leftover = None, True
+    if stored is not None:
+        copy = stored.part("reissue.pdf")
+        pdf = store.get(copy.key, sha256=copy.sha256)
+        when = stored.created_at
+        label = stored.body["reissue"]["mark"]["text"]
     else:
         mark = ReissueMark(number=number, on=day, serial=new_serial, old_serial=old_serial)
         marked = marker.mark(original, mark)
@@ -176,73 +180,79 @@ def reissue(
                 "the reissued copy does not contain the archived copy unchanged; nothing was filed"
             )
         pdf, label = marked.pdf, mark.label
-        digest = hashlib.sha256(pdf).hexdigest()
-        copy = StoredObject(f"{folder}/reissue-{digest[:12]}.pdf", digest, len(pdf), marked.pages)
-        data = _manifest(
-            policy_no=policy_no,
-            version=n,
-            created_at=when,
-            operator=operator,
+        part = Part("reissue.pdf", pdf, marked.pages)
+        copy = StoredObject(slot.key(part), part.sha256, part.size, part.pages)
+        draft = Draft(
+            parts=[
+                Reused("customer.pdf", _customer(source)),
+                Reused("bundle.pdf", _bundle(source)),
+                part,
+            ],
             clerk=clerk,
-            facts=facts,
-            source=source,
-            versions=versions,
-            copy=copy,
-            original_size=len(original),
+            templates={"reissue-mark.docx": marker.template_version},
             missing_images=[k for k in row.missing_images.split(",") if k],
-            mark={"text": label, "template": marker.template_version},
-            requester_role=role,
+            previous={"version": str(source.version), "manifest": source.manifest_key},
+            extra={
+                "reissue": _reissue_section(
+                    facts=facts,
+                    source=source,
+                    versions=versions,
+                    copy=copy,
+                    original_size=len(original),
+                    mark={"text": label, "template": marker.template_version},
+                    requester_role=role,
+                )
+            },
+            created_at=when,
         )
-        retain = as_utc(source.retain_until)
-        store.put(copy.key, pdf, sha256=digest, retain_until=retain, content_type="application/pdf")
-        manifest_sha = hashlib.sha256(data).hexdigest()
-        if leftover:
-            logger.warning("%s is left by another, unfinished reissue; filing beside it", manifest_key)
-            manifest_key = f"{folder}/manifest-{manifest_sha[:12]}.json"
-        store.put(
-            manifest_key, data, sha256=manifest_sha, retain_until=retain, content_type="application/json"
-        )
-        manifest = StoredObject(manifest_key, manifest_sha, len(data))
+        stored = writer.publish(slot, draft, same=same, beside=leftover)
 
-    _commit(
-        index,
-        policy_no=policy_no,
-        version=n,
-        when=when,
-        source=source,
-        copy=copy,
-        manifest=manifest,
-        facts=facts,
-        old_used=(
-            old_used_version,
-            next((v.created_at for v in versions if v.version == old_used_version), when),
+    writer.commit_reissue(
+        slot,
+        stored,
+        ReissueCommit(
+            facts=ReissueFacts(
+                policy_no=policy_no,
+                version=slot.version,
+                reissue_no=number,
+                reason=request.reason,
+                clerk=clerk,
+                reissued_at=when,
+                requester_id_hmac=requester_hmac,
+                source_version=source.version,
+                source_sha256=source.customer_sha256,
+                copy=copy,
+                old_serial=old_serial,
+                new_serial=new_serial,
+            ),
+            old_serial_used=(
+                old_used_version,
+                next((v.created_at for v in versions if v.version == old_used_version), when),
+            ),
+            requester_role=role,
         ),
-        requester_role=role,
-        operator=operator,
     )
     return Reissued(
         policy_no=policy_no,
-        version=n,
+        version=slot.version,
         reissue_no=number,
         pdf=pdf,
         pages=copy.pages,
         copy=copy,
-        manifest=manifest,
+        manifest=stored.manifest,
         source_version=source.version,
         source_sha256=source.customer_sha256,
         old_serial=old_serial,
         new_serial=new_serial,
         mark=label,
         requester_role=role,
-        adopted=body is not None,
+        adopted=stored.adopted,
     )
 
 
 def reissues_of(index: Index, policy_no: str) -> list[Any]:
     """The policy's reissues (rows of ``reissues``), oldest first."""
-    t = s.reissues
-    with index.engine.connect() as conn:
-        return list(conn.execute(select(t).where(t.c.policy_no == policy_no).order_by(t.c.reissue_no)))
+    return index.reissues(policy_no)
 
 
 # --- steps ---------------------------------------------------------------------------------------------
@@ -323,14 +333,7 @@ def _observed_sha256(store: ObjectStore, key: str) -> str | None:
 def _requester_role(index: Index, *, policy_no: str, requester_hmac: str | None) -> str | None:
     if requester_hmac is None:
         return None
-    t = s.parties
-    with index.engine.connect() as conn:
-        roles = [
-            r.role
-            for r in conn.execute(
-                select(t.c.role).where(t.c.policy_no == policy_no, t.c.id_hmac == requester_hmac)
-            )
-        ]
+    roles = index.party_roles(policy_no, id_hmac=requester_hmac)
     for role in ("applicant", "insured", "beneficiary"):
         if role in roles:
             return role
@@ -340,16 +343,9 @@ def _requester_role(index: Index, *, policy_no: str, requester_hmac: str | None)
 def _current_serial(index: Index, *, policy_no: str, printed: str | None) -> tuple[str | None, int]:
     """The form the policy is on now, and the version that used it: the newest serial the registry has
     as used by the policy, else the serial printed at issue unless the registry voided it already."""
-    t = s.print_serials
-    with index.engine.connect() as conn:
-        used = conn.execute(
-            select(t.c.serial, t.c.version)
-            .where(t.c.policy_no == policy_no, t.c.state == USED)
-            .order_by(t.c.version.desc())
-            .limit(1)
-        ).first()
+    used = index.newest_used_serial(policy_no)
     if used is not None:
-        return used.serial, used.version or 1
+        return used[0], used[1] or 1
     if not printed or not printed.strip():
         return None, 1
     serial = normalise(printed)
@@ -357,13 +353,6 @@ def _current_serial(index: Index, *, policy_no: str, printed: str | None) -> tup
     if known is not None and known.state == VOIDED:
         return None, 1
     return serial, 1
-
-
-def _reissue_count(index: Index, policy_no: str) -> int:
-    with index.engine.connect() as conn:
-        return conn.execute(
-            select(func.count()).select_from(s.reissues).where(s.reissues.c.policy_no == policy_no)
-        ).scalar_one()
 
 
 def _seals_as_issued(versions: list[Any], source: Any) -> list[dict[str, Any]]:
@@ -386,220 +375,44 @@ def _seals_as_issued(versions: list[Any], source: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _manifest(
+def _customer(source: Any) -> StoredObject:
+    return StoredObject(
+        source.customer_key, source.customer_sha256, source.customer_size, source.customer_pages
+    )
+
+
+def _bundle(source: Any) -> StoredObject:
+    return StoredObject(source.bundle_key, source.bundle_sha256, source.bundle_size, source.bundle_pages)
+
+
+def _reissue_section(
     *,
-    policy_no: str,
-    version: int,
-    created_at: datetime,
-    operator: str,
-    clerk: str,
     facts: dict[str, Any],
     source: Any,
     versions: list[Any],
     copy: StoredObject,
     original_size: int,
-    missing_images: list[str],
     mark: dict[str, str],
     requester_role: str | None,
-) -> bytes:
-    """The reissue version's manifest.json, in the format ``pipeline.bundle.manifest`` writes."""
-    body = {
-        "format": MANIFEST_FORMAT,
-        "policy_no": policy_no,
-        "version": version,
-        "kind": "reissue",
-        "created_at": created_at.isoformat(),
-        "batch_id": None,
-        "operator": operator,
-        "clerk": clerk,
-        "record_sha256": None,
-        "record": None,
-        "parts": [
-            {
-                "name": "customer.pdf",
-                "key": source.customer_key,
-                "sha256": source.customer_sha256,
-                "size": source.customer_size,
-                "pages": source.customer_pages,
-            },
-            {
-                "name": "bundle.pdf",
-                "key": source.bundle_key,
-                "sha256": source.bundle_sha256,
-                "size": source.bundle_size,
-                "pages": source.bundle_pages,
-            },
-            {
-                "name": "reissue.pdf",
-                "key": copy.key,
-                "sha256": copy.sha256,
-                "size": copy.size,
-                "pages": copy.pages,
-            },
-        ],
-        "images": [],
-        "missing_images": missing_images,
-        "templates": {"reissue-mark.docx": mark["template"]},
-        "seal": None,  # no seal is applied by a reissue: the seals stay as issued (seals_as_issued)
-        "previous_version": {"version": str(source.version), "manifest": source.manifest_key},
-        "reissue": {
-            **facts,
-            "reason_label": REASONS[facts["reason"]],
-            "requester_role": requester_role,
-            "source": {
-                "version": source.version,
-                "customer_key": source.customer_key,
-                "sha256": source.customer_sha256,
-                "size": source.customer_size,
-            },
-            # the reissued copy is an incremental update: its first original_size bytes are the source
-            "copy": {
-                "key": copy.key,
-                "sha256": copy.sha256,
-                "size": copy.size,
-                "original_size": original_size,
-            },
-            "mark": mark,
-            "seals_as_issued": _seals_as_issued(versions, source),
+) -> dict[str, Any]:
+    """The manifest's ``reissue`` section: what was asked, from what, the copy and its mark, the seals."""
+    return {
+        **facts,
+        "reason_label": REASONS[facts["reason"]],
+        "requester_role": requester_role,
+        "source": {
+            "version": source.version,
+            "customer_key": source.customer_key,
+            "sha256": source.customer_sha256,
+            "size": source.customer_size,
         },
+        # the reissued copy is an incremental update: its first original_size bytes are the source
+        "copy": {
+            "key": copy.key,
+            "sha256": copy.sha256,
+            "size": copy.size,
+            "original_size": original_size,
+        },
+        "mark": mark,
+        "seals_as_issued": _seals_as_issued(versions, source),
     }
-    return json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-
-
-def _adopt(
-    store: ObjectStore, *, manifest_key: str, facts: dict[str, Any]
-) -> tuple[dict[str, Any] | None, bool]:
-    """An unindexed manifest at this version's key, left by an interrupted attempt: ``(body, False)`` to
-    adopt when it asked for the same reissue and its copy is intact; ``(None, True)`` when it is someone
-    else's leftover; ``(None, False)`` when there is none."""
-    info = store.head(manifest_key)
-    if info is None:
-        return None, False
-    raw = store.get(manifest_key, sha256=info.sha256)
-    body = json.loads(raw)
-    theirs = {k: body.get("reissue", {}).get(k) for k in facts}
-    part = next((p for p in body.get("parts", []) if p.get("name") == "reissue.pdf"), None)
-    found = store.head(part["key"]) if part else None
-    if theirs != facts or found is None or found.sha256 != part["sha256"]:
-        return None, True
-    body["_manifest"] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
-    logger.info("adopting %s, stored by an interrupted reissue", manifest_key)
-    return body, False
-
-
-def _commit(
-    index: Index,
-    *,
-    policy_no: str,
-    version: int,
-    when: datetime,
-    source: Any,
-    copy: StoredObject,
-    manifest: StoredObject,
-    facts: dict[str, Any],
-    old_used: tuple[int, datetime],
-    requester_role: str | None,
-    operator: str,
-) -> None:
-    """The version, the reissue row, the serials and the ledger event: one transaction."""
-    clerk = facts["clerk"]
-    at = as_utc(when)
-    try:
-        with index.engine.begin() as conn:
-            changed = conn.execute(
-                update(s.policies)
-                .where(s.policies.c.policy_no == policy_no, s.policies.c.current_version == version - 1)
-                .values(current_version=version)
-            ).rowcount
-            if changed != 1:
-                raise IndexConflict(
-                    f"policy {policy_no} changed while it was being reissued", hint="run the reissue again"
-                )
-            # Index's own row writer and ledger append, inside this transaction: one commit for all.
-            index._insert_version(
-                conn,
-                VersionFacts(
-                    policy_no=policy_no,
-                    version=version,
-                    kind="reissue",
-                    created_at=at,
-                    customer=StoredObject(
-                        source.customer_key,
-                        source.customer_sha256,
-                        source.customer_size,
-                        source.customer_pages,
-                    ),
-                    bundle=StoredObject(
-                        source.bundle_key, source.bundle_sha256, source.bundle_size, source.bundle_pages
-                    ),
-                    manifest=manifest,
-                    retain_until=as_utc(source.retain_until),
-                ),
-            )
-            conn.execute(
-                insert(s.reissues).values(
-                    policy_no=policy_no,
-                    version=version,
-                    reissue_no=facts["number"],
-                    reason=facts["reason"],
-                    clerk=clerk,
-                    reissued_at=at,
-                    requester_id_hmac=facts["requester_id_hmac"],
-                    source_version=source.version,
-                    source_sha256=source.customer_sha256,
-                    copy_key=copy.key,
-                    copy_sha256=copy.sha256,
-                    copy_size=copy.size,
-                    copy_pages=copy.pages,
-                    old_serial=facts["old_serial"],
-                    new_serial=facts["new_serial"],
-                )
-            )
-            if facts["old_serial"]:
-                void_serial(
-                    conn,
-                    facts["old_serial"],
-                    policy_no=policy_no,
-                    used_version=old_used[0],
-                    used_at=old_used[1],
-                    by_version=version,
-                    reason=f"第{facts['number']}次补发 ({facts['reason']})",
-                    at=at,
-                    by=clerk,
-                )
-            if facts["new_serial"]:
-                use = use_serial(
-                    conn, facts["new_serial"], policy_no=policy_no, version=version, at=at, by=clerk
-                )
-                if use.status != "used":
-                    raise SerialError(f"serial {facts['new_serial']} was taken meanwhile; nothing was filed")
-            index._append(
-                conn,
-                LedgerEvent(
-                    clerk,
-                    "policy.reissued",
-                    policy_no,
-                    {
-                        "version": version,
-                        "reissue_no": facts["number"],
-                        "reason": facts["reason"],
-                        "clerk": clerk,
-                        "at": at.isoformat(),
-                        "requester_id_hmac": facts["requester_id_hmac"],
-                        "requester_role": requester_role,
-                        "old_serial": facts["old_serial"],
-                        "new_serial": facts["new_serial"],
-                        "source_version": source.version,
-                        "source_sha256": source.customer_sha256,
-                        "copy": copy.key,
-                        "copy_sha256": copy.sha256,
-                        "manifest": manifest.key,
-                        "manifest_sha256": manifest.sha256,
-                        "operator": operator,
-                    },
-                ),
-            )
-    except IntegrityError as e:
-        raise IndexConflict(
-            f"version {version} of {policy_no} is already indexed", hint="run the reissue again"
-        ) from e

@@ -229,3 +229,22 @@ class IndexConflict(IssuanceError):
 
 class IndexUnavailable(ComponentUnavailable):
     """The database cannot be reached or opened."""
+
+
+# --- the archive's writer of versions (archive/versions.py; added by helper "versions", issue 22) ------
+
+
+class VersionRefused(IssuanceError):
+    """A version the archive will not file, for a reason that names a field of its record (``field``):
+    e.g. an unindexed version at its key from another record, reported for audit, never overwritten."""
+
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class FiledByAnother(IndexConflict):
+    """Another writer (the same batch started twice) indexed this very record first, with this content:
+    the record is already archived, not in conflict."""

@@ -18,19 +18,21 @@ into the next version byte for byte, and the work costs little more than a copy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
+from pathlib import Path
 
 import pikepdf
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from pypdf.generic import IndirectObject, NameObject
 
-from core.errors import IssuanceError
-from core.manifest import ImageEntry
-from core.records import IMAGE_KIND_LABELS
-from pipeline.documents import PRODUCER
-from pipeline.intake import PreparedImages
+from core.errors import IssuanceError, UsageError
+from core.manifest import ImageEntry, Part
+from core.records import IMAGE_KIND_LABELS, Endorsement, Policy
+from pipeline.documents import PRODUCER, IssuedDocument
+from pipeline.images import image_problem, resolve_image_path
+from pipeline.intake import ImageSource, PreparedImages, prepare_images
 from stamps.pdfupdate import (
     IncrementalUpdate,
     OutlineEntry,
@@ -42,6 +44,102 @@ from stamps.pdfupdate import (
     write_outline,
 )
 from stamps.saving import bookmark, save_pdf
+
+# --- parts ready to file: what ``archive.versions`` stores for each kind of version -----------------------
+
+
+def record_images(
+    record: Policy | Endorsement, batch_dir: Path
+) -> tuple[PreparedImages | None, list[ImageEntry]]:
+    """The record's images read and checked (``RecordImageError`` naming the first bad one), and their
+    entries for the bookmarks and the manifest (one per image, with its page count)."""
+    if not record.images:
+        return None, []
+    sources = [
+        ImageSource(index=i, kind=img.kind, label=img.label, path=resolve_image_path(batch_dir, img.path))
+        for i, img in enumerate(record.images)
+    ]
+    result = prepare_images(sources, policy_no=record.policy_no)
+    entries: dict[int, ImageEntry] = {}
+    for page in result.pages:
+        entry = entries.get(page.index)
+        if entry is None:
+            entries[page.index] = ImageEntry(
+                index=page.index,
+                kind=page.kind,
+                label=record.images[page.index].label,
+                source_sha256=page.source_sha256,
+                source_size=page.source_size,
+                pages=1,
+            )
+        else:
+            entries[page.index] = replace(entry, pages=entry.pages + 1)
+    return result, [entries[i] for i in sorted(entries)]
+
+
+def late_images(
+    files: Sequence[Path], *, kind: str, label: str | None, policy_no: str
+) -> tuple[PreparedImages, list[ImageEntry]]:
+    """Late underwriting images (``issuance attach``), one entry per page; ``UsageError`` for a file that
+    is not there or not a usable image."""
+    sources = []
+    for i, file in enumerate(files):
+        if not file.is_file():
+            raise UsageError(f"{file} is not a file")
+        if problem := image_problem(file):
+            raise UsageError(f"{file.name}: {problem}")
+        sources.append(ImageSource(index=i, kind=kind, label=label, path=file.resolve()))
+    result = prepare_images(sources, policy_no=policy_no)
+    entries = [
+        ImageEntry(
+            index=p.index,
+            kind=p.kind,
+            label=label,
+            source_sha256=p.source_sha256,
+            source_size=p.source_size,
+            pages=1,
+        )
+        for p in result.pages
+    ]
+    return result, entries
+
+
+def policy_parts(document: IssuedDocument, entries: Sequence[ImageEntry]) -> list[Part]:
+    """Version 1: the customer copy and the archive copy (``document.follow_up``, ``archive_copy``)."""
+    assert document.follow_up is not None
+    customer = Part("customer.pdf", document.pdf, document.pages)
+    pages = document.pages + sum(e.pages for e in entries)
+    return [customer, Part("bundle.pdf", document.follow_up, pages, extends=customer)]
+
+
+def endorsement_parts(
+    customer: bytes,
+    bundle: bytes,
+    endorsement: bytes,
+    *,
+    endorsement_no: str,
+    title: str,
+    images: PreparedImages | None,
+    entries: Sequence[ImageEntry],
+) -> list[Part]:
+    """An endorsement version: the previous customer and archive copies, each grown by the sealed
+    endorsement, the archive copy by the endorsement's images too."""
+    customer_pdf = append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title)
+    bundle_pdf = append_endorsement(
+        bundle, endorsement, endorsement_no=endorsement_no, title=f"{title}（档案件）"
+    )
+    if images is not None:
+        bundle_pdf = add_images(bundle_pdf, images=images, entries=entries)
+    return [
+        Part("customer.pdf", customer_pdf, page_count(customer_pdf)),
+        Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf)),
+    ]
+
+
+def supplement_part(bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry]) -> Part:
+    """A supplement version's archive copy: the previous one with the late images (``add_images``)."""
+    bundle_pdf = add_images(bundle, images=images, entries=entries)
+    return Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
 
 
 def page_count(pdf: bytes) -> int:

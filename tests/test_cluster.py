@@ -26,13 +26,13 @@ from sqlalchemy import text
 
 from archive.index import Index
 from archive.store import open_store
+from archive.versions import key_prefix
 from bench.synth import make_batch
 from core.config import load_settings
 from core.errors import ClusterUnavailable
 from core.records import parse_record
 from pipeline.report import ALREADY_ARCHIVED, ARCHIVED, REJECTED
 from tests.conftest import REPO, write_batch
-from usecases.filing import key_prefix
 
 KEY = "cluster-test-hmac-key-0123456789"
 ISSUANCE = [sys.executable, "-m", "cli.main"]

@@ -19,8 +19,10 @@ import pytest
 from pypdf import PdfReader
 
 from archive.index import Index
-from archive.store import LocalStore
+from archive.store import LocalStore, check_key_privacy
+from archive.versions import part_key
 from bench.synth import make_batch
+from core.manifest import Part
 from core.records import parse_record
 from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker
@@ -147,20 +149,38 @@ def test_same_policy_no_from_another_record_is_refused(local_archive, tmp_path):
     assert [r.field for r in report.outcomes[0].reasons] == ["policy_no"]
 
 
-def test_crash_after_manifest_before_index_commit_is_adopted(local_archive, tmp_path, monkeypatch):
-    batch = make_batch(tmp_path / "b", 1, seed=25, images_per_record=2)
-    real = Index.archive_policies
+class PowerCutIndex(Index):
+    """An index whose commit of new policies never happens, as when the power fails between the upload
+    and the index commit: the project's own seam (the index's public method), not the database."""
 
-    def power_cut(self, items):
+    def archive_policies(self, items):
         raise RuntimeError("power cut between the upload and the index commit")
 
-    monkeypatch.setattr(Index, "archive_policies", power_cut)
-    crashed = run_batch(batch, filing=local_archive, workers=1)
+
+class ManifestlessStore(LocalStore):
+    """A real folder store killed before any manifest: the parts it is given land, manifests never do."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.stored_parts: list[str] = []
+
+    def put_many(self, items):
+        if any(item.key.endswith("manifest.json") for item in items):
+            raise RuntimeError("killed before the manifest")
+        self.stored_parts.extend(item.key for item in items)
+        return super().put_many(items)
+
+
+def test_crash_after_manifest_before_index_commit_is_adopted(local_archive, tmp_path, sealing_maker):
+    batch = make_batch(tmp_path / "b", 1, seed=25, images_per_record=2)
+    cut = PowerCutIndex.open(f"sqlite:///{tmp_path / 'index.sqlite'}", hmac_key=KEY)
+    crashing = Filing(store=local_archive.store, index=cut, maker=sealing_maker, operator="tester")
+    crashed = run_batch(batch, filing=crashing, workers=1)
+    cut.close()
     assert _statuses(crashed) == [REJECTED]
     uploaded = _objects(local_archive)
     assert any(k.endswith("manifest.json") for k in uploaded) and local_archive.index.count("records") == 0
 
-    monkeypatch.setattr(Index, "archive_policies", real)
     rerun = run_batch(batch, filing=local_archive, workers=1)
     assert _statuses(rerun) == [ARCHIVED]
     assert _objects(local_archive) == uploaded  # adopted: nothing uploaded twice
@@ -168,21 +188,12 @@ def test_crash_after_manifest_before_index_commit_is_adopted(local_archive, tmp_
     assert len(events) == 1 and events[0].detail["adopted"] is True
 
 
-def test_crash_before_manifest_leaves_orphans_only(local_archive, tmp_path, monkeypatch):
+def test_crash_before_manifest_leaves_orphans_only(local_archive, tmp_path, sealing_maker):
     batch = make_batch(tmp_path / "b", 1, seed=26, images_per_record=1)
-    store = local_archive.store
-    real_put_many = type(store).put_many
-    uploaded_parts = []
-
-    def fail_on_manifest(self, items):
-        if any(item.key.endswith("manifest.json") for item in items):
-            raise RuntimeError("killed before the manifest")
-        uploaded_parts.extend(item.key for item in items)
-        return real_put_many(self, items)
-
-    monkeypatch.setattr(type(store), "put_many", fail_on_manifest)
-    run_batch(batch, filing=local_archive, workers=1)
-    monkeypatch.setattr(type(store), "put_many", real_put_many)
+    store = ManifestlessStore(local_archive.store.root)
+    crashing = Filing(store=store, index=local_archive.index, maker=sealing_maker, operator="tester")
+    run_batch(batch, filing=crashing, workers=1)
+    uploaded_parts = store.stored_parts
     assert len(uploaded_parts) == 2 and set(_objects(local_archive)) == set(uploaded_parts)  # no manifest
     report = run_batch(batch, filing=local_archive, workers=1)
     assert _statuses(report) == [ARCHIVED]
@@ -436,26 +447,19 @@ def test_crash_between_manifest_and_its_hash_sidecar_is_recovered(local_archive,
 
 
 def _raw(batch: Path):
-    from pipeline.batchfile import read_batch
-
     return next(iter(read_batch(batch)))
 
 
 def parse_policy(batch: Path):
-    from core.records import parse_record
-
     return parse_record(_raw(batch).data)[0]
 
 
 def test_part_names_never_look_like_a_phone_number():
     """A digest like …13812345678… must not put a mobile-number shape into an object key."""
-    from archive.store import check_key_privacy
-    from core.manifest import Part
-    from usecases.filing import _part_key
 
     class Fixed(Part):
         sha256 = "a13812345678" + "0" * 52
 
-    key = _part_key("110105/2026/12/PAC20261201000001/v1-issue", Fixed("customer.pdf", b""))
+    key = part_key("110105/2026/12/PAC20261201000001/v1-issue", Fixed("customer.pdf", b""))
     check_key_privacy(key, document_numbers=("PAC20261201000001",))  # raises for a phone or ID shape
     assert key.endswith("/customer-ahjohijklmno.pdf")

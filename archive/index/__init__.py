@@ -39,7 +39,7 @@ from archive.index.audits import ClaimedObject, LotPolicy, TrailEvent, VersionGa
 from archive.index.chain import GENESIS
 from archive.index.chain import entry_hash as _entry_hash
 from archive.index.schema import as_utc
-from core.errors import IndexConflict, IndexUnavailable, IssuanceError
+from core.errors import IndexConflict, IndexUnavailable, IssuanceError, SerialError
 from core.manifest import RecordFacts, StoredObject
 from core.privacy import mask_id, scrub
 
@@ -844,6 +844,99 @@ class Index:
         """Policies whose current version is not their highest document version."""
         return audits.version_gaps(self.engine)
 
+    # --- helper "versions" (issue 22): what a reissue reads, and its one commit --------------------------
+
+    @_database_errors
+    def reissues(self, policy_no: str) -> list[Any]:
+        """The policy's reissues (rows of ``reissues``), oldest first."""
+        t = s.reissues
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(t).where(t.c.policy_no == policy_no).order_by(t.c.reissue_no)))
+
+    @_database_errors
+    def reissue_count(self, policy_no: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(s.reissues).where(s.reissues.c.policy_no == policy_no)
+            ).scalar_one()
+
+    @_database_errors
+    def party_roles(self, policy_no: str, *, id_hmac: str) -> set[str]:
+        """The roles (applicant, insured, beneficiary) on ``policy_no`` of the person ``id_hmac`` names
+        (an ``identity``): empty if none."""
+        t = s.parties
+        with self.engine.connect() as conn:
+            query = select(t.c.role).where(t.c.policy_no == policy_no, t.c.id_hmac == id_hmac)
+            return set(conn.scalars(query))
+
+    @_database_errors
+    def archive_reissue(
+        self,
+        *,
+        version: VersionFacts,
+        reissue: ReissueFacts,
+        event: LedgerEvent,
+        old_form_used: tuple[int, datetime],
+        void_reason: str,
+    ) -> LedgerEntry:
+        """A reissue version (``archive.versions`` files it): the version row, the reissue row, the
+        print-serial changes and the ledger event commit together or not at all.
+
+        The serial changes: ``reissue.old_serial`` (the form the policy was on, used by the version and at
+        the time ``old_form_used`` gives) is voided for ``void_reason``; ``reissue.new_serial`` becomes
+        used by this version (``SerialError`` if another document took it meanwhile). ``IndexConflict``
+        if the policy moved on meanwhile or the version is indexed already. Any error undoes everything.
+        """
+        policy_no = version.policy_no
+        try:
+            with self.engine.begin() as conn:
+                changed = conn.execute(
+                    update(s.policies)
+                    .where(
+                        s.policies.c.policy_no == policy_no,
+                        s.policies.c.current_version == version.version - 1,
+                    )
+                    .values(current_version=version.version)
+                ).rowcount
+                if changed != 1:
+                    raise IndexConflict(
+                        f"policy {policy_no} changed while it was being reissued",
+                        hint="run the reissue again",
+                    )
+                self._insert_version(conn, version)
+                conn.execute(insert(s.reissues), _reissue_row(reissue))
+                at = as_utc(reissue.reissued_at)
+                if reissue.old_serial:
+                    registry.void_serial(
+                        conn,
+                        reissue.old_serial,
+                        policy_no=policy_no,
+                        used_version=old_form_used[0],
+                        used_at=old_form_used[1],
+                        by_version=version.version,
+                        reason=void_reason,
+                        at=at,
+                        by=reissue.clerk,
+                    )
+                if reissue.new_serial:
+                    use = registry.use_serial(
+                        conn,
+                        reissue.new_serial,
+                        policy_no=policy_no,
+                        version=version.version,
+                        at=at,
+                        by=reissue.clerk,
+                    )
+                    if use.status != "used":
+                        raise SerialError(
+                            f"serial {reissue.new_serial} was taken meanwhile; nothing was filed"
+                        )
+                return self._append(conn, event)
+        except IntegrityError as e:
+            raise IndexConflict(
+                f"version {version.version} of {policy_no} is already indexed", hint="run the reissue again"
+            ) from e
+
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
 # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
@@ -913,6 +1006,47 @@ def _record_row(record: RecordFacts, version: int) -> dict[str, Any]:
         "batch_id": record.batch_id,
         "line": record.line,
         "archived_at": datetime.now(UTC),
+    }
+
+
+# --- helper "versions" (issue 22): the reissue's row -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReissueFacts:
+    """One row of ``reissues``: the marked copy a customer got, and why (``Index.archive_reissue``)."""
+
+    policy_no: str
+    version: int
+    reissue_no: int
+    reason: str  # lost | damaged | other
+    clerk: str
+    reissued_at: datetime
+    requester_id_hmac: str | None
+    source_version: int
+    source_sha256: str
+    copy: StoredObject
+    old_serial: str | None
+    new_serial: str | None
+
+
+def _reissue_row(r: ReissueFacts) -> dict[str, Any]:
+    return {
+        "policy_no": r.policy_no,
+        "version": r.version,
+        "reissue_no": r.reissue_no,
+        "reason": r.reason,
+        "clerk": r.clerk,
+        "reissued_at": as_utc(r.reissued_at),
+        "requester_id_hmac": r.requester_id_hmac,
+        "source_version": r.source_version,
+        "source_sha256": r.source_sha256,
+        "copy_key": r.copy.key,
+        "copy_sha256": r.copy.sha256,
+        "copy_size": r.copy.size,
+        "copy_pages": r.copy.pages,
+        "old_serial": r.old_serial,
+        "new_serial": r.new_serial,
     }
 
 
