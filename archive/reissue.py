@@ -11,11 +11,12 @@ What ``reissue`` promises:
   an incremental update: the archived bytes are its prefix, which is checked here before anything is
   stored. No archived object is changed; the copy is a new object.
 - **A new version, filed like the others** (``archive.versions``, the one writer): copy → manifest
-  (last) → index rows, serial changes and the ledger event in one transaction. The version (kind ``reissue``) reuses the source's customer and
-  archive copies (like a supplement), so a later endorsement or reissue builds on the unmarked copy and
-  a copy is never marked twice; the marked copy is named in the manifest (part ``reissue.pdf``) and in
-  the ``reissues`` table. The manifest records reason, number, clerk, date, old and new serial, the
-  source version and its hash, the seals as issued page by page, and the requester only as an HMAC.
+  (last) → index rows, serial changes and the ledger event in one transaction. The version (kind
+  ``reissue``) reuses the source's customer and archive copies (like a supplement), so a later
+  endorsement or reissue builds on the unmarked copy and a copy is never marked twice; the marked
+  copy is named in the manifest (part ``reissue.pdf``) and in the ``reissues`` table. The manifest
+  records reason, number, clerk, date, old and new serial, the source version and its hash, the seals
+  as issued page by page, and the requester only as an HMAC.
 - **Serials**: the policy's current form is voided (kept, searchable, "voided by reissue N"); the new
   serial, when given, must be registered and unused, and becomes used by the reissue version.
 - **Refusals** (nothing changed): no clerk id, an unknown reason or policy (exit 2), a cancelled policy
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -204,8 +205,9 @@ def reissue(
                 )
             },
             created_at=when,
+            same=same,
         )
-        stored = writer.publish(slot, draft, same=same, beside=leftover)
+        stored = writer.publish(replace(slot, beside=True) if leftover else slot, draft)
 
     writer.commit_reissue(
         slot,

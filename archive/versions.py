@@ -116,6 +116,7 @@ class Slot:
     kind: str  # issue | endorsement | supplement | reissue
     prefix: str  # key_prefix of the policy
     retain_until: datetime
+    beside: bool = False  # another request's leftover holds manifest_key: the manifest goes beside it
 
     @property
     def folder(self) -> str:
@@ -129,9 +130,20 @@ class Slot:
         """The key of a new part of this version."""
         return part_key(self.folder, part)
 
-    def beside_key(self, manifest: Part) -> str:
-        """Where a manifest goes when another request's leftover holds ``manifest_key`` (a reissue)."""
-        return f"{self.folder}/manifest-{manifest.sha256[:12]}.json"
+    def key_of_manifest(self, manifest: Part) -> str:
+        """Where the manifest goes: ``manifest_key``, or beside another request's leftover there (a
+        reissue's, which would otherwise block the policy's reissues) under its own hash."""
+        if self.beside:
+            return f"{self.folder}/manifest-{manifest.sha256[:12]}.json"
+        return self.manifest_key
+
+
+Same = Callable[[dict[str, Any]], bool]
+
+
+def same_record(record_sha256: str) -> Same:
+    """Whether a leftover manifest is of the record with this content hash."""
+    return lambda body: body.get("record_sha256") == record_sha256
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,13 @@ class Draft:
     previous: dict[str, str] | None = None
     extra: dict[str, Any] | None = None
     created_at: datetime | None = None  # None: when the manifest is made
+    # whether a leftover at the version's key is this very request's, to adopt (default: the same record)
+    same: Same | None = field(default=None, compare=False)
+
+    def is_same(self) -> Same | None:
+        if self.same is not None:
+            return self.same
+        return same_record(self.record_sha256) if self.record_sha256 else None
 
 
 @dataclass(frozen=True)
@@ -175,14 +194,6 @@ class Stored:
     @property
     def created_at(self) -> datetime:
         return datetime.fromisoformat(self.body["created_at"])
-
-
-Same = Callable[[dict[str, Any]], bool]
-
-
-def same_record(record_sha256: str) -> Same:
-    """Whether a leftover manifest is of the record with this content hash."""
-    return lambda body: body.get("record_sha256") == record_sha256
 
 
 @dataclass
@@ -296,25 +307,18 @@ class VersionWriter:
 
     # --- upload: the parts, then the manifest -------------------------------------------------------
 
-    def publish(self, slot: Slot, draft: Draft, *, same: Same | None = None, beside: bool = False) -> Stored:
+    def publish(self, slot: Slot, draft: Draft) -> Stored:
         """Store ``draft``'s new parts, then its manifest (the write order); raises what the store refused.
 
-        A manifest another writer stored first at ``slot`` is adopted if ``same`` (default: the same
-        record, when the draft has one) says it is this request's. ``beside``: another request's leftover
-        holds ``slot.manifest_key``; the manifest goes beside it (``Slot.beside_key``).
+        A manifest another writer stored first at ``slot`` is adopted if it is this request's
+        (``Draft.same``), as after a crash; another's stays a conflict.
         """
-        (outcome,) = self.publish_many([(slot, draft)], same=[same], beside=beside)
+        (outcome,) = self.publish_many([(slot, draft)])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def publish_many(
-        self,
-        items: Sequence[tuple[Slot, Draft]],
-        *,
-        same: Sequence[Same | None] | None = None,
-        beside: bool = False,
-    ) -> list[Stored | Exception]:
+    def publish_many(self, items: Sequence[tuple[Slot, Draft]]) -> list[Stored | Exception]:
         """``publish`` for several versions, in order: each its ``Stored`` or what the store refused it.
 
         The new parts of every version go in one ``put_many``, then their manifests in another, so the
@@ -331,8 +335,7 @@ class VersionWriter:
             except IssuanceError as e:
                 results[i] = e
                 continue
-            key = slot.beside_key(body_part) if beside else slot.manifest_key
-            manifests[i] = (body_part, key)
+            manifests[i] = (body_part, slot.key_of_manifest(body_part))
             parts += [(i, p, k) for p, k in keyed if isinstance(p, Part)]
         for i, error in self._put_many(parts, items).items():
             results[i] = error
@@ -341,14 +344,12 @@ class VersionWriter:
         for i, error in self._put_many(uploads, items).items():
             del manifests[i]
             results[i] = error
-            check = (same[i] if same else None) or (
-                same_record(items[i][1].record_sha256) if items[i][1].record_sha256 else None
-            )
-            if isinstance(error, ObjectConflict) and check is not None:
+            same = items[i][1].is_same()
+            if isinstance(error, ObjectConflict) and same is not None:
                 # another writer published this version first: the same request's is adopted, as after
                 # a crash; another record's version stays a conflict
                 try:
-                    adopted = self.adopt(items[i][0], same=check)
+                    adopted = self.adopt(items[i][0], same=same)
                 except IssuanceError as e:
                     results[i] = e
                 else:
