@@ -14,7 +14,6 @@ from pathlib import Path
 from archive.index import Index
 from archive.store import ObjectStore, retention_until
 from archive.versions import (
-    REMEMBERED_POLICIES,
     ArchivedPolicies,
     Draft,
     Filed,
@@ -39,7 +38,8 @@ from pipeline.documents import DocumentMaker
 from pipeline.intake import PreparedImages
 from pipeline.validate import Reason
 
-__all__ = ["REMEMBERED_POLICIES", "Filed", "Filing", "_FiledByAnother", "_Refused"]
+# run.py (the batch loop) takes Filed, _Refused and _FiledByAnother from here
+__all__ = ["Filed", "Filing", "_FiledByAnother", "_Refused"]
 
 
 class _Refused(VersionRefused):
