@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 from archive.index import Index, LedgerEvent, ReissueFacts, as_utc
 from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial
-from archive.store import ObjectStore
+from archive.store import LocalStore, ObjectStore
 from archive.versions import Draft, ReissueCommit, Reused, Stored, VersionWriter
 from core.errors import (
     IntegrityIncident,
@@ -316,7 +316,8 @@ def _observed_sha256(store: ObjectStore, key: str) -> str | None:
     the store's own record first (it differs from the index's when both were changed), then from the
     backend directly (LocalStore's file, S3Store's GET). Only a hash leaves this function.
     """
-    from archive.store import LocalStore, S3Store
+    # S3Store on first use only, as archive.store lends it: boto3's import is not paid by a local store
+    from archive.store import S3Store
 
     try:
         return hashlib.sha256(store.get(key)).hexdigest()
