@@ -31,7 +31,6 @@ for the archive audit to report as an orphan, as a crashed batch's parts are.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from archive.index import Index, LedgerEvent, ReissueFacts, as_utc
 from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial
-from archive.store import LocalStore, ObjectStore
+from archive.store import ObjectStore
 from archive.versions import Draft, ReissueCommit, Reused, Stored, VersionWriter
 from core.errors import (
     IntegrityIncident,
@@ -284,7 +283,7 @@ def _verified_source(store: ObjectStore, index: Index, *, source: Any, clerk: st
     try:
         return store.get(key, sha256=expected)
     except ObjectCorrupt:
-        action, observed = "incident.hash_mismatch", _observed_sha256(store, key)
+        action, observed = "incident.hash_mismatch", store.observed_sha256(key)
     except ObjectMissing:
         action, observed = "incident.object_missing", None
     index.append_event(
@@ -307,30 +306,6 @@ def _verified_source(store: ObjectStore, index: Index, *, source: Any, clerk: st
         "no copy was made and the incident is recorded in the ledger",
         hint="restore the object from a backup and run the archive audit before reissuing",
     )
-
-
-def _observed_sha256(store: ObjectStore, key: str) -> str | None:
-    """The SHA-256 of the bytes the store holds now, for the incident record; None if unreadable.
-
-    ``get`` refuses bytes that fail the hash it checks, so the bytes are read past that check: through
-    the store's own record first (it differs from the index's when both were changed), then from the
-    backend directly (LocalStore's file, S3Store's GET). Only a hash leaves this function.
-    """
-    # S3Store on first use only, as archive.store lends it: boto3's import is not paid by a local store
-    from archive.store import S3Store
-
-    try:
-        return hashlib.sha256(store.get(key)).hexdigest()
-    except (ObjectCorrupt, ObjectMissing):
-        pass
-    try:
-        if isinstance(store, LocalStore):
-            return hashlib.sha256(store._object_path(key).read_bytes()).hexdigest()
-        if isinstance(store, S3Store):
-            return hashlib.sha256(store._read(key)[0]).hexdigest()
-    except (OSError, IssuanceError):
-        return None
-    return None
 
 
 def _requester_role(index: Index, *, policy_no: str, requester_hmac: str | None) -> str | None:

@@ -152,6 +152,16 @@ def test_an_object_changed_behind_the_store_is_caught_on_read(backend: Backend) 
         backend.store.get(KEY, sha256=sha256_hex(PDF))
 
 
+def test_the_bytes_held_now_are_hashed_past_every_check(backend: Backend) -> None:
+    """What an incident record says the store holds: the hash of the changed bytes, not the recorded one."""
+    _put(backend.store, KEY, PDF)
+    assert backend.store.observed_sha256(KEY) == sha256_hex(PDF)
+    changed = PDF.replace(b"%%EOF", b"%%EOX")
+    backend.tamper(KEY, changed)
+    assert backend.store.observed_sha256(KEY) == sha256_hex(changed)
+    assert backend.store.observed_sha256("110105/2026/12/PAC20261201000002/v1-issue/customer.pdf") is None
+
+
 def test_missing_objects(backend: Backend) -> None:
     assert backend.store.head(KEY) is None
     with pytest.raises(ObjectMissing) as caught:

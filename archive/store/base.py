@@ -114,6 +114,11 @@ class ObjectStore(Protocol):
         """Return what is known about ``key`` without reading the object, or None if it is absent."""
         ...
 
+    def observed_sha256(self, key: str) -> str | None:
+        """The SHA-256 of the bytes held under ``key`` now, read past every hash check, or None if there
+        are none or they cannot be read: for the record of an incident (a copy that fails its hash)."""
+        ...
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield the objects whose key starts with ``prefix`` (a plain string prefix, as S3 has it)."""
         ...

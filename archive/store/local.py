@@ -37,7 +37,14 @@ from archive.store.base import (
     verified_for_get,
     verified_for_put,
 )
-from core.errors import ObjectConflict, ObjectCorrupt, ObjectMissing, RetentionViolation, StoreError
+from core.errors import (
+    ObjectConflict,
+    ObjectCorrupt,
+    ObjectMissing,
+    RetentionViolation,
+    StoreError,
+    UnsafeKey,
+)
 from core.manifest import Hashed
 from core.processes import process_tag, tag_alive
 
@@ -767,6 +774,12 @@ class LocalStore:
         self.put(key, data, sha256=hashlib.sha256(data).hexdigest(), retain_until=retain_until)
         logger.warning("completed the interrupted publishing of %s in %s", key, self)
         return self.head(key)
+
+    def observed_sha256(self, key: str) -> str | None:
+        try:
+            return hashlib.sha256(self._object_path(key).read_bytes()).hexdigest()
+        except (OSError, UnsafeKey):
+            return None
 
     def head(self, key: str) -> ObjectInfo | None:
         """Size and modification time from the file system, hash and retention from the sidecar."""

@@ -36,6 +36,7 @@ from archive.store.base import (
 )
 from core.errors import (
     ConfigError,
+    IssuanceError,
     ObjectConflict,
     ObjectCorrupt,
     ObjectMissing,
@@ -420,6 +421,12 @@ class S3Store:
     def clear_leftovers(self) -> int:
         """Nothing to remove (see ``leftovers``)."""
         return 0
+
+    def observed_sha256(self, key: str) -> str | None:
+        try:
+            return sha256_hex(self._read(key)[0])
+        except IssuanceError:
+            return None
 
     def head(self, key: str) -> ObjectInfo | None:
         """One HEAD request: size, time, recorded hash, and the later of recorded and locked retention."""
