@@ -41,8 +41,7 @@ from zoneinfo import ZoneInfo
 from archive.index import Index, LedgerEvent, as_utc
 
 # The registry's row types and states are the index's (it owns the SQL); they are re-exported here, where
-# callers have always found them. ``use_serial`` and ``void_serial`` work inside an index transaction and
-# are re-exported only for archive/reissue.py's commit until that commit moves into the index.
+# callers have always found them.
 from archive.index.serials import (
     ISSUED,
     USED,
@@ -50,8 +49,6 @@ from archive.index.serials import (
     DocumentSerial,
     SerialRecord,
     SerialUse,
-    use_serial,
-    void_serial,
 )
 from core.errors import IndexConflict, IndexUnavailable, SerialError, SerialFormatError, UsageError
 
@@ -79,9 +76,7 @@ __all__ = [
     "parse_serial",
     "reconcile",
     "report",
-    "use_serial",
     "void",
-    "void_serial",
 ]
 
 logger = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ from archive.audit.report import report_key
 from archive.audit.sampling import select_lot
 from archive.index import Index
 from archive.index import schema as s
-from archive.serials import issue_range, mark_used, void_serial
+from archive.serials import issue_range, mark_used, void
 from archive.store import LocalStore
 from bench.synth import make_batch
 from cli.main import main
@@ -574,18 +574,17 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
     for policy_no, serial in used.items():
         mark_used(archive.index, serial=serial, policy_no=policy_no, version=1)
     # SH2026-0000002 voided, -0000003 used by a policy outside the lot, -0000004 still blank
-    with archive.index.engine.begin() as conn:
-        void_serial(
-            conn,
-            "SH2026-0000002",
-            policy_no="PZZ20261102000000001",
-            used_version=1,
-            used_at=moment,
-            by_version=2,
-            reason="spoilt",
-            at=moment,
-            by="CLK0003",
-        )
+    void(
+        archive.index,
+        "SH2026-0000002",
+        policy_no="PZZ20261102000000001",
+        used_version=1,
+        used_at=moment,
+        by_version=2,
+        reason="spoilt",
+        at=moment,
+        by="CLK0003",
+    )
     mark_used(archive.index, serial="SH2026-0000003", policy_no="PZZ20261102000000002", version=1)
 
     lot = select_lot(archive.index, LotCriteria())
@@ -602,18 +601,17 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
         ),
     ]
     # once the blank form is voided, the gap is accounted for
-    with archive.index.engine.begin() as conn:
-        void_serial(
-            conn,
-            "SH2026-0000004",
-            policy_no="PZZ20261102000000001",
-            used_version=1,
-            used_at=moment,
-            by_version=2,
-            reason="lost",
-            at=moment,
-            by="CLK0003",
-        )
+    void(
+        archive.index,
+        "SH2026-0000004",
+        policy_no="PZZ20261102000000001",
+        used_version=1,
+        used_at=moment,
+        by_version=2,
+        reason="lost",
+        at=moment,
+        by="CLK0003",
+    )
     findings = lot_findings(archive.index, lot=lot, ledger_problems=[])
     assert [f.check for f in findings] == ["print_serials"]  # the duplicate only
 
