@@ -19,7 +19,7 @@ import pytest
 from pypdf import PdfReader
 
 from archive.index import Index
-from archive.store import LocalStore, check_key_privacy
+from archive.store import FileSystem, LocalStore, check_key_privacy
 from archive.versions import part_key
 from bench.synth import make_batch
 from core.manifest import Part
@@ -422,21 +422,26 @@ def test_kill_9_at_any_point_then_rerun_archives_everything_exactly_once(tmp_pat
     assert index.verify_ledger() == []
 
 
-def test_crash_between_manifest_and_its_hash_sidecar_is_recovered(local_archive, tmp_path, monkeypatch):
+def test_crash_between_manifest_and_its_hash_sidecar_is_recovered(local_archive, tmp_path):
     """kill -9 after LocalStore links manifest.json but before its sidecar lands: the re-run adopts it."""
     batch = make_batch(tmp_path / "b", 1, seed=30, images_per_record=1)
-    store_type = type(local_archive.store)
-    real = store_type._publish_sidecar
+    store = local_archive.store
+    files = store.files
 
-    def die_on_manifest(self, key, temp, meta_path):
-        if key.endswith("manifest.json"):
-            raise SystemExit("killed between the object and its sidecar")  # never caught as an error
-        return real(self, key, temp, meta_path)
+    class DieOnManifestSidecar(FileSystem):
+        def replace(self, source: Path, target: Path) -> None:
+            if target.name == "manifest.json.json":  # the manifest's sidecar (.meta/{key}.json)
+                raise SystemExit("killed between the object and its sidecar")  # never caught as an error
+            super().replace(source, target)
 
-    monkeypatch.setattr(store_type, "_publish_sidecar", die_on_manifest)
-    with pytest.raises(SystemExit):
-        local_archive.file_policy(parse_policy(batch), raw=_raw(batch), batch_dir=batch.parent, batch_id=None)
-    monkeypatch.setattr(store_type, "_publish_sidecar", real)
+    store.files = DieOnManifestSidecar()
+    try:
+        with pytest.raises(SystemExit):
+            local_archive.file_policy(
+                parse_policy(batch), raw=_raw(batch), batch_dir=batch.parent, batch_id=None
+            )
+    finally:
+        store.files = files
     manifest = next(k for k in _objects(local_archive) if k.endswith("manifest.json"))
     assert local_archive.store.head(manifest).sha256 is None  # the half-published state
     report = run_batch(batch, filing=local_archive, workers=1)
