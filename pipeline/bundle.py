@@ -296,8 +296,8 @@ def _read_structure(pdf: bytes, source: PlainPdf | PypdfObjects) -> _Structure:
 class _Sized(BytesIO):
     """A ``BytesIO`` over ``data`` whose ``getbuffer`` is a read-only view of ``data``. pypdf sizes its
     stream through ``getbuffer``, and a ``BytesIO`` made from bytes copies them all before it lends its
-    buffer: in a profile of ``issuance run`` that copy, into memory the process had just handed back to
-    the system, took 0.4 ms a customer copy."""
+    buffer, into memory the process had just handed back to the system (a visible cost in a profile of
+    ``issuance run``: docs/performance.md)."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__(data)

@@ -91,7 +91,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
             filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
             # What start-up made (modules, the registry, seals, the index's tables) lives as long as the
             # process: out of the cyclic collector's way, which otherwise walks it all on every full
-            # pass (docs/performance.md, "gc.freeze").
+            # pass (docs/performance.md, "Flat memory").
             gc.freeze()
             yield FilingSession(filing=filing, pool=pool, workers=count)
 
