@@ -25,6 +25,7 @@ from typing import Any
 
 from core.errors import BatchUnreadable
 from core.records import RawRecord
+from pipeline.xlsx import open_first_sheet
 
 SUFFIXES = (".jsonl", ".csv", ".xlsx")
 # Contract fields that are integers; every other flat cell is text.
@@ -306,8 +307,6 @@ def _csv_records(path: Path, encoding: str, columns: list[str]) -> Iterator[RawR
 
 
 def _xlsx(path: Path) -> Iterator[RawRecord]:
-    from pipeline.xlsx import open_first_sheet
-
     sheet = open_first_sheet(path)  # the workbook's structure and XML, the whole sheet's included
     try:
         rows = sheet.rows()

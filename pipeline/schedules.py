@@ -43,6 +43,7 @@ from typing import Any
 import pikepdf
 from docxtpl import DocxTemplate
 from jinja2 import TemplateError as JinjaTemplateError
+from lxml import etree
 
 from core.errors import IssuanceError, TemplateError
 from pipeline.render import _ENV
@@ -199,8 +200,6 @@ class ComposedTemplate:
                     for rel_id, (_kind, source, single, part) in self._parts.items()
                 }
                 if self._fix_tables:
-                    from lxml import etree
-
                     body = etree.tostring(doc.fix_tables(body), encoding="unicode")
         except JinjaTemplateError as e:
             raise TemplateError(f"template {self.template.name} is broken: {e}", hint="fix it in Word") from e

@@ -312,6 +312,8 @@ class Workbook:
 
     def _styles(self, name: str) -> None:
         """Which cell styles show a number as a date or a duration (openpyxl's rules, for the same values)."""
+        # openpyxl (about a quarter of a second to import) only once a workbook is read: JSON Lines and
+        # CSV batches, and every command that reads no batch, never load it
         from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
 
         custom: dict[int, str] = {}

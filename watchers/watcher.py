@@ -42,6 +42,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
 
 from core.errors import BatchUnreadable, ComponentUnavailable
 from core.privacy import scrub
@@ -224,8 +225,6 @@ class Watcher:
             return summary
 
     def _start_observer(self) -> None:
-        from watchdog.observers import Observer
-
         self._observer = Observer()
         self._observer.daemon = True
         self._observer.schedule(self._events, str(self.inbox.root), recursive=False)
