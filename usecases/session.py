@@ -2,9 +2,9 @@
 LibreOffice, seals) for the use cases that make documents. Front-ends (``cli``) open them through the
 use cases; nothing here prints.
 
-The filing session imports the document makers only once LibreOffice is starting: their import (about a
-second, ``docs/performance.md``, "Start-up") then overlaps its start, and the commands that only read
-the archive (``find``, ``get``) never pay for it.
+The filing session imports the document makers only once LibreOffice is starting: their import (over
+half a second, ``docs/performance.md``, "Start-up") then overlaps its start, and the commands that only
+read the archive (``find``, ``get``) never pay for it.
 """
 
 from __future__ import annotations
