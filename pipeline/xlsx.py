@@ -212,9 +212,6 @@ class Workbook:
         assert self._strings is not None
         return self._strings[index]
 
-    def string_count(self) -> int:
-        return len(self._strings) if self._strings is not None else 0
-
     def close(self) -> None:
         if self._strings is not None:
             self._strings.close()

@@ -75,18 +75,13 @@ def _base(item: Accepted) -> dict[str, Any]:
     }
 
 
-def file_record(filing: Filing, item: Accepted, *, batch_dir: Path, batch_id: str | None) -> Outcome:
-    """File one accepted record; what became of it, as the batch report's outcome (see ``file_records``)."""
-    return file_records(filing, [item], batch_dir=batch_dir, batch_id=batch_id)[0]
-
-
 def file_records(
     filing: Filing, items: Sequence[Accepted], *, batch_dir: Path, batch_id: str | None
 ) -> list[Outcome]:
     """File accepted records; what became of each, in order, as the batch report's outcomes.
 
-    Policies are filed together (``Filing.file_policies``), endorsements one by one after them. Shared by
-    the thread pool (``run_batch``) and the cluster (``usecases.cluster``). Whatever belongs to a record
+    Policies are filed together (``Filing.file_policies``), endorsements one by one after them. Called by
+    ``file_group``, which every executor runs. Whatever belongs to a record
     (a field, a template, a failed conversion, a conflict in the index) comes back as a ``rejected``
     outcome naming the field; only ``ComponentUnavailable`` is raised (LibreOffice, the store or the index
     is down: that stops the batch, not just the record).
@@ -408,13 +403,14 @@ def run_batch(
     counts cover the records handled. A later run does the rest.
     """
     run = BatchRun(batch, filing=filing, on_record=on_record)
-    own = executor is None
-    pool = ThreadPool.for_converters(workers, group_size=chunk) if executor is None else None
+    if executor is not None:
+        drive(run, run.accepted(stop=stop), executor)
+        return run.end()
+    pool = ThreadPool.for_converters(workers, group_size=chunk)
     try:
-        drive(run, run.accepted(stop=stop), executor or pool)  # type: ignore[arg-type]
+        drive(run, run.accepted(stop=stop), pool)
     finally:
-        if own and pool is not None:
-            pool.close()
+        pool.close()
     return run.end()
 
 

@@ -480,11 +480,6 @@ GB/T 2828.1 / ISO 2859-1 正常检验一次抽样</p>
 WRITERS = {"html": write_html, "json": write_json, "csv": write_csv}
 
 
-def render_all(report: AuditReport) -> dict[str, bytes]:
-    """The three reports' bytes, by format."""
-    return {"html": html_bytes(report), "json": json_bytes(report), "csv": csv_bytes(report)}
-
-
 def write_reports(report: AuditReport, out_dir: Path) -> dict[str, Path]:
     """Write ``report.{html,json,csv}`` into ``out_dir`` (created if needed), each as it is made, and
     return the paths; a file appears whole or not at all."""

@@ -36,7 +36,7 @@ from archive.index import audits
 from archive.index import schema as s
 from archive.index import serials as registry
 from archive.index.audits import ClaimedObject, LotPolicy, TrailEvent, VersionGap
-from archive.index.chain import GENESIS
+from archive.index.chain import GENESIS, row_hash
 from archive.index.chain import entry_hash as _entry_hash
 from archive.index.schema import as_utc
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError, SerialError
@@ -632,15 +632,7 @@ class Index:
                     problems.append(f"event {expected_seq} is missing (next is {row.seq})")
                 if row.prev_hash != prev:
                     problems.append(f"event {row.seq} does not link to the event before it")
-                digest = _entry_hash(
-                    row.prev_hash,
-                    seq=row.seq,
-                    at=row.at,
-                    actor=row.actor,
-                    action=row.action,
-                    subject=row.subject,
-                    detail=row.detail,
-                )
+                digest = row_hash(row)
                 if digest != row.hash:
                     problems.append(f"event {row.seq} was altered (its hash does not match its content)")
                 prev = row.hash

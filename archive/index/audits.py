@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from archive.index import schema as s
-from archive.index.chain import GENESIS, as_utc, entry_hash
+from archive.index.chain import GENESIS, as_utc, row_hash
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,7 @@ def ledger_trail(engine: Engine, subject: str) -> list[TrailEvent]:
         }
     out = []
     for e in events:
-        digest = entry_hash(
-            e.prev_hash,
-            seq=e.seq,
-            at=e.at,
-            actor=e.actor,
-            action=e.action,
-            subject=e.subject,
-            detail=e.detail,
-        )
+        digest = row_hash(e)
         before = GENESIS if e.seq == 1 else previous.get(e.seq - 1)
         out.append(TrailEvent(e.seq, e.action, e.detail, e.prev_hash, e.hash, digest == e.hash, before))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from typing import Any
 
 from archive.index.schema import as_utc
 
@@ -33,3 +34,16 @@ def entry_hash(
         separators=(",", ":"),
     )
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def row_hash(row: Any) -> str:
+    """``entry_hash`` of a stored ledger row, from its own columns: what its ``hash`` should be."""
+    return entry_hash(
+        row.prev_hash,
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        detail=row.detail,
+    )
