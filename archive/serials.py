@@ -49,6 +49,7 @@ from archive.index.serials import (
     DocumentSerial,
     SerialRecord,
     SerialUse,
+    VoidedSerial,
 )
 from core.errors import IndexConflict, IndexUnavailable, SerialError, SerialFormatError, UsageError
 
@@ -393,14 +394,7 @@ def void(
     form inside its own commit, with its ``policy.reissued`` event.)"""
     value = normalise(serial)
     index.void_serial(
-        value,
-        policy_no=policy_no,
-        used_version=used_version,
-        used_at=as_utc(used_at),
-        by_version=by_version,
-        reason=reason,
-        at=as_utc(at),
-        by=by,
+        VoidedSerial(value, policy_no, used_version, as_utc(used_at), by_version, reason, as_utc(at), by),
         event=LedgerEvent(
             by, "serials.voided", SUBJECT, {"serial": value, "policy_no": policy_no, "version": by_version}
         ),

@@ -726,33 +726,11 @@ class Index:
             raise IndexUnavailable(f"the serial registry at {self.describe()} is unusable: {e}") from e
 
     @_database_errors
-    def void_serial(
-        self,
-        serial: str,
-        *,
-        policy_no: str,
-        used_version: int,
-        used_at: datetime,
-        by_version: int,
-        reason: str,
-        at: datetime,
-        by: str,
-        event: LedgerEvent,
-    ) -> None:
-        """Void ``serial`` (see ``archive.index.serials.void_serial``) with ``event``, in one
-        transaction. A reissue voids its old form inside its own commit instead."""
+    def void_serial(self, void: registry.VoidedSerial, *, event: LedgerEvent) -> None:
+        """Void a serial (see ``archive.index.serials.void_serial``) with ``event``, in one transaction.
+        A reissue voids its old form inside its own commit instead."""
         with self.engine.begin() as conn:
-            registry.void_serial(
-                conn,
-                serial,
-                policy_no=policy_no,
-                used_version=used_version,
-                used_at=used_at,
-                by_version=by_version,
-                reason=reason,
-                at=at,
-                by=by,
-            )
+            registry.void_serial(conn, void)
             self._append(conn, event)
 
     @_database_errors
@@ -901,14 +879,16 @@ class Index:
                 if reissue.old_serial:
                     registry.void_serial(
                         conn,
-                        reissue.old_serial,
-                        policy_no=policy_no,
-                        used_version=old_form_used[0],
-                        used_at=old_form_used[1],
-                        by_version=version.version,
-                        reason=void_reason,
-                        at=at,
-                        by=reissue.clerk,
+                        registry.VoidedSerial(
+                            reissue.old_serial,
+                            policy_no=policy_no,
+                            used_version=old_form_used[0],
+                            used_at=old_form_used[1],
+                            by_version=version.version,
+                            reason=void_reason,
+                            at=at,
+                            by=reissue.clerk,
+                        ),
                     )
                 if reissue.new_serial:
                     use = registry.use_serial(

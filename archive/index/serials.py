@@ -70,6 +70,21 @@ class DocumentSerial:
 
 
 @dataclass(frozen=True)
+class VoidedSerial:
+    """A form voided: ``serial``, which document ``policy_no`` v``used_version`` was printed on (filed at
+    ``used_at``), voided because version ``by_version`` replaces it, for ``reason``, at ``at`` by ``by``."""
+
+    serial: str
+    policy_no: str
+    used_version: int
+    used_at: datetime
+    by_version: int
+    reason: str
+    at: datetime
+    by: str
+
+
+@dataclass(frozen=True)
 class IssuedSerial:
     """A serial issued to a clerk, as the blocks of ``archive.serials.issued_blocks`` are built from."""
 
@@ -291,38 +306,28 @@ def use_serial(
     return use
 
 
-def void_serial(
-    conn: Connection,
-    serial: str,
-    *,
-    policy_no: str,
-    used_version: int,
-    used_at: datetime,
-    by_version: int,
-    reason: str,
-    at: datetime,
-    by: str,
-) -> None:
-    """Void ``serial`` (a reissue voids the policy's old form). A serial the registry never saw (issued
-    before the registry, or by a batch that did not record it) is entered as used by ``policy_no``
-    v``used_version`` at ``used_at`` (when that version was filed), unregistered, and voided."""
+def void_serial(conn: Connection, void: VoidedSerial) -> None:
+    """Void ``void.serial`` (a reissue voids the policy's old form). A serial the registry never saw
+    (issued before the registry, or by a batch that did not record it) is entered as used by the document
+    that printed it, at the time that version was filed, unregistered, and voided."""
     t = s.print_serials
     values = {
         "state": VOIDED,
-        "voided_at": as_utc(at),
-        "void_reason": reason,
-        "voided_by": by,
-        "voided_by_version": by_version,
+        "voided_at": as_utc(void.at),
+        "void_reason": void.reason,
+        "voided_by": void.by,
+        "voided_by_version": void.by_version,
     }
+    serial = void.serial
     locked = conn.execute(select(t.c.serial).where(t.c.serial == serial).with_for_update()).first()
     if locked is None:
         conn.execute(
             insert(t).values(
                 serial=serial,
                 registered=False,
-                used_at=as_utc(used_at),
-                policy_no=policy_no,
-                version=used_version,
+                used_at=as_utc(void.used_at),
+                policy_no=void.policy_no,
+                version=void.used_version,
                 **values,
             )
         )
