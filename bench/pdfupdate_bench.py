@@ -27,8 +27,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -38,7 +36,7 @@ from pypdf import PdfReader, PdfWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.samples import customer_copies
+from bench.samples import cpu_ms_each, customer_copies
 from stamps.pdfupdate import IncrementalUpdate, PlainPdf, PypdfObjects, text_string
 
 INFO = {"/Title": "保险单 PAC20260304028000124", "/Producer": "issuance bench"}
@@ -106,16 +104,6 @@ def write_pypdf(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
-def per_copy_ms(fn: Callable[[bytes], object], copies: list[bytes]) -> float:
-    """CPU ms per copy, the mean over every copy, each done a few times."""
-    repeat = 5
-    began = time.process_time()
-    for _ in range(repeat):
-        for pdf in copies:
-            fn(pdf)
-    return (time.process_time() - began) * 1000 / (repeat * len(copies))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=12, help="policies filed to get customer copies")
@@ -145,7 +133,7 @@ def main() -> None:
     figures: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.rounds):
         for name, fn in ways.items():  # interleaved, so a busy moment hits every way alike
-            figures[name].append(per_copy_ms(fn, copies))
+            figures[name].append(cpu_ms_each(fn, copies))
 
     load = os.getloadavg()
     print(

@@ -2,7 +2,7 @@
 ``bench/save_bench.py``): files a small synthetic batch with the real ``issuance run`` (this checkout's
 code, in a subprocess, into the default folder store under ``workdir``, whatever ``ISSUANCE_*`` the
 caller has set) and returns the customer copies' bytes, which qpdf wrote through
-``pipeline.documents.save_pdf`` exactly as a nightly run writes them.
+``stamps.saving.save_pdf`` exactly as a nightly run writes them.
 
 Not a test: nothing here fails on timing.
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -20,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from bench.synth import make_batch  # noqa: E402
 
 HMAC_KEY = "bench-hmac-key-0123456789abcdef"
+T = TypeVar("T")
 
 
 def customer_copies(workdir: Path, *, n: int = 12, seed: int = 2027) -> list[bytes]:
@@ -43,3 +47,12 @@ def customer_copies(workdir: Path, *, n: int = 12, seed: int = 2027) -> list[byt
         if result.returncode != 0:
             raise SystemExit(f"issuance run failed ({result.returncode}): {result.stderr[-3000:]}")
     return [path.read_bytes() for path in sorted(archive.rglob("customer-*.pdf"))]
+
+
+def cpu_ms_each(fn: Callable[[T], object], items: Sequence[T], *, repeat: int = 5) -> float:
+    """CPU ms of this process per call of ``fn``, the mean over every item, each done ``repeat`` times."""
+    began = time.process_time()
+    for _ in range(repeat):
+        for item in items:
+            fn(item)
+    return (time.process_time() - began) * 1000 / (repeat * len(items))

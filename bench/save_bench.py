@@ -1,4 +1,4 @@
-"""Saving a document in memory: ``pipeline.documents.save_pdf`` (qpdf writes into a per-thread memfd,
+"""Saving a document in memory: ``stamps.saving.save_pdf`` (qpdf writes into a per-thread memfd,
 written over from one save to the next) against pikepdf's own ways of saving to bytes.
 
 On real customer copies (``bench/samples.py``), each opened once with pikepdf, then saved over and over
@@ -26,7 +26,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -35,8 +34,8 @@ import pikepdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.samples import customer_copies
-from pipeline.documents import SAVE_OPTIONS, save_pdf
+from bench.samples import cpu_ms_each, customer_copies
+from stamps.saving import SAVE_OPTIONS, save_pdf
 
 
 def by_bytesio(pdf: pikepdf.Pdf) -> bytes:
@@ -73,15 +72,6 @@ def without_id(data: bytes) -> bytes:
     return data[:at] + data[data.index(b"]", at) :] if at >= 0 else data
 
 
-def per_save_ms(fn: Callable[[pikepdf.Pdf], bytes], documents: list[pikepdf.Pdf]) -> float:
-    repeat = 5
-    began = time.process_time()
-    for _ in range(repeat):
-        for pdf in documents:
-            fn(pdf)
-    return (time.process_time() - began) * 1000 / (repeat * len(documents))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=12, help="policies filed to get customer copies")
@@ -101,7 +91,7 @@ def main() -> None:
     figures: dict[str, list[float]] = {name: [] for name in WAYS}
     for _ in range(args.rounds):
         for name, fn in WAYS.items():  # interleaved, so a busy moment hits every way alike
-            figures[name].append(per_save_ms(fn, documents))
+            figures[name].append(cpu_ms_each(fn, documents))
 
     load = os.getloadavg()
     sizes = [len(c) for c in copies]

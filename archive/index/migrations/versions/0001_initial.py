@@ -1,6 +1,6 @@
 """Initial schema: batches, records, policies, parties, documents, ledger.
 
-A migration is frozen history: it spells its tables out instead of importing archive.schema, so a later
+A migration is frozen history: it spells its tables out instead of importing archive.index.schema, so a later
 change to the schema does not change what this step created.
 
 Revision ID: 0001

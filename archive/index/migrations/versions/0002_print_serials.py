@@ -1,6 +1,6 @@
 """Print serials (单证) and reissues (补发): the serial registry and one row per reissued copy.
 
-Frozen history like 0001: the tables are spelled out here, not imported from archive.schema.
+Frozen history like 0001: the tables are spelled out here, not imported from archive.index.schema.
 
 Revision ID: 0002
 Revises: 0001
