@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cli.common import iso_date, positive_int, settings_from, stdout_console
+from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console
 from core.errors import EXIT_OK, EXIT_REJECTED, UsageError
 
 # Each command imports its use case when it runs: together they take over a second to import
@@ -139,15 +137,7 @@ def _run(args: argparse.Namespace, request: Any, *, redraw_of: str | None) -> in
     now = datetime.now(UTC)
     audit_id = new_audit_id(now)
     out = args.out or settings.var_dir / "audits" / audit_id
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=args.no_progress or not console.is_terminal,
-    ) as progress:
+    with progress_bar("checking", hidden=args.no_progress) as progress:
         task = progress.add_task("policies", total=None)
 
         def drawn(d: Draw) -> None:

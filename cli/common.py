@@ -7,6 +7,7 @@ import sys
 from datetime import date
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from core.config import Settings, load_settings
 
@@ -39,3 +40,17 @@ def _broken_pipe() -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
+
+
+def progress_bar(verb: str, *, hidden: bool) -> Progress:
+    """A progress bar on standard error ("filing 12/500 …"), shown only on a terminal and unless
+    ``hidden`` (``--no-progress``)."""
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn(f"[bold]{verb}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=hidden or not console.is_terminal,
+    )

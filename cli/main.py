@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from cli import audit as cli_audit
 from cli import reissue as cli_reissue
 from cli import watch as cli_watch
-from cli.common import iso_date, positive_int, settings_from, stdout_console
+from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console
 from cli.reissue import serial_lines
 from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
 from core.privacy import scrub
@@ -168,16 +166,7 @@ def _render(args: argparse.Namespace) -> int:
 
     out_dir: Path = args.out
     report_path: Path = args.report or out_dir.parent / f"{out_dir.name}-report.json"
-    console = Console(stderr=True)
-    show = not args.no_progress and console.is_terminal
-    with Progress(
-        TextColumn("[bold]issuing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show,
-    ) as progress:
+    with progress_bar("issuing", hidden=args.no_progress) as progress:
         task = progress.add_task("records", total=_count_lines(args.batch))
         report = render_previews(
             args.batch,
@@ -204,18 +193,9 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     check_batch(args.batch)  # refuse an unusable file before starting anything
-    console = Console(stderr=True)
-    show = not args.no_progress and console.is_terminal
     with (
         batch_filer(settings, workers=args.workers, cluster=args.cluster) as file_batch,
-        Progress(
-            TextColumn("[bold]filing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show,
-        ) as progress,
+        progress_bar("filing", hidden=args.no_progress) as progress,
     ):
         task = progress.add_task("records", total=_count_lines(args.batch))
         try:
