@@ -61,6 +61,11 @@ class BatchUnreadable(IssuanceError):
     """A batch file that cannot be read at all: the whole batch is refused and left in place."""
 
 
+class SigningFailed(IssuanceError):
+    """A PDF could not be signed (not one pyHanko can extend, or the key refused): the document's fault
+    or the key's, never retried."""
+
+
 class TemplateError(IssuanceError):
     """A template or the product registry is broken: a business user must fix the .docx or TOML."""
 

@@ -38,14 +38,10 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from core.errors import ConfigError, IssuanceError
+from core.errors import ConfigError, IssuanceError, SigningFailed
 
 FIELD = "IssuanceSignature"
 SPECIMEN_SUBJECT = "样本 SPECIMEN 电子签章 not for real use"
-
-
-class SigningFailed(IssuanceError):
-    """The PDF could not be signed (it is not one pyHanko can extend, or the key refused)."""
 
 
 @dataclass(frozen=True)
