@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from datetime import date
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -54,3 +57,17 @@ def progress_bar(verb: str, *, hidden: bool) -> Progress:
         console=console,
         disable=hidden or not console.is_terminal,
     )
+
+
+def write_file(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out`` atomically: a reader never sees half a file, and a failure leaves no
+    file at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from rich.table import Table
 from cli import audit as cli_audit
 from cli import reissue as cli_reissue
 from cli import watch as cli_watch
-from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console
+from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console, write_file
 from cli.reissue import serial_lines
 from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
 from core.privacy import scrub
@@ -280,11 +279,7 @@ def _get(args: argparse.Namespace) -> int:
 
     read = read_copy(settings_from(args), args.policy_no, version=args.version, copy=args.copy)
     chosen, data, digest = read.version, read.data, read.sha256
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", dir=args.out.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, args.out)
+    write_file(args.out, data)
     print(
         f"{args.out}: {args.policy_no} v{chosen.version} ({chosen.kind}), {args.copy} copy, "
         f"{len(data):,} bytes, sha256 {digest[:16]}… verified"

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from rich.table import Table
 
-from cli.common import iso_date, settings_from, stdout_console
+from cli.common import iso_date, settings_from, stdout_console, write_file
 from core.errors import EXIT_OK
 
 # Each command imports its use case when it runs: together they take over a second to import
@@ -77,19 +75,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
 
 
-def _write(out: Path, data: bytes) -> None:
-    """Atomically: a reader never sees half a file, and a failure leaves no file at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _reissue(args: argparse.Namespace) -> int:
     from usecases.reissue import ReissueRequest, reissue_copy
 
@@ -101,7 +86,7 @@ def _reissue(args: argparse.Namespace) -> int:
         new_serial=args.new_serial,
     )
     done = reissue_copy(settings_from(args), request)
-    _write(args.out, done.pdf)  # only after the index commit: a refused reissue writes no file
+    write_file(args.out, done.pdf)  # only after the index commit: a refused reissue writes no file
     serials = []
     if done.old_serial:
         serials.append(f"serial {done.old_serial} voided")
