@@ -53,6 +53,7 @@ from core.errors import (
     VersionRefused,
 )
 from core.manifest import MarkedCopy, Part, ReissueMark, StoredObject
+from stamps.signing import PdfSigner
 
 __all__ = ["REASONS", "Marker", "ReissueRequest", "Reissued", "reissue", "reissues_of"]
 
@@ -109,8 +110,10 @@ def reissue(
     request: ReissueRequest,
     operator: str,
     now: datetime | None = None,
+    signer: PdfSigner | None = None,
 ) -> Reissued:
-    """File one reissue of ``request.policy_no``; see the module docstring for what is promised."""
+    """File one reissue of ``request.policy_no``; see the module docstring for what is promised.
+    ``signer``: the marked copy is signed last, the original's signature kept inside it, intact."""
     clerk = (request.clerk or "").strip()
     if not clerk:
         raise UsageError("a reissue needs the clerk's id", hint="--by CLERK_ID")
@@ -180,6 +183,8 @@ def reissue(
                 "the reissued copy does not contain the archived copy unchanged; nothing was filed"
             )
         pdf, label = marked.pdf, mark.label
+        if signer is not None:
+            pdf = signer.sign(pdf)
         part = Part("reissue.pdf", pdf, marked.pages)
         copy = StoredObject(slot.key(part), part.sha256, part.size, part.pages)
         draft = Draft(
@@ -205,6 +210,7 @@ def reissue(
             },
             created_at=when,
             same=same,
+            signature=signer.facts if signer is not None else None,
         )
         stored = writer.publish(replace(slot, beside=True) if leftover else slot, draft)
 

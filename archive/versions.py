@@ -169,6 +169,8 @@ class Draft:
     missing_images: Sequence[str] = ()
     previous: dict[str, str] | None = None
     extra: dict[str, Any] | None = None
+    # who signed the version's new PDFs (``usecases.filing.Filing.signature``); None: unsigned
+    signature: dict[str, Any] | None = None
     created_at: datetime | None = None  # None: when the manifest is made
     # whether a leftover at the version's key is this very request's, to adopt (default: the same record)
     same: Same | None = field(default=None, compare=False)
@@ -216,6 +218,7 @@ class PolicyPlan:
         templates: Mapping[str, str],
         seal: dict[str, str] | None,
         batch_id: str | None,
+        signature: dict[str, Any] | None = None,
     ) -> Draft:
         """The version's draft, given the documents made for it."""
         return Draft(
@@ -228,6 +231,7 @@ class PolicyPlan:
             seal=seal,
             batch_id=batch_id,
             missing_images=self.missing,
+            signature=signature,
         )
 
 
@@ -382,7 +386,7 @@ class VersionWriter:
             created_at=draft.created_at or datetime.now(UTC),
             missing_images=draft.missing_images,
             previous=draft.previous,
-            extra=draft.extra,
+            extra={**(draft.extra or {}), "signature": draft.signature},
         )
         reused = {i: p.stored for i, (p, _) in enumerate(keyed) if isinstance(p, Reused)}
         if not reused:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cli import audit as cli_audit
 from cli import reissue as cli_reissue
+from cli import signer as cli_signer
 from cli import watch as cli_watch
 from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console, write_file
 from cli.reissue import serial_lines
@@ -144,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # command families with modules of their own (each adds its subparsers and handlers)
 
-    for family in (cli_watch, cli_reissue, cli_audit):
+    for family in (cli_watch, cli_reissue, cli_audit, cli_signer):
         family.add_commands(sub)
     return parser
 

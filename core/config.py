@@ -17,11 +17,20 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     timeout = 120
     operator = "nightly"
     scratch = "/srv/issuance/scratch"    # a run's private working files (default var/scratch)
+    [signing]
+    key = "/etc/issuance/signer.p12"     # or "pkcs11:token=…;object=…" (an HSM, RFC 7512)
+    password_file = "/etc/issuance/signer.password"   # the PKCS#12 password or the token's PIN
+    tsa_url = "http://tsa.example.com/tsr"            # RFC 3161 trusted time (PAdES B-T)
+    trust = ["/etc/issuance/company-root.pem"]        # roots that `issuance verify` and audits trust
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
-ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH. S3 credentials use boto3's own chain
-(AWS_ACCESS_KEY_ID, …).
+ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_SIGNING_KEY, ISSUANCE_SIGNING_PASSWORD
+(the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL, ISSUANCE_TRUST (roots,
+separated by ``:``). S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+
+With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
+left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +71,23 @@ class Settings:
     # composed documents and LibreOffice's profiles of a run (``pipeline.scratch``): personal data, so a
     # private folder of the working folder, never the shared /tmp
     scratch_dir: Path
+    # the company's signing key (a PKCS#12 path or a pkcs11: URI), its password or PIN, the TSA, and the
+    # roots to trust when checking signatures (DESIGN.md, the ``Signer`` seam)
+    signing_key: str | None = None
+    signing_secret: bytes | None = field(default=None, repr=False)
+    tsa_url: str | None = None
+    trust_roots: tuple[Path, ...] = ()
+
+    @property
+    def specimen_dir(self) -> Path:
+        """Where ``issuance signer specimen`` (``make demo``) leaves its SPECIMEN key and root."""
+        return self.var_dir / "secrets"
+
+
+# The SPECIMEN signer's files in ``Settings.specimen_dir``
+SPECIMEN_KEY = "signer.p12"
+SPECIMEN_PASSWORD = "signer.password"
+SPECIMEN_ROOT = "signer-root.pem"
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -86,7 +112,9 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
-    store, index, secret, run = (_section(data, n) for n in ("store", "index", "secrets", "run"))
+    store, index, secret, run, signing = (
+        _section(data, n) for n in ("store", "index", "secrets", "run", "signing")
+    )
 
     var_dir = base / "var"
     store_url = env.get("ISSUANCE_STORE") or store.get("url") or (var_dir / "archive").as_uri()
@@ -114,7 +142,40 @@ def load_settings(
         soffice=env.get("ISSUANCE_SOFFICE") or run.get("soffice") or "soffice",
         var_dir=var_dir,
         scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
+        **_signing(env, signing, var_dir),
     )
+
+
+def _signing(env: Mapping[str, str], signing: Mapping[str, Any], var_dir: Path) -> dict[str, Any]:
+    """The signing settings: configured, else the SPECIMEN signer ``make demo`` left, else none."""
+    key = env.get("ISSUANCE_SIGNING_KEY") or signing.get("key")
+    secret: bytes | None = None
+    if env.get("ISSUANCE_SIGNING_PASSWORD"):
+        secret = env["ISSUANCE_SIGNING_PASSWORD"].encode("utf-8")
+    elif file := env.get("ISSUANCE_SIGNING_PASSWORD_FILE") or signing.get("password_file"):
+        secret = _read_secret(Path(file), "ISSUANCE_SIGNING_PASSWORD_FILE")
+    trust_value = env.get("ISSUANCE_TRUST") or signing.get("trust") or []
+    trust = trust_value.split(":") if isinstance(trust_value, str) else list(trust_value)
+    specimen = var_dir / "secrets"
+    if not key and (specimen / SPECIMEN_KEY).is_file():
+        key = str(specimen / SPECIMEN_KEY)
+        if secret is None and (specimen / SPECIMEN_PASSWORD).is_file():
+            secret = _read_secret(specimen / SPECIMEN_PASSWORD, "the SPECIMEN signer's password")
+    if (specimen / SPECIMEN_ROOT).is_file():
+        trust.append(str(specimen / SPECIMEN_ROOT))
+    return {
+        "signing_key": key or None,
+        "signing_secret": secret,
+        "tsa_url": env.get("ISSUANCE_TSA_URL") or signing.get("tsa_url") or None,
+        "trust_roots": tuple(Path(t) for t in trust if t),
+    }
+
+
+def _read_secret(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes().rstrip(b"\r\n")
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} ({path}): {e.strerror}") from e
 
 
 def _login() -> str:

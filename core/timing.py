@@ -17,6 +17,7 @@ class StageClock:
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
+        self._cpu: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     @contextmanager
@@ -32,3 +33,19 @@ class StageClock:
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             return {stage: round(seconds, 3) for stage, seconds in self._seconds.items()}
+
+    def count_cpu(self, stage: str, seconds: float) -> None:
+        """One item's CPU time in ``stage`` (the thread's own, ``time.thread_time``: what the item cost
+        this process, whatever it waited for)."""
+        with self._lock:
+            total, n = self._cpu.get(stage, (0.0, 0))
+            self._cpu[stage] = (total + seconds, n + 1)
+
+    def cpu_snapshot(self) -> dict[str, dict[str, float]]:
+        """Per stage counted with ``count_cpu``: items, and CPU milliseconds per item."""
+        with self._lock:
+            return {
+                stage: {"items": n, "cpu_ms_each": round(1000 * total / n, 3)}
+                for stage, (total, n) in self._cpu.items()
+                if n
+            }

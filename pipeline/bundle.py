@@ -17,7 +17,7 @@ into the next version byte for byte, and the work costs little more than a copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
@@ -30,7 +30,7 @@ from pypdf.generic import IndirectObject, NameObject
 from core.errors import IssuanceError, UsageError
 from core.manifest import ImageEntry, Part
 from core.records import IMAGE_KIND_LABELS, Endorsement, Policy
-from pipeline.documents import PRODUCER, IssuedDocument
+from pipeline.documents import PRODUCER
 from pipeline.images import image_problem, resolve_image_path
 from pipeline.intake import ImageSource, PreparedImages, prepare_images
 from stamps.pdfupdate import (
@@ -104,12 +104,18 @@ def late_images(
     return result, entries
 
 
-def policy_parts(document: IssuedDocument, entries: Sequence[ImageEntry]) -> list[Part]:
-    """Version 1: the customer copy and the archive copy (``document.follow_up``, ``archive_copy``)."""
-    assert document.follow_up is not None
-    customer = Part("customer.pdf", document.pdf, document.pages)
-    pages = document.pages + sum(e.pages for e in entries)
-    return [customer, Part("bundle.pdf", document.follow_up, pages, extends=customer)]
+Sign = Callable[[bytes], bytes]  # a PDF signed last (``stamps.signing.PdfSigner``), or left as it is
+
+
+def _unsigned(pdf: bytes) -> bytes:
+    return pdf
+
+
+def policy_parts(customer: bytes, bundle: bytes, *, pages: int, entries: Sequence[ImageEntry]) -> list[Part]:
+    """Version 1: the customer copy of ``pages`` pages and the archive copy (``archive_copy``) that
+    extends it."""
+    first = Part("customer.pdf", customer, pages)
+    return [first, Part("bundle.pdf", bundle, pages + sum(e.pages for e in entries), extends=first)]
 
 
 def endorsement_parts(
@@ -121,24 +127,29 @@ def endorsement_parts(
     title: str,
     images: PreparedImages | None,
     entries: Sequence[ImageEntry],
+    sign: Sign = _unsigned,
 ) -> list[Part]:
     """An endorsement version: the previous customer and archive copies, each grown by the sealed
-    endorsement, the archive copy by the endorsement's images too."""
-    customer_pdf = append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title)
+    endorsement, the archive copy by the endorsement's images too, each signed as a whole."""
+    customer_pdf = sign(append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title))
     bundle_pdf = append_endorsement(
         bundle, endorsement, endorsement_no=endorsement_no, title=f"{title}（档案件）"
     )
     if images is not None:
         bundle_pdf = add_images(bundle_pdf, images=images, entries=entries)
+    bundle_pdf = sign(bundle_pdf)
     return [
         Part("customer.pdf", customer_pdf, page_count(customer_pdf)),
         Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf)),
     ]
 
 
-def supplement_part(bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry]) -> Part:
-    """A supplement version's archive copy: the previous one with the late images (``add_images``)."""
-    bundle_pdf = add_images(bundle, images=images, entries=entries)
+def supplement_part(
+    bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry], sign: Sign = _unsigned
+) -> Part:
+    """A supplement version's archive copy: the previous one with the late images (``add_images``),
+    signed again after them."""
+    bundle_pdf = sign(add_images(bundle, images=images, entries=entries))
     return Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
 
 
@@ -149,8 +160,13 @@ def page_count(pdf: bytes) -> int:
 
 
 def append_endorsement(customer: bytes, endorsement: bytes, *, endorsement_no: str, title: str) -> bytes:
-    """The customer copy after an endorsement: everything so far, then the sealed endorsement."""
+    """The customer copy after an endorsement: everything so far, then the sealed endorsement.
+
+    The copy is written anew, so the signatures it had would no longer match its bytes: they are taken
+    out (fields and widgets) and the caller signs the whole again (issue 23, item 7). The earlier
+    version's signed copy stays in the archive as it was."""
     with _open(customer) as document, _open(endorsement) as added:
+        _drop_signatures(document)
         info = _info(document)
         first = _append(document, added)
         with document.open_outline() as outline:
@@ -356,6 +372,32 @@ def _append(document: pikepdf.Pdf, added: pikepdf.Pdf) -> int:
     first = len(document.pages)
     document.pages.extend(added.pages)
     return first
+
+
+def _drop_signatures(document: pikepdf.Pdf) -> None:
+    """Remove the signature fields of ``document`` and their widgets from its pages."""
+    form = document.Root.get("/AcroForm")
+    if form is None:
+        return
+    widgets = set()
+    for field in form.get("/Fields", []):
+        if field.get("/FT") == pikepdf.Name.Sig:
+            widgets.add(field.objgen)
+    for page in document.pages:
+        annots = page.obj.get("/Annots")
+        if annots is not None and widgets:
+            kept = [a for a in annots if a.objgen not in widgets]
+            if kept:
+                page.obj.Annots = pikepdf.Array(kept)
+            else:
+                del page.obj["/Annots"]
+    fields = [f for f in form.get("/Fields", []) if f.objgen not in widgets]
+    if fields:
+        form.Fields = pikepdf.Array(fields)
+        if "/SigFlags" in form:
+            del form["/SigFlags"]
+    else:
+        del document.Root["/AcroForm"]
 
 
 def _image_label(entry: ImageEntry) -> str:

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 PRODUCER = "issuance (示范出单中心)"
 
-FollowUp = Callable[[int, bytes], bytes]
+FollowUp = Callable[[int, bytes], object]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class IssuedDocument:
     pages: int
     templates: dict[str, str]  # template file (relative to templates/) -> sha256:...
     seal: dict[str, str] | None = None  # {"id": …, "version": …} of the seal stamped on it
-    follow_up: bytes | None = None  # what the caller's follow_up made of the document (policy_pdfs)
+    follow_up: object = None  # what the caller's follow_up made of the document (policy_pdfs)
 
     def write(self, out: Path) -> None:
         """Write the PDF to ``out`` atomically (a reader never sees half a file)."""
@@ -174,7 +174,7 @@ class DocumentMaker:
         pages: RecordPages,
         path: Path,
         *,
-        follow_up: Callable[[bytes], bytes] | None = None,
+        follow_up: Callable[[bytes], object] | None = None,
     ) -> IssuedDocument:
         registry = self.registry
         product = registry.products[policy.product_code]
@@ -366,7 +366,7 @@ class DocumentMaker:
         versions: dict[str, str],
         branch_code: str,
         document: str,
-        follow_up: Callable[[bytes], bytes] | None = None,
+        follow_up: Callable[[bytes], object] | None = None,
         sealed: _Sealed | None = None,
     ) -> IssuedDocument:
         """Seal, bookmark, label and save one record's assembled document (then ``follow_up`` it).

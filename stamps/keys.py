@@ -24,6 +24,7 @@ __all__ = [
     "SPECIMEN_SUBJECT",
     "Pkcs12Key",
     "SigningKey",
+    "load_certificates",
     "open_signing_key",
     "write_specimen_pkcs12",
 ]
@@ -89,6 +90,26 @@ class Pkcs12Key:
             return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         except ValueError as e:  # pragma: no cover - a loaded key signs
             raise SigningFailed(f"the signing key cannot sign: {e}") from e
+
+
+def load_certificates(paths: Sequence[Path]) -> list[bytes]:
+    """The DER certificates in ``paths`` (PEM, several to a file, or DER): the roots that signatures
+    are checked against (``ISSUANCE_TRUST``). ``ConfigError`` naming a file that holds none."""
+    found = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"the trusted certificate file {path} cannot be read: {e.strerror}") from e
+        try:
+            if b"-----BEGIN CERTIFICATE-----" in data:
+                certificates = x509.load_pem_x509_certificates(data)
+            else:
+                certificates = [x509.load_der_x509_certificate(data)]
+        except ValueError as e:
+            raise ConfigError(f"{path} holds no certificate that can be read: {e}") from e
+        found += [c.public_bytes(serialization.Encoding.DER) for c in certificates]
+    return found
 
 
 def open_signing_key(spec: str, secret: bytes | None) -> SigningKey:

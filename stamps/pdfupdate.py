@@ -114,24 +114,35 @@ class PdfObjects:
 
 
 class PlainPdf:
-    """A PDF of one revision with one classic cross-reference table from object 0, as qpdf writes every
-    copy this pipeline makes, read straight from its bytes: its trailer and the dictionaries of the
-    objects asked for, each entry kept as its PDF syntax, nothing decoded.
+    """A PDF as qpdf writes every copy this pipeline makes — one classic cross-reference table from
+    object 0 — with any number of incremental updates of this module's own kind after it (classic
+    tables too: image pages, a reissue mark, signatures), read straight from its bytes: its newest
+    trailer and the dictionaries of the objects asked for, each entry kept as its PDF syntax, nothing
+    decoded.
 
     An update reads little of the document it extends: the trailer, the catalog, the page tree, the
     outline's root and last item, the document information. pypdf first reads the whole cross-reference
     table into objects, then decodes every string it meets, one character at a time, several times this
     reader's cost (``bench/pdfupdate_bench.py``, docs/performance.md "The hand-written pieces"). Here an
-    object's offset is its row of the table (rows are 20 bytes, ISO
-    32000-1 §7.5.4), and its dictionary is cut into entries by a scanner of PDF's delimiters. ``read``
-    gives None for a file of any other shape (earlier revisions, an xref stream, a hybrid file, anything
-    unexpected), which pypdf reads instead.
+    object's offset in the first table is its row (rows are 20 bytes, ISO 32000-1 §7.5.4); the updates'
+    small tables are read row by row; a dictionary is cut into entries by a scanner of PDF's delimiters.
+    ``read`` gives None for a file of any other shape (an xref stream, a hybrid file, a loop of /Prev,
+    anything unexpected), which pypdf reads instead.
     """
 
-    def __init__(self, data: bytes, *, rows: int, count: int, trailer: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        rows: int,
+        count: int,
+        trailer: dict[str, bytes],
+        updated: dict[int, tuple[int, int] | None] | None = None,
+    ) -> None:
         self._data = data
-        self._rows = rows  # where row 0 of the table starts
+        self._rows = rows  # where row 0 of the first table starts
         self._count = count
+        self._updated = updated or {}  # object number -> (offset, generation), None once freed
         self.trailer = trailer
 
     @classmethod
@@ -139,22 +150,40 @@ class PlainPdf:
         found = previous_xref(data)
         if found is None or found[1]:
             return None
-        head = _TABLE.match(data, found[0])
-        if head is None:
-            return None
-        count = int(head[1])
-        rows = head.end()
+        updated: dict[int, tuple[int, int] | None] = {}
+        newest: dict[str, bytes] | None = None
+        at, seen = found[0], set()
         try:
-            at = _TRAILER.match(data, rows + 20 * count)
-            if at is None:
-                return None
-            trailer, _ = _entries(data, at.end())
+            while True:
+                if at in seen or len(seen) > _MAX_REVISIONS:
+                    return None
+                seen.add(at)
+                section = _section(data, at)
+                if section is None:
+                    return None
+                subsections, trailer = section
+                if "/XRefStm" in trailer:
+                    return None
+                newest = newest if newest is not None else trailer
+                if "/Prev" not in trailer:
+                    break
+                for start, count, rows in subsections:
+                    for n in range(count):
+                        row = data[rows + 20 * n : rows + 20 * n + 18]
+                        number = start + n
+                        if number and number not in updated:  # a newer revision's row wins
+                            updated[number] = (int(row[:10]), int(row[11:16])) if row[17:18] == b"n" else None
+                prev = trailer["/Prev"]
+                if not prev.isdigit():
+                    return None
+                at = int(prev)
         except ValueError:
             return None
-        if "/Root" not in trailer or "/Prev" in trailer or "/XRefStm" in trailer:
+        if len(subsections) != 1 or subsections[0][0] != 0 or "/Root" not in newest:
             return None
-        plain = cls(data, rows=rows, count=count, trailer=trailer)
-        if "/ID" in trailer and plain.ids is None:
+        _, count, rows = subsections[0]
+        plain = cls(data, rows=rows, count=count, trailer=newest, updated=updated)
+        if "/ID" in newest and plain.ids is None:
             return None
         return plain
 
@@ -162,7 +191,7 @@ class PlainPdf:
     def first_free(self) -> int:
         """The first object number after every number the file uses (``_first_free_number``)."""
         size = self.trailer.get("/Size", b"0")
-        return max(int(size) if size.isdigit() else 0, self._count)
+        return max(int(size) if size.isdigit() else 0, self._count, max(self._updated, default=0) + 1)
 
     @property
     def ids(self) -> tuple[bytes, bytes] | None:
@@ -180,15 +209,44 @@ class PlainPdf:
             return _entries(ref, 0)[0]
         target = reference(ref)
         number, generation = target.idnum, target.generation
-        if not 0 < number < self._count:
-            raise ValueError(f"object {number} is not in the cross-reference table")
-        row = self._data[self._rows + 20 * number : self._rows + 20 * number + 18]
-        if row[17:18] != b"n" or int(row[11:16]) != generation:
-            raise ValueError(f"object {number} {generation} is not in use")
-        head = _OBJECT.match(self._data, int(row[:10]))
+        if number in self._updated:
+            where = self._updated[number]
+            if where is None or where[1] != generation:
+                raise ValueError(f"object {number} {generation} is not in use")
+            offset = where[0]
+        else:
+            if not 0 < number < self._count:
+                raise ValueError(f"object {number} is not in the cross-reference table")
+            row = self._data[self._rows + 20 * number : self._rows + 20 * number + 18]
+            if row[17:18] != b"n" or int(row[11:16]) != generation:
+                raise ValueError(f"object {number} {generation} is not in use")
+            offset = int(row[:10])
+        head = _OBJECT.match(self._data, offset)
         if head is None or (int(head[1]), int(head[2])) != (number, generation):
             raise ValueError(f"object {number} is not where the table says")
         return _entries(self._data, head.end())[0]
+
+
+# More revisions than a copy of this pipeline ever has (issue, endorsements, images, marks, signatures)
+_MAX_REVISIONS = 64
+
+
+def _section(data: bytes, at: int) -> tuple[list[tuple[int, int, int]], dict[str, bytes]] | None:
+    """The subsections (first number, count, where its rows start) and trailer of the classic
+    cross-reference section at ``at``, or None."""
+    head = _XREF.match(data, at)
+    if head is None:
+        return None
+    subsections = []
+    position = head.end()
+    while (sub := _SUBSECTION.match(data, position)) is not None:
+        start, count = int(sub[1]), int(sub[2])
+        subsections.append((start, count, sub.end()))
+        position = sub.end() + 20 * count
+    trailer = _TRAILER.match(data, position)
+    if trailer is None or not subsections:
+        return None
+    return subsections, _entries(data, trailer.end())[0]
 
 
 class PypdfObjects:
@@ -224,7 +282,8 @@ def reference(ref: bytes) -> IndirectObject:
 
 
 _SPACE = rb"(?:[\x00\t\n\x0c\r ]|%[^\r\n]*)*"
-_TABLE = re.compile(rb"xref\r?\n0 (\d+)[ \t]*\r?\n")
+_XREF = re.compile(rb"xref[ \t]*\r?\n")
+_SUBSECTION = re.compile(rb"(\d+) (\d+)[ \t]*\r?\n")
 _TRAILER = re.compile(_SPACE + rb"trailer" + _SPACE)
 _OBJECT = re.compile(rb"(\d+)\s+(\d+)\s+obj" + _SPACE)
 _IDS = re.compile(rb"\[\s*(<[0-9A-Fa-f\s]*>)\s*<([0-9A-Fa-f\s]*)>\s*\]")

@@ -9,7 +9,7 @@ from core.config import Settings
 from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from pipeline.documents import DocumentMaker
 from usecases.filing import Filed, Filing
-from usecases.session import Archive
+from usecases.session import Archive, signer_from
 
 
 def attach_images(
@@ -20,7 +20,16 @@ def attach_images(
     with Archive(settings) as archive:
         # attaching images renders nothing: the maker is there for the registry only
         maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
-        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
-        return filing.attach(
-            policy_no.strip().upper(), kind=kind, files=files, by=by or settings.operator, label=label
+        filing = Filing(
+            store=archive.store,
+            index=archive.index,
+            maker=maker,
+            operator=settings.operator,
+            signer=signer_from(settings),
         )
+        try:
+            return filing.attach(
+                policy_no.strip().upper(), kind=kind, files=files, by=by or settings.operator, label=label
+            )
+        finally:
+            filing.close()

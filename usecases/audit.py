@@ -17,6 +17,7 @@ from core.config import Settings
 from core.errors import UsageError
 from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from stamps import load_seal_registry
+from stamps.keys import load_certificates
 from usecases.session import Archive
 
 __all__ = [
@@ -44,6 +45,7 @@ def auditing(settings: Settings, *, seal_dpi: int = 150, thumbnails: bool = True
             seals=load_seal_registry(),
             seal_dpi=seal_dpi,
             thumbnail_width=84 if thumbnails else 0,
+            trust_roots=load_certificates(settings.trust_roots),
         )
 
 

@@ -207,7 +207,11 @@ class _WorkerFiling:
             if filing is None:
                 base = session.filing
                 filing = Filing(
-                    store=base.store, index=base.index, maker=base.maker, operator=context.operator
+                    store=base.store,
+                    index=base.index,
+                    maker=base.maker,
+                    operator=context.operator,
+                    signer=base.signer,
                 )
                 self._by_operator[context.operator] = filing
             return filing

@@ -8,7 +8,9 @@ adoption of what a crashed run left, serial marks). ``Filing`` only orchestrates
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from archive.index import Index
@@ -37,6 +39,7 @@ from pipeline.bundle import (
 from pipeline.documents import DocumentMaker
 from pipeline.intake import PreparedImages
 from pipeline.validate import Reason
+from stamps.signing import PdfSigner
 
 # run.py (the batch loop) takes Filed, _Refused and _FiledByAnother from here
 __all__ = ["Filed", "Filing", "_FiledByAnother", "_Refused"]
@@ -54,8 +57,18 @@ class _Refused(VersionRefused):
 _FiledByAnother = FiledByAnother
 
 
+# Signatures waiting for their timestamps at once: each holds a thread while its TSA answers, and a
+# group of records is only filed when its last signature is back (the TSA's latency hidden behind the
+# other records' work: ``bench/throughput_bench.py`` measures a TSA that answers late).
+SIGNING_THREADS = 32
+
+_Copies = tuple[bytes, bytes]  # a new policy's signed customer copy and archive copy
+
+
 class Filing:
-    """Files records into one archive (store + index). Thread-safe; one per run or per watcher."""
+    """Files records into one archive (store + index). Thread-safe; one per run or per watcher.
+
+    ``signer``: every PDF filed is signed last (DESIGN.md invariant 8); None files them unsigned."""
 
     def __init__(
         self,
@@ -64,15 +77,48 @@ class Filing:
         index: Index,
         maker: DocumentMaker,
         operator: str,
+        signer: PdfSigner | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.maker = maker
         self.registry = maker.registry
         self.operator = operator
+        self.signer = signer
         self.clock = maker.clock  # one split per run: documents and filing stages together
         self.writer = VersionWriter(store=store, index=index, operator=operator, clock=self.clock)
         self.policies = ArchivedPolicies(store=store, index=index)
+        self._signing = (
+            ThreadPoolExecutor(max_workers=SIGNING_THREADS, thread_name_prefix="sign")
+            if signer is not None and signer.timestamper is not None
+            else None
+        )
+
+    def close(self) -> None:
+        if self._signing is not None:
+            self._signing.shutdown(wait=True)
+
+    @property
+    def signature(self) -> dict[str, str | None] | None:
+        """What the manifest records of the signer (None: unsigned)."""
+        return self.signer.facts if self.signer is not None else None
+
+    def sign(self, pdf: bytes) -> bytes:
+        """``pdf`` signed last (unchanged without a signer); the signer's own CPU time is counted apart
+        from the waiting for a timestamp (the report's ``signing``)."""
+        if self.signer is None:
+            return pdf
+        began = time.thread_time()
+        with self.clock.measure("sign"):
+            signed = self.signer.sign(pdf)
+        self.clock.count_cpu("sign", time.thread_time() - began)
+        return signed
+
+    def _later(self, work: Callable[[], _Copies]) -> Future[_Copies] | _Copies:
+        """``work`` on a signing thread when signatures wait for a TSA, else at once."""
+        if self._signing is None:
+            return work()
+        return self._signing.submit(work)
 
     def archived_policy(self, policy_no: str) -> Policy | None:
         """The archived policy's record, read from its first version's manifest (hash-verified)."""
@@ -115,12 +161,20 @@ class Filing:
         images: dict[int, tuple[PreparedImages | None, list[ImageEntry]]] = {}
         fresh = [i for i, plan in plans.items() if plan.stored is None]
 
-        def archive_copy_for(k: int, customer: bytes) -> bytes:
+        def archive_copy_for(k: int, customer: bytes) -> object:
             policy = items[fresh[k]][0]
             with self.clock.measure("images"):
                 prepared, entries = images[fresh[k]] = record_images(policy, batch_dir)
-            with self.clock.measure("bundle"):
-                return archive_copy(customer, images=prepared, entries=entries, title=self._title(policy))
+
+            def sign_both() -> tuple[bytes, bytes]:
+                # the customer copy signed, then its archive copy (its bytes the prefix) signed after
+                # the image pages (issue 23, item 1)
+                signed = self.sign(customer)
+                with self.clock.measure("bundle"):
+                    bundle = archive_copy(signed, images=prepared, entries=entries, title=self._title(policy))
+                return signed, self.sign(bundle)
+
+            return self._later(sign_both)
 
         documents = self.maker.policy_pdfs([items[i][0] for i in fresh], follow_up=archive_copy_for)
         drafts: dict[int, Draft] = {}
@@ -129,13 +183,21 @@ class Filing:
                 results[i] = document
                 del plans[i]
                 continue
+            copies = document.follow_up
+            try:
+                customer, bundle = copies.result() if isinstance(copies, Future) else copies
+            except IssuanceError as e:  # a signature that failed (the TSA): this record only
+                results[i] = e
+                del plans[i]
+                continue
             entries = images[i][1]
             drafts[i] = plans[i].draft(
-                policy_parts(document, entries),
+                policy_parts(customer, bundle, pages=document.pages, entries=entries),
                 images=entries,
                 templates=document.templates,
                 seal=document.seal,
                 batch_id=batch_id,
+                signature=self.signature,
             )
         filed = self.writer.file_policies(
             [(plan, drafts.get(i)) for i, plan in plans.items()], batch_id=batch_id
@@ -186,6 +248,7 @@ class Filing:
                 title=self._title(policy),
                 images=prepared,
                 entries=entries,
+                sign=self.sign,
             )
             draft = Draft(
                 parts=parts,
@@ -199,6 +262,7 @@ class Filing:
                 missing_images=[k for k in row.missing_images.split(",") if k],
                 previous={"version": str(previous.version), "manifest": previous.manifest_key},
                 extra={"endorsement_no": endorsement.endorsement_no},
+                signature=self.signature,
             )
             stored = self.writer.publish(slot, draft)
         return self.writer.commit_endorsement(
@@ -229,6 +293,7 @@ class Filing:
             self.store.get(previous.bundle_key, sha256=previous.bundle_sha256),
             images=prepared,
             entries=entries,
+            sign=self.sign,
         )
         customer = StoredObject(
             previous.customer_key, previous.customer_sha256, previous.customer_size, previous.customer_pages
@@ -240,6 +305,7 @@ class Filing:
             images=entries,
             missing_images=missing,
             previous={"version": str(previous.version), "manifest": previous.manifest_key},
+            signature=self.signature,
         )
         stored = self.writer.publish(slot, draft)
         return self.writer.commit_supplement(

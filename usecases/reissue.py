@@ -13,7 +13,7 @@ from core.products import DEFAULT_TEMPLATES_DIR
 from pipeline.convert import Converter, profile_template_for
 from pipeline.reissue import ReissueMarker
 from pipeline.scratch import run_scratch
-from usecases.session import Archive
+from usecases.session import Archive, signer_from
 
 
 def reissue_copy(settings: Settings, request: ReissueRequest) -> Reissued:
@@ -41,6 +41,7 @@ def reissue_copy(settings: Settings, request: ReissueRequest) -> Reissued:
             marker=marker,
             request=request,
             operator=settings.operator,
+            signer=signer_from(settings),
         )
 
 

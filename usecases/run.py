@@ -28,6 +28,7 @@ from core.errors import (
     IndexUnavailable,
     IssuanceError,
     RunAborted,
+    SigningFailed,
     StoreError,
     TemplateError,
     UsageError,
@@ -122,6 +123,10 @@ def _outcome(item: Accepted, result: Filed | Exception | None, batch_id: str | N
         return Outcome(status=ARCHIVED, documents=result.keys, **base)
     if isinstance(result, _FiledByAnother):
         return Outcome(status=ALREADY_ARCHIVED, **base)
+    if isinstance(result, SigningFailed):
+        # the record was fine; its signature (the key, the TSA) was not made: not filed, and a re-run
+        # files it, while the run goes on with the other records (issue 23, item 3)
+        return Outcome(status=NOT_ATTEMPTED, reasons=(Reason("signature", str(result)),), **base)
     if isinstance(result, _Refused):
         reason = result.reason
     elif isinstance(result, IndexConflict):
@@ -268,9 +273,11 @@ class BatchRun:
     def finish(self, outcome: Outcome) -> None:
         """Record one record's outcome (logged if not filed, passed to ``on_record``)."""
         with self._lock:
+            if outcome.status not in self.report.statuses:
+                self.report.statuses = (*self.report.statuses, outcome.status)
             self.report.add(outcome)
             repeats = self._repeats.pop(outcome.line, ())
-        if outcome.status == REJECTED:
+        if outcome.status in (REJECTED, NOT_ATTEMPTED):
             self._log(outcome)
         if self._on_record:
             self._on_record(outcome)
@@ -309,6 +316,10 @@ class BatchRun:
         self._log.summary()
         report.finished_at = datetime.now(CHINA)
         report.extra["stages"] = self.filing.clock.snapshot()
+        report.extra["signing"] = {
+            "signed_by": self.filing.signature,
+            **self.filing.clock.cpu_snapshot().get("sign", {"items": 0}),
+        }
         ended = "aborted" if self.fatal else "interrupted" if report.extra.get("interrupted") else "finished"
         try:
             index.finish_batch(

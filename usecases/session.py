@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,32 @@ from archive.store import open_store
 from pipeline.batchfile import read_batch
 from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
 from pipeline.scratch import run_scratch
+from stamps.keys import open_signing_key
+from stamps.signing import PdfSigner
+from stamps.timestamps import Timestamper
 
 if TYPE_CHECKING:
     from core.config import Settings
     from usecases.filing import Filing
+
+logger = logging.getLogger(__name__)
+
+UNSIGNED_WARNING = (
+    "documents are issued UNSIGNED: no signing key is configured (ISSUANCE_SIGNING_KEY; the README's "
+    "'A real certificate' says how)"
+)
+
+
+def signer_from(settings: Settings) -> PdfSigner | None:
+    """The run's signer (key opened, TSA client made), or None when no key is configured: then the
+    documents go out unsigned, with a warning (one per run or command). ``ConfigError`` for a key that
+    is configured but cannot be opened: a run never falls back to unsigned by accident."""
+    if not settings.signing_key:
+        logger.warning(UNSIGNED_WARNING)
+        return None
+    key = open_signing_key(settings.signing_key, settings.signing_secret)
+    timestamper = Timestamper(settings.tsa_url, timeout=settings.timeout) if settings.tsa_url else None
+    return PdfSigner(key, timestamper=timestamper)
 
 
 class Archive:
@@ -71,6 +94,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
         ) as pool,
     ):
         pool.start(wait=False)  # LibreOffice starts while the archive is opened and the first records read
+        signer = signer_from(settings)
         from core.products import DEFAULT_TEMPLATES_DIR, load_registry
         from pipeline.documents import DocumentMaker
         from stamps import load_seal_registry
@@ -88,12 +112,21 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
                 scratch_dir=Path(scratch),
                 seals=seals,
             )
-            filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+            filing = Filing(
+                store=archive.store,
+                index=archive.index,
+                maker=maker,
+                operator=settings.operator,
+                signer=signer,
+            )
             # What start-up made (modules, the registry, seals, the index's tables) lives as long as the
             # process: out of the cyclic collector's way, which otherwise walks it all on every full
             # pass (docs/performance.md, "Flat memory").
             gc.freeze()
-            yield FilingSession(filing=filing, pool=pool, workers=count)
+            try:
+                yield FilingSession(filing=filing, pool=pool, workers=count)
+            finally:
+                filing.close()
 
 
 def check_batch(batch: Path) -> None:

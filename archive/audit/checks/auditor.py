@@ -55,6 +55,7 @@ RUN_ORDER: tuple[tuple[Check, tuple[str, ...]], ...] = (
     (authenticity.object_hashes, ("object_hashes",)),
     (authenticity.index_matches, ("index_matches",)),
     (authenticity.seals, ("company_seal", "cross_page_seal")),
+    (authenticity.signatures, ("signatures",)),
     (integrity.objects_present, ("objects_present",)),
     (integrity.clauses_match, ("clauses_match",)),
     (integrity.required_images, ("required_images",)),
@@ -87,6 +88,7 @@ class Auditor:
         seal_dpi: float = 150,
         render_dpi: float = 30,
         thumbnail_width: int = 84,
+        trust_roots: Sequence[bytes] = (),
     ) -> None:
         self.store = store
         self.index = index
@@ -95,6 +97,7 @@ class Auditor:
         self.seal_dpi = seal_dpi
         self.render_dpi = render_dpi
         self.thumbnail_width = thumbnail_width
+        self.trust_roots = tuple(trust_roots)
         self._ledger: list[str] | None = None
         self._lock = threading.Lock()
 

@@ -15,6 +15,11 @@
   strip on every page of a multi-page document, and the strips of every group reassemble into that
   registered version. Poppler renders the newest customer copy once, at the seals' resolution, and
   hands its pages over one at a time to the seal finders and the thumbnails (``seal_checks``).
+- ``signatures``: every PDF a version filed is checked by pyHanko's validator (``stamps.signing``): its
+  last signature intact, valid, covering the whole file, by the certificate its manifest records,
+  chaining to a trusted root, valid when it signed, its timestamp matching; earlier signatures inside
+  it (the customer copy's inside the archive copy, the original's inside a reissued copy) intact and
+  valid. A version filed unsigned (no key was configured) is said to be so.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from archive.index import as_utc
 from core.errors import IssuanceError
 from stamps.finding import SealFinder
 from stamps.poppler import stream_pages
+from stamps.signing import check_signatures
 from stamps.stamping import page_frames
 
 logger = logging.getLogger(__name__)
@@ -50,7 +56,10 @@ __all__ = [
     "object_hashes",
     "seal_checks",
     "seals",
+    "signatures",
 ]
+
+_SIGNED_PARTS = ("customer.pdf", "bundle.pdf", "reissue.pdf")
 
 
 def ledger_chain(policy: AuditedPolicy, messages: Messages) -> None:
@@ -233,6 +242,57 @@ class SealFindings:
     cross_page: CheckResult
     groups: tuple[tuple[SealedDocument, tuple[tuple[int, int], ...]], ...]
     pages_rendered: int = 0
+
+
+def signatures(policy: AuditedPolicy, messages: Messages) -> None:
+    found = messages.check("signatures")
+    seen: set[str] = set()
+    for v in policy.versions:
+        if v.manifest is None:
+            continue  # object_hashes says why
+        recorded = v.manifest.get("signature")
+        for name in _SIGNED_PARTS:
+            part = v.parts.get(name)
+            if part is None or part.data is None or part.key in seen:
+                continue  # absent or unreadable: object_hashes says so; shared: checked once
+            seen.add(part.key)
+            where = f"{v.label} {name}"
+            if not recorded:
+                found.evidence(f"{where}: issued unsigned (no signing key was configured) — 未签名")
+                continue
+            try:
+                checks = check_signatures(
+                    part.data,
+                    roots=list(policy.sources.trust_roots),
+                    require_timestamp=recorded.get("level") == "PAdES-B-T",
+                )
+            except IssuanceError as e:
+                found.problem(f"{where}: {e}")
+                continue
+            if not checks:
+                found.problem(f"{where} carries no signature, though its manifest records one")
+                continue
+            *earlier, last = checks
+            for check in earlier:
+                if not (check.intact and check.valid):
+                    found.problem(
+                        f"{where}: the earlier signature {check.field}: {'; '.join(check.problems)}"
+                    )
+            for problem in last.problems:
+                found.problem(f"{where}: {problem}")
+            if last.fingerprint and last.fingerprint != recorded.get("fingerprint"):
+                found.problem(
+                    f"{where} is signed by another certificate ({last.fingerprint[:16]}…) than its manifest "
+                    f"records ({str(recorded.get('fingerprint'))[:16]}…)"
+                )
+            elif last.ok:
+                when = last.timestamped_at or last.signed_at
+                stamped = "timestamped" if last.timestamped_at else "signing time claimed"
+                found.evidence(
+                    f"{where}: signed by {last.signer} (sha256 {last.fingerprint[:16]}…), {stamped} "
+                    f"{when:%Y-%m-%d %H:%M:%S} UTC, covers the whole file"
+                    + (f"; {len(earlier)} earlier signature(s) inside intact" if earlier else "")
+                )
 
 
 def seal_checks(

@@ -35,6 +35,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "index_matches": (AUTHENTICITY, "索引、清单与文件元数据一致"),
     "company_seal": (AUTHENTICITY, "保单、批单加盖公章（登记版本）"),
     "cross_page_seal": (AUTHENTICITY, "保单正本与所附条款加盖骑缝章"),
+    "signatures": (AUTHENTICITY, "电子签名有效（签名证书、时间戳，覆盖全文）"),
     "objects_present": (INTEGRITY, "各版本对象齐全"),
     "clauses_match": (INTEGRITY, "所附条款与保单列明条款一致"),
     "required_images": (INTEGRITY, "承保影像齐全"),
@@ -274,6 +275,7 @@ class Sources(Protocol):
     products: ProductRegistry
     seal_dpi: float
     render_dpi: float
+    trust_roots: Sequence[bytes]  # DER certificates that signatures must chain to
 
     def ledger_problems(self) -> list[str]: ...
 
