@@ -16,6 +16,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 demo: system env
 	@mkdir -p var
+	@# a SPECIMEN signing certificate (样本, not for real use) so that the demo's documents are signed
+	$(BIN)/issuance signer specimen
 	$(BIN)/issuance run examples/sample-batch/batch.jsonl; \
 	  status=$$?; [ $$status -le 1 ] || exit $$status
 	@echo "The sample's six bad records are rejected on purpose (see the report). Filed under var/archive/:"
