@@ -104,11 +104,13 @@ def late_images(
     return result, entries
 
 
-Sign = Callable[[bytes], bytes]  # a PDF signed last (``stamps.signing.PdfSigner``), or left as it is
+# PDFs signed last, each (``stamps.signing.PdfSigner``, several at once while each waits for its
+# timestamp), or left as they are
+SignAll = Callable[[Sequence[bytes]], list[bytes]]
 
 
-def _unsigned(pdf: bytes) -> bytes:
-    return pdf
+def _unsigned(pdfs: Sequence[bytes]) -> list[bytes]:
+    return list(pdfs)
 
 
 def policy_parts(customer: bytes, bundle: bytes, *, pages: int, entries: Sequence[ImageEntry]) -> list[Part]:
@@ -127,17 +129,17 @@ def endorsement_parts(
     title: str,
     images: PreparedImages | None,
     entries: Sequence[ImageEntry],
-    sign: Sign = _unsigned,
+    sign_all: SignAll = _unsigned,
 ) -> list[Part]:
     """An endorsement version: the previous customer and archive copies, each grown by the sealed
     endorsement, the archive copy by the endorsement's images too, each signed as a whole."""
-    customer_pdf = sign(append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title))
+    customer_pdf = append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title)
     bundle_pdf = append_endorsement(
         bundle, endorsement, endorsement_no=endorsement_no, title=f"{title}（档案件）"
     )
     if images is not None:
         bundle_pdf = add_images(bundle_pdf, images=images, entries=entries)
-    bundle_pdf = sign(bundle_pdf)
+    customer_pdf, bundle_pdf = sign_all([customer_pdf, bundle_pdf])
     return [
         Part("customer.pdf", customer_pdf, page_count(customer_pdf)),
         Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf)),
@@ -145,11 +147,11 @@ def endorsement_parts(
 
 
 def supplement_part(
-    bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry], sign: Sign = _unsigned
+    bundle: bytes, *, images: PreparedImages, entries: Sequence[ImageEntry], sign_all: SignAll = _unsigned
 ) -> Part:
     """A supplement version's archive copy: the previous one with the late images (``add_images``),
     signed again after them."""
-    bundle_pdf = sign(add_images(bundle, images=images, entries=entries))
+    (bundle_pdf,) = sign_all([add_images(bundle, images=images, entries=entries)])
     return Part("bundle.pdf", bundle_pdf, page_count(bundle_pdf))
 
 

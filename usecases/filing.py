@@ -114,6 +114,12 @@ class Filing:
         self.clock.count_cpu("sign", time.thread_time() - began)
         return signed
 
+    def sign_all(self, pdfs: Sequence[bytes]) -> list[bytes]:
+        """``sign`` for each, at once on the signing threads when signatures wait for a TSA."""
+        if self._signing is None or len(pdfs) < 2:
+            return [self.sign(pdf) for pdf in pdfs]
+        return list(self._signing.map(self.sign, pdfs))
+
     def _later(self, work: Callable[[], _Copies]) -> Future[_Copies] | _Copies:
         """``work`` on a signing thread when signatures wait for a TSA, else at once."""
         if self._signing is None:
@@ -248,7 +254,7 @@ class Filing:
                 title=self._title(policy),
                 images=prepared,
                 entries=entries,
-                sign=self.sign,
+                sign_all=self.sign_all,
             )
             draft = Draft(
                 parts=parts,
@@ -293,7 +299,7 @@ class Filing:
             self.store.get(previous.bundle_key, sha256=previous.bundle_sha256),
             images=prepared,
             entries=entries,
-            sign=self.sign,
+            sign_all=self.sign_all,
         )
         customer = StoredObject(
             previous.customer_key, previous.customer_sha256, previous.customer_size, previous.customer_pages
