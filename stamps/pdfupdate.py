@@ -379,9 +379,14 @@ class IncrementalUpdate(PdfObjects):
         the previous one and ``identity``: what makes this update what it is, by default its own bytes
         (a caller that knows shorter content-derived ones, say digests of the pictures it adds, saves
         hashing them again)."""
-        # Pieces joined once at the end: the original (megabytes, with a bundle's fonts) is copied once.
-        out = [self._original] if self._original.endswith(b"\n") else [self._original, b"\n"]
-        at = sum(map(len, out))
+        # joined once: the original (megabytes, with a bundle's fonts) is copied once
+        return b"".join((self._original, self.appended(identity=identity)))
+
+    def appended(self, *, identity: bytes | None = None) -> bytes:
+        """What ``to_bytes`` appends to the original: for a caller that changes it before joining (a
+        signature fills in its placeholders), without copying the original twice."""
+        out = [] if self._original.endswith(b"\n") else [b"\n"]
+        at = len(self._original) + sum(map(len, out))
         offsets: dict[int, tuple[int, int]] = {}
         for number in sorted(self._bodies):
             generation, body = self._bodies[number]
@@ -389,7 +394,7 @@ class IncrementalUpdate(PdfObjects):
             head = b"%d %d obj\n" % (number, generation)
             out += (head, body, b"\nendobj\n")
             at += len(head) + len(body) + 8
-        trailer = self._trailer_entries(b"".join(out[1:]) if identity is None else identity)
+        trailer = self._trailer_entries(b"".join(out) if identity is None else identity)
         if self._as_stream:
             tail = self._xref_stream(at, offsets, trailer)
         else:

@@ -157,19 +157,21 @@ class PdfSigner:
         before (a reissue re-signs the original) keeps that signature inside, intact, in its own field.
         ``SigningFailed`` names what went wrong (a PDF of an unexpected shape, the key, the TSA)."""
         now = now or dt.datetime.now(dt.UTC)
-        prepared = bytearray(self._with_field(pdf, now))
-        # the signature dictionary is in the update just written: find its placeholders there
-        at = prepared.find(_RANGE, len(pdf))
+        # only the update is changed in place; the document before it is hashed and copied once
+        tail = bytearray(self._with_field(pdf, now))
+        base = len(pdf)
+        at = tail.find(_RANGE)
         if at < 0:
             raise SigningFailed("the signature placeholder was not written as expected")
-        gap_start = prepared.find(b"/Contents <", at) + len(b"/Contents ")
+        gap_start = tail.find(b"/Contents <", at) + len(b"/Contents ")
         gap_end = gap_start + 2 + 2 * self.reserve
-        if prepared[gap_end - 1 : gap_end] != b">":
+        if tail[gap_end - 1 : gap_end] != b">":
             raise SigningFailed("the signature placeholder was not written as expected")
-        ranges = b"/ByteRange[0 %-10d %-10d %-10d]" % (gap_start, gap_end, len(prepared) - gap_end)
-        prepared[at : at + len(_RANGE)] = ranges
-        view = memoryview(prepared)
-        digest = hashlib.sha256(view[:gap_start])
+        ranges = b"/ByteRange[0 %-10d %-10d %-10d]" % (base + gap_start, base + gap_end, len(tail) - gap_end)
+        tail[at : at + len(_RANGE)] = ranges
+        view = memoryview(tail)
+        digest = hashlib.sha256(pdf)
+        digest.update(view[:gap_start])
         digest.update(view[gap_end:])
         signature = self._cms(digest.digest())
         if len(signature) > self.reserve:
@@ -177,8 +179,8 @@ class PdfSigner:
                 f"the signature needs {len(signature)} bytes, more than the {self.reserve} kept"
             )
         hexed = signature.hex().encode("ascii")
-        prepared[gap_start + 1 : gap_start + 1 + len(hexed)] = hexed
-        return bytes(prepared)
+        tail[gap_start + 1 : gap_start + 1 + len(hexed)] = hexed
+        return b"".join((pdf, tail))
 
     def _cms(self, digest: bytes) -> bytes:
         """The CMS ``ContentInfo`` of a detached signature over a file whose ``digest`` is given."""
@@ -192,7 +194,7 @@ class PdfSigner:
         return _seq(_OID["signed_data"], _tlv(0xA0, signed_data))
 
     def _with_field(self, pdf: bytes, now: dt.datetime) -> bytes:
-        """``pdf`` and an update with an empty signature field: the dictionary with placeholders."""
+        """The update to append to ``pdf``: an empty signature field, its dictionary with placeholders."""
         try:
             source = _source(pdf)
             update = IncrementalUpdate(pdf, source if isinstance(source, PlainPdf) else source.reader)
@@ -239,7 +241,7 @@ class PdfSigner:
             else:
                 new_catalog = _dictionary(catalog, {"/AcroForm": _dictionary(form, form_entries)})
                 update.replace(reference(root), new_catalog)
-            return update.to_bytes()
+            return update.appended()
         except (ValueError, KeyError, TypeError, PyPdfError) as e:
             raise SigningFailed(f"the PDF cannot take a signature: {e}") from e
 
