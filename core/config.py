@@ -17,11 +17,13 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     timeout = 120
     operator = "nightly"
     scratch = "/srv/issuance/scratch"    # a run's private working files (default var/scratch)
+    [desk]
+    public_url = "https://verify.example.com.cn"  # QR codes lead to <public_url>/verify/<code>
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
-ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH. S3 credentials use boto3's own chain
-(AWS_ACCESS_KEY_ID, …).
+ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL. S3 credentials use boto3's
+own chain (AWS_ACCESS_KEY_ID, …).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
@@ -41,6 +44,8 @@ DEFAULT_FILE = Path("issuance.toml")
 # Policies of one product per LibreOffice document: larger groups leave fewer documents than instances near
 # a batch's end (docs/performance.md, "Several schedules per LibreOffice document").
 DEFAULT_CHUNK = 16
+# Where the desk answers verification codes (the QR code on page 1): its own address by default
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Settings:
     # composed documents and LibreOffice's profiles of a run (``pipeline.scratch``): personal data, so a
     # private folder of the working folder, never the shared /tmp
     scratch_dir: Path
+    # the QR code on page 1 of an issued document leads to <public_url>/verify/<code> (core.verification)
+    public_url: str = DEFAULT_PUBLIC_URL
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -86,7 +93,9 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
-    store, index, secret, run = (_section(data, n) for n in ("store", "index", "secrets", "run"))
+    store, index, secret, run, desk = (
+        _section(data, n) for n in ("store", "index", "secrets", "run", "desk")
+    )
 
     var_dir = base / "var"
     store_url = env.get("ISSUANCE_STORE") or store.get("url") or (var_dir / "archive").as_uri()
@@ -114,7 +123,27 @@ def load_settings(
         soffice=env.get("ISSUANCE_SOFFICE") or run.get("soffice") or "soffice",
         var_dir=var_dir,
         scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
+        public_url=_public_url(env, desk),
     )
+
+
+def _public_url(env: Mapping[str, str], desk: Mapping[str, Any]) -> str:
+    """The verification page's base URL: http(s) with a host, nothing a path can be appended after."""
+    name = "ISSUANCE_PUBLIC_URL" if env.get("ISSUANCE_PUBLIC_URL") else "[desk] public_url"
+    url = env.get("ISSUANCE_PUBLIC_URL") or desk.get("public_url") or DEFAULT_PUBLIC_URL
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+        if parts:
+            _ = parts.port  # ValueError for a port that is not a number
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        raise ConfigError(
+            f"configuration: {name} must be an http(s) URL with a host and no query or fragment",
+            hint=f"e.g. {DEFAULT_PUBLIC_URL}; printed QR codes lead to <URL>/verify/<code>",
+        )
+    return url.rstrip("/")
 
 
 def _login() -> str:
