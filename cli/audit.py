@@ -250,12 +250,12 @@ def _orphans(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from usecases.audit import verify_policy
-
     if (args.policy_no is None) == (args.code is None):
         raise UsageError("give either a policy number or --code CODE", hint="issuance verify --help")
     if args.code is not None:
         return _verify_code(args)
+    from usecases.audit import verify_policy
+
     result, ledger = verify_policy(
         settings_from(args),
         args.policy_no.strip().upper(),
