@@ -3,7 +3,8 @@
 CLI-layer code: it prints; the library (``archive.audit``) stays silent and raises. Exit codes: ``audit``
 0 when the lot is accepted, 1 when rejected; ``audit --redraw`` 0 when today's draw is the recorded
 sample, 1 when it differs; ``audit --orphans`` 1 when it finds an error; ``verify`` 0 when every check
-passes, 1 when any fails; 2 for usage, 3 for an unavailable component (``core.errors``).
+passes, 1 when any fails; ``verify --code`` 0 when the code names an issued document, 2 when no document has
+it; 2 for usage, 3 for an unavailable component (``core.errors``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from rich.table import Table
 
@@ -72,10 +74,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     verify = sub.add_parser(
         "verify",
-        help="run every audit check on one policy (exit 0: all pass, 1: defects)",
-        description="The four-property checks (真实性, 完整性, 可用性, 安全性) on one archived policy.",
+        help="run every audit check on one policy (exit 0: all pass, 1: defects), or answer a QR code",
+        description=(
+            "The four-property checks (真实性, 完整性, 可用性, 安全性) on one archived policy; with --code, "
+            "what the verification code of a document's QR code names (电子保单验真), from the index."
+        ),
     )
-    verify.add_argument("policy_no")
+    verify.add_argument("policy_no", nargs="?", help="the policy to check (or --code)")
+    verify.add_argument(
+        "--code", help="a verification code (or the QR code's whole URL): which issued document it names"
+    )
     verify.add_argument("--json", action="store_true", help="the result as one JSON object")
     _check_options(verify)
     verify.set_defaults(handler=_verify)
@@ -242,6 +250,10 @@ def _orphans(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if (args.policy_no is None) == (args.code is None):
+        raise UsageError("give either a policy number or --code CODE", hint="issuance verify --help")
+    if args.code is not None:
+        return _verify_code(args)
     from usecases.audit import verify_policy
 
     result, ledger = verify_policy(
@@ -266,3 +278,53 @@ def _verify(args: argparse.Namespace) -> int:
     state = "defective: " + ", ".join(result.failed) if result.defective else "every check passes"
     print(f"{result.policy_no}: {state}; score {result.score}/{result.max_score}")
     return EXIT_REJECTED if result.defective else EXIT_OK
+
+
+def _verify_code(args: argparse.Namespace) -> int:
+    from usecases.verification import KIND_TEXT, STATUS_TEXT, verify_code
+
+    found = verify_code(settings_from(args), args.code)
+    if args.json:
+        print(json.dumps(found.as_json(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    china = ZoneInfo("Asia/Shanghai")
+    start = found.period_start.astimezone(china)
+    end = found.period_end.astimezone(china)  # exclusive: 2027-12-01 00:00 is the end of 11-30
+    kind = KIND_TEXT.get(found.kind, found.kind) + (
+        f" {found.endorsement_no}" if found.endorsement_no else ""
+    )
+    current = (
+        "yes, the current version"
+        if found.is_current
+        else f"no, the current version is {found.current_version}"
+    )
+    table = Table(
+        title=f"[green]genuine[/]: a document issued by this centre (code {found.code})", show_header=False
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in (
+        ("保险单号 policy", found.policy_no),
+        ("产品 product", f"{found.product_name} ({found.product_code})"),
+        ("承保机构 branch", f"{found.branch_name} ({found.branch_code})"),
+        ("保险期间 period", f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (China time, end exclusive)"),
+        ("投保人 applicant", found.applicant),
+        ("被保险人 insured", found.insured),
+        (
+            "文件 document",
+            f"version {found.version}: {kind}, issued {found.issued_at.astimezone(china):%Y-%m-%d %H:%M}",
+        ),
+        ("最新版本 current", current),
+        ("状态 status", STATUS_TEXT.get(found.status, found.status)),
+    ):
+        table.add_row(label, value)
+    if found.reissues:
+        voided = ", ".join(
+            f"{v.serial} (voided {v.voided_at.astimezone(china):%Y-%m-%d} by version {v.reissue_version})"
+            for v in found.voided_serials
+        )
+        table.add_row(
+            "补发 reissued", f"{found.reissues} time(s)" + (f"; serials voided: {voided}" if voided else "")
+        )
+    stdout_console().print(table)
+    return EXIT_OK

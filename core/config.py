@@ -22,12 +22,14 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     password_file = "/etc/issuance/signer.password"   # the PKCS#12 password or the token's PIN
     tsa_url = "http://tsa.example.com/tsr"            # RFC 3161 trusted time (PAdES B-T)
     trust = ["/etc/issuance/company-root.pem"]        # roots that `issuance verify` and audits trust
+    [desk]
+    public_url = "https://verify.example.com.cn"  # QR codes lead to <public_url>/verify/<code>
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
-ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_SIGNING_KEY, ISSUANCE_SIGNING_PASSWORD
-(the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL, ISSUANCE_TRUST (roots,
-separated by ``:``). S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL, ISSUANCE_SIGNING_KEY,
+ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL,
+ISSUANCE_TRUST (roots, separated by ``:``). S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
 left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
@@ -43,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
@@ -50,6 +53,8 @@ DEFAULT_FILE = Path("issuance.toml")
 # Policies of one product per LibreOffice document: larger groups leave fewer documents than instances near
 # a batch's end (docs/performance.md, "Several schedules per LibreOffice document").
 DEFAULT_CHUNK = 16
+# Where the desk answers verification codes (the QR code on page 1): its own address by default
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Settings:
     # composed documents and LibreOffice's profiles of a run (``pipeline.scratch``): personal data, so a
     # private folder of the working folder, never the shared /tmp
     scratch_dir: Path
+    # the QR code on page 1 of an issued document leads to <public_url>/verify/<code> (core.verification)
+    public_url: str = DEFAULT_PUBLIC_URL
     # the company's signing key (a PKCS#12 path or a pkcs11: URI), its password or PIN, the TSA, and the
     # roots to trust when checking signatures (DESIGN.md, the ``Signer`` seam)
     signing_key: str | None = None
@@ -112,8 +119,8 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
-    store, index, secret, run, signing = (
-        _section(data, n) for n in ("store", "index", "secrets", "run", "signing")
+    store, index, secret, run, desk, signing = (
+        _section(data, n) for n in ("store", "index", "secrets", "run", "desk", "signing")
     )
 
     var_dir = base / "var"
@@ -142,6 +149,7 @@ def load_settings(
         soffice=env.get("ISSUANCE_SOFFICE") or run.get("soffice") or "soffice",
         var_dir=var_dir,
         scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
+        public_url=_public_url(env, desk),
         **_signing(env, signing, var_dir),
     )
 
@@ -176,6 +184,25 @@ def _read_secret(path: Path, what: str) -> bytes:
         return path.read_bytes().rstrip(b"\r\n")
     except OSError as e:
         raise ConfigError(f"cannot read {what} ({path}): {e.strerror}") from e
+
+
+def _public_url(env: Mapping[str, str], desk: Mapping[str, Any]) -> str:
+    """The verification page's base URL: http(s) with a host, nothing a path can be appended after."""
+    name = "ISSUANCE_PUBLIC_URL" if env.get("ISSUANCE_PUBLIC_URL") else "[desk] public_url"
+    url = env.get("ISSUANCE_PUBLIC_URL") or desk.get("public_url") or DEFAULT_PUBLIC_URL
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+        if parts:
+            _ = parts.port  # ValueError for a port that is not a number
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        raise ConfigError(
+            f"configuration: {name} must be an http(s) URL with a host and no query or fragment",
+            hint=f"e.g. {DEFAULT_PUBLIC_URL}; printed QR codes lead to <URL>/verify/<code>",
+        )
+    return url.rstrip("/")
 
 
 def _login() -> str:

@@ -193,6 +193,11 @@ class PolicyNotFound(UsageError):
     """No archived policy under that number: check it with ``issuance find``."""
 
 
+class UnknownVerificationCode(PolicyNotFound):
+    """No issued document version has that verification code (the QR code's): mistyped, or not a
+    document this centre issued."""
+
+
 class PolicyNotReissuable(IssuanceError):
     """The policy exists but may not be reissued (it is cancelled): the request is refused as a whole."""
 

@@ -217,6 +217,19 @@ def mask_id(id_no: str) -> str:
     return id_no[:head] + "*" * (n - head - tail) + id_no[n - tail :]
 
 
+def mask_name(name: str) -> str:
+    """Return ``name`` with all but its first (and, from three characters on, its last) character
+    replaced by ``*``, keeping the length: ``张*``, ``王*明``, as public verification pages show names.
+    Whole characters count, so a CJK Extension B character is one, not two."""
+    name = name.strip()
+    n = len(name)
+    if n <= 1:
+        return "*" * n
+    if n == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (n - 2) + name[-1]
+
+
 def mask_phone(phone: str) -> str:
     """Return ``phone`` with most digits replaced by ``*``, keeping the same length.
 
@@ -385,6 +398,7 @@ def scrub(text: str, *, keep: Collection[str | None] = ()) -> str:
 __all__ = [
     "mask_address",
     "mask_id",
+    "mask_name",
     "mask_phone",
     "resident_id_check_char",
     "resident_id_problem",

@@ -36,6 +36,7 @@ from pipeline.render import endorsement_context, policy_context
 from pipeline.schedules import ComposedTemplate, RecordPages, SplitError, split
 from pipeline.sealing import SEAL_ANCHOR, SEAL_OVER, SealAnchors
 from stamps.layout import PageFrame
+from stamps.qr import QrEncoder, draw_qr
 from stamps.registry import Seal, SealRegistry
 from stamps.saving import bookmark, save_pdf
 from stamps.sealed_pages import SealedPages, SealedTail
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 PRODUCER = "issuance (示范出单中心)"
 
 FollowUp = Callable[[int, bytes], object]
+# (policy number, version) -> the URL its verification QR code leads to (``core.verification``)
+Verification = Callable[[str, int], str]
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class DocumentMaker:
         scratch_dir: Path | None = None,
         now: datetime | None = None,
         seals: SealRegistry | None = None,
+        verification: Verification | None = None,
     ) -> None:
         self.registry = registry
         self.converter = converter
@@ -129,6 +133,8 @@ class DocumentMaker:
         self.anchors = SealAnchors(clock=self.clock)  # where each record's company seal goes
         self.sealed_clauses = SealedPages(kept=self._kept_seals)  # clause pages sealed once per run
         self.bases = CopyBases()  # documents the customer copies are assembled in
+        self._verification = verification  # None: no QR code (previews, tests of other things)
+        self._qr = QrEncoder()
 
     # --- policies ------------------------------------------------------------------------------------
 
@@ -216,6 +222,7 @@ class DocumentMaker:
                 with self.clock.measure("assemble"):
                     for n, page in enumerate(schedule):
                         out.pages.insert(n, page)
+            self._verification_qr(out, policy.policy_no, 1)
             return self._finish(
                 out,
                 composed=composed,
@@ -237,7 +244,13 @@ class DocumentMaker:
 
     # --- endorsements --------------------------------------------------------------------------------
 
-    def endorsement_pdf(self, endorsement: Endorsement, policy: Policy) -> IssuedDocument:
+    def endorsement_pdf(
+        self, endorsement: Endorsement, policy: Policy, *, version: int | None = None
+    ) -> IssuedDocument:
+        """The sealed endorsement; with a ``verification``, page 1 carries the QR code of the policy's
+        version ``version`` (the one this endorsement makes), required then."""
+        if self._verification is not None and version is None:
+            raise IssuanceError("an issued endorsement needs the version it makes, for its QR code")
         registry = self.registry
         template = registry.endorsement_template
         context = endorsement_context(endorsement, policy=policy, registry=registry, now=self._now)
@@ -246,6 +259,8 @@ class DocumentMaker:
             with self.clock.measure("assemble"):
                 out = pikepdf.new()
                 out.pages.extend(composed.pages[pages.pages.start : pages.pages.stop])
+            if version is not None:
+                self._verification_qr(out, endorsement.policy_no, version)
             return self._finish(
                 out,
                 composed=composed,
@@ -263,6 +278,13 @@ class DocumentMaker:
         return _raise_or_return(self._compose(template, [context], finish)[0])
 
     # --- shared --------------------------------------------------------------------------------------
+
+    def _verification_qr(self, out: pikepdf.Pdf, policy_no: str, version: int) -> None:
+        """The QR code of this version's verification page on page 1 (``stamps.qr``), before the seals
+        and the signature: a signature must be the last thing added."""
+        if self._verification is not None:
+            with self.clock.measure("qr"):
+                draw_qr(out, self._qr.symbol(self._verification(policy_no, version)))
 
     def _composed_template(self, template: Path) -> ComposedTemplate:
         with self._lock:

@@ -243,7 +243,7 @@ class Filing:
         record_sha = content_hash(raw.data or {})
         stored = self.writer.adopt(slot, same=same_record(record_sha))
         if stored is None:
-            document = self.maker.endorsement_pdf(endorsement, policy)
+            document = self.maker.endorsement_pdf(endorsement, policy, version=slot.version)
             with self.clock.measure("images"):
                 prepared, entries = record_images(endorsement, batch_dir)
             parts = endorsement_parts(

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archive.index import Index
 from archive.store import open_store
+from core.verification import verification_code, verification_url
 from pipeline.batchfile import read_batch
 from pipeline.convert import ConverterPool, default_pool_size, profile_template_for
 from pipeline.scratch import run_scratch
@@ -111,6 +112,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
                 cache_dir=settings.cache_dir,
                 scratch_dir=Path(scratch),
                 seals=seals,
+                verification=verification_urls(settings),
             )
             filing = Filing(
                 store=archive.store,
@@ -127,6 +129,13 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
                 yield FilingSession(filing=filing, pool=pool, workers=count)
             finally:
                 filing.close()
+
+
+def verification_urls(settings: Settings) -> Callable[[str, int], str]:
+    """(policy number, version) -> the URL its documents' QR code leads to: the index holds the same
+    code for that version (``Index`` derives it with the same key)."""
+    key, public_url = settings.hmac_key, settings.public_url
+    return lambda policy_no, version: verification_url(public_url, verification_code(key, policy_no, version))
 
 
 def check_batch(batch: Path) -> None:

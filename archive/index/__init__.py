@@ -42,13 +42,14 @@ from archive.index.schema import as_utc
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError, SerialError
 from core.manifest import RecordFacts, StoredObject
 from core.privacy import mask_id, scrub
+from core.verification import normalise_code, verification_code
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
@@ -249,6 +250,7 @@ class Index:
         try:
             with self.engine.begin() as conn:
                 config.attributes["connection"] = conn
+                config.attributes["hmac_key"] = self._key  # 0004 backfills verification codes with it
                 command.upgrade(config, "head")
         except OperationalError as e:
             raise IndexUnavailable(f"cannot open the index at {self.describe()}: {e.orig}") from e
@@ -411,7 +413,7 @@ class Index:
                 parties = [self._party_row(x.facts.policy_no, p) for x in ordered for p in x.facts.parties]
                 if parties:
                     conn.execute(insert(s.parties), parties)
-                conn.execute(insert(s.documents), [_version_row(x.version) for x in ordered])
+                conn.execute(insert(s.documents), [self._version_values(x.version) for x in ordered])
                 conn.execute(
                     insert(s.records),
                     [
@@ -479,7 +481,7 @@ class Index:
             raise IndexConflict(f"version {version.version} of {version.policy_no} is already indexed") from e
 
     def _insert_version(self, conn: Connection, v: VersionFacts) -> None:
-        conn.execute(insert(s.documents), _version_row(v))
+        conn.execute(insert(s.documents), self._version_values(v))
 
     @staticmethod
     def _insert_record(conn: Connection, record: RecordFacts, version: int) -> None:
@@ -909,6 +911,52 @@ class Index:
                 f"version {version.version} of {policy_no} is already indexed", hint="run the reissue again"
             ) from e
 
+    # --- helper "qr" (issue 23): every version's verification code, and the version a code names ------
+
+    def _version_values(self, v: VersionFacts) -> dict[str, Any]:
+        """A version's row with its verification code: every writer of versions (new policy,
+        endorsement, supplement, reissue) inserts through here, so no version goes without one."""
+        return {**_version_row(v), "verify_code": verification_code(self._key, v.policy_no, v.version)}
+
+    @_database_errors
+    def version_by_code(self, code: str) -> CodedVersion | None:
+        """The document version whose verification code ``code`` is (as typed or scanned: any case,
+        or the whole URL), with what a verification answer shows of its policy; None if no version
+        has it."""
+        wanted = normalise_code(code)
+        if wanted is None:
+            return None
+        d, p = s.documents, s.policies
+        query = (
+            select(
+                d.c.policy_no,
+                d.c.version,
+                d.c.kind,
+                d.c.endorsement_no,
+                d.c.created_at,
+                p.c.current_version,
+                p.c.product_code,
+                p.c.branch_code,
+                p.c.branch_name,
+                p.c.applicant_name,
+                p.c.insured_name,
+                p.c.period_start,
+                p.c.period_end,
+                p.c.status,
+                p.c.print_serial,
+            )
+            .join(p, p.c.policy_no == d.c.policy_no)
+            .where(d.c.verify_code == wanted)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        values = row._asdict()
+        for name in ("created_at", "period_start", "period_end"):
+            values[name] = as_utc(values[name])
+        return CodedVersion(**values)
+
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
 # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
@@ -979,6 +1027,31 @@ def _record_row(record: RecordFacts, version: int) -> dict[str, Any]:
         "line": record.line,
         "archived_at": datetime.now(UTC),
     }
+
+
+# --- helper "qr" (issue 23): what a verification code names ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodedVersion:
+    """The version a verification code names, and its policy as the index holds it (names in clear:
+    whoever shows them masks them; the index holds no clear ID number to show)."""
+
+    policy_no: str
+    version: int
+    kind: str  # issue | endorsement | supplement | reissue
+    endorsement_no: str | None
+    created_at: datetime
+    current_version: int
+    product_code: str
+    branch_code: str
+    branch_name: str
+    applicant_name: str
+    insured_name: str
+    period_start: datetime
+    period_end: datetime
+    status: str  # issued | cancelled
+    print_serial: str | None
 
 
 # --- helper "versions" (issue 22): the reissue's row -----------------------------------------------------

@@ -138,7 +138,11 @@ documents = Table(
     Column("seal_id", String(40)),
     Column("seal_version", String(40)),
     Column("retain_until", DateTime(timezone=True), nullable=False),
+    # the verification code (core.verification) the version's QR code leads to; NULL only for versions
+    # indexed before it existed and migrated without the key
+    Column("verify_code", String(32)),
 )
+Index("ix_documents_verify_code", documents.c.verify_code, unique=True)
 
 # Append-only, hash-chained: each event's hash covers its content and the previous event's hash.
 ledger = Table(
