@@ -256,6 +256,9 @@ class Pkcs11Key:
                 ) from e
             try:
                 key, algorithm, certificate, chain = _key_and_certificates(pkcs11, session, uri, what)
+            except pkcs11.PKCS11Error as e:
+                session.close()
+                raise ConfigError(f"the objects {what} cannot be read: {type(e).__name__}") from e
             except BaseException:
                 session.close()
                 raise
@@ -325,7 +328,10 @@ def _module_path(uri: Pkcs11Uri, module: Path | None) -> Path:
 
 def _pin(uri: Pkcs11Uri, secret: bytes | None) -> str | None:
     if secret is not None:
-        return secret.decode()
+        try:
+            return secret.decode()
+        except UnicodeDecodeError as e:
+            raise ConfigError("the PIN of the PKCS#11 token is not UTF-8 text") from e
     if "pin-value" in uri.query:
         return uri.query["pin-value"]
     if "pin-source" in uri.query:
@@ -346,7 +352,10 @@ def _load(pkcs11: Any, library: Path) -> Any:
         if not _OPEN_KEYS.get(str(library)):
             lib.reinitialize()
     except pkcs11.PKCS11Error as e:
-        raise ConfigError(f"the PKCS#11 module {library} cannot be loaded: {e}") from e
+        raise ConfigError(
+            f"the PKCS#11 module {library} cannot be loaded or started: {str(e) or type(e).__name__}",
+            hint="SoftHSM2 reads its token directory from SOFTHSM2_CONF (or /etc/softhsm/softhsm2.conf)",
+        ) from e
     return lib
 
 
@@ -435,7 +444,10 @@ def _check_pair(key: Pkcs11Key, what: str) -> None:
     """One signature verified against the certificate, so that a certificate stored with the wrong key is
     refused when the run starts, not found out by whoever checks a document."""
     probe = b"issuance signing key check"
-    signature = key.sign(probe)
+    try:
+        signature = key.sign(probe)
+    except SigningFailed as e:
+        raise ConfigError(e.message) from e
     public = x509.load_der_x509_certificate(key.certificate).public_key()
     try:
         if isinstance(public, ec.EllipticCurvePublicKey) and key.algorithm == "ecdsa":

@@ -215,6 +215,20 @@ def test_pkcs11_module_from_the_setting_when_the_uri_names_none(softhsm: SoftHsm
         open_signing_key(uri, PIN.encode(), pkcs11_module=Path("/nowhere/libhsm.so"))
 
 
+def test_pkcs11_module_that_cannot_start_is_named(
+    softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_module = tmp_path / "libnot-pkcs11.so"
+    not_a_module.write_text("not a shared library")
+    with pytest.raises(ConfigError, match=rf"module {not_a_module} cannot be loaded"):
+        open_signing_key(f"pkcs11:token={TOKEN};object=signer", PIN.encode(), pkcs11_module=not_a_module)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(tmp_path / "no-such.conf"))
+    with pytest.raises(ConfigError, match=r"libsofthsm2\.so cannot be loaded or started.*SOFTHSM2_CONF"):
+        open_signing_key(softhsm.uri("signer"), PIN.encode())
+    with pytest.raises(ConfigError, match="PIN of the PKCS#11 token is not UTF-8"):
+        open_signing_key(softhsm.uri("signer"), b"\xff\xfe")
+
+
 def test_pkcs11_pin_from_the_uri(softhsm: SoftHsm, tmp_path: Path) -> None:
     with closing(open_signing_key(softhsm.uri("signer", **{"pin-value": PIN}), None)) as key:
         _verify(key.certificate, key.sign(b"x"), b"x", "ecdsa")
