@@ -118,8 +118,8 @@ def open_signing_key(spec: str, secret: bytes | None, *, pkcs11_module: Path | N
 # Debian's softhsm2 package installs its module here on every architecture (an alternatives link)
 SOFTHSM2_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 
-# RFC 7512 path attributes this consumer matches on; any other makes the URI refused (RFC 7512 sec. 2.3:
-# an attribute a consumer does not understand must not be ignored, or it could pick the wrong key)
+# RFC 7512 path attributes this consumer matches on; any other makes the URI refused: an attribute left
+# unmatched could let the URI pick another key than the one meant
 _PATH_ATTRIBUTES = frozenset({"token", "object", "id", "serial", "manufacturer", "model", "type", "slot-id"})
 _QUERY_ATTRIBUTES = frozenset({"module-path", "pin-value", "pin-source"})
 
@@ -165,7 +165,8 @@ class Pkcs11Uri:
         """The key named, for messages: never the PIN."""
         parts = [f"object={self.path['object']!r}"] if "object" in self.path else []
         if "id" in self.path:
-            parts.append(f"id={bytes(self.path['id']).hex()}")  # type: ignore[arg-type]
+            key_id = self.path["id"]
+            parts.append(f"id={key_id.hex() if isinstance(key_id, bytes) else key_id}")
         return " ".join(parts)
 
 
@@ -178,7 +179,7 @@ def _attributes(text: str, separator: str, where: str) -> Iterator[tuple[str, st
 
 
 # The module is initialised by python-pkcs11 with C_Initialize(NULL), which tells it that no two threads
-# call it at once (PKCS#11 v2.40 sec. 5.4): every call into one module goes through that module's lock.
+# call it at once (PKCS#11 v2.40, C_Initialize): every call into one module goes through that module's lock.
 _MODULE_LOCKS: dict[str, threading.Lock] = {}
 _OPEN_KEYS: dict[str, int] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -241,6 +242,11 @@ class Pkcs11Key:
             lib = _load(pkcs11, library)
             token = _find_token(pkcs11, lib, uri)
             what = f"{uri.describe()} on the PKCS#11 token {token.label!r}"
+            if pin is None and token.flags & pkcs11.TokenFlag.LOGIN_REQUIRED:
+                raise ConfigError(
+                    f"no PIN is given for the PKCS#11 token {token.label!r}",
+                    hint="set ISSUANCE_SIGNING_PASSWORD or ISSUANCE_SIGNING_PASSWORD_FILE",
+                )
             try:
                 session = token.open(user_pin=pin)
             except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange) as e:
@@ -413,8 +419,8 @@ def _key_and_certificates(
     for obj in session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}):
         certificates.append((obj[Attribute.LABEL], obj[Attribute.ID], obj[Attribute.VALUE]))
     key_id, key_label = key[Attribute.ID], key.label
-    # the certificate that goes with a key shares its CKA_ID (PKCS#11 v2.40 sec. 4.6.3); its label, when
-    # the token was filled by a tool that sets no ids
+    # the certificate that goes with a key shares its CKA_ID (PKCS#11 v2.40, X.509 certificate objects);
+    # else its label, when the token was filled by a tool that sets no ids
     own = [value for label, cid, value in certificates if key_id and cid == key_id]
     own = own or [value for label, cid, value in certificates if label == key_label]
     if not own:

@@ -247,6 +247,8 @@ def test_pkcs11_wrong_pin_names_the_token_and_not_the_pin(softhsm: SoftHsm) -> N
     with pytest.raises(ConfigError) as caught:
         open_signing_key(softhsm.uri("signer", **{"pin-value": "uri-pin-31337"}), None)
     assert "is wrong" in str(caught.value) and "31337" not in str(caught.value)
+    with pytest.raises(ConfigError, match=f"no PIN is given for the PKCS#11 token {TOKEN!r}"):
+        open_signing_key(softhsm.uri("signer"), None)
 
 
 def test_pkcs11_unknown_token_is_named(softhsm: SoftHsm) -> None:
