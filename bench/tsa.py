@@ -14,7 +14,7 @@ For tests, in a thread of the test process::
     with LoopbackTsa(delay=0.0) as tsa:
         tsa.url, tsa.root_der, tsa.fail_next(2, "http500"), tsa.delay = 0.2, tsa.tokens
 
-For a benchmark, as a process of its own (its CPU apart from the issuance process)::
+For a benchmark, as a process of its own (its CPU apart from the issuance process): ``TsaProcess``, or::
 
     python bench/tsa.py --port 0 --delay 0.2
 
@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +50,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["POLICY_OID", "FailureMode", "LoopbackTsa", "TimeStampAuthority", "TsaServer"]
+__all__ = ["POLICY_OID", "FailureMode", "LoopbackTsa", "TimeStampAuthority", "TsaProcess", "TsaServer"]
 
 # a private OID without registration: the 2.25 arc takes a UUID as an integer (ITU-T X.667);
 # this one was drawn at random for the loopback TSA
@@ -392,6 +393,43 @@ class LoopbackTsa:
     @property
     def cpu_seconds(self) -> float:
         return self._server.cpu_seconds
+
+
+class TsaProcess:
+    """This TSA as a process of its own, for a benchmark that reports the TSA's CPU apart from its own:
+    ``url``, ``root_der``; after the ``with`` block, ``summary`` (requests, tokens, cpu_seconds,
+    cpu_ms_per_token, handler_cpu_seconds)."""
+
+    def __init__(self, *, delay: float = 0.0, python: str = sys.executable) -> None:
+        self._command = [python, str(Path(__file__).resolve()), "--port", "0", "--delay", str(delay)]
+        self.summary: dict[str, float | int | None] = {}
+
+    def __enter__(self) -> TsaProcess:
+        self._process = subprocess.Popen(
+            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.kill()
+            raise RuntimeError(f"the TSA process did not start (exit code {self._process.wait()})")
+        ready = json.loads(line)
+        self.url: str = ready["url"]
+        self.root_der = Path(ready["root_certificate"]).read_bytes()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        process = self._process
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.close()  # the end of its input stops it and makes it print its summary
+            line = process.stdout.readline()
+            process.wait(timeout=30)
+            self.summary = json.loads(line) if line else {}
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
 from pyhanko.sign.validation.status import TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
-from bench.tsa import POLICY_OID, LoopbackTsa
+from bench.tsa import POLICY_OID, LoopbackTsa, TsaProcess
 
 REPO = Path(__file__).resolve().parent.parent
 DIGEST = hashlib.sha256(b"%PDF- the signed byte ranges of a policy").digest()
@@ -246,6 +246,16 @@ def _start_process(*args: str) -> tuple[subprocess.Popen, dict]:
     )
     assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
+
+
+def test_tsa_process_for_the_bench_reports_its_own_cpu() -> None:
+    with TsaProcess(delay=0.01) as tsa:
+        stamper = HTTPTimeStamper(tsa.url)
+        for _ in range(2):
+            token = asyncio.run(stamper.async_timestamp(DIGEST, "sha256"))
+            assert _pyhanko_status(token, tsa.root_der).trusted
+    assert tsa.summary["tokens"] == 2
+    assert tsa.summary["cpu_seconds"] > 0
 
 
 def test_as_a_process_it_reports_tokens_and_cpu_at_end_of_stdin(tmp_path: Path) -> None:
