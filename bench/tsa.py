@@ -396,18 +396,14 @@ class LoopbackTsa:
 
 
 class TsaProcess:
-    """This TSA as a process of its own, for a benchmark that reports the TSA's CPU apart from its own:
-    ``url``, ``root_der``; after the ``with`` block, ``summary`` (requests, tokens, cpu_seconds,
-    cpu_ms_per_token, handler_cpu_seconds)."""
+    """This TSA as a process of its own, for a benchmark that reports the TSA's CPU apart from its own.
+    Started when made: ``url``, ``root_der``; ``stop()`` (or the end of a ``with`` block) ends it and
+    returns (tokens issued, CPU seconds it spent serving); ``summary`` then holds all it reported
+    (requests, tokens, cpu_seconds, cpu_ms_per_token, handler_cpu_seconds)."""
 
     def __init__(self, *, delay: float = 0.0, python: str = sys.executable) -> None:
-        self._command = [python, str(Path(__file__).resolve()), "--port", "0", "--delay", str(delay)]
-        self.summary: dict[str, float | int | None] = {}
-
-    def __enter__(self) -> TsaProcess:
-        self._process = subprocess.Popen(
-            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        command = [python, str(Path(__file__).resolve()), "--port", "0", "--delay", str(delay)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line:
@@ -416,20 +412,29 @@ class TsaProcess:
         ready = json.loads(line)
         self.url: str = ready["url"]
         self.root_der = Path(ready["root_certificate"]).read_bytes()
+        self.summary: dict[str, float | int | None] = {}
+
+    def __enter__(self) -> TsaProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> tuple[int, float]:
+        """Ends the process (once) and returns the tokens it issued and the CPU seconds it spent."""
         process = self._process
-        assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.close()  # the end of its input stops it and makes it print its summary
-            line = process.stdout.readline()
-            process.wait(timeout=30)
-            self.summary = json.loads(line) if line else {}
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        if process.returncode is None:
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.close()  # the end of its input stops it and makes it print its summary
+                line = process.stdout.readline()
+                process.wait(timeout=30)
+                self.summary = json.loads(line) if line else {}
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        return int(self.summary.get("tokens") or 0), float(self.summary.get("cpu_seconds") or 0.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,6 +256,9 @@ def test_tsa_process_for_the_bench_reports_its_own_cpu() -> None:
             assert _pyhanko_status(token, tsa.root_der).trusted
     assert tsa.summary["tokens"] == 2
     assert tsa.summary["cpu_seconds"] > 0
+    assert tsa.stop() == (2, tsa.summary["cpu_seconds"])  # stopped once; the figures stay
+    late = TsaProcess(delay=0.0)
+    assert late.stop() == (0, late.summary["cpu_seconds"])
 
 
 def test_as_a_process_it_reports_tokens_and_cpu_at_end_of_stdin(tmp_path: Path) -> None:
