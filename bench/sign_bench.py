@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.samples import customer_copies  # noqa: E402
+from bench.tsa import TsaProcess  # noqa: E402
 from stamps.keys import Pkcs12Key, write_specimen_pkcs12  # noqa: E402
 from stamps.signing import PdfSigner, check_signatures  # noqa: E402
 from stamps.timestamps import Timestamper  # noqa: E402
@@ -93,9 +94,7 @@ def main() -> None:
     key = Pkcs12Key.open(workdir / "signer.p12", b"bench")
     tsa = None
     if not args.no_tsa:
-        from bench.tsa import TsaProcess  # a TSA in a process of its own
-
-        tsa = TsaProcess()
+        tsa = TsaProcess()  # a TSA in a process of its own
     try:
         for url in [None] + ([tsa.url] if tsa else []):
             label = "with a loopback TSA's timestamp" if url else "no timestamp"

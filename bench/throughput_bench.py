@@ -15,7 +15,12 @@ machine:
     one overlay (the seal image read from disk again) per page;
 
 and prints records/s, the ratios b/a and b/c, the peak memory of (b), and the time split per stage that
-(b)'s report gives. (a) and (b) are measured ``--repeat`` times (3), alternately, and their medians
+(b)'s report gives. (b) is run three ways in each round: unsigned; signed (a SPECIMEN key, PAdES B-T) with
+timestamps from a TSA on loopback that answers at once; and the same with the TSA answering 200 ms late
+(``--tsa-delay``). The TSA (``bench/tsa.py``) runs in a process of its own, as a production TSA runs on
+another machine: signing's own CPU in the ``issuance`` process (the report's ``signing``, thread CPU time
+around each signature, the timestamp's request and token included) and the TSA's CPU per token are
+printed apart. (a) and (b) are measured ``--repeat`` times (3), alternately, and their medians
 compared: this machine's speed drifts over minutes (in one run (a) went from 34 to 50/s between rounds),
 which a single pair of runs takes for a difference between (a) and (b). ``--memory-records 10000`` also
 runs (b) on that many records and prints its peak memory against the 500-record run's. ``--json FILE``
@@ -46,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.synth import make_batch  # noqa: E402
+from bench.tsa import TsaProcess  # noqa: E402
 from core.config import DEFAULT_CHUNK as CHUNK  # noqa: E402  (schedules per LibreOffice document)
 from core.products import load_registry  # noqa: E402
 from core.records import Policy, parse_record  # noqa: E402
@@ -54,6 +60,7 @@ from pipeline.convert import ConverterPool, default_pool_size, profile_template_
 from pipeline.documents import SEAL_ANCHOR, SEAL_OVER  # noqa: E402
 from pipeline.render import TemplateCache, policy_context, render_docx  # noqa: E402
 from pipeline.schedules import ComposedTemplate  # noqa: E402
+from stamps.keys import write_specimen_pkcs12  # noqa: E402
 
 
 def _policies(batch: Path) -> list[Policy]:
@@ -154,9 +161,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path, archive: Path | None = None) -> dict:
+def bench_run(
+    batch: Path,
+    workdir: Path,
+    workers: int,
+    *,
+    cache: Path,
+    archive: Path | None = None,
+    settings: dict[str, str] | None = None,
+) -> dict:
     """``issuance run`` on ``batch`` with the clause cache ``cache``, into a copy of the archive (store and
-    index) in ``archive`` when given, else into a new one."""
+    index) in ``archive`` when given, else into a new one; ``settings``: more ``ISSUANCE_*`` variables
+    (the signing key and the TSA)."""
     if archive is not None:
         shutil.copytree(archive, workdir / "var")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +183,7 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path, archive:
         "ISSUANCE_WORKERS": str(workers),
         "ISSUANCE_HMAC_KEY": "bench-hmac-key-0123456789abcdef",
         "ISSUANCE_CACHE": str(cache),
+        **(settings or {}),
     }
     began, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(
@@ -191,6 +208,7 @@ def bench_run(batch: Path, workdir: Path, workers: int, *, cache: Path, archive:
         # CPU per record: the whole run (its LibreOffice included), and the pipeline's own process
         "cpu_ms_per_record": 1000 * cpu / archived,
         "pipeline_cpu_ms_per_record": 1000 * body.get("resources", {}).get("cpu_seconds", 0) / archived,
+        "signing": body.get("signing"),
     }
 
 
@@ -251,6 +269,10 @@ def main() -> None:
         default=0,
         help="also run (b) on this many records (10000 for the issue's check) and compare its peak RSS",
     )
+    parser.add_argument(
+        "--tsa-delay", type=float, default=0.2, help="seconds the late TSA waits before each answer"
+    )
+    parser.add_argument("--unsigned-only", action="store_true", help="leave out the signed runs of (b)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -275,6 +297,19 @@ def main() -> None:
         )
         earlier = root / "warm-run" / "var"  # the archive a previous night left
         a_runs, b_runs = [], []
+        signed_runs: dict[str, list[dict]] = {"prompt": [], "late": []}
+        tsas: dict[str, TsaProcess] = {}
+        if not args.unsigned_only:
+            write_specimen_pkcs12(root / "signer.p12", b"bench")
+            tsas = {"prompt": TsaProcess(delay=0.0), "late": TsaProcess(delay=args.tsa_delay)}
+        signing = {
+            name: {
+                "ISSUANCE_SIGNING_KEY": str(root / "signer.p12"),
+                "ISSUANCE_SIGNING_PASSWORD": "bench",
+                "ISSUANCE_TSA_URL": tsa.url,
+            }
+            for name, tsa in tsas.items()
+        }
         for k in range(max(1, args.repeat)):
             a_runs.append(
                 bench_libreoffice(
@@ -287,6 +322,18 @@ def main() -> None:
                 )
             )
             b_runs.append(bench_run(batch, root / f"run{k}", args.workers, cache=cache, archive=earlier))
+            for name, env in signing.items():
+                signed_runs[name].append(
+                    bench_run(
+                        batch,
+                        root / f"run{k}-{name}",
+                        args.workers,
+                        cache=cache,
+                        archive=earlier,
+                        settings=env,
+                    )
+                )
+        tsa_figures = {name: tsa.stop() for name, tsa in tsas.items()}
         memory = None
         if args.memory_records:
             big = make_batch(root / "big", args.memory_records, seed=2029, images_per_record=3)
@@ -319,6 +366,24 @@ def main() -> None:
         "ratio_b_c": b_rate / c["per_second"],
         "memory": memory,
     }
+    if tsas:
+        prompt = statistics.median([r["per_second"] for r in signed_runs["prompt"]])
+        late = statistics.median([r["per_second"] for r in signed_runs["late"]])
+        sign_ms = statistics.median(
+            [r["signing"]["cpu_ms_each"] for runs in signed_runs.values() for r in runs]
+        )
+        tokens, tsa_cpu = tsa_figures["prompt"]
+        figures["signed"] = {
+            "runs": signed_runs,
+            "prompt_median_per_second": prompt,
+            "late_median_per_second": late,
+            "tsa_delay_seconds": args.tsa_delay,
+            "ratio_b_a_signed": prompt / a_best,
+            "ratio_late_prompt": late / prompt,
+            "signing_cpu_ms_per_document": sign_ms,
+            "tsa_tokens": tokens,
+            "tsa_cpu_ms_per_token": 1000 * tsa_cpu / max(tokens, 1),
+        }
     print(
         f"machine: {figures['machine']}; {args.n} policies × 3 images; {args.workers} LibreOffice instances; "
         f"(a) and (b) alternately, {len(b_runs)} times each"
@@ -340,6 +405,24 @@ def main() -> None:
         f"(b) issuance run, end to end, median: {b_rate:.2f}/s "
         f"(range {min(r['per_second'] for r in b_runs):.2f}–{max(r['per_second'] for r in b_runs):.2f})"
     )
+    if tsas:
+        signed = figures["signed"]
+        for name, label in (
+            ("prompt", "a TSA that answers at once"),
+            ("late", f"a TSA {args.tsa_delay * 1000:.0f} ms late"),
+        ):
+            rates = [r["per_second"] for r in signed_runs[name]]
+            print(
+                f"(b) signed, PAdES B-T with {label}, median: {statistics.median(rates):.2f}/s "
+                f"(range {min(rates):.2f}–{max(rates):.2f})"
+            )
+        print(
+            f"signed: b/a = {signed['ratio_b_a_signed']:.2f} (unsigned {figures['ratio_b_a']:.2f}); "
+            f"late TSA / prompt TSA = {signed['ratio_late_prompt']:.2f}; signing's own CPU in the issuance "
+            f"process {signed['signing_cpu_ms_per_document']:.2f} ms per document (timestamp request and "
+            f"token included); the TSA's CPU {signed['tsa_cpu_ms_per_token']:.2f} ms per token "
+            f"({signed['tsa_tokens']} tokens, its own process)"
+        )
     print(f"(c) naive baseline: {c['documents']} in {c['seconds']:.1f} s = {c['per_second']:.2f} records/s")
     print(
         f"b/a = {figures['ratio_b_a']:.2f} "

@@ -29,7 +29,8 @@ Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
 ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL, ISSUANCE_SIGNING_KEY,
 ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL,
-ISSUANCE_TRUST (roots, separated by ``:``). S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE. S3 credentials use boto3's own
+chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
 left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
@@ -82,6 +83,7 @@ class Settings:
     # roots to trust when checking signatures (DESIGN.md, the ``Signer`` seam)
     signing_key: str | None = None
     signing_secret: bytes | None = field(default=None, repr=False)
+    pkcs11_module: Path | None = None  # the HSM's PKCS#11 library, when the key's URI names none
     tsa_url: str | None = None
     trust_roots: tuple[Path, ...] = ()
 
@@ -175,6 +177,9 @@ def _signing(env: Mapping[str, str], signing: Mapping[str, Any], var_dir: Path) 
         "signing_key": key or None,
         "signing_secret": secret,
         "tsa_url": env.get("ISSUANCE_TSA_URL") or signing.get("tsa_url") or None,
+        "pkcs11_module": Path(module)
+        if (module := env.get("ISSUANCE_PKCS11_MODULE") or signing.get("pkcs11_module"))
+        else None,
         "trust_roots": tuple(Path(t) for t in trust if t),
     }
 

@@ -19,7 +19,7 @@ import threading
 import urllib.parse
 from base64 import b64encode
 
-from asn1crypto import tsp
+from asn1crypto import cms, core, tsp
 
 from core.errors import ConfigError, SigningFailed
 
@@ -29,6 +29,16 @@ __all__ = ["Timestamper"]
 _IMPRINT_HEAD = bytes.fromhex("302f300b0609608648016503040201" + "0420")
 _VERSION = bytes.fromhex("020101")
 _CERT_REQ = bytes.fromhex("0101ff")  # certReq TRUE: the token carries the TSA's certificate
+
+
+class _TimeStampResp(core.Sequence):
+    """RFC 3161's TimeStampResp, whose token is OPTIONAL (absent from a refusal): asn1crypto's own
+    ``tsp.TimeStampResp`` requires it and cannot read a refusal (wbond/asn1crypto#286)."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
 
 
 def _der_length(n: int) -> bytes:
@@ -106,11 +116,13 @@ class Timestamper:
 def _token_of(answer: bytes, digest: bytes, nonce_der: bytes) -> tuple[bytes | None, str]:
     """The token in a TSA's answer, or None and why not."""
     try:
-        response = tsp.TimeStampResp.load(answer)
+        response = _TimeStampResp.load(answer)
         status = response["status"]["status"].native
         token = response["time_stamp_token"]
-        if status not in ("granted", "granted_with_mods") or not token:
-            return None, f"refused the request (status {status})"
+        if status not in ("granted", "granted_with_mods") or token.native is None:
+            text = response["status"]["status_string"].native
+            said = f": {'; '.join(text)}" if text else ""
+            return None, f"refused the request (status {status}{said})"
         der = token.dump()
     except (ValueError, TypeError, KeyError) as e:
         return None, f"answered with something that is not a timestamp response ({e})"

@@ -4,8 +4,11 @@ directory of the test's own)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -21,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from bench.synth import make_batch
 from core.errors import ConfigError
 from stamps.keys import (
     SOFTHSM2_MODULE,
@@ -30,6 +34,9 @@ from stamps.keys import (
     open_signing_key,
     write_specimen_pkcs12,
 )
+from stamps.pdfupdate import NewDocument
+from stamps.signing import PdfSigner, check_signatures
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(
     shutil.which("softhsm2-util") is None or not SOFTHSM2_MODULE.exists(),
@@ -389,3 +396,56 @@ def test_pkcs12_wrong_password_names_the_file(tmp_path: Path) -> None:
         open_signing_key(str(path), b"wrong password")
     with pytest.raises(ConfigError, match=rf"the signing key {tmp_path / 'missing.p12'} cannot be read"):
         open_signing_key(str(tmp_path / "missing.p12"), b"right password")
+
+
+# --- the whole path: an HSM key signs what the pipeline files ---------------------------------------------
+
+
+def test_issuance_run_signs_with_a_key_inside_the_token(softhsm: SoftHsm, tmp_path: Path) -> None:
+    """``issuance run`` configured as for an HSM (a ``pkcs11:`` URI, the PIN, the module): every filed
+    PDF's last signature is by the token's key, valid for pyHanko and for poppler's pdfsig."""
+    batch = make_batch(tmp_path / "batch", 2, seed=91, images_per_record=1)
+    env = {
+        **os.environ,  # SOFTHSM2_CONF: the test's own token directory
+        "PYTHONPATH": str(REPO),
+        "ISSUANCE_HMAC_KEY": "keys-test-hmac-key-0123456789",
+        "ISSUANCE_SIGNING_KEY": f"pkcs11:token={softhsm.token};object=signer",
+        "ISSUANCE_SIGNING_PASSWORD": PIN,
+        "ISSUANCE_PKCS11_MODULE": str(softhsm.module),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", str(batch), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "UNSIGNED" not in done.stderr
+    pdfs = sorted((tmp_path / "var" / "archive").rglob("*.pdf"))
+    assert len(pdfs) == 4
+    fingerprint = hashlib.sha256(softhsm.certificates["signer"]).hexdigest()
+    for path in pdfs:
+        last = check_signatures(path.read_bytes(), roots=[softhsm.root])[-1]
+        assert last.ok and last.fingerprint == fingerprint, (path.name, last.problems)
+        said = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False).stdout
+        assert "Total document signed" in said and "Signature is Valid." in said, said
+
+
+def test_an_rsa_key_in_the_token_signs_a_pdf_that_checks_out(softhsm: SoftHsm, tmp_path: Path) -> None:
+    pdf = NewDocument()
+    page_tree = pdf.reserve()
+    page = pdf.add(b"<</Type/Page/Parent %d 0 R/MediaBox[0 0 595 842]>>" % page_tree.idnum)
+    pdf.replace(page_tree, b"<</Type/Pages/Kids[%d 0 R]/Count 1>>" % page.idnum)
+    root = pdf.add(b"<</Type/Catalog/Pages %d 0 R>>" % page_tree.idnum)
+    with closing(open_signing_key(softhsm.uri("rsa"), PIN.encode())) as key:
+        signed = PdfSigner(key).sign(pdf.to_bytes(root=root))
+    (check,) = check_signatures(signed, roots=[softhsm.certificates["rsa-root"]])
+    # the value, the digest and the coverage: what RSA changes (the test's RSA root is a bare one)
+    assert check.intact and check.valid and check.whole_file, check.problems
+    target = tmp_path / "rsa.pdf"
+    target.write_bytes(signed)
+    said = subprocess.run(["pdfsig", str(target)], capture_output=True, text=True, check=False).stdout
+    assert "Signature is Valid." in said and "Total document signed" in said, said

@@ -46,7 +46,9 @@ def signer_from(settings: Settings) -> PdfSigner | None:
     if not settings.signing_key:
         logger.warning(UNSIGNED_WARNING)
         return None
-    key = open_signing_key(settings.signing_key, settings.signing_secret)
+    key = open_signing_key(
+        settings.signing_key, settings.signing_secret, pkcs11_module=settings.pkcs11_module
+    )
     timestamper = Timestamper(settings.tsa_url, timeout=settings.timeout) if settings.tsa_url else None
     return PdfSigner(key, timestamper=timestamper)
 
