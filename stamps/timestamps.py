@@ -119,7 +119,7 @@ def _token_of(answer: bytes, digest: bytes, nonce_der: bytes) -> tuple[bytes | N
         response = _TimeStampResp.load(answer)
         status = response["status"]["status"].native
         token = response["time_stamp_token"]
-        if status not in ("granted", "granted_with_mods") or token.native is None:
+        if status not in ("granted", "granted_with_mods") or isinstance(token, core.Void):
             text = response["status"]["status_string"].native
             said = f": {'; '.join(text)}" if text else ""
             return None, f"refused the request (status {status}{said})"
