@@ -336,7 +336,10 @@ def check_signatures(
             # certificate expires: whether that time is to be believed is the timestamp's part
             moment = signature.self_reported_timestamp
             context = ValidationContext(trust_roots=trust, allow_fetching=False, moment=moment)
-            status = validate_pdf_signature(signature, context)
+            # No difference analysis: what follows an earlier signature here is this pipeline's own
+            # (image pages, a reissue mark, the next signature), which pyHanko's DocMDP rules call
+            # suspicious; the last signature covers the whole file, and the archive checks the rest.
+            status = validate_pdf_signature(signature, context, skip_diff=True)
         except (SignatureValidationError, ValueError) as e:
             checks.append(
                 SignatureCheck(
