@@ -429,3 +429,27 @@ def test_a_worker_with_another_hmac_key_refuses_to_file(tmp_path, archive_env, d
     assert result.returncode == 3, result.stderr
     assert "another HMAC key" in result.stderr and "ISSUANCE_HMAC_KEY" in result.stderr
     assert index.count("records") == 0
+
+
+def test_a_worker_that_signs_with_another_key_refuses_to_file(tmp_path, archive_env, dask_processes, index):
+    """The client is configured with the company's key, the worker with none: the worker would file
+    unsigned documents under a run that is to sign them, so it refuses, naming both."""
+    from stamps.keys import write_specimen_pkcs12
+
+    write_specimen_pkcs12(tmp_path / "signer.p12", b"cluster-pw")
+    batch = make_batch(tmp_path / "batch", 1, seed=54, images_per_record=1)
+    dask_processes.start_worker("w1")
+    env = {
+        **archive_env,
+        "ISSUANCE_SIGNING_KEY": str(tmp_path / "signer.p12"),
+        "ISSUANCE_SIGNING_PASSWORD": "cluster-pw",
+    }
+    result = _run_cli(
+        ["run", "--cluster", dask_processes.address, str(batch), "--no-progress"],
+        cwd=tmp_path / "client",
+        env=env,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "signs with no key, the client is configured with certificate" in result.stderr
+    assert "ISSUANCE_SIGNING_KEY" in result.stderr
+    assert index.count("records") == 0

@@ -66,7 +66,7 @@ from pipeline.validate import Reason
 from usecases.executors import Job
 from usecases.filing import Filing
 from usecases.run import BatchRun, already_archived, file_group, rejected_outcome, run_batch
-from usecases.session import Archive, FilingSession, filing_session
+from usecases.session import Archive, FilingSession, filing_session, signer_from
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class BatchContext:
     store_url: str
     key_check: str
     operator: str  # who runs the batch: the ledger events name them, not the worker's account
+    signer: str | None = None  # the signing certificate's fingerprint the client is configured with
 
     @property
     def batch_dir(self) -> Path:
@@ -228,6 +229,15 @@ class _WorkerFiling:
             raise WorkerMisconfigured(
                 f"worker {name} has another HMAC key than the client",
                 hint="give every worker the client's ISSUANCE_HMAC_KEY or ISSUANCE_HMAC_KEY_FILE",
+            )
+        mine = filing.signer.fingerprint if filing.signer is not None else None
+        if mine != context.signer:
+            raise WorkerMisconfigured(
+                f"worker {name} signs with "
+                + (f"certificate {mine[:16]}…" if mine else "no key")
+                + ", the client is configured with "
+                + (f"certificate {context.signer[:16]}…" if context.signer else "no key"),
+                hint="give every worker the client's ISSUANCE_SIGNING_KEY and its password or PIN",
             )
         if not self._index_knows(filing, context.batch_id):
             raise WorkerMisconfigured(
@@ -382,7 +392,14 @@ def cluster_session(settings: Settings, *, address: str, timeout: float = 30.0) 
     with Archive(settings) as archive:
         # the client renders nothing: the maker is there for the product registry only
         maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
-        filing = Filing(store=archive.store, index=archive.index, maker=maker, operator=settings.operator)
+        # the client signs nothing either: its signer is what every worker's must be (``_check``)
+        filing = Filing(
+            store=archive.store,
+            index=archive.index,
+            maker=maker,
+            operator=settings.operator,
+            signer=signer_from(settings),
+        )
         try:
             client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -431,6 +448,7 @@ class DaskExecutor:
                 store_url=self._store_url,
                 key_check=key_fingerprint(self._filing),
                 operator=self._filing.operator,
+                signer=self._filing.signer.fingerprint if self._filing.signer is not None else None,
             )
         return context
 
