@@ -6,7 +6,9 @@ loses both, and every copy gets new document information (/Title, /Subject, /Pro
 wants mirrored in the XMP packet (ISO 19005-2 §6.6.2.1; ISO 32000-1 §14.3.3 maps the entries).
 ``keep_pdfa`` puts them back on a pikepdf document; ``xmp_packet`` and ``info_texts`` serve an
 incremental update that changes the document information (``pipeline.bundle``). Conformance is kept,
-never invented: a copy claims PDF/A-2b only when every document it was made from did.
+never invented: a copy claims PDF/A-2b only when every document it was made from did. (Pages of a PDF
+scan filed as an underwriting image join the archive copy as they are: the self-check below, run by
+the audit, is what finds one that breaks conformance.)
 
 ``pdfa_problems`` is a **PDF/A-2b structural self-check**, not a validation: no validator such as
 veraPDF can be installed here, and it checks only what the pipeline's copies could get wrong (the
