@@ -293,9 +293,7 @@ def _revisions(pdf: bytes, found: _Problems) -> None:
     if firsts[0] is None:
         found.add("6.1.3 file trailer: no file identifier (/ID)")
     elif any(first != firsts[0] for first in firsts):
-        found.add(
-            f"6.1.3 file trailer: the /ID's first string is not the same in all {len(firsts)} revisions"
-        )
+        found.add("6.1.3 file trailer: the /ID's first string is not the same in every revision")
 
 
 def _trailer_at(pdf: bytes, offset: int) -> bytes | None:

@@ -34,7 +34,9 @@ from pipeline.convert import PDF_A_2B, Converter
 from pipeline.documents import PRODUCER, DocumentMaker
 from pipeline.reissue import ReissueMarker
 from stamps import load_seal_registry
+from stamps.keys import Pkcs12Key, write_specimen_pkcs12
 from stamps.pdfa import pdfa_problems
+from stamps.signing import PdfSigner, check_signatures
 from usecases.filing import Filing
 from usecases.run import run_batch
 
@@ -51,8 +53,11 @@ class Filed:
 @pytest.fixture(scope="module")
 def filed(registry, pool, tmp_path_factory) -> Filed:
     """One motor policy with image pages, then an endorsement of it; and a reissued copy of the newest
-    customer copy (its mark converted by LibreOffice too)."""
+    customer copy (its mark converted by LibreOffice too). Every copy is signed last, as with signing
+    configured: PDF/A-2b must hold after the signature too (the audit's tests cover unsigned copies)."""
     root = tmp_path_factory.mktemp("pdfa")
+    write_specimen_pkcs12(root / "signer.p12", b"specimen")
+    signer = PdfSigner(Pkcs12Key.open(root / "signer.p12", b"specimen"))
     maker = DocumentMaker(
         registry=registry, converter=pool, cache_dir=root / "cache", seals=load_seal_registry()
     )
@@ -60,7 +65,7 @@ def filed(registry, pool, tmp_path_factory) -> Filed:
     store = LocalStore(root / "store")
     index = Index.open(f"sqlite:///{root / 'index.sqlite'}", hmac_key=KEY)
     try:
-        filing = Filing(store=store, index=index, maker=maker, operator="tester")
+        filing = Filing(store=store, index=index, maker=maker, operator="tester", signer=signer)
         report = run_batch(batch, filing=filing, workers=2)
         assert report.counts()["archived"] == 2, report.outcomes
         policy_no = json.loads(batch.read_text(encoding="utf-8").splitlines()[0])["policy_no"]
@@ -74,9 +79,9 @@ def filed(registry, pool, tmp_path_factory) -> Filed:
     finally:
         index.close()
     marker = ReissueMarker(converter=pool, scratch_dir=root)
-    copies["reissued copy"] = marker.mark(
-        copies["endorsed customer copy"], ReissueMark(number=1, on=date(2026, 12, 5))
-    ).pdf
+    copies["reissued copy"] = signer.sign(
+        marker.mark(copies["endorsed customer copy"], ReissueMark(number=1, on=date(2026, 12, 5))).pdf
+    )
     return Filed(root=root, policy_no=policy_no, copies=copies)
 
 
@@ -94,6 +99,8 @@ def _saved(pdf: bytes, change, **save) -> bytes:
 def test_every_copy_that_leaves_passes_the_self_check(filed):
     for name, pdf in filed.copies.items():
         assert pdfa_problems(pdf) == [], name
+        last = check_signatures(pdf)[-1]  # signed last, over the whole file
+        assert last.intact and last.valid and last.whole_file, name
     # the archive copies are incremental updates of the customer copies: two revisions or more
     assert filed.copies["archive copy"].startswith(filed.copies["customer copy"])
     assert filed.copies["reissued copy"].startswith(filed.copies["endorsed customer copy"])
@@ -184,7 +191,7 @@ def test_the_self_check_names_each_planted_fault(filed):
         "6.1.3 encryption: the PDF is encrypted": _saved(
             customer, lambda d: None, encryption=pikepdf.Encryption(owner="owner", user="")
         ),
-        "6.1.3 file trailer: the /ID's first string is not the same in all 2 revisions": _first_id_changed(
+        "6.1.3 file trailer: the /ID's first string is not the same in every revision": _first_id_changed(
             filed.copies["archive copy"]
         ),
     }
