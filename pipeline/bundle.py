@@ -33,6 +33,7 @@ from core.records import IMAGE_KIND_LABELS, Endorsement, Policy
 from pipeline.documents import PRODUCER
 from pipeline.images import image_problem, resolve_image_path
 from pipeline.intake import ImageSource, PreparedImages, prepare_images
+from stamps.pdfa import info_texts, keep_pdfa, xmp_packet
 from stamps.pdfupdate import (
     IncrementalUpdate,
     OutlineEntry,
@@ -231,7 +232,6 @@ def _with_images(
         version = found.catalog.get("/Version", b"/" + pdf[5:8]).decode("latin-1")[1:]
         if images.version > version:
             changed["/Version"] = b"/" + images.version.encode("ascii")
-    update.replace(found.root, _dictionary(found.catalog, changed))
     previous = found.info
     info = {
         "/Title": previous.get("/Title", b"()") if title is None else text_string(title),
@@ -239,6 +239,10 @@ def _with_images(
         "/Producer": text_string(PRODUCER),
         **{key: value for key, value in previous.items() if key.startswith("/Issuance")},
     }
+    if "/OutputIntents" in found.catalog:  # a PDF/A-2b copy (stamps.pdfa): its XMP follows the new /Info
+        metadata = update.add_stream(b"/Type/Metadata/Subtype/XML", xmp_packet(info_texts(info)))
+        changed["/Metadata"] = b"%d 0 R" % metadata.idnum
+    update.replace(found.root, _dictionary(found.catalog, changed))
     body = b"<<" + b"".join(serialise(NameObject(k)) + b" " + v for k, v in info.items()) + b">>"
     update.set_info(update.add(body))
     # the file identifier changes with what was added: the pictures' own digests say that without
@@ -440,6 +444,7 @@ def _finish(
         pikepdf.Dictionary({key: pikepdf.String(value) for key, value in fields.items()})
     )
     document.Root.PageMode = pikepdf.Name.UseOutlines
+    keep_pdfa(document, sources=[document] + ([added] if added is not None else []))
     versions = [document.pdf_version] + ([added.pdf_version] if added is not None else [])
     return save_pdf(document, min_version=_newest(*versions))
 

@@ -22,7 +22,7 @@ import pikepdf
 
 from core.errors import ComponentUnavailable, ConversionFailed
 from core.products import ProductRegistry
-from pipeline.convert import DocxToPdf
+from pipeline.convert import DEFAULT_PDF_VERSION, DocxToPdf
 from pipeline.schedules import SplitError, concatenate, split
 
 __all__ = ["ClauseLibrary"]
@@ -41,6 +41,9 @@ class ClauseLibrary:
     def __init__(self, *, registry: ProductRegistry, converter: DocxToPdf, cache_dir: Path) -> None:
         self._registry = registry
         self._converter = converter
+        # Cached PDFs are named after the converter's PDF version too, so plain PDFs cached before
+        # PDF/A-2b became the default are not reused; a converter that does not say writes the default.
+        self._version = f"pdfv{getattr(converter, 'pdf_version', DEFAULT_PDF_VERSION)}"
         self._dir = cache_dir / "clauses"
         self._dir.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
@@ -69,7 +72,7 @@ class ClauseLibrary:
         digest = hashlib.sha256(
             "\n".join(f"{c.code}:{c.content_hash}" for c in clauses).encode("utf-8")
         ).hexdigest()
-        key = f"together-{digest[:16]}"
+        key = f"together-{digest[:16]}-{self._version}"
         with self._guard:
             known = key in self._sets
             lock = self._locks.setdefault(key, threading.Lock())
@@ -128,7 +131,7 @@ class ClauseLibrary:
         """The clause's PDF; converts it on first use of this clause version (thread-safe)."""
         clause = self._registry.clauses[code]
         digest = clause.content_hash.removeprefix("sha256:")
-        key = f"{code}-{digest[:16]}"
+        key = f"{code}-{digest[:16]}-{self._version}"
         with self._guard:
             if key in self._bytes:
                 return self._bytes[key]

@@ -48,6 +48,8 @@ INSTALL_HINT = (
 # 15/16 = PDF 1.5/1.6.
 PDF_VERSIONS = frozenset({0, 1, 2, 3, 15, 16})
 PDF_A_2B = 2
+# Issued documents are archived: PDF/A-2b (issue 23, item 5), kept through assembly by stamps.pdfa.
+DEFAULT_PDF_VERSION = PDF_A_2B
 
 # The bridge enforces start_timeout itself; we wait this much longer before we stop believing it.
 _START_GRACE = 10.0
@@ -144,9 +146,9 @@ class Converter:
     (with a restart between); ``ConversionFailed`` when a document failed twice for any other reason.
 
     ``timeout`` bounds one request (not the start, which ``start_timeout`` bounds). ``pdf_version`` is
-    LibreOffice's ``SelectPdfVersion``: 0 = plain PDF 1.x (1.6 in LibreOffice 7.4), 2 = PDF/A-2b; it
-    travels with every request to the bridge. A restart after a crash or hang reuses the instance's
-    profile directory; ``close`` removes it.
+    LibreOffice's ``SelectPdfVersion``: 2 = PDF/A-2b (the default), 0 = plain PDF 1.x (1.6 in
+    LibreOffice 7.4); it travels with every request to the bridge. A restart after a crash or hang
+    reuses the instance's profile directory; ``close`` removes it.
 
     ``profile_template`` (``profile_template_for``): a new profile starts as a copy of it, which saves
     LibreOffice the costlier first start of a profile (docs/performance.md). Where there is none yet,
@@ -165,7 +167,7 @@ class Converter:
         start_timeout: float = 60.0,
         soffice: str = "soffice",
         python: str = "/usr/bin/python3",
-        pdf_version: int = 0,
+        pdf_version: int = DEFAULT_PDF_VERSION,
         profile_template: Path | None = None,
     ) -> None:
         if pdf_version not in PDF_VERSIONS:
@@ -562,6 +564,7 @@ class ConverterPool:
             raise UsageError(f"converter pool size must be at least 1, not {size}")
         self.size = size
         self._converters = [Converter(workdir=workdir, **converter_kwargs) for _ in range(size)]
+        self.pdf_version = self._converters[0].pdf_version  # what every instance writes
         self._free: queue.Queue[Converter] = queue.Queue()
         for converter in self._converters:
             self._free.put(converter)

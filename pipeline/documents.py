@@ -36,6 +36,7 @@ from pipeline.render import endorsement_context, policy_context
 from pipeline.schedules import ComposedTemplate, RecordPages, SplitError, split
 from pipeline.sealing import SEAL_ANCHOR, SEAL_OVER, SealAnchors
 from stamps.layout import PageFrame
+from stamps.pdfa import keep_pdfa
 from stamps.qr import QrEncoder, draw_qr
 from stamps.registry import Seal, SealRegistry
 from stamps.saving import bookmark, save_pdf
@@ -429,6 +430,7 @@ class DocumentMaker:
             out.docinfo["/Producer"] = PRODUCER
             out.docinfo["/IssuanceTemplates"] = json.dumps(versions, ensure_ascii=False, sort_keys=True)
             out.Root.PageMode = pikepdf.Name.UseOutlines
+            keep_pdfa(out, sources=[composed])  # LibreOffice's PDF/A-2b: output intent, XMP of the /Info
             count = len(out.pages)
             data = save_pdf(out, min_version=composed.pdf_version)
         after = follow_up(data) if follow_up is not None else None

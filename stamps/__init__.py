@@ -1,7 +1,8 @@
 """Every mark on a PDF: the seal registry, drawing seals and cleaning scans, stamping PDFs
 (``stamping``; pages sealed once and reused: ``sealed_pages``), the reissue mark (``marks``), the
 verification QR code (``qr``), writing PDFs (``pdfupdate`` for incremental updates, ``saving`` for whole
-documents), and finding seals again.
+documents), PDF/A-2b kept through assembly and its structural self-check (``pdfa``), and finding seals
+again.
 
 ``stamps`` knows PDFs, seals and anchor texts, never records: the pipeline decides which seal signs
 which document (``SealRegistry.seal_for``) and hands over the rendered PDF.

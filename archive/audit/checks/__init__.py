@@ -8,7 +8,7 @@ policy's collector (``Messages``), as paperless-ngx's sanity checker does:
 
 - ``authenticity`` (真实性): ledger_chain, object_hashes, index_matches, company_seal, cross_page_seal;
 - ``integrity`` (完整性): objects_present, clauses_match, required_images, parts_reconcile;
-- ``usability`` (可用性): renders, fonts_embedded, schedule_text;
+- ``usability`` (可用性): renders, fonts_embedded, pdfa_structure, schedule_text;
 - ``security`` (安全性): keys_clean, metadata_clean, retention, no_active_content.
 
 ``base`` holds what they share (the named checks, the collector, the results, the policy as read);

@@ -62,6 +62,7 @@ RUN_ORDER: tuple[tuple[Check, tuple[str, ...]], ...] = (
     (integrity.parts_reconcile, ("parts_reconcile",)),
     (usability.renders, ("renders",)),
     (usability.fonts_embedded, ("fonts_embedded",)),
+    (usability.pdfa_structure, ("pdfa_structure",)),
     (usability.schedule_text, ("schedule_text",)),
     (security.keys_clean, ("keys_clean",)),
     (security.metadata_clean, ("metadata_clean",)),

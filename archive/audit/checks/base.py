@@ -42,6 +42,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "parts_reconcile": (INTEGRITY, "页数、字节数与清单相符"),
     "renders": (USABILITY, "可打开，每页可渲染"),
     "fonts_embedded": (USABILITY, "字体已嵌入"),
+    "pdfa_structure": (USABILITY, "PDF/A-2b 结构自检"),
     "schedule_text": (USABILITY, "正本文字与档案记录一致"),
     "keys_clean": (SECURITY, "对象键无个人信息"),
     "metadata_clean": (SECURITY, "PDF 元数据无个人信息"),

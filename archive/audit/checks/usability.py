@@ -5,6 +5,9 @@ record says.
   the newest customer copy as the seal checks render it, the others at low dpi, one page at a time).
 - ``fonts_embedded``: no font is left unembedded (``font_findings``: the fonts ``pdffonts`` lists, read
   from the parsed PDF; Type 3 fonts are drawn by the PDF).
+- ``pdfa_structure``: the PDF/A-2b structural self-check (``stamps.pdfa.pdfa_problems``) finds nothing
+  in any PDF; each problem is named. A self-check of the structure, not a validation: no PDF/A
+  validator is installed here.
 - ``schedule_text``: the schedule's text (``pdftotext``, whitespace removed) holds the record's policy
   number, insured name, period as printed (``period_wording``: 自…起至…止) and total premium in figures and
   in capitals; each endorsement's pages hold its endorsement number. Read as a person reads the page:
@@ -28,11 +31,13 @@ from archive.audit.checks.base import AuditedPolicy, CheckResult, Messages, Page
 from archive.audit.checks.pdftext import normalise, page_lines, shows
 from core.errors import IssuanceError
 from core.wording import amount_capitals, amount_figures, period_wording
+from stamps.pdfa import pdfa_problems
 from stamps.poppler import stream_pages
 
 __all__ = [
     "font_findings",
     "fonts_embedded",
+    "pdfa_structure",
     "render_count",
     "renders",
     "schedule_text",
@@ -172,6 +177,19 @@ def _embedded(font: DictionaryObject) -> bool:
         return False
     files = (_resolved(descriptor.get(k)) for k in ("/FontFile", "/FontFile2", "/FontFile3"))
     return any(isinstance(f, StreamObject) for f in files)
+
+
+def pdfa_structure(policy: AuditedPolicy, messages: Messages) -> None:
+    found = messages.check("pdfa_structure")
+    for label, obj in pdfs(policy.versions):
+        if obj.data is None:
+            found.problem(f"{label}: cannot be read")
+            continue
+        problems = pdfa_problems(obj.data)
+        for problem in problems:
+            found.problem(f"{label}: {problem}")
+        if not problems:
+            found.evidence(f"{label}: PDF/A-2b structural self-check found nothing")
 
 
 def schedule_text(policy: AuditedPolicy, messages: Messages) -> None:
