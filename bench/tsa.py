@@ -48,7 +48,12 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+# run as a script (``TsaProcess``) as well as imported: the project's own modules from the repository
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stamps.keys import specimen_leaf, specimen_name, specimen_root
 
 __all__ = ["POLICY_OID", "FailureMode", "LoopbackTsa", "TimeStampAuthority", "TsaProcess", "TsaServer"]
 
@@ -64,13 +69,7 @@ _REPLY_TYPE = "application/timestamp-reply"
 
 
 def _specimen_name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "样本 SPECIMEN loopback TSA (not for real use)"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+    return specimen_name(common_name, "样本 SPECIMEN loopback TSA (not for real use)")
 
 
 class TimeStampAuthority:
@@ -78,38 +77,16 @@ class TimeStampAuthority:
 
     def __init__(self, *, now: dt.datetime | None = None) -> None:
         now = now or dt.datetime.now(dt.UTC)
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = _specimen_name("样本 SPECIMEN TSA Root")
-        root = (
-            x509.CertificateBuilder()
-            .subject_name(root_name)
-            .issuer_name(root_name)
-            .public_key(root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(root_key, hashes.SHA256())
-        )
+        root_key, root = specimen_root(_specimen_name("样本 SPECIMEN TSA Root"), now=now)
         self._key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_specimen_name("样本 SPECIMEN Time-Stamping Unit"))
-            .issuer_name(root_name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=825))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
-            )
-            # RFC 3161 sec. 2.3: the TSA's certificate has exactly this EKU, marked critical
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-            .sign(root_key, hashes.SHA256())
+        # RFC 3161 sec. 2.3: the TSA's certificate has exactly this EKU, marked critical
+        cert = specimen_leaf(
+            _specimen_name("样本 SPECIMEN Time-Stamping Unit"),
+            self._key,
+            issuer=(root_key, root),
+            now=now,
+            usage=ExtendedKeyUsageOID.TIME_STAMPING,
+            usage_critical=True,
         )
         der = serialization.Encoding.DER
         self.root_der = root.public_bytes(der)

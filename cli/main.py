@@ -26,7 +26,15 @@ from cli import signer as cli_signer
 from cli import watch as cli_watch
 from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console, write_file
 from cli.reissue import serial_lines
-from core.errors import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_REJECTED, IssuanceError, RunAborted, UsageError
+from core.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_COMPONENT,
+    EXIT_OK,
+    EXIT_REJECTED,
+    IssuanceError,
+    RunAborted,
+    UsageError,
+)
 from core.privacy import scrub
 
 # Each command imports its use case when it runs: together they take over a second to import
@@ -204,6 +212,8 @@ def _run(args: argparse.Namespace) -> int:
             _write_run_report(e.report, args.report, settings.var_dir / "reports")
             raise
     counts = _write_run_report(report, args.report, settings.var_dir / "reports")
+    if counts.get("not_attempted"):  # a component failed them one by one (the TSA): a re-run files them
+        return EXIT_COMPONENT
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
 
 
@@ -220,7 +230,8 @@ def _write_run_report(report: BatchReport, path: Path | None, folder: Path) -> d
         f"{counts['rejected']} rejected"
     )
     if "not_attempted" in counts:
-        line += f", {counts['not_attempted']} not attempted (the run stopped)"
+        why = "the run stopped" if report.extra.get("aborted") else "a component failed them; run again"
+        line += f", {counts['not_attempted']} not attempted ({why})"
     print(f"{line}, {counts['records']} records  (report: {path})")
     return counts
 

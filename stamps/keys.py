@@ -487,23 +487,27 @@ def _check_pair(key: Pkcs11Key, what: str) -> None:
         raise ConfigError(f"the certificate stored with the key {what} is for another key") from e
 
 
-def write_specimen_pkcs12(path: Path, password: bytes, *, now: dt.datetime | None = None) -> bytes:
-    """A SPECIMEN root and signing certificate (EC P-256) in a PKCS#12 file at ``path`` (mode 0600);
-    returns the root's DER certificate, to trust in tests and in ``issuance verify`` for the demo."""
-    now = now or dt.datetime.now(dt.UTC)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = x509.Name(
+def specimen_name(common_name: str, organisation: str) -> x509.Name:
+    """A SPECIMEN certificate's subject: country CN, the organisation, the common name."""
+    return x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "样本 SPECIMEN Root CA (not for real use)"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "样本 SPECIMEN Root CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def specimen_root(
+    name: x509.Name, *, now: dt.datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A SPECIMEN root CA (EC P-256, ten years from a day before ``now``) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
     root = (
         x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=3650))
@@ -511,21 +515,27 @@ def write_specimen_pkcs12(path: Path, password: bytes, *, now: dt.datetime | Non
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
-        .sign(root_key, hashes.SHA256())
+        .sign(key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+    return key, root
+
+
+def specimen_leaf(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    now: dt.datetime,
+    usage: x509.ObjectIdentifier,
+    usage_critical: bool = False,
+) -> x509.Certificate:
+    """A SPECIMEN end-entity certificate for ``key`` (signing; 825 days from a day before ``now``) with
+    the one extended key usage ``usage``, issued by ``issuer`` (``specimen_root``)."""
+    issuer_key, issuer_cert = issuer
+    return (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "样本 SPECIMEN 示范财产保险股份有限公司"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, SPECIMEN_SUBJECT),
-                ]
-            )
-        )
-        .issuer_name(root_name)
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
@@ -534,8 +544,25 @@ def write_specimen_pkcs12(path: Path, password: bytes, *, now: dt.datetime | Non
         .add_extension(
             x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .sign(root_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=usage_critical)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def write_specimen_pkcs12(path: Path, password: bytes, *, now: dt.datetime | None = None) -> bytes:
+    """A SPECIMEN root and signing certificate (EC P-256) in a PKCS#12 file at ``path`` (mode 0600);
+    returns the root's DER certificate, to trust in tests and in ``issuance verify`` for the demo."""
+    now = now or dt.datetime.now(dt.UTC)
+    root_key, root = specimen_root(
+        specimen_name("样本 SPECIMEN Root CA", "样本 SPECIMEN Root CA (not for real use)"), now=now
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = specimen_leaf(
+        specimen_name(SPECIMEN_SUBJECT, "样本 SPECIMEN 示范财产保险股份有限公司"),
+        key,
+        issuer=(root_key, root),
+        now=now,
+        usage=ExtendedKeyUsageOID.EMAIL_PROTECTION,
     )
     data = pkcs12.serialize_key_and_certificates(
         b"issuance-signer", key, cert, [root], serialization.BestAvailableEncryption(password)

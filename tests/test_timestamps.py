@@ -171,3 +171,37 @@ def test_a_root_file_lists_its_certificates(tmp_path: Path, tsa):
     der = tmp_path / "root.der"
     der.write_bytes(tsa.root_der)
     assert load_certificates([pem, der]) == [tsa.root_der] * 3
+
+
+def test_issuance_run_exits_3_when_the_tsa_failed_records(specimen, tmp_path):
+    """Not a silent 0: the operator's nightly job sees that records wait for a re-run."""
+    import os
+    import sys
+
+    from tests.conftest import REPO
+
+    key_path = tmp_path / "signer.p12"
+    write_specimen_pkcs12(key_path, PASSWORD)
+    batch = make_batch(tmp_path / "batch", 1, seed=82, images_per_record=0)
+    with LoopbackTsa() as refusing:
+        refusing.fail_next(1000, "reject")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "ISSUANCE_HMAC_KEY": KEY.decode(),
+            "ISSUANCE_SIGNING_KEY": str(key_path),
+            "ISSUANCE_SIGNING_PASSWORD": PASSWORD.decode(),
+            "ISSUANCE_TSA_URL": refusing.url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "run", str(batch), "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 3, done.stderr
+    assert "1 not attempted (a component failed them; run again)" in done.stdout
+    assert "refused the request (status rejection" in done.stderr

@@ -480,3 +480,33 @@ def test_an_unreachable_index_is_retried_with_backoff_and_never_failed(site: Sit
     assert site.moved(".failed") == [] and site.moved(".done") == []
     assert watching.terminate() == 0
     assert (site.inbox / "waiting.jsonl").is_file() and site.moved(".failed") == []
+
+
+def test_records_a_tsa_failed_keep_the_batch_in_the_inbox_until_a_retry_files_them(
+    site: Site, tmp_path: Path
+):
+    """A TSA that does not answer fails the record waiting for it (issue 23, item 3): the batch is not
+    filed as done with a record missing; it stays in the inbox, is run again, and then files it."""
+    from bench.tsa import LoopbackTsa
+    from stamps.keys import write_specimen_pkcs12
+
+    write_specimen_pkcs12(tmp_path / "signer.p12", b"watch-pw")
+    batch = make_batch(tmp_path / "src", 1, seed=511, images_per_record=0)
+    with LoopbackTsa() as tsa:
+        tsa.fail_next(2, "http500")  # the record's first signature, asked twice
+        signing = {
+            "ISSUANCE_SIGNING_KEY": str(tmp_path / "signer.p12"),
+            "ISSUANCE_SIGNING_PASSWORD": "watch-pw",
+            "ISSUANCE_TSA_URL": tsa.url,
+        }
+        watching = site.start(*FAST, env=signing)
+        (site.inbox / "stamped.jsonl").write_bytes(batch.read_bytes())
+        watching.wait_for("a retry", lambda: "outcome=retry" in watching.log(), timeout=120)
+        log = watching.log()
+        assert "1 record(s) not filed" in log and "time-stamping authority" in log
+        assert site.moved(".done") == [] and site.moved(".failed") == []
+        watching.wait_for("the batch done", lambda: site.filed(".done") == ["stamped"], timeout=120)
+        assert watching.terminate() == 0
+    assert site.records_in_index() == 1
+    report = report_of(site.inbox / ".done" / "stamped")
+    assert report["counts"]["archived"] == 1 and "not_attempted" not in report["counts"]

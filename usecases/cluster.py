@@ -57,16 +57,14 @@ from core.errors import (
     UsageError,
     WorkerMisconfigured,
 )
-from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from core.records import Endorsement, RawRecord, content_hash, parse_record
 from pipeline.batch import Accepted
-from pipeline.documents import DocumentMaker
 from pipeline.report import ARCHIVED, FILED, REJECTED, BatchReport, Outcome
 from pipeline.validate import Reason
 from usecases.executors import Job
 from usecases.filing import Filing
 from usecases.run import BatchRun, already_archived, file_group, rejected_outcome, run_batch
-from usecases.session import Archive, FilingSession, filing_session, signer_from
+from usecases.session import Archive, FilingSession, filing_session, filing_without_documents
 
 logger = logging.getLogger(__name__)
 
@@ -388,18 +386,9 @@ def cluster_session(settings: Settings, *, address: str, timeout: float = 30.0) 
     if not ADDRESS.match(address):
         raise UsageError(f"--cluster {address!r} is not a scheduler address", hint="write tcp://HOST:PORT")
     require_shared_archive(settings)
-    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
     with Archive(settings) as archive:
-        # the client renders nothing: the maker is there for the product registry only
-        maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
-        # the client signs nothing either: its signer is what every worker's must be (``_check``)
-        filing = Filing(
-            store=archive.store,
-            index=archive.index,
-            maker=maker,
-            operator=settings.operator,
-            signer=signer_from(settings),
-        )
+        # the client renders and signs nothing: its signer is what every worker's must be (``_check``)
+        filing = filing_without_documents(settings, archive)
         try:
             client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:

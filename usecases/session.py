@@ -133,6 +133,25 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
                 filing.close()
 
 
+def filing_without_documents(settings: Settings, archive: Archive) -> Filing:
+    """A ``Filing`` on ``archive`` that renders nothing (no LibreOffice; the maker is there for the
+    product registry only) but signs what it files: ``issuance attach``, and a cluster's client, whose
+    signer every worker's must match."""
+    from core.products import DEFAULT_TEMPLATES_DIR, load_registry
+    from pipeline.documents import DocumentMaker
+    from usecases.filing import Filing
+
+    registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
+    maker = DocumentMaker(registry=registry, converter=None, cache_dir=settings.cache_dir)  # type: ignore[arg-type]
+    return Filing(
+        store=archive.store,
+        index=archive.index,
+        maker=maker,
+        operator=settings.operator,
+        signer=signer_from(settings),
+    )
+
+
 def verification_urls(settings: Settings) -> Callable[[str, int], str]:
     """(policy number, version) -> the URL its documents' QR code leads to: the index holds the same
     code for that version (``Index`` derives it with the same key)."""

@@ -46,6 +46,7 @@ from watchdog.observers import Observer
 
 from core.errors import BatchUnreadable, ComponentUnavailable
 from core.privacy import scrub
+from pipeline.report import NOT_ATTEMPTED
 from watchers.inbox import Entry, Inbox, Signature, is_ignored
 from watchers.runner import BatchRunner
 from watchers.summary import (
@@ -433,6 +434,16 @@ class Watcher:
                 )
             )
             self._state(t, "settling", due=time.monotonic() + self.options.settle, once_final=True)
+            return
+        not_filed = counts.get(NOT_ATTEMPTED, 0)
+        if not_filed:
+            # records a component failed one by one (a TSA that did not answer) are not filed: the batch
+            # stays in the inbox and is run again, which files exactly those (DESIGN.md invariant 1)
+            why = next(
+                (r.message for o in report.iter_outcomes() if o.status == NOT_ATTEMPTED for r in o.reasons),
+                "",
+            )
+            self._retry(t, ComponentUnavailable(f"{not_filed} record(s) not filed: {why}"), clock=clock)
             return
         failed = report.rejected > 0
         outcome = "failed" if failed else "done"
