@@ -34,6 +34,7 @@ from typing import IO, Any, Protocol, Self
 
 from core.errors import ComponentUnavailable, ConversionFailed, ConversionTimeout, UsageError
 from pipeline.scratch import SOCKETS_SUFFIX, list_sockets
+from stamps.pdfa import drop_structure_tree
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ INSTALL_HINT = (
 # 15/16 = PDF 1.5/1.6.
 PDF_VERSIONS = frozenset({0, 1, 2, 3, 15, 16})
 PDF_A_2B = 2
+PDF_A_VERSIONS = frozenset({1, 2, 3})
 # Issued documents are archived: PDF/A-2b (issue 23, item 5), kept through assembly by stamps.pdfa.
 DEFAULT_PDF_VERSION = PDF_A_2B
 
@@ -458,7 +460,9 @@ class Converter:
                 self._count(failures=1, seconds=time.monotonic() - began)
                 raise
             self._count(documents=1, seconds=time.monotonic() - began)
-            return pages
+        if self.pdf_version in PDF_A_VERSIONS:
+            drop_structure_tree(pdf)  # after the lock: LibreOffice takes the next document meanwhile
+        return pages
 
     def _convert_with_retry(self, docx: Path, pdf: Path, limit: float) -> int:
         failure: Exception | None = None

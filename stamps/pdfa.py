@@ -24,16 +24,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from io import BytesIO
+from pathlib import Path
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import pikepdf
 from pypdf.generic import create_string_object
 
+from stamps.saving import SAVE_OPTIONS
+
 __all__ = [
     "PDFA_CONFORMANCE",
     "PDFA_PART",
     "claims_pdfa",
+    "drop_structure_tree",
     "info_texts",
     "keep_pdfa",
     "pdfa_problems",
@@ -643,3 +647,30 @@ class _Resources:
 
 def _values(dictionary: object) -> Iterable[pikepdf.Object]:
     return dictionary.values() if isinstance(dictionary, pikepdf.Dictionary) else ()
+
+
+def drop_structure_tree(path: Path) -> bool:
+    """Drop the logical structure (tags) of the PDF at ``path``, in place; whether there was one.
+
+    LibreOffice tags every PDF/A it writes, level B too ("force the tagged PDF as well" in its PDF
+    export), which PDF/A-2b does not ask for: one 16-schedule document then holds some 5,000 structure
+    elements, and opening it costs about 50 times as much (docs/performance.md). The copies made from it
+    would not carry the tree anyway (a page copied alone leaves it behind): it goes, with what points
+    into it (the catalog's /StructTreeRoot and /MarkInfo, the pages' /StructParents, the annotations'
+    /StructParent), and qpdf writes the document again without the objects nothing reaches any more.
+    """
+    with pikepdf.open(path, allow_overwriting_input=True) as pdf:
+        root = pdf.Root
+        if "/StructTreeRoot" not in root:
+            return False
+        del root["/StructTreeRoot"]
+        if "/MarkInfo" in root:
+            del root["/MarkInfo"]
+        for page in pdf.pages:
+            if "/StructParents" in page.obj:
+                del page.obj["/StructParents"]
+            for annotation in page.obj.get("/Annots", ()):
+                if isinstance(annotation, pikepdf.Dictionary) and "/StructParent" in annotation:
+                    del annotation["/StructParent"]
+        pdf.save(path, **SAVE_OPTIONS)
+    return True

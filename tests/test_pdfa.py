@@ -35,7 +35,7 @@ from pipeline.documents import PRODUCER, DocumentMaker
 from pipeline.reissue import ReissueMarker
 from stamps import load_seal_registry
 from stamps.keys import Pkcs12Key, write_specimen_pkcs12
-from stamps.pdfa import pdfa_problems
+from stamps.pdfa import claims_pdfa, pdfa_problems
 from stamps.signing import PdfSigner, check_signatures
 from usecases.filing import Filing
 from usecases.run import run_batch
@@ -253,6 +253,33 @@ def test_the_self_check_is_fast_enough_for_an_audit(filed):
 
 def test_the_pool_converts_to_pdfa_2b_by_default(pool):
     assert pool.pdf_version == PDF_A_2B
+
+
+def test_what_libreoffice_converts_comes_without_its_structure_tree(pool, synth_records, registry, tmp_path):
+    """LibreOffice tags every PDF/A it writes (thousands of structure elements in a composed document,
+    which made every later open of it tens of times dearer); level B needs none, so the converter drops
+    the tree and what points into it, and the file still claims PDF/A-2b and passes the self-check."""
+    from core.records import parse_record
+    from pipeline.render import TemplateCache, policy_context, render_docx
+
+    policy, _ = parse_record(next(r for r in synth_records if r["product_code"] == "AUTO-COMM"))
+    docx = tmp_path / "schedule.docx"
+    render_docx(
+        template=registry.products[policy.product_code].schedule,
+        context=policy_context(policy, registry=registry),
+        out=docx,
+        cache=TemplateCache(),
+    )
+    pool.convert(docx, tmp_path / "schedule.pdf")
+    data = (tmp_path / "schedule.pdf").read_bytes()
+    with pikepdf.open(BytesIO(data)) as pdf:
+        assert "/StructTreeRoot" not in pdf.Root and "/MarkInfo" not in pdf.Root
+        assert all("/StructParents" not in page.obj for page in pdf.pages)
+        assert not any(
+            o.get("/Type") == "/StructElem" for o in pdf.objects if isinstance(o, pikepdf.Dictionary)
+        )
+        assert claims_pdfa(pdf)
+    assert pdfa_problems(data) == []
 
 
 class _Saying:
