@@ -77,6 +77,12 @@ def _seq(*parts: bytes) -> bytes:
     return _tlv(0x30, b"".join(parts))
 
 
+class _NoRoom(SigningFailed):
+    def __init__(self, needed: int, kept: int) -> None:
+        super().__init__(f"the signature needs {needed} bytes, more than the {kept} kept")
+        self.needed = needed
+
+
 class PdfSigner:
     """Signs PDFs with ``key`` (and a token from ``timestamper`` for each signature). One per run,
     shared by threads: ``sign`` keeps no state between calls."""
@@ -157,14 +163,23 @@ class PdfSigner:
         before (a reissue re-signs the original) keeps that signature inside, intact, in its own field.
         ``SigningFailed`` names what went wrong (a PDF of an unexpected shape, the key, the TSA)."""
         now = now or dt.datetime.now(dt.UTC)
+        try:
+            return self._sign(pdf, now, self.reserve)
+        except _NoRoom as e:
+            # a TSA whose tokens carry more certificates than guessed: room for them from now on (one
+            # token more, once per run)
+            self.reserve = max(self.reserve, (e.needed * 5 // 4 + 1023) // 1024 * 1024)
+            return self._sign(pdf, now, self.reserve)
+
+    def _sign(self, pdf: bytes, now: dt.datetime, reserve: int) -> bytes:
         # only the update is changed in place; the document before it is hashed and copied once
-        tail = bytearray(self._with_field(pdf, now))
+        tail = bytearray(self._with_field(pdf, now, reserve))
         base = len(pdf)
         at = tail.find(_RANGE)
         if at < 0:
             raise SigningFailed("the signature placeholder was not written as expected")
         gap_start = tail.find(b"/Contents <", at) + len(b"/Contents ")
-        gap_end = gap_start + 2 + 2 * self.reserve
+        gap_end = gap_start + 2 + 2 * reserve
         if tail[gap_end - 1 : gap_end] != b">":
             raise SigningFailed("the signature placeholder was not written as expected")
         ranges = b"/ByteRange[0 %-10d %-10d %-10d]" % (base + gap_start, base + gap_end, len(tail) - gap_end)
@@ -174,10 +189,8 @@ class PdfSigner:
         digest.update(view[:gap_start])
         digest.update(view[gap_end:])
         signature = self._cms(digest.digest())
-        if len(signature) > self.reserve:
-            raise SigningFailed(
-                f"the signature needs {len(signature)} bytes, more than the {self.reserve} kept"
-            )
+        if len(signature) > reserve:
+            raise _NoRoom(len(signature), reserve)
         hexed = signature.hex().encode("ascii")
         tail[gap_start + 1 : gap_start + 1 + len(hexed)] = hexed
         return b"".join((pdf, tail))
@@ -193,7 +206,7 @@ class PdfSigner:
         signed_data = _seq(self._data_head, _tlv(0x31, _seq(info)))
         return _seq(_OID["signed_data"], _tlv(0xA0, signed_data))
 
-    def _with_field(self, pdf: bytes, now: dt.datetime) -> bytes:
+    def _with_field(self, pdf: bytes, now: dt.datetime, reserve: int) -> bytes:
         """The update to append to ``pdf``: an empty signature field, its dictionary with placeholders."""
         try:
             source = _source(pdf)
@@ -214,7 +227,7 @@ class PdfSigner:
                 b"<</Type/Sig/Filter/Adobe.PPKLite/SubFilter/ETSI.CAdES.detached"
                 + _RANGE
                 + b"/Contents <"
-                + b"0" * (2 * self.reserve)
+                + b"0" * (2 * reserve)
                 + b">/M("
                 + when
                 + b")/Reason"

@@ -205,3 +205,17 @@ def test_issuance_run_exits_3_when_the_tsa_failed_records(specimen, tmp_path):
     assert done.returncode == 3, done.stderr
     assert "1 not attempted (a component failed them; run again)" in done.stdout
     assert "refused the request (status rejection" in done.stderr
+
+
+def test_a_token_larger_than_the_room_kept_makes_room_once(tsa, specimen, customer_copy):
+    """A TSA whose tokens carry more than guessed (a long chain): the signature is made again with room
+    for it, and the room stays for the rest of the run; one extra token, once."""
+    key, root = specimen
+    signer = PdfSigner(key, timestamper=Timestamper(tsa.url), reserve=1024)
+    before = tsa.tokens
+    signed = signer.sign(customer_copy)
+    assert tsa.tokens - before == 2 and signer.reserve > 1024
+    (check,) = check_signatures(signed, roots=[root, tsa.root_der], require_timestamp=True)
+    assert check.ok, check.problems
+    signer.sign(customer_copy)
+    assert tsa.tokens - before == 3
