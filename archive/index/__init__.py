@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, Pro
 from archive.index import audits
 from archive.index import schema as s
 from archive.index import serials as registry
+from archive.index import users as people
 from archive.index.audits import ClaimedObject, LotPolicy, TrailEvent, VersionGap
 from archive.index.chain import GENESIS, row_hash
 from archive.index.chain import entry_hash as _entry_hash
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
@@ -956,6 +957,46 @@ class Index:
         for name in ("created_at", "period_start", "period_end"):
             values[name] = as_utc(values[name])
         return CodedVersion(**values)
+
+    # --- helper "users" (issue 24): the people who act on the archive (archive/index/users.py) -------
+
+    @_database_errors
+    def user(self, name: str) -> people.UserRecord | None:
+        """The user named ``name`` (password hash included, for ``archive.users`` only), or None."""
+        with self.engine.connect() as conn:
+            return people.lookup(conn, name)
+
+    @_database_errors
+    def users(self) -> list[people.UserRecord]:
+        """Every user, sorted by name."""
+        with self.engine.connect() as conn:
+            return people.every(conn)
+
+    @_database_errors
+    def add_user(self, user: people.UserRecord, *, event: LedgerEvent) -> None:
+        """Insert ``user`` with ``event``, in one transaction; ``IndexConflict`` when the name is taken."""
+        try:
+            with self.engine.begin() as conn:
+                people.add(conn, user)
+                self._append(conn, event)
+        except IntegrityError as e:
+            raise IndexConflict(f"a user named {user.name!r} exists already") from e
+
+    @_database_errors
+    def change_user(
+        self,
+        name: str,
+        change: Callable[[people.UserRecord | None], tuple[people.UserRecord | None, Sequence[LedgerEvent]]],
+    ) -> people.UserRecord | None:
+        """Apply ``change`` to the user's row, locked, in one transaction: it sees the row (None: no such
+        user) and returns the row to write (None: write nothing) and the ledger events to append with
+        it; it raises to refuse, and then nothing is written. The row written (or None) is returned."""
+        with self.engine.begin() as conn:
+            new, events = change(people.lookup(conn, name, lock=True))
+            if new is not None:
+                people.store(conn, new)
+            self._append_many(conn, events)
+            return new
 
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and

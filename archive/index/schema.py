@@ -217,3 +217,21 @@ reissues = Table(
     Column("new_serial", String(32)),
     UniqueConstraint("policy_no", "reissue_no", name="uq_reissues_number"),
 )
+
+# The people who act on the archive (issue 24, "Identity"): one row per login name. Roles and branch
+# prefixes are comma-separated, sorted (``archive.users`` validates them); no personal data beyond names.
+# ``password_hash`` is argon2's encoded hash, never the password; failures and the lock serve the lockout.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("display_name", String(100), nullable=False),
+    Column("roles", String(100), nullable=False),
+    Column("branches", String(200), nullable=False),  # "" = every branch
+    Column("enabled", Boolean, nullable=False),
+    Column("password_hash", String(200)),
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
