@@ -23,6 +23,7 @@ from rich.table import Table
 from cli import audit as cli_audit
 from cli import reissue as cli_reissue
 from cli import signer as cli_signer
+from cli import users as cli_users
 from cli import watch as cli_watch
 from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console, write_file
 from cli.reissue import serial_lines
@@ -153,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # command families with modules of their own (each adds its subparsers and handlers)
 
-    for family in (cli_watch, cli_reissue, cli_audit, cli_signer):
+    for family in (cli_watch, cli_reissue, cli_audit, cli_signer, cli_users):
         family.add_commands(sub)
     return parser
 

@@ -258,3 +258,22 @@ class VersionRefused(IssuanceError):
 class FiledByAnother(IndexConflict):
     """Another writer (the same batch started twice) indexed this very record first, with this content:
     the record is already archived, not in conflict."""
+
+
+# --- the people who act on the archive (archive/users.py; added by helper "users", issue 24) ---------
+
+
+class UserError(UsageError):
+    """A user that cannot be added or changed as asked: a bad name, role, branch or password, an unknown
+    user, or a name that is taken. Nothing was changed."""
+
+
+class LoginRefused(IssuanceError):
+    """A sign-in refused: ``reason`` is unknown, password, disabled or locked. The message does not tell
+    an unknown name from a wrong password, so that it cannot be used to find names."""
+
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
