@@ -6,8 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -292,3 +295,41 @@ def test_an_index_at_0004_gets_the_users_table_on_opening(index):
         assert [u.name for u in again.users()] == ["mona"]
     finally:
         again.close()
+
+
+def test_the_issuance_command_reads_the_password_from_a_pipe(tmp_path):
+    """The real command in a child process: the password piped in, the first line only, never echoed."""
+    url = f"sqlite:///{tmp_path / 'index.sqlite'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "ISSUANCE_INDEX": url,
+        "ISSUANCE_STORE": f"file://{tmp_path / 'store'}",
+        "ISSUANCE_HMAC_KEY": KEY,
+        "ISSUANCE_OPERATOR": "boss",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "-vv",
+        "users",
+        "add",
+        "nina",
+        "--role",
+        "clerk",
+        "--password-stdin",
+    ]
+    done = subprocess.run(
+        command, input=PASSWORD + "\nsecond line\n", env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    index = Index.open(url, hmac_key=KEY.encode())
+    try:
+        accounts = LocalAccounts(index)
+        assert accounts.verify_password("nina", PASSWORD).name == "nina"
+        with pytest.raises(LoginRefused):
+            accounts.verify_password("nina", PASSWORD + "\nsecond line")
+    finally:
+        index.close()
