@@ -77,8 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser(
         "render",
-        help="render the customer's PDFs for a batch (no archive)",
-        description="Render policy schedules with their clauses, and endorsements, to PDF.",
+        help="render previews of the customer's PDFs for a batch (no archive)",
+        description=(
+            "Render previews of policy schedules with their clauses, and endorsements, to PDF: marked"
+            " 预览 PREVIEW — 非正式保单 on every page, a SPECIMEN seal, no signature, no QR code."
+        ),
     )
     render.add_argument("batch", type=Path, help="batch file: .jsonl, .csv or .xlsx")
     render.add_argument("-o", "--out", type=Path, required=True, help="output folder")
@@ -189,8 +192,8 @@ def _render(args: argparse.Namespace) -> int:
     report.write(report_path)
     counts = report.counts()
     print(
-        f"{counts['rendered']} rendered, {counts['rejected']} rejected, {counts['records']} records"
-        f" -> {out_dir}  (report: {report_path})"
+        f"{counts['rendered']} previews rendered (预览, not issued policies), {counts['rejected']} rejected,"
+        f" {counts['records']} records -> {out_dir}  (report: {report_path})"
     )
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
 

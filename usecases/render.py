@@ -1,4 +1,7 @@
-"""``issuance render``: the customer's PDFs of a batch written to a folder, nothing filed.
+"""``issuance render``: previews of the customer's PDFs of a batch written to a folder, nothing filed.
+
+A preview is marked 预览 PREVIEW — 非正式保单 on every page and sealed with the SPECIMEN seal, never the
+registered one, and carries no signature and no QR code (``pipeline.preview``; issue 24 item 4).
 
 The same loop as ``issuance run`` (``usecases.executors.drive``) on a thread pool, one record per task;
 an endorsement follows its policy's record when the batch holds both.
@@ -10,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,10 +26,10 @@ from pipeline.batch import Accepted, RecordChecker, Repeat, rejected_line
 from pipeline.batchfile import read_batch
 from pipeline.convert import ConverterPool, profile_template_for
 from pipeline.documents import DocumentMaker
+from pipeline.preview import PreviewMarker, specimen_seals
 from pipeline.report import REJECTED, RENDERED, BatchReport, Outcome, RejectionLog
 from pipeline.scratch import run_scratch
 from pipeline.validate import Reason
-from stamps import load_seal_registry
 from usecases.executors import ThreadPool, drive
 
 logger = logging.getLogger(__name__)
@@ -50,9 +54,11 @@ class RenderJob:
         batch: Path,
         out_dir: Path,
         maker: DocumentMaker,
+        marker: PreviewMarker | None = None,
         on_record: Callable[[Outcome], None] | None = None,
     ) -> None:
         self._records = records
+        self._marker = marker
         self._out_dir = out_dir
         self._maker = maker
         self._on_record = on_record
@@ -99,6 +105,8 @@ class RenderJob:
             else:
                 assert item.policy is not None
                 document = self._maker.endorsement_pdf(record, item.policy)
+            if self._marker is not None:
+                document = replace(document, pdf=self._marker.mark(document.pdf))
             document.write(self._out_dir / _document_name(record))
         except ComponentUnavailable:  # LibreOffice gone for good: the run cannot go on
             raise
@@ -149,16 +157,18 @@ def render_batch(
     out_dir: Path,
     maker: DocumentMaker,
     workers: int,
+    marker: PreviewMarker | None = None,
     on_record: Callable[[Outcome], None] | None = None,
 ) -> BatchReport:
-    """``issuance render``: the customer's PDFs for every good record of ``batch`` under ``out_dir``.
+    """``issuance render``: the customer's PDFs for every good record of ``batch`` under ``out_dir``,
+    each page marked by ``marker`` when given (``render_previews`` always gives one).
 
     Raises ``BatchUnreadable`` if the file as a whole is unusable (nothing is written then) and
     ``ComponentUnavailable`` if LibreOffice cannot be used at all. Everything else, record by record,
     ends up in the report.
     """
     records = read_batch(batch)  # refuses an unusable file before anything else happens
-    job = RenderJob(records, batch=batch, out_dir=out_dir, maker=maker, on_record=on_record)
+    job = RenderJob(records, batch=batch, out_dir=out_dir, maker=maker, marker=marker, on_record=on_record)
     pool = ThreadPool(threads=workers, group_size=1)
     try:
         drive(job, job.accepted(), pool)
@@ -183,8 +193,12 @@ def render_previews(
     on_record: Callable[[Outcome], None] | None = None,
 ) -> BatchReport:
     """``render_batch`` with its own LibreOffice pool of ``workers`` instances (``ISSUANCE_SOFFICE``,
-    scratch under ``ISSUANCE_SCRATCH``); the report tells the conversions and restarts."""
+    scratch under ``ISSUANCE_SCRATCH``); the report tells the conversions and restarts.
+
+    Previews only: the SPECIMEN seal instead of the registered one, the preview mark on every page.
+    """
     registry = load_registry(templates_dir or DEFAULT_TEMPLATES_DIR)
+    mark_template = (templates_dir or DEFAULT_TEMPLATES_DIR) / "preview-mark.docx"
     read_batch(batch)  # refuse an unusable file before starting LibreOffice
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -205,12 +219,14 @@ def render_previews(
             converter=pool,
             cache_dir=cache_dir,
             scratch_dir=Path(scratch),
-            seals=load_seal_registry(),
+            seals=specimen_seals(),
         )
+        marker = PreviewMarker(converter=pool, template=mark_template, scratch_dir=Path(scratch))
         report = render_batch(
             batch,
             out_dir=out_dir,
             maker=maker,
+            marker=marker,
             workers=workers + 1,  # one more than LibreOffice instances: rendering overlaps conversion
             on_record=on_record,
         )
