@@ -39,6 +39,7 @@ from stamps.pdfupdate import (
     OutlineEntry,
     PlainPdf,
     PypdfObjects,
+    changed_dictionary,
     reference,
     serialise,
     text_string,
@@ -221,7 +222,8 @@ def _with_images(
         refs = [ref for _, pages in written for ref in pages]
         kids = found.kids[:-1] + b" " + b" ".join(b"%d 0 R" % ref.idnum for ref in refs) + b"]"
         update.replace(
-            found.tree_ref, _dictionary(tree, {"/Kids": kids, "/Count": b"%d" % (found.count + len(refs))})
+            found.tree_ref,
+            changed_dictionary(tree, {"/Kids": kids, "/Count": b"%d" % (found.count + len(refs))}),
         )
         children: list[OutlineEntry] = []
         page = 0
@@ -242,7 +244,7 @@ def _with_images(
     if "/OutputIntents" in found.catalog:  # a PDF/A-2b copy (stamps.pdfa): its XMP follows the new /Info
         metadata = update.add_stream(b"/Type/Metadata/Subtype/XML", xmp_packet(info_texts(info)))
         changed["/Metadata"] = b"%d 0 R" % metadata.idnum
-    update.replace(found.root, _dictionary(found.catalog, changed))
+    update.replace(found.root, changed_dictionary(found.catalog, changed))
     body = b"<<" + b"".join(serialise(NameObject(k)) + b" " + v for k, v in info.items()) + b">>"
     update.set_info(update.add(body))
     # the file identifier changes with what was added: the pictures' own digests say that without
@@ -333,13 +335,6 @@ class _Sized(BytesIO):
 _INHERITED = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
 
 
-def _dictionary(source: dict[str, bytes], changed: dict[str, bytes]) -> bytes:
-    """``source`` (entries as PDF syntax) with the entries ``changed`` set, as PDF syntax."""
-    entries = [k.encode("latin-1") + b" " + v for k, v in source.items() if k not in changed]
-    entries += [k.encode("latin-1") + b" " + v for k, v in changed.items()]
-    return b"<<" + b"".join(entries) + b">>"
-
-
 def _append_outline(
     update: IncrementalUpdate, found: _Structure, entries: list[OutlineEntry]
 ) -> dict[str, bytes]:
@@ -363,8 +358,8 @@ def _append_outline(
     if old_last is None:
         changed["/First"] = b"%d 0 R" % first.idnum
     else:
-        update.replace(old_last, _dictionary(found.last_item, {"/Next": b"%d 0 R" % first.idnum}))
-    update.replace(found.outline_ref, _dictionary(root, changed))
+        update.replace(old_last, changed_dictionary(found.last_item, {"/Next": b"%d 0 R" % first.idnum}))
+    update.replace(found.outline_ref, changed_dictionary(root, changed))
     return {}
 
 

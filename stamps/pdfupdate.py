@@ -42,6 +42,7 @@ __all__ = [
     "PdfObjects",
     "PlainPdf",
     "PypdfObjects",
+    "changed_dictionary",
     "reference",
     "serialise",
     "text_string",
@@ -270,6 +271,14 @@ class PypdfObjects:
         if not isinstance(found, DictionaryObject):
             raise ValueError(f"object {target.idnum} is not a dictionary")
         return {key: serialise(value) for key, value in found.items()}
+
+
+def changed_dictionary(source: dict[str, bytes], changed: dict[str, bytes]) -> bytes:
+    """A dictionary's entries as read (``PlainPdf.dictionary``: PDF syntax), with the entries ``changed``
+    set: the new version of an object an update replaces."""
+    entries = [k.encode("latin-1") + b" " + v for k, v in source.items() if k not in changed]
+    entries += [k.encode("latin-1") + b" " + v for k, v in changed.items()]
+    return b"<<" + b"".join(entries) + b">>"
 
 
 def reference(ref: bytes) -> IndirectObject:

@@ -39,7 +39,14 @@ from pypdf.errors import PyPdfError
 
 from core.errors import IssuanceError, SigningFailed
 from stamps.keys import SigningKey
-from stamps.pdfupdate import IncrementalUpdate, PlainPdf, PypdfObjects, reference, text_string
+from stamps.pdfupdate import (
+    IncrementalUpdate,
+    PlainPdf,
+    PypdfObjects,
+    changed_dictionary,
+    reference,
+    text_string,
+)
 from stamps.timestamps import Timestamper
 
 __all__ = ["FIELD", "PdfSigner", "SignatureCheck", "check_signatures"]
@@ -246,13 +253,16 @@ class PdfSigner:
             widget_ref = b"%d 0 R" % widget.idnum
             annots = _array(page.get("/Annots", b"[]"))
             update.replace(
-                reference(page_ref), _dictionary(page, {"/Annots": annots[:-1] + b" " + widget_ref + b"]"})
+                reference(page_ref),
+                changed_dictionary(page, {"/Annots": annots[:-1] + b" " + widget_ref + b"]"}),
             )
             form_entries = {"/Fields": fields[:-1] + b" " + widget_ref + b"]", "/SigFlags": b"3"}
             if "/AcroForm" in catalog and not catalog["/AcroForm"].startswith(b"<<"):
-                update.replace(reference(catalog["/AcroForm"]), _dictionary(form, form_entries))
+                update.replace(reference(catalog["/AcroForm"]), changed_dictionary(form, form_entries))
             else:
-                new_catalog = _dictionary(catalog, {"/AcroForm": _dictionary(form, form_entries)})
+                new_catalog = changed_dictionary(
+                    catalog, {"/AcroForm": changed_dictionary(form, form_entries)}
+                )
                 update.replace(reference(root), new_catalog)
             return update.appended()
         except (ValueError, KeyError, TypeError, PyPdfError) as e:
@@ -296,12 +306,6 @@ def _array(value: bytes) -> bytes:
 
 def _refs(array: bytes) -> list[bytes]:
     return [m[0] for m in re.finditer(rb"\d+\s+\d+\s+R", array)]
-
-
-def _dictionary(source: dict[str, bytes], changed: dict[str, bytes]) -> bytes:
-    entries = [k.encode("latin-1") + b" " + v for k, v in source.items() if k not in changed]
-    entries += [k.encode("latin-1") + b" " + v for k, v in changed.items()]
-    return b"<<" + b"".join(entries) + b">>"
 
 
 # --- checking ----------------------------------------------------------------------------------------------
