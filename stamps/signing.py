@@ -29,11 +29,6 @@ from io import BytesIO
 
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
-from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.validation import validate_pdf_signature
-from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko_certvalidator import ValidationContext
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
@@ -337,6 +332,14 @@ def check_signatures(
     """Every signature of ``pdf``, in file order, checked by pyHanko's validator; ``roots`` are the DER
     certificates to trust, the signer's and the TSA's (none: nothing is trusted, and each signature
     says so). A PDF that cannot be read raises ``IssuanceError``."""
+    # pyHanko is imported here, not with the module: it takes about 0.3 s, which every command that
+    # opens the archive (find, get) would pay for a check only verify and audits make (docs/performance.md)
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.errors import SignatureValidationError
+    from pyhanko_certvalidator import ValidationContext
+
     try:
         reader = PdfFileReader(BytesIO(pdf), strict=False)
         embedded = list(reader.embedded_signatures)

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNSIGNED_WARNING = (
-    "documents are issued UNSIGNED: no signing key is configured (ISSUANCE_SIGNING_KEY; the README's "
-    "'A real certificate' says how)"
+    "documents are issued UNSIGNED: no signing key is configured (ISSUANCE_SIGNING_KEY; docs/guide.md, "
+    "'Signed documents', says how)"
 )
 
 
