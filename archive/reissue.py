@@ -80,6 +80,9 @@ class ReissueRequest:
     clerk: str
     requester_id_no: str | None = None
     new_serial: str | None = None
+    # the desk checks the requester when the clerk asks and files after a supervisor approves: by then
+    # only the HMAC is kept (the ID number is never stored)
+    requester_id_hmac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,9 @@ def reissue(
     versions = index.versions(policy_no)
     source = versions[-1]
     original = _verified_source(store, index, source=source, clerk=clerk)
-    requester_hmac = index.identity(request.requester_id_no) if request.requester_id_no else None
+    requester_hmac = (
+        index.identity(request.requester_id_no) if request.requester_id_no else request.requester_id_hmac
+    )
     role = _requester_role(index, policy_no=policy_no, requester_hmac=requester_hmac)
     old_serial, old_used_version = _current_serial(index, policy_no=policy_no, printed=row.print_serial)
     if new_serial is not None and new_serial == old_serial:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cli import audit as cli_audit
 from cli import reissue as cli_reissue
+from cli import serve as cli_serve
 from cli import signer as cli_signer
 from cli import users as cli_users
 from cli import watch as cli_watch
@@ -157,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # command families with modules of their own (each adds its subparsers and handlers)
 
-    for family in (cli_watch, cli_reissue, cli_audit, cli_signer, cli_users):
+    for family in (cli_watch, cli_reissue, cli_audit, cli_signer, cli_users, cli_serve):
         family.add_commands(sub)
     return parser
 

@@ -24,12 +24,15 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     trust = ["/etc/issuance/company-root.pem"]        # roots that `issuance verify` and audits trust
     [desk]
     public_url = "https://verify.example.com.cn"  # QR codes lead to <public_url>/verify/<code>
+    session_minutes = 30                  # a desk session ends after this long without a request
+    no_approval_branches = ["3101"]       # branch prefixes whose reissues need no supervisor
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
 ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL, ISSUANCE_SIGNING_KEY,
 ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL,
-ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE. S3 credentials use boto3's own
+ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE, ISSUANCE_SESSION_MINUTES,
+ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``). S3 credentials use boto3's own
 chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
@@ -86,6 +89,10 @@ class Settings:
     pkcs11_module: Path | None = None  # the HSM's PKCS#11 library, when the key's URI names none
     tsa_url: str | None = None
     trust_roots: tuple[Path, ...] = ()
+    # the desk (issue 24): a session ends after this long idle; reissues at a branch under one of these
+    # prefixes need no supervisor's approval (DOMAIN.md: where the branch requires a second person)
+    session_minutes: float = 30.0
+    no_approval_branches: tuple[str, ...] = ()
 
     @property
     def specimen_dir(self) -> Path:
@@ -152,6 +159,7 @@ def load_settings(
         var_dir=var_dir,
         scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
         public_url=_public_url(env, desk),
+        **_desk(env, desk),
         **_signing(env, signing, var_dir),
     )
 
@@ -189,6 +197,25 @@ def _read_secret(path: Path, what: str) -> bytes:
         return path.read_bytes().rstrip(b"\r\n")
     except OSError as e:
         raise ConfigError(f"cannot read {what} ({path}): {e.strerror}") from e
+
+
+def _desk(env: Mapping[str, str], desk: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        minutes = float(env.get("ISSUANCE_SESSION_MINUTES") or desk.get("session_minutes") or 30)
+    except ValueError as e:
+        raise ConfigError(f"configuration: [desk] session_minutes is a number ({e})") from e
+    if not minutes > 0:
+        raise ConfigError("configuration: [desk] session_minutes must be more than 0")
+    exempt = env.get("ISSUANCE_NO_APPROVAL_BRANCHES")
+    branches = exempt.split(",") if exempt is not None else desk.get("no_approval_branches", [])
+    if not isinstance(branches, list | tuple) or not all(
+        isinstance(b, str) and b.strip().isdigit() for b in branches if str(b).strip()
+    ):
+        raise ConfigError("configuration: [desk] no_approval_branches is a list of branch-code prefixes")
+    return {
+        "session_minutes": minutes,
+        "no_approval_branches": tuple(b.strip() for b in branches if b.strip()),
+    }
 
 
 def _public_url(env: Mapping[str, str], desk: Mapping[str, Any]) -> str:

@@ -277,3 +277,25 @@ class LoginRefused(IssuanceError):
     def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+
+
+# --- the desk (issue 24) ---------------------------------------------------------------------------------
+
+
+class NotPermitted(IssuanceError):
+    """A signed-in user asked for what their role or branches do not allow: refused, nothing done."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+class NotSignedIn(IssuanceError):
+    """No session, or one that has ended (signed out, expired, or the user disabled): sign in again."""
+
+    exit_code = EXIT_UNUSABLE
+
+
+class ReissueRefused(IssuanceError):
+    """A reissue request the rules refuse although well-formed: the person asking is not the policy's
+    applicant or insured, the clerk approving their own request, a request already decided."""
+
+    exit_code = EXIT_REJECTED

@@ -1,7 +1,8 @@
 """The layers of DESIGN.md, read from the code's own imports: each package imports only those below it.
 
-core ← stamps ← {pipeline, archive} ← watchers ← usecases ← cli. Imports under ``if TYPE_CHECKING:``
-count too (a type from above is still a dependency on it).
+core ← stamps ← {pipeline, archive} ← watchers ← usecases ← desk ← cli (the desk is a front-end beside
+the CLI; ``issuance serve`` starts it, so the CLI may import it, never the other way). Imports under
+``if TYPE_CHECKING:`` count too (a type from above is still a dependency on it).
 """
 
 import ast
@@ -10,7 +11,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RANK = {"core": 0, "stamps": 1, "pipeline": 2, "archive": 2, "watchers": 3, "usecases": 4, "cli": 5}
+RANK = {
+    "core": 0,
+    "stamps": 1,
+    "pipeline": 2,
+    "archive": 2,
+    "watchers": 3,
+    "usecases": 4,
+    "desk": 5,
+    "cli": 6,
+}
 
 
 def _imports(path: Path) -> set[str]:

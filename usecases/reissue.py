@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -16,33 +17,69 @@ from pipeline.scratch import run_scratch
 from usecases.session import Archive, signer_from
 
 
-def reissue_copy(settings: Settings, request: ReissueRequest) -> Reissued:
-    """The reissued copy (the archived customer copy with the 补发件 mark on every page), filed as a new
-    version, the old serial voided and the new one used; refusals raise before anything is filed."""
-    template = (settings.templates_dir or DEFAULT_TEMPLATES_DIR) / "reissue-mark.docx"
-    with (
-        Archive(settings) as archive,
-        run_scratch(settings.scratch_dir) as scratch,
-        # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
-        # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
-        contextlib.closing(
-            Converter(
-                workdir=Path(scratch),
-                timeout=settings.timeout,
-                soffice=settings.soffice,
-                profile_template=profile_template_for(settings.cache_dir, settings.soffice),
+class Reissuer:
+    """Reissues over one archive with one LibreOffice kept warm between them (the desk keeps one, so a
+    clerk's reissue does not wait for LibreOffice to start); one reissue at a time. Close when done."""
+
+    def __init__(self, settings: Settings, archive: Archive | None = None) -> None:
+        self.settings = settings
+        self._stack = contextlib.ExitStack()
+        try:
+            self.archive = archive or self._stack.enter_context(Archive(settings))
+            scratch = Path(self._stack.enter_context(run_scratch(settings.scratch_dir)))
+            # closing(), not the converter's own context: LibreOffice starts on the first conversion, so a
+            # refused reissue (unknown policy, used serial, hash mismatch) does not wait for it
+            converter = self._stack.enter_context(
+                contextlib.closing(
+                    Converter(
+                        workdir=scratch,
+                        timeout=settings.timeout,
+                        soffice=settings.soffice,
+                        profile_template=profile_template_for(settings.cache_dir, settings.soffice),
+                    )
+                )
             )
-        ) as converter,
-    ):
-        marker = ReissueMarker(converter=converter, template=template, scratch_dir=Path(scratch))
-        return reissue(
-            store=archive.store,
-            index=archive.index,
-            marker=marker,
-            request=request,
-            operator=settings.operator,
-            signer=signer_from(settings),
-        )
+            template = (settings.templates_dir or DEFAULT_TEMPLATES_DIR) / "reissue-mark.docx"
+            self.converter = converter
+            self.marker = ReissueMarker(converter=converter, template=template, scratch_dir=scratch)
+            self.signer = signer_from(settings)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Start LibreOffice now rather than at the first reissue."""
+        with self._lock:
+            self.converter.start()
+
+    def reissue(self, request: ReissueRequest) -> Reissued:
+        """The reissued copy (the archived customer copy with the 补发件 mark on every page), filed as a
+        new version, the old serial voided and the new one used; refusals raise before anything is filed."""
+        with self._lock:
+            return reissue(
+                store=self.archive.store,
+                index=self.archive.index,
+                marker=self.marker,
+                request=request,
+                operator=self.settings.operator,
+                signer=self.signer,
+            )
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Reissuer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def reissue_copy(settings: Settings, request: ReissueRequest) -> Reissued:
+    """One reissue (``issuance reissue``): see ``Reissuer.reissue``."""
+    with Reissuer(settings) as reissuer:
+        return reissuer.reissue(request)
 
 
 def issue_serials(

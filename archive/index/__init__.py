@@ -32,7 +32,7 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, se
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from archive.index import audits
+from archive.index import audits, desk
 from archive.index import schema as s
 from archive.index import serials as registry
 from archive.index import users as people
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
@@ -997,6 +997,103 @@ class Index:
                 people.store(conn, new)
             self._append_many(conn, events)
             return new
+
+    # --- the desk (issue 24): sessions and reissue requests (archive/index/desk.py) ---------------
+
+    @_database_errors
+    def open_session(self, row: desk.SessionRow, *, event: LedgerEvent) -> None:
+        """A new signed-in session with its sign-in event, in one transaction."""
+        with self.engine.begin() as conn:
+            desk.add_session(conn, row)
+            self._append(conn, event)
+
+    @_database_errors
+    def desk_session(self, token_sha256: str) -> desk.SessionRow | None:
+        with self.engine.connect() as conn:
+            return desk.session(conn, token_sha256)
+
+    @_database_errors
+    def touch_session(self, token_sha256: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            desk.touch_session(conn, token_sha256, at)
+
+    @_database_errors
+    def end_session(self, token_sha256: str, *, at: datetime, why: str, event: LedgerEvent) -> bool:
+        """End an open session and record ``event``; False (nothing recorded) when it had ended already."""
+        with self.engine.begin() as conn:
+            if not desk.end_session(conn, token_sha256, at, why):
+                return False
+            self._append(conn, event)
+            return True
+
+    @_database_errors
+    def end_sessions_of(self, user_name: str, *, at: datetime, why: str) -> int:
+        with self.engine.begin() as conn:
+            return desk.end_sessions_of(conn, user_name, at, why)
+
+    @_database_errors
+    def add_reissue_request(
+        self, row: desk.ReissueRequestRow, *, event: Callable[[desk.ReissueRequestRow], LedgerEvent]
+    ) -> desk.ReissueRequestRow:
+        """Number and insert ``row``, with the event ``event`` makes of the numbered row."""
+        with self.engine.begin() as conn:
+            numbered = desk.add_request(conn, row)
+            self._append(conn, event(numbered))
+            return numbered
+
+    @_database_errors
+    def reissue_request(self, request_id: int) -> desk.ReissueRequestRow | None:
+        with self.engine.connect() as conn:
+            return desk.request(conn, request_id)
+
+    @_database_errors
+    def reissue_requests(
+        self, *, policy_no: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[desk.ReissueRequestRow]:
+        """Requests, newest first, of one policy and/or in one status."""
+        with self.engine.connect() as conn:
+            return desk.requests(conn, policy_no=policy_no, status=status, limit=limit)
+
+    @_database_errors
+    def change_reissue_request(
+        self,
+        request_id: int,
+        change: Callable[
+            [desk.ReissueRequestRow | None], tuple[desk.ReissueRequestRow | None, Sequence[LedgerEvent]]
+        ],
+    ) -> desk.ReissueRequestRow | None:
+        """As ``change_user``: ``change`` sees the locked row and returns the row to write and its events."""
+        with self.engine.begin() as conn:
+            new, events = change(desk.request(conn, request_id, lock=True))
+            if new is not None:
+                desk.store_request(conn, new)
+            self._append_many(conn, events)
+            return new
+
+    @_database_errors
+    def parties(self, policy_no: str) -> list[Any]:
+        """The policy's parties (role, seq, name, id_type, masked ID; never the HMAC's input)."""
+        t = s.parties
+        query = (
+            select(t.c.role, t.c.seq, t.c.name, t.c.id_type, t.c.id_masked)
+            .where(t.c.policy_no == policy_no)
+            .order_by(t.c.role, t.c.seq)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    @_database_errors
+    def copy_by_sha256(self, sha256: str) -> tuple[str, int, str] | None:
+        """``(policy_no, version, copy)`` of the issued PDF whose SHA-256 is ``sha256`` (a customer copy,
+        an archive copy or a reissued copy), or None: is an uploaded file one this centre issued?"""
+        d, r = s.documents, s.reissues
+        with self.engine.connect() as conn:
+            for column, copy in ((d.c.customer_sha256, "customer"), (d.c.bundle_sha256, "archive")):
+                row = conn.execute(select(d.c.policy_no, d.c.version).where(column == sha256)).first()
+                if row is not None:
+                    return row.policy_no, row.version, copy
+            row = conn.execute(select(r.c.policy_no, r.c.version).where(r.c.copy_sha256 == sha256)).first()
+            return (row.policy_no, row.version, "reissue") if row is not None else None
 
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and

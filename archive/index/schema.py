@@ -143,6 +143,9 @@ documents = Table(
     Column("verify_code", String(32)),
 )
 Index("ix_documents_verify_code", documents.c.verify_code, unique=True)
+# an uploaded PDF is looked up by its hash on the public verification page (issue 24)
+Index("ix_documents_customer_sha256", documents.c.customer_sha256)
+Index("ix_documents_bundle_sha256", documents.c.bundle_sha256)
 
 # Append-only, hash-chained: each event's hash covers its content and the previous event's hash.
 ledger = Table(
@@ -216,6 +219,7 @@ reissues = Table(
     Column("old_serial", String(32)),
     Column("new_serial", String(32)),
     UniqueConstraint("policy_no", "reissue_no", name="uq_reissues_number"),
+    Index("ix_reissues_copy_sha256", "copy_sha256"),
 )
 
 # The people who act on the archive (issue 24, "Identity"): one row per login name. Roles and branch
@@ -234,4 +238,42 @@ users = Table(
     Column("locked_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The desk (issue 24): a signed-in browser is a row keyed by its token's SHA-256 (a stolen table lets
+# no one in); ``ended_why``: signed_out | expired | disabled. ``csrf`` is the session's form token.
+desk_sessions = Table(
+    "desk_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_why", String(16)),
+    Index("ix_desk_sessions_user", "user_name"),
+)
+
+# A clerk's reissue (补发) request: pending until a supervisor approves (then filed: ``version``) or
+# refuses it; filed at once where the branch needs no approval. The requester's ID number only as HMAC.
+reissue_requests = Table(
+    "reissue_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("policy_no", String(32), nullable=False),
+    Column("branch_code", String(6), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("clerk", String(64), nullable=False),
+    Column("requester_id_hmac", String(64)),
+    Column("requester_role", String(16)),
+    Column("new_serial", String(32)),
+    Column("status", String(12), nullable=False),  # pending | refused | released
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(64)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("note", String(200)),
+    Column("version", Integer),
+    Index("ix_reissue_requests_policy", "policy_no"),
+    Index("ix_reissue_requests_status", "status", "branch_code"),
 )

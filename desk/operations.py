@@ -1,0 +1,13 @@
+"""The desk's operations pages (issue 24)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register(app: Any, route: Any, page: Any, desk: Any) -> None:
+    """Add this module's routes to app with the app's route guard and page renderer."""
+
+    @route("/operations", "operate")
+    def operations() -> Any:
+        return page("home.html", pending=0)
