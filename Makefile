@@ -23,7 +23,13 @@ demo: system env
 	  status=$$?; [ $$status -le 1 ] || exit $$status
 	@echo "The sample's six bad records are rejected on purpose (see the report). Filed under var/archive/:"
 	$(BIN)/issuance find --branch 510107
+	@echo "Demo users of the desk (样本 SPECIMEN), one per role; their one-time passwords:"
+	@for role in clerk supervisor auditor operator admin; do \
+	  $(BIN)/issuance users add demo-$$role --role $$role --display-name "演示 demo $$role" --generate-password 2>/dev/null \
+	  | grep "one-time" || $(BIN)/issuance users passwd demo-$$role --generate-password | grep "one-time"; \
+	done
 	@echo "Next: $(BIN)/issuance get PPA20260127026000003 -o policy.pdf"
+	@echo "The desk: $(BIN)/issuance serve, then open http://127.0.0.1:8080/ and sign in as demo-clerk"
 
 test: system env
 	$(BIN)/python -m pytest -q -p no:cacheprovider

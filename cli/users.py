@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -47,14 +48,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     passwd.add_argument("name")
     passwd.set_defaults(handler=_passwd)
     for command in (add, passwd):
-        command.add_argument(
+        given = command.add_mutually_exclusive_group(required=True)
+        given.add_argument(
             "--password-stdin",
             action="store_true",
-            required=True,
             help="read the password from standard input (the first line; asked for, unechoed, on a terminal)",
+        )
+        given.add_argument(
+            "--generate-password",
+            action="store_true",
+            help="make a random one-time password and print it once (to hand to the user)",
         )
     for command in (add, listing, disable, passwd):
         command.add_argument("--config", type=Path, help="configuration file (default: ./issuance.toml)")
+
+
+def new_password(args: argparse.Namespace) -> str:
+    """The password ``--password-stdin`` reads, or a random one ``--generate-password`` makes."""
+    return secrets.token_urlsafe(12) if args.generate_password else read_password()
+
+
+def _handed_out(args: argparse.Namespace, name: str, password: str) -> None:
+    if args.generate_password:
+        print(f"one-time password for {name}: {password}  (shown once; hand it over, then change it)")
 
 
 def read_password() -> str:
@@ -77,9 +93,10 @@ def _add(args: argparse.Namespace) -> int:
         roles=args.role,
         branches=args.branch,
         display_name=args.display_name,
-        password=read_password(),
+        password=(password := new_password(args)),
     )
     print(f"added user {user.name}: {', '.join(user.roles)}; branches {_branches(user.branches)}")
+    _handed_out(args, user.name, password)
     return EXIT_OK
 
 
@@ -111,8 +128,9 @@ def _disable(args: argparse.Namespace) -> int:
 def _passwd(args: argparse.Namespace) -> int:
     from usecases.users import set_password
 
-    user = set_password(settings_from(args), args.name, read_password())
+    user = set_password(settings_from(args), args.name, password := new_password(args))
     print(f"new password set for user {user.name}")
+    _handed_out(args, user.name, password)
     return EXIT_OK
 
 
