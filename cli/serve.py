@@ -38,7 +38,16 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("desk").setLevel(logging.INFO)
     print(f"desk on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     try:
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="issuance-desk")
+        waitress.serve(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            ident="issuance-desk",
+            # waitress drops X-Forwarded-* unless told otherwise; behind the proxy the app's ProxyFix reads
+            # them (one hop), elsewhere a client could claim HTTPS or another address with them
+            clear_untrusted_proxy_headers=not args.behind_proxy,
+        )
     finally:
         app.extensions["desk"].close()
     return EXIT_OK
