@@ -476,7 +476,7 @@ class Desk:
     # --- the public: verification ----------------------------------------------------------------------
 
     def verify(self, code: str) -> VerifiedDocument:
-        return verify_code(self.settings, code)
+        return verify_code(self.settings, code, index=self.index)
 
     def check_upload(self, data: bytes) -> UploadCheck:
         """Whether ``data`` is byte for byte a PDF this centre issued, and what its signatures prove."""
@@ -489,7 +489,7 @@ class Desk:
             versions = self.index.versions(issued[0])
             chosen = next((v for v in versions if v.version == issued[1]), None)
             if chosen is not None and chosen.verify_code:
-                document = verify_code(self.settings, chosen.verify_code)
+                document = verify_code(self.settings, chosen.verify_code, index=self.index)
         try:
             signatures, unreadable = check_signatures(data, roots=self._roots), None
         except IssuanceError as e:

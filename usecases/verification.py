@@ -8,11 +8,13 @@ may see: names masked, never an ID number, a phone or an address.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from archive.index import Index
 from core.config import Settings
 from core.errors import UnknownVerificationCode
 from core.privacy import mask_name
@@ -106,22 +108,27 @@ class VerifiedDocument:
         }
 
 
-def verify_code(settings: Settings, code: str, *, now: datetime | None = None) -> VerifiedDocument:
-    """The issued document version ``code`` names; ``UnknownVerificationCode`` when none has it."""
+def verify_code(
+    settings: Settings, code: str, *, now: datetime | None = None, index: Index | None = None
+) -> VerifiedDocument:
+    """The issued document version ``code`` names; ``UnknownVerificationCode`` when none has it.
+    ``index``: an open index to ask (the desk's), else one is opened for this answer."""
     wanted = normalise_code(code)
     if wanted is None:
         raise UnknownVerificationCode(
             "that is not a verification code",
             hint="a code is 20 letters and digits 2-7, the end of the URL in the document's QR code",
         )
-    with Archive(settings) as archive:
-        found = archive.index.version_by_code(wanted)
+    with contextlib.ExitStack() as stack:
+        if index is None:
+            index = stack.enter_context(Archive(settings)).index
+        found = index.version_by_code(wanted)
         if found is None:
             raise UnknownVerificationCode(
                 f"no document issued by this centre has the verification code {wanted}",
                 hint="check the code against the QR code; a document without a known code is not genuine",
             )
-        reissues = archive.index.reissues(found.policy_no)
+        reissues = index.reissues(found.policy_no)
     registry = load_registry(settings.templates_dir or DEFAULT_TEMPLATES_DIR)
     product = registry.products.get(found.product_code)
     return VerifiedDocument(
