@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from pathlib import Path
 
 from cli.common import settings_from
@@ -35,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     app = create_app(settings, proxied=args.behind_proxy)
+    threading.Thread(target=app.extensions["desk"].warm_up, name="warm-up", daemon=True).start()
     logging.getLogger("desk").setLevel(logging.INFO)
     print(f"desk on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
     try:

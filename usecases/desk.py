@@ -152,6 +152,14 @@ class Desk:
     def close(self) -> None:
         self._stack.close()
 
+    def warm_up(self) -> None:
+        """Start the reissues' LibreOffice now, so that a clerk's first reissue does not wait for it; a
+        LibreOffice that will not start is logged here and reported again at the first reissue."""
+        try:
+            self.reissuer.warm_up()
+        except IssuanceError as e:
+            logger.warning("LibreOffice for reissues did not start: %s", e.message)
+
     def __enter__(self) -> Desk:
         return self
 
