@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 # LibreOffice Writer without GUI, its Python-UNO bridge (the warm converter), CJK fonts (Noto CJK; HanaMin
 # for the rare characters of real names, CJK Extension B, that Noto lacks), poppler (PDF to pixels in tests
 # and audits), venv support for Debian's python3, zbar-tools (tests read the verification QR code back),
-# SoftHSM2 (a PKCS#11 token for the HSM signing tests).
-APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-hanazono poppler-utils python3-venv postgresql zbar-tools softhsm2
+# SoftHSM2 (a PKCS#11 token for the HSM signing tests), slapd and ldap-utils (the LDAP identity tests start
+# their own slapd on loopback; the system's slapd service, which the package may start, is not used).
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-hanazono poppler-utils python3-venv postgresql zbar-tools softhsm2 slapd ldap-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system env lint bench clean

@@ -37,6 +37,7 @@ LOCKOUT = timedelta(minutes=15)
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BRANCH = re.compile(r"[0-9]{1,6}")
 _REFUSED = "name or password not accepted"
+REFUSED = _REFUSED  # the one message for an unknown name and a wrong password, whatever the source
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class User:
     locked_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    # "local": a local account; "ldap": the directory's (its row here keeps only the lockout and disable)
+    source: str = "local"
 
     def as_json(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -66,7 +69,13 @@ def _public(record: UserRecord) -> User:
         locked_until=record.locked_until,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        source="local" if record.password_hash is not None else "ldap",
     )
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` follows the rule for user names (``check_name`` says why not)."""
+    return _NAME.fullmatch(name) is not None
 
 
 def check_name(name: str) -> str:
@@ -197,6 +206,11 @@ class LocalAccounts:
 
         def change(record: UserRecord | None) -> tuple[UserRecord | None, Sequence[LedgerEvent]]:
             current = _known(record, name)
+            if current.password_hash is None:  # a local password would shadow the directory's
+                raise UserError(
+                    f"user {name!r} signs in with the LDAP directory's password",
+                    hint="change it in the directory",
+                )
             new = replace(
                 current, password_hash=new_hash, failed_logins=0, locked_until=None, updated_at=self.clock()
             )
@@ -230,33 +244,10 @@ class LocalAccounts:
         refused: list[LoginRefused] = []
 
         def change(current: UserRecord | None) -> tuple[UserRecord | None, Sequence[LedgerEvent]]:
-            if current is None or not current.enabled:  # removed or disabled meanwhile
+            if current is None:  # removed meanwhile
                 refused.append(LoginRefused(_REFUSED, reason="disabled"))
                 return None, ()
-            if current.locked_until is not None and current.locked_until > now:  # locked meanwhile
-                refused.append(LoginRefused(_REFUSED, reason="locked"))
-                return None, ()
-            if good:
-                if current.failed_logins == 0 and current.locked_until is None and rehash is None:
-                    return None, ()  # nothing to write: a sign-in does not take the write lock for naught
-                return replace(
-                    current,
-                    failed_logins=0,
-                    locked_until=None,
-                    password_hash=rehash or current.password_hash,
-                ), ()
-            failures = current.failed_logins + 1
-            if failures < LOCKOUT_FAILURES:
-                return replace(current, failed_logins=failures), ()
-            until = now + LOCKOUT
-            event = LedgerEvent(
-                name,
-                "user.locked",
-                name,
-                {"user": name, "failures": failures, "until": until.isoformat()},
-            )
-            # the count starts again once the lock ends: ten more failures, fifteen more minutes
-            return replace(current, failed_logins=0, locked_until=until), [event]
+            return _counted(current, good=good, now=now, refused=refused, rehash=rehash)
 
         self.index.change_user(name, change)
         if refused:
@@ -264,6 +255,126 @@ class LocalAccounts:
         if not good:
             raise LoginRefused(_REFUSED, reason="password")
         return _public(record)
+
+    def count_directory_sign_in(
+        self,
+        name: str,
+        *,
+        display_name: str | None,
+        roles: Iterable[str],
+        branches: Iterable[str],
+        good: bool,
+    ) -> User:
+        """Count a sign-in of a user of the LDAP directory whose password the directory checked
+        (``good``): the same lockout as a local account's, on a row of their own with no password hash
+        (made on their first sign-in, ``user.added`` by ``directory``), which also keeps the directory's
+        roles and branches as last seen, for ``users list``. The user on success; else ``LoginRefused``.
+
+        A name that is a local account is refused here: the local account answers for it."""
+        now = self.clock()
+        seen = UserRecord(
+            name=check_name(name),
+            display_name=check_display_name((display_name or name)[:100], name=name),
+            roles=check_roles(roles),
+            branches=check_branches(branches),
+            enabled=True,
+            password_hash=None,
+            failed_logins=0 if good else 1,
+            locked_until=None,
+            created_at=now,
+            updated_at=now,
+        )
+        refused: list[LoginRefused] = []
+        rows: list[UserRecord] = []
+
+        def change(current: UserRecord | None) -> tuple[UserRecord | None, Sequence[LedgerEvent]]:
+            if current is None:
+                return None, ()
+            rows.append(current)
+            if current.password_hash is not None:
+                refused.append(LoginRefused(_REFUSED, reason="unknown"))
+                return None, ()
+            return _counted(current, good=good, now=now, refused=refused, seen=seen)
+
+        written = self.index.change_user(name, change)
+        if not rows:  # first seen: a row of their own, unless another sign-in made it meanwhile
+            event = LedgerEvent(
+                "directory",
+                "user.added",
+                name,
+                {
+                    "user": name,
+                    "roles": sorted(seen.roles),
+                    "branches": list(seen.branches),
+                    "source": "ldap",
+                },
+            )
+            try:
+                self.index.add_user(seen, event=event)
+                written = seen
+            except IndexConflict:
+                written = self.index.change_user(name, change)
+        if refused:
+            raise refused[0]
+        if not good:
+            raise LoginRefused(_REFUSED, reason="password")
+        return _public(written or rows[-1])
+
+
+def _counted(
+    current: UserRecord,
+    *,
+    good: bool,
+    now: datetime,
+    refused: list[LoginRefused],
+    rehash: str | None = None,
+    seen: UserRecord | None = None,
+) -> tuple[UserRecord | None, Sequence[LedgerEvent]]:
+    """The lockout's bookkeeping of one checked password, on the user's row as it stands (locked):
+    the row to write (None: nothing) and the ``user.locked`` event when this failure locks the user.
+    A user disabled or locked meanwhile is refused (appended to ``refused``). ``seen`` is a directory
+    user's row as the directory describes them now (``archive.identity``): its name and roles are kept."""
+    name = current.name
+    if not current.enabled:  # disabled meanwhile
+        refused.append(LoginRefused(_REFUSED, reason="disabled"))
+        return None, ()
+    if current.locked_until is not None and current.locked_until > now:  # locked meanwhile
+        refused.append(LoginRefused(_REFUSED, reason="locked"))
+        return None, ()
+    base = current
+    if seen is not None and (seen.display_name, seen.roles, seen.branches) != (
+        current.display_name,
+        current.roles,
+        current.branches,
+    ):
+        base = replace(
+            current,
+            display_name=seen.display_name,
+            roles=seen.roles,
+            branches=seen.branches,
+            updated_at=now,
+        )
+    if good:
+        if current.failed_logins == 0 and current.locked_until is None and rehash is None and base is current:
+            return None, ()  # nothing to write: a sign-in does not take the write lock for naught
+        return replace(
+            base,
+            failed_logins=0,
+            locked_until=None,
+            password_hash=rehash or current.password_hash,
+        ), ()
+    failures = current.failed_logins + 1
+    if failures < LOCKOUT_FAILURES:
+        return replace(base, failed_logins=failures), ()
+    until = now + LOCKOUT
+    event = LedgerEvent(
+        name,
+        "user.locked",
+        name,
+        {"user": name, "failures": failures, "until": until.isoformat()},
+    )
+    # the count starts again once the lock ends: ten more failures, fifteen more minutes
+    return replace(base, failed_logins=0, locked_until=until), [event]
 
 
 def _known(record: UserRecord | None, name: str) -> UserRecord:

@@ -26,14 +26,29 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     public_url = "https://verify.example.com.cn"  # QR codes lead to <public_url>/verify/<code>
     session_minutes = 30                  # a desk session ends after this long without a request
     no_approval_branches = ["3101"]       # branch prefixes whose reissues need no supervisor
+    [identity]                           # an LDAP directory beside the local accounts (none: local only)
+    ldap_url = "ldaps://ldap.example.com.cn"
+    bind_dn = "cn=issuance,ou=services,dc=example,dc=com"   # searches as this (absent: anonymous)
+    bind_password_file = "/etc/issuance/ldap.password"
+    user_base = "ou=people,dc=example,dc=com"
+    user_filter = "(uid={name})"         # or user_dn = "uid={name},ou=people,dc=example,dc=com"
+    group_base = "ou=groups,dc=example,dc=com"
+    group_filter = "(|(member={dn})(uniqueMember={dn}))"
+    branch_attribute = "departmentNumber"   # branch-code prefixes; none: every branch
+    display_name_attribute = "displayName"
+    ca_file = "/etc/issuance/ldap-ca.pem"   # for ldaps:// or start_tls = true (default: the system's)
+    [identity.roles]                     # role = the group's cn (default: a group named as the role)
+    clerk = "issuance-clerks"
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
 ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL, ISSUANCE_SIGNING_KEY,
 ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL,
 ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE, ISSUANCE_SESSION_MINUTES,
-ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``). S3 credentials use boto3's own
-chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``), ISSUANCE_LDAP_URL, ISSUANCE_LDAP_BIND_DN,
+ISSUANCE_LDAP_BIND_PASSWORD (the password itself), ISSUANCE_LDAP_BIND_PASSWORD_FILE, ISSUANCE_LDAP_USER_BASE,
+ISSUANCE_LDAP_USER_FILTER, ISSUANCE_LDAP_USER_DN, ISSUANCE_LDAP_GROUP_BASE, ISSUANCE_LDAP_CA_FILE. S3
+credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
 left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
@@ -93,11 +108,38 @@ class Settings:
     # prefixes need no supervisor's approval (DOMAIN.md: where the branch requires a second person)
     session_minutes: float = 30.0
     no_approval_branches: tuple[str, ...] = ()
+    # the LDAP directory, the ``Identity`` seam's second source (None: local accounts only)
+    directory: Directory | None = None
 
     @property
     def specimen_dir(self) -> Path:
         """Where ``issuance signer specimen`` (``make demo``) leaves its SPECIMEN key and root."""
         return self.var_dir / "secrets"
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Where and how to ask an LDAP directory who a user is (``archive.ldap``): ``[identity]``."""
+
+    url: str
+    user_base: str | None
+    user_filter: str  # holds ``{name}``
+    user_dn: str | None  # a template holding ``{name}``: the entry is read there, no search
+    group_base: str
+    group_filter: str  # holds ``{dn}``, the user's DN
+    group_name_attribute: str
+    roles: tuple[tuple[str, str], ...]  # (role, the group's name), one pair per role
+    branch_attribute: str | None
+    display_name_attribute: str
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    start_tls: bool = False
+    timeout: float = 10.0
+
+
+# The roles of ``archive.users``: a directory group maps to each (core cannot import the archive)
+DIRECTORY_ROLES = ("admin", "auditor", "clerk", "operator", "supervisor")
 
 
 # The SPECIMEN signer's files in ``Settings.specimen_dir``
@@ -128,8 +170,8 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
-    store, index, secret, run, desk, signing = (
-        _section(data, n) for n in ("store", "index", "secrets", "run", "desk", "signing")
+    store, index, secret, run, desk, signing, identity = (
+        _section(data, n) for n in ("store", "index", "secrets", "run", "desk", "signing", "identity")
     )
 
     var_dir = base / "var"
@@ -160,7 +202,75 @@ def load_settings(
         scratch_dir=Path(env.get("ISSUANCE_SCRATCH") or run.get("scratch") or var_dir / "scratch"),
         public_url=_public_url(env, desk),
         **_desk(env, desk),
+        directory=_directory(env, identity),
         **_signing(env, signing, var_dir),
+    )
+
+
+def _directory(env: Mapping[str, str], identity: Mapping[str, Any]) -> Directory | None:
+    """The ``[identity]`` section (and its ``ISSUANCE_LDAP_*`` variables), checked; None without a URL."""
+
+    def value(variable: str, key: str, default: str | None = None) -> str | None:
+        found = env.get(variable) or identity.get(key) or default
+        if found is not None and not isinstance(found, str):
+            raise ConfigError(f"configuration: [identity] {key} must be a string")
+        return found
+
+    url = value("ISSUANCE_LDAP_URL", "ldap_url")
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("ldap", "ldaps") or not urlsplit(url).hostname:
+        raise ConfigError(
+            "configuration: [identity] ldap_url must be an ldap:// or ldaps:// URL with a host",
+            hint="e.g. ldaps://ldap.example.com.cn",
+        )
+    user_dn = value("ISSUANCE_LDAP_USER_DN", "user_dn")
+    user_base = value("ISSUANCE_LDAP_USER_BASE", "user_base")
+    user_filter = value("ISSUANCE_LDAP_USER_FILTER", "user_filter", "(uid={name})") or ""
+    group_base = value("ISSUANCE_LDAP_GROUP_BASE", "group_base")
+    group_filter = value("", "group_filter", "(|(member={dn})(uniqueMember={dn}))") or ""
+    if user_dn is not None and "{name}" not in user_dn:
+        raise ConfigError("configuration: [identity] user_dn must hold {name}, e.g. uid={name},ou=people,…")
+    if user_dn is None and not user_base:
+        raise ConfigError("configuration: [identity] needs user_base (where to search) or a user_dn template")
+    if "{name}" not in user_filter:
+        raise ConfigError("configuration: [identity] user_filter must hold {name}, e.g. (uid={name})")
+    if not group_base or "{dn}" not in group_filter:
+        raise ConfigError(
+            "configuration: [identity] needs group_base, and a group_filter holding {dn}",
+            hint="roles come from the groups a user is a member of",
+        )
+    mapping = _section(identity, "roles")
+    unknown = sorted(set(mapping) - set(DIRECTORY_ROLES))
+    if unknown or not all(isinstance(v, str) and v for v in mapping.values()):
+        raise ConfigError(
+            f"configuration: [identity.roles] maps roles ({', '.join(DIRECTORY_ROLES)}) to group names",
+            hint=f"unknown: {', '.join(unknown)}" if unknown else None,
+        )
+    secret: str | None = env.get("ISSUANCE_LDAP_BIND_PASSWORD")
+    if secret is None and (file := value("ISSUANCE_LDAP_BIND_PASSWORD_FILE", "bind_password_file")):
+        secret = _read_secret(Path(file), "the LDAP bind password").decode("utf-8")
+    ca_file = value("ISSUANCE_LDAP_CA_FILE", "ca_file")
+    try:
+        timeout = float(identity.get("timeout", 10))
+    except (TypeError, ValueError) as e:
+        raise ConfigError("configuration: [identity] timeout is a number of seconds") from e
+    return Directory(
+        url=url,
+        user_base=user_base,
+        user_filter=user_filter,
+        user_dn=user_dn,
+        group_base=group_base,
+        group_filter=group_filter,
+        group_name_attribute=value("", "group_name_attribute", "cn") or "cn",
+        roles=tuple((role, mapping.get(role, role)) for role in DIRECTORY_ROLES),
+        branch_attribute=value("", "branch_attribute", "departmentNumber") or None,
+        display_name_attribute=value("", "display_name_attribute", "displayName") or "displayName",
+        bind_dn=value("ISSUANCE_LDAP_BIND_DN", "bind_dn"),
+        bind_password=secret,
+        ca_file=Path(ca_file) if ca_file else None,
+        start_tls=bool(identity.get("start_tls", False)),
+        timeout=timeout,
     )
 
 

@@ -17,6 +17,10 @@ Exit codes (the CLI's contract with operators and schedulers):
 Counter commands (``issuance reissue``, ``issuance serials``) use the same codes: 2 for what the clerk
 typed (an unknown policy, a serial already used, no clerk id), 1 for a request the business rules refuse
 although it is well-formed (a cancelled policy), 4 for an archive that fails its own hashes.
+
+Actions for a person (``reissue --by``, ``attach --by``, ``audit --by``, ``get --by``) exit 2 when the user
+named is not a known, enabled user with the role the action needs (``NotPermitted``); 3 when the LDAP
+directory that should say so does not answer (``DirectoryUnavailable``).
 """
 
 from __future__ import annotations
@@ -283,9 +287,16 @@ class LoginRefused(IssuanceError):
 
 
 class NotPermitted(IssuanceError):
-    """A signed-in user asked for what their role or branches do not allow: refused, nothing done."""
+    """Refused, nothing done: a signed-in user asked for what their role or branches do not allow, or an
+    action for a person named a user who is unknown, disabled, without the role the action needs, or
+    not acting for the policy's branch (``usecases.identity.require_user``). ``reason``, when given, is
+    one of unknown, disabled, role, branch."""
 
     exit_code = EXIT_UNUSABLE
+
+    def __init__(self, message: str, *, reason: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
 
 
 class NotSignedIn(IssuanceError):
@@ -299,3 +310,11 @@ class ReissueRefused(IssuanceError):
     applicant or insured, the clerk approving their own request, a request already decided."""
 
     exit_code = EXIT_REJECTED
+
+
+# --- who may act (archive/identity.py, archive/ldap.py; added by helper "identity", issue 24) ---------
+
+
+class DirectoryUnavailable(ComponentUnavailable):
+    """The LDAP directory configured as the second identity source (``[identity] ldap_url``) does not
+    answer, or refuses the service account's bind: nobody from it can sign in or act until it does."""
