@@ -29,7 +29,7 @@ demo: system env
 	  $(BIN)/issuance users add demo-$$role --role $$role --display-name "演示 demo $$role" --generate-password 2>/dev/null \
 	  | grep "one-time" || $(BIN)/issuance users passwd demo-$$role --generate-password | grep "one-time"; \
 	done
-	@echo "Next: $(BIN)/issuance get PPA20260127026000003 -o policy.pdf"
+	@echo "Next: $(BIN)/issuance get PPA20260127026000003 --by demo-clerk --purpose demo -o policy.pdf"
 	@echo "The desk: $(BIN)/issuance serve, then open http://127.0.0.1:8080/ and sign in as demo-clerk"
 
 test: system env

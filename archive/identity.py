@@ -14,19 +14,24 @@ The order, and why:
    ``LOCKOUT``, ``user.locked`` in the ledger), and ``issuance users disable`` works on it. Their roles
    and branches are the directory's at each sign-in and lookup; the row's copy is for ``users list``.
 
-A wrong password and an unknown name give the same ``LoginRefused`` message. A directory that does not
+The directory matches names whatever their case, so a directory user's name is kept in lower case
+(``LI.NA`` is ``li.na``, one lockout for both). A wrong password and an unknown name give the same
+``LoginRefused`` message; so does a directory entry the system cannot use (a branch that is not a
+branch code), which is logged, and which ``user()`` names in a ``UserError``. A directory that does not
 answer is ``DirectoryUnavailable`` (exit 3), for its users only: local accounts are not affected.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from archive.index import Index
-from archive.ldap import DirectoryEntry, LdapDirectory
 from archive.users import (
     LOCKOUT_FAILURES,
+    MAX_PASSWORD,
     REFUSED,
     LocalAccounts,
     User,
@@ -36,6 +41,11 @@ from archive.users import (
     is_name,
 )
 from core.errors import LoginRefused, UserError
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # ldap3 is imported only where a directory is configured (usecases.identity)
+    from archive.ldap import DirectoryEntry, LdapDirectory
 
 
 class Identity:
@@ -62,7 +72,15 @@ class Identity:
             return self.accounts.verify_password(name, password)
         if record is not None and record.password_hash is not None:
             return self.accounts.verify_password(name, password)
-        entry = self._entry(name)
+        name = name.lower()  # the directory matches names whatever their case: so does the lockout
+        record = self.index.user(name)
+        if record is not None and record.password_hash is not None:  # a local account's name, in capitals
+            raise LoginRefused(REFUSED, reason="unknown")
+        try:
+            entry = self._entry(name)
+        except UserError as e:  # the entry is broken: said in the log, not to whoever tries the name
+            logger.warning("%s (%s)", e.message, e.hint)
+            raise LoginRefused(REFUSED, reason="unknown") from e
         if entry is None:
             raise LoginRefused(REFUSED, reason="unknown")
         if record is not None and not record.enabled:
@@ -73,7 +91,7 @@ class Identity:
                 reason="locked",
                 hint=f"try again after {record.locked_until:%Y-%m-%d %H:%M} UTC",
             )
-        good = self.directory.check_password(entry.dn, password)
+        good = len(password) <= MAX_PASSWORD and self.directory.check_password(entry.dn, password)
         return self.accounts.count_directory_sign_in(
             name,
             display_name=entry.display_name,
@@ -91,6 +109,10 @@ class Identity:
         if record is not None and record.password_hash is not None:
             return self.accounts.get(name)
         if self.directory is None:
+            return None
+        name = name.lower()
+        record = self.index.user(name)
+        if record is not None and record.password_hash is not None:  # a local account's name, in capitals
             return None
         entry = self._entry(name)
         if entry is None:

@@ -66,7 +66,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "-o", "--out", type=Path, metavar="DIR", help="report folder (default var/audits/<id>)"
     )
     audit.add_argument(
-        "--by", metavar="AUDITOR", help="who audits, recorded in the ledger (default: operator)"
+        "--by",
+        metavar="USER",
+        help="who audits: a known user with role auditor, recorded in the ledger (default: the operator)",
     )
     audit.add_argument("--json", action="store_true", help="--orphans: one JSON object per finding")
     _check_options(audit)

@@ -128,11 +128,26 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--limit", type=positive_int, default=200)
     find.set_defaults(handler=_find)
 
-    get = sub.add_parser("get", help="write an archived document to a file (SHA-256 verified first)")
+    get = sub.add_parser(
+        "get",
+        help="write an archived document to a file (SHA-256 verified first; the read is recorded)",
+        description=(
+            "Write a version's customer copy (or the archive copy, with its images) to a file, after its"
+            " SHA-256 checks out. Every read is a copy.read event in the ledger naming the user, the"
+            " version, the copy and the purpose. The customer copy is read by a clerk, supervisor or"
+            " auditor, the archive copy by an auditor."
+        ),
+    )
     get.add_argument("policy_no")
     get.add_argument("--copy", choices=("customer", "archive"), default="customer")
     get.add_argument("--version", type=positive_int, help="version number (default: the newest)")
     get.add_argument("-o", "--out", type=Path, required=True)
+    get.add_argument("--by", metavar="USER", help="who reads the copy, a known user (default: the operator)")
+    get.add_argument(
+        "--purpose",
+        required=True,
+        help="why, recorded in the ledger (e.g. a case reference); never an ID or phone number",
+    )
     get.set_defaults(handler=_get)
 
     attach = sub.add_parser("attach", help="file late underwriting images as a supplement version")
@@ -140,7 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     attach.add_argument("kind", help="id_front, id_back, vehicle_license, exemption_notice, …")
     attach.add_argument("files", type=Path, nargs="+")
     attach.add_argument("--label", help="required for kind 'other'")
-    attach.add_argument("--by", help="clerk id recorded in the ledger (default: the operator)")
+    attach.add_argument(
+        "--by",
+        metavar="USER",
+        help="who files them: a known user with role clerk or operator, recorded (default: the operator)",
+    )
     attach.set_defaults(handler=_attach)
 
     seals = sub.add_parser("seals", help="the seals that documents are stamped with")
@@ -294,7 +313,15 @@ def _find(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     from usecases.lookup import read_copy
 
-    read = read_copy(settings_from(args), args.policy_no, version=args.version, copy=args.copy)
+    settings = settings_from(args)
+    read = read_copy(
+        settings,
+        args.policy_no,
+        version=args.version,
+        copy=args.copy,
+        by=args.by or settings.operator,
+        purpose=args.purpose,
+    )
     chosen, data, digest = read.version, read.data, read.sha256
     write_file(args.out, data)
     print(

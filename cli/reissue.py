@@ -35,7 +35,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     reissue.add_argument("policy_no")
     reissue.add_argument("--reason", required=True, choices=("lost", "damaged", "other"))
-    reissue.add_argument("--by", required=True, metavar="CLERK_ID", help="the clerk doing the reissue")
+    reissue.add_argument(
+        "--by",
+        required=True,
+        metavar="USER",
+        help="the clerk doing the reissue: a known user with role clerk or supervisor",
+    )
     reissue.add_argument(
         "--requester-id-no",
         metavar="ID_NO",

@@ -109,6 +109,8 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for user in users:
         state = "enabled" if user.enabled else "disabled"
+        if user.source == "ldap":  # a directory user's row: the lockout and disable; roles as last seen
+            state += ", from the LDAP directory"
         if user.locked_until is not None:
             state += f", locked until {user.locked_until:%Y-%m-%d %H:%M} UTC"
         print(

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from argon2 import PasswordHasher
 from botocore.config import Config
 
+from archive.index import Index
+from archive.users import LocalAccounts
 from bench.synth import make_batch
+from core.config import load_settings
 from core.products import load_registry
 from pipeline.convert import ConverterPool
 from pipeline.documents import DocumentMaker
@@ -239,3 +244,26 @@ def buckets(raw_s3: Any) -> Buckets:
     raw_s3.create_bucket(Bucket=made.plain)
     raw_s3.create_bucket(Bucket=made.locked, ObjectLockEnabledForBucket=True)
     return made
+
+
+# --- helper "identity" (issue 24): the users that actions for a person name (--by) ------------------------
+
+
+def add_users(
+    users: dict[str, Sequence[str]], *, env: Mapping[str, str] | None = None, base: Path | None = None
+) -> None:
+    """Local accounts named ``users`` with their roles (every branch), in the index that ``issuance``
+    would open with ``env`` (default: this process's) in ``base`` (default: the working folder): since
+    ``reissue --by``, ``attach --by``, ``audit --by`` and ``get --by`` refuse a name that is not a known
+    user with the role. A user that exists already is left as it is."""
+    settings = load_settings(env=os.environ if env is None else env, base=base)
+    index = Index.open(settings.index_url, hmac_key=settings.hmac_key)
+    try:
+        # a cheap argon2: these users are made in many tests, and sign in through none of them
+        accounts = LocalAccounts(index, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        known = {u.name for u in accounts.every()}
+        for name, roles in users.items():
+            if name not in known:
+                accounts.add(name, roles=roles, password="a test user's password", by="test set-up")
+    finally:
+        index.close()

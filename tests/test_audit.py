@@ -70,7 +70,7 @@ from core.records import parse_record
 from core.wording import CHINA_TIME
 from pipeline.documents import DocumentMaker
 from stamps import load_seal_registry, stamp_pdf
-from tests.conftest import REPO
+from tests.conftest import REPO, add_users
 from usecases.filing import Filing
 from usecases.run import run_batch
 
@@ -712,10 +712,21 @@ def test_the_command_line(archive, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ISSUANCE_INDEX", f"sqlite:///{archive.root / 'index.sqlite'}")
     monkeypatch.setenv("ISSUANCE_HMAC_KEY", KEY.decode())
     common = ["--seal-dpi", str(DPI), "--no-progress", "--workers", "2"]
+    audit = ["audit", "--branch", "510107", "--seed", "5", "-o", str(tmp_path / "rep"), *common]
 
-    code = main(
-        ["audit", "--branch", "510107", "--seed", "5", "-o", str(tmp_path / "rep"), "--by", "li", *common]
-    )
+    # the auditor must be a known, enabled user with role auditor: else refused, nothing drawn or recorded
+    add_users({"wu.clerk": ["clerk"]})
+    for by, refusal in (
+        ("li", "no user named 'li' may run an audit: it needs a known user with the role auditor"),
+        ("wu.clerk", "user 'wu.clerk' may not run an audit: it needs the role auditor (the user has clerk)"),
+    ):
+        assert main([*audit, "--by", by]) == 1
+        assert refusal in capsys.readouterr().err
+    assert not archive.index.ledger_subjects("audit.completed")
+    assert not (tmp_path / "rep").exists()
+
+    add_users({"li": ["auditor"]})
+    code = main([*audit, "--by", "li"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "lot N=2; level II, AQL 2.5 -> letter A, n=2, 100% inspection, Ac 0 / Re 1; seed 5" in out

@@ -20,7 +20,7 @@ import pytest
 
 from bench.synth import make_batch
 from core.privacy import scrub
-from tests.conftest import REPO
+from tests.conftest import REPO, add_users
 
 ISSUANCE = [sys.executable, "-m", "cli.main"]
 KEY = "document-numbers-test-hmac-key-0123456789"
@@ -76,13 +76,16 @@ def test_every_shape_archives_and_is_found_got_reissued_and_audited(site):
     assert "*" not in result.stderr
 
     policies = [r for r in records if r["kind"] == "policy"]
+    add_users({"CLK0001": ["clerk"]}, env=env, base=root)
     for policy in policies:
         number = policy["policy_no"]
         found = _run(["find", "--policy-no", number, "--json"], root, env)
         assert found.returncode == 0, found.stderr
         assert number in found.stdout
         out = root / f"{number}.pdf"
-        got = _run(["get", number, "-o", str(out)], root, env)
+        got = _run(
+            ["get", number, "-o", str(out), "--by", "CLK0001", "--purpose", "number shapes"], root, env
+        )
         assert got.returncode == 0, got.stderr
         assert out.read_bytes().startswith(b"%PDF")
         keys = [str(p.relative_to(root / "archive")) for p in (root / "archive").rglob(f"*{number}*")]

@@ -28,7 +28,7 @@ from pipeline.batchfile import read_batch
 from pipeline.documents import DocumentMaker
 from pipeline.images import RecordImageError
 from pipeline.report import ALREADY_ARCHIVED, ARCHIVED, REJECTED
-from tests.conftest import DUMMY_SECRET, REPO, write_batch
+from tests.conftest import DUMMY_SECRET, REPO, add_users, write_batch
 from usecases.filing import Filed, Filing
 from usecases.run import run_batch
 
@@ -323,7 +323,9 @@ def test_cli_on_s3_and_postgresql(tmp_path, moto_endpoint, raw_s3, buckets, post
     assert found.returncode == 0, found.stderr
     (hit,) = [json.loads(line) for line in found.stdout.splitlines()]
     assert hit["policy_no"] == good["policy_no"] and hit["insured_name"] == "欧阳·𠮷祥"
-    got = _cli(["get", good["policy_no"], "--copy", "archive", "-o", "bundle.pdf"], tmp_path, env)
+    add_users({"AUD1": ["auditor"]}, env=env, base=tmp_path)
+    read = ["--by", "AUD1", "--purpose", "S3 and PostgreSQL"]
+    got = _cli(["get", good["policy_no"], "--copy", "archive", "-o", "bundle.pdf", *read], tmp_path, env)
     assert got.returncode == 0, got.stderr and (tmp_path / "bundle.pdf").read_bytes().startswith(b"%PDF")
     # no raw ID number in any key, in the logs, or in any table of the index
     keys = [o["Key"] for o in raw_s3.list_objects_v2(Bucket=buckets.locked).get("Contents", [])]
@@ -355,7 +357,10 @@ def test_cli_get_refuses_a_tampered_object(tmp_path):
     target = tmp_path / "var" / "archive" / version.customer_key
     os.chmod(target, 0o644)
     target.write_bytes(target.read_bytes().replace(b"%%EOF", b"%%EOG"))
-    got = _cli(["get", policy_no, "-o", "copy.pdf"], tmp_path, env)
+    add_users({"CLK9": ["clerk"]}, env={**os.environ, **env}, base=tmp_path)
+    got = _cli(
+        ["get", policy_no, "-o", "copy.pdf", "--by", "CLK9", "--purpose", "tamper test"], tmp_path, env
+    )
     assert got.returncode != 0 and "sha" in got.stderr.lower()
     assert not (tmp_path / "copy.pdf").exists()
     # the secret key file is readable by its owner only

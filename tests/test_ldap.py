@@ -4,6 +4,7 @@ stopped after the tests. Users are SPECIMEN people with ``·`` in their display 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -211,6 +212,20 @@ def _env(slapd: str, index_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def cli_env(slapd, index_url, tmp_path, monkeypatch):
+    """``issuance`` in this process on the test's index and slapd; the root logger is restored after
+    (``main`` installs its own handler)."""
+    for name, value in _env(slapd, index_url, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 # --- signing in and looking up ---------------------------------------------------------------------------
 
 
@@ -311,12 +326,31 @@ def test_a_user_dn_template_instead_of_a_search(slapd, index, clock):
         people.authenticate("wang.fang", "not her password")
 
 
-def test_a_branch_that_is_not_a_branch_code_refuses_the_user(people):
+def test_a_branch_that_is_not_a_branch_code_refuses_the_user(people, caplog):
     # widening sun.li to every branch would be the wrong way to fail
     with pytest.raises(UserError, match="not a branch code"):
         people.user("sun.li")
-    with pytest.raises(UserError, match="not a branch code"):
+    # at sign-in, the same answer as for a wrong password: the log says why
+    with pytest.raises(LoginRefused, match=r"^name or password not accepted$"):
         people.authenticate("sun.li", _password("sun.li"))
+    assert "gives user 'sun.li' a branch that is not a branch code" in caplog.text
+
+
+def test_a_name_in_capitals_is_the_same_directory_user_and_the_same_lockout(people, index):
+    assert people.authenticate("LI.NA", _password("li.na")).name == "li.na"
+    assert people.user("Li.Na").name == "li.na"
+    for attempt in range(LOCKOUT_FAILURES):
+        with pytest.raises(LoginRefused):
+            people.authenticate("li.na" if attempt % 2 else "LI.NA", "a wrong guess at it")
+    with pytest.raises(LoginRefused) as caught:
+        people.authenticate("Li.Na", _password("li.na"))
+    assert caught.value.reason == "locked"
+    assert [u.name for u in people.accounts.every()] == ["li.na"]
+    # a local account's name in other capitals is not the directory's user of that name
+    people.accounts.add("wang.fang", roles=["clerk"], password="wang fang's local password", by="boss")
+    assert people.user("WANG.FANG") is None
+    with pytest.raises(LoginRefused):
+        people.authenticate("WANG.FANG", _password("wang.fang"))
 
 
 def test_a_service_account_the_directory_refuses_is_a_clear_error(slapd, index):
@@ -377,15 +411,17 @@ def test_require_user_with_a_directory_user(slapd, index_url, tmp_path):
         assert people.user("chen.jie").source == "ldap"
 
 
-def test_a_directory_that_does_not_answer_exits_3_with_a_clear_message(
-    slapd, index_url, tmp_path, monkeypatch, capsys
-):
-    env = _env(f"ldap://127.0.0.1:{_free_port()}", index_url, tmp_path)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(tmp_path)
+def test_a_directory_that_does_not_answer_exits_3_with_a_clear_message(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("ISSUANCE_LDAP_URL", f"ldap://127.0.0.1:{_free_port()}")
     code = main(["audit", "--by", "wang.fang", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 3
     assert "LDAP directory at ldap://127.0.0.1:" in err and "does not answer" in err
     assert "Traceback" not in err
+
+
+def test_users_list_shows_a_directory_user_after_their_first_sign_in(cli_env, capsys):
+    with identity(load_settings()) as people:
+        people.authenticate("li.na", _password("li.na"))
+    assert main(["users", "list"]) == 0
+    assert "li.na\t李·娜 SPECIMEN\tclerk\t5101\tenabled, from the LDAP directory" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from archive.index import Index, as_utc, schema
 from archive.reissue import ReissueRequest, reissue, reissues_of
 from archive.serials import issue_range, lookup
 from archive.store import LocalStore
+from archive.users import LocalAccounts
 from bench.synth import make_batch
 from cli.main import main
 from core.errors import (
@@ -46,6 +47,7 @@ from pipeline.reissue import ReissueMarker
 from stamps import find_seals, load_seal_registry
 from stamps.marks import overlay_mark
 from stamps.stamping import page_frames
+from tests.conftest import add_users
 from usecases.filing import Filing
 from usecases.run import run_batch
 
@@ -320,6 +322,7 @@ def test_tampered_object_is_refused_and_recorded(archived, cli_env, tmp_path, ca
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
+    add_users({"CLK0101": ["clerk"]})
     objects, events = {i.key for i in store.list("")}, index.count("ledger")
 
     out = tmp_path / "reissued.pdf"
@@ -399,16 +402,30 @@ def test_the_clerks_path_on_the_command_line(archived, cli_env, tmp_path, capsys
     assert archived.policy_no in capsys.readouterr().out
 
     out = tmp_path / "reissued.pdf"
-    args = [
-        "reissue",
-        archived.policy_no,
-        "--reason",
-        "lost",
-        "--by",
-        "CLK0101",
-        "--new-serial",
-        "BJ2026-0000300",
-    ]
+    request = [archived.policy_no, "--reason", "lost", "--new-serial", "BJ2026-0000300", "-o", str(out)]
+    # the clerk named must be a known, enabled user with role clerk or supervisor, acting for the
+    # policy's branch: else refused with exit 1, nothing filed, no serial used, no file written
+    branch = archived.index.policy_row(archived.policy_no).branch_code
+    other = "1" if not branch.startswith("1") else "2"
+    add_users({"AUD0001": ["auditor"], "CLK0901": ["clerk"]})
+    accounts = LocalAccounts(archived.index)
+    accounts.disable("CLK0901", by="test")
+    accounts.add("CLK0900", roles=["clerk"], branches=[other], password="a clerk of another branch", by="t")
+    versions, events = len(archived.index.versions(archived.policy_no)), archived.index.count("ledger")
+    for by, refusal in (
+        ("CLK0101", "no user named 'CLK0101' may reissue a policy"),
+        ("AUD0001", "user 'AUD0001' may not reissue a policy: it needs the role clerk or supervisor"),
+        ("CLK0900", f"user 'CLK0900' may not reissue a policy for branch {branch}"),
+        ("CLK0901", "user 'CLK0901' is disabled and may not reissue a policy"),
+    ):
+        assert main(["reissue", *request, "--by", by]) == 1
+        assert refusal in capsys.readouterr().err
+    assert len(archived.index.versions(archived.policy_no)) == versions and not out.exists()
+    assert archived.index.count("ledger") == events
+    assert lookup(archived.index, "BJ2026-0000300").state == "issued"
+
+    add_users({"CLK0101": ["clerk"]})
+    args = ["reissue", *request[:-2], "--by", "CLK0101"]
     assert main([*args, "--requester-id-no", archived.insured_id_no, "-o", str(out)]) == 0
     said = capsys.readouterr().out
     assert f"{archived.policy_no} reissued (第1次补发) as version 3" in said
@@ -434,6 +451,79 @@ def test_the_clerks_path_on_the_command_line(archived, cli_env, tmp_path, capsys
     assert lines[0]["policy_no"] == archived.policy_no
     assert lines[1]["serial"]["state"] == "used" and lines[1]["serial"]["version"] == 3
     assert archived.insured_id_no not in json.dumps(lines, ensure_ascii=False)
+
+
+# --- reading an archived copy: who, which, why (issue 24, item 4) -------------------------------------------
+
+
+def test_get_records_who_read_which_copy_and_why(archived, cli_env, tmp_path, capsys):
+    index, policy_no = archived.index, archived.policy_no
+    add_users({"CLK0101": ["clerk"], "AUD0001": ["auditor"], "OPS0001": ["operator"], "CLK0109": ["clerk"]})
+    LocalAccounts(index).disable("CLK0109", by="test")
+    out = tmp_path / "copy.pdf"
+    get = ["get", policy_no, "-o", str(out)]
+
+    def reads() -> list:
+        return [e for e in index.ledger_entries(subject=policy_no) if e.action == "copy.read"]
+
+    with pytest.raises(SystemExit) as no_purpose:  # the purpose is required, whoever reads
+        main([*get, "--by", "CLK0101"])
+    assert no_purpose.value.code == 2
+    for by, copy, refusal in (
+        ("nobody", "customer", "no user named 'nobody' may read the customer copy"),
+        ("counter", "customer", "no user named 'counter' may read the customer copy"),  # the operator
+        ("OPS0001", "customer", "it needs the role auditor or clerk or supervisor (the user has operator)"),
+        ("CLK0101", "archive", "user 'CLK0101' may not read the archive copy: it needs the role auditor"),
+        ("CLK0109", "customer", "user 'CLK0109' is disabled"),
+    ):
+        assert main([*get, "--copy", copy, "--by", by, "--purpose", "complaint C-118"]) == 1
+        assert refusal in capsys.readouterr().err
+    # an ID number in the purpose is refused, and not repeated in the message
+    assert main([*get, "--by", "CLK0101", "--purpose", f"asked by {archived.insured_id_no}"]) == 2
+    err = capsys.readouterr().err
+    assert "ID or phone number" in err and archived.insured_id_no not in err
+    assert not out.exists() and reads() == []
+
+    assert main([*get, "--by", "CLK0101", "--purpose", "补发 at the counter", "--version", "1"]) == 0
+    capsys.readouterr()
+    v1 = index.versions(policy_no)[0]
+    assert out.read_bytes() == archived.store.get(v1.customer_key, sha256=v1.customer_sha256)
+    assert main([*get, "--copy", "archive", "--by", "AUD0001", "--purpose", "audit A-7"]) == 0
+    capsys.readouterr()
+    newest = index.versions(policy_no)[-1]
+    first, second = reads()
+    assert (first.actor, second.actor) == ("CLK0101", "AUD0001")
+    assert first.detail == {
+        "user": "CLK0101",
+        "version": 1,
+        "kind": v1.kind,
+        "copy": "customer",
+        "sha256": v1.customer_sha256,
+        "purpose": "补发 at the counter",
+    }
+    assert (second.detail["version"], second.detail["copy"]) == (newest.version, "archive")
+    assert second.detail["sha256"] == newest.bundle_sha256 and second.detail["purpose"] == "audit A-7"
+    assert index.verify_ledger() == []
+
+
+def test_attach_by_a_clerk_or_operator_only(archived, cli_env, batch, capsys):
+    index, policy_no = archived.index, archived.policy_no
+    (summary,) = index.find(policy_no=policy_no)
+    kind, image = summary.missing_images[0], next((batch.parent / "images").iterdir())
+    add_users({"AUD0001": ["auditor"], "OPS0001": ["operator"]})
+    attach = ["attach", policy_no, kind, str(image)]
+    versions = len(index.versions(policy_no))
+    for by, refusal in (
+        ([], "no user named 'counter' may attach images to a policy"),  # the operator, by default
+        (["--by", "nobody"], "no user named 'nobody' may attach images"),
+        (["--by", "AUD0001"], "it needs the role clerk or operator (the user has auditor)"),
+    ):
+        assert main([*attach, *by]) == 1
+        assert refusal in capsys.readouterr().err
+    assert len(index.versions(policy_no)) == versions
+    assert main([*attach, "--by", "OPS0001"]) == 0
+    assert f"filed as version {versions + 1} (supplement)" in capsys.readouterr().out
+    assert len(index.versions(policy_no)) == versions + 1
 
 
 # --- the mark on its own ------------------------------------------------------------------------------

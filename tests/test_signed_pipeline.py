@@ -23,7 +23,7 @@ from core.products import load_registry
 from stamps import load_seal_registry
 from stamps.keys import Pkcs12Key, write_specimen_pkcs12
 from stamps.signing import FIELD, PdfSigner, check_signatures
-from tests.conftest import REPO
+from tests.conftest import REPO, add_users
 from usecases.filing import Filing
 from usecases.run import run_batch
 from usecases.session import UNSIGNED_WARNING, signer_from
@@ -111,6 +111,7 @@ def test_every_copy_filed_is_signed_last_and_checks_out(index_url, tmp_path, sea
             "ISSUANCE_SIGNING_KEY": str(key_path),
             "ISSUANCE_SIGNING_PASSWORD": PASSWORD,
         }
+        add_users({"CLK9": ["clerk"]}, env=env, base=tmp_path)
         out = tmp_path / "reissued.pdf"
         done = subprocess.run(
             [*ISSUANCE, "reissue", policy_no, "--reason", "lost", "--by", "CLK9", "-o", str(out)],

@@ -18,6 +18,7 @@ from core.errors import UsageError
 from core.products import DEFAULT_TEMPLATES_DIR, load_registry
 from stamps import load_seal_registry
 from stamps.keys import load_certificates
+from usecases.identity import AUDIT_ROLES, require_user
 from usecases.session import Archive
 
 __all__ = [
@@ -64,12 +65,15 @@ def sampled_audit(
     seal_dpi: int = 150,
     thumbnails: bool = True,
 ) -> Any:
-    """Draw the sample (ISO 2859-1), check every policy in it, write and archive the reports."""
+    """Draw the sample (ISO 2859-1), check every policy in it, write and archive the reports. The
+    auditor (``actor``, default: the operator), whom the ledger names, must be a known, enabled user
+    with role auditor (else ``NotPermitted``, nothing drawn or recorded)."""
+    user = require_user(settings, actor or settings.operator, roles=AUDIT_ROLES, action="run an audit")
     with auditing(settings, seal_dpi=seal_dpi, thumbnails=thumbnails) as auditor:
         return audit.run_audit(
             auditor=auditor,
             request=request,
-            actor=actor or settings.operator,
+            actor=user.name,
             out_dir=out_dir,
             workers=workers,
             on_result=on_result,

@@ -18,7 +18,6 @@ from collections.abc import Collection, Iterator
 
 from archive.identity import Identity
 from archive.index import Index
-from archive.ldap import LdapDirectory
 from archive.users import User
 from core.config import Settings
 from core.errors import NotPermitted
@@ -33,8 +32,13 @@ READ_ROLES = {"customer": ("clerk", "supervisor", "auditor"), "archive": ("audit
 def identity_from(settings: Settings, index: Index) -> Identity:
     """The ``Identity`` seam on ``index`` (kept open by the caller): local accounts, and the LDAP
     directory of ``settings.directory`` when one is configured."""
-    directory = LdapDirectory(settings.directory) if settings.directory is not None else None
-    return Identity(index, directory=directory)
+    if settings.directory is None:
+        return Identity(index)
+    # here, not at the top: ldap3 takes some 50 ms to import, which every `get` and `reissue` would pay
+    # with no directory configured (docs/performance.md, "Start-up")
+    from archive.ldap import LdapDirectory
+
+    return Identity(index, directory=LdapDirectory(settings.directory))
 
 
 @contextlib.contextmanager
@@ -88,3 +92,9 @@ def require_user(
             reason="branch",
         )
     return user
+
+
+def branch_of(index: Index, policy_no: str) -> str | None:
+    """The branch an archived policy belongs to (None: not in the archive; the action says so itself)."""
+    row = index.policy_row(policy_no.strip().upper())
+    return row.branch_code if row is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from datetime import date
 from pathlib import Path
@@ -14,6 +15,7 @@ from core.products import DEFAULT_TEMPLATES_DIR
 from pipeline.convert import Converter, profile_template_for
 from pipeline.reissue import ReissueMarker
 from pipeline.scratch import run_scratch
+from usecases.identity import REISSUE_ROLES, branch_of, require_user
 from usecases.session import Archive, signer_from
 
 
@@ -77,8 +79,21 @@ class Reissuer:
 
 
 def reissue_copy(settings: Settings, request: ReissueRequest) -> Reissued:
-    """One reissue (``issuance reissue``): see ``Reissuer.reissue``."""
+    """One reissue (``issuance reissue``): see ``Reissuer.reissue``. The clerk named must be a known,
+    enabled user with role clerk or supervisor, acting for the policy's branch (``NotPermitted``,
+    before anything is filed or LibreOffice started); the desk checks its signed-in user itself."""
     with Reissuer(settings) as reissuer:
+        if clerk := (request.clerk or "").strip():  # none: the reissue's own refusal says --by is needed
+            index = reissuer.archive.index
+            user = require_user(
+                settings,
+                clerk,
+                roles=REISSUE_ROLES,
+                action="reissue a policy",
+                branch=branch_of(index, request.policy_no or ""),
+                index=index,
+            )
+            request = dataclasses.replace(request, clerk=user.name)  # as the user is named (LDAP: lower case)
         return reissuer.reissue(request)
 
 
