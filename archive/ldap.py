@@ -84,6 +84,12 @@ class LdapDirectory:
             if self.config.start_tls:
                 connection.start_tls()
         except LDAPException as e:
+            if "certificate" in str(e).lower():
+                raise DirectoryUnavailable(
+                    f"the LDAP directory at {self.config.url} presented a certificate that is not trusted "
+                    f"for that name: {e}",
+                    hint="set [identity] ca_file to the directory's CA; use the host name it was issued for",
+                ) from e
             raise DirectoryUnavailable(
                 f"the LDAP directory at {self.config.url} does not answer: {e}",
                 hint="check [identity] ldap_url, the network and the directory server",

@@ -4,6 +4,7 @@ stopped after the tests. Users are SPECIMEN people with ``·`` in their display 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
 import socket
@@ -11,12 +12,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from archive.identity import Identity
 from archive.index import Index
@@ -25,6 +30,7 @@ from archive.users import LOCKOUT, LOCKOUT_FAILURES, ROLES, LocalAccounts
 from cli.main import main
 from core.config import DIRECTORY_ROLES, Directory, load_settings
 from core.errors import ConfigError, DirectoryUnavailable, LoginRefused, NotPermitted, UserError
+from stamps.keys import specimen_name, specimen_root
 from usecases.identity import identity, require_user
 
 SLAPD = Path("/usr/sbin/slapd")
@@ -88,13 +94,50 @@ def _ldif() -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _server_certificate(root: Path) -> None:
+    """A SPECIMEN root (``ca.pem``) and a server certificate for 127.0.0.1 (``server.pem``, its key in
+    ``server.key``), for the ldaps:// and StartTLS listeners."""
+    now = datetime.now(UTC)
+    name = "样本 SPECIMEN (not for real use)"
+    issuer = specimen_root(specimen_name("样本 SPECIMEN LDAP CA", name), now=now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    loopback = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(specimen_name("127.0.0.1", name))
+        .issuer_name(issuer[1].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(loopback, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(issuer[0], hashes.SHA256())
+    )
+    (root / "ca.pem").write_bytes(issuer[1].public_bytes(serialization.Encoding.PEM))
+    (root / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (root / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Slapd:
+    url: str  # ldap://, StartTLS offered
+    ldaps_url: str
+    ca_file: Path  # the SPECIMEN root of its certificate
+
+
 @pytest.fixture(scope="module")
-def slapd() -> Iterator[str]:
-    """A real slapd on 127.0.0.1 with its own slapd.conf and MDB database; yields its URL."""
+def slapd_server() -> Iterator[Slapd]:
+    """A real slapd on 127.0.0.1 with its own slapd.conf, MDB database and certificate."""
     if not SLAPD.exists():
         pytest.skip("Debian's slapd is not installed (make test installs slapd and ldap-utils)")
     root = Path(tempfile.mkdtemp(prefix="issuance-slapd-"))
     (root / "db").mkdir()
+    _server_certificate(root)
     conf = root / "slapd.conf"
     conf.write_text(
         "\n".join(
@@ -103,6 +146,9 @@ def slapd() -> Iterator[str]:
                 "modulepath /usr/lib/ldap",
                 "moduleload back_mdb",
                 f"pidfile {root / 'slapd.pid'}",
+                f"TLSCACertificateFile {root / 'ca.pem'}",
+                f"TLSCertificateFile {root / 'server.pem'}",
+                f"TLSCertificateKeyFile {root / 'server.key'}",
                 "database mdb",
                 f'suffix "{BASE}"',
                 f"directory {root / 'db'}",
@@ -119,26 +165,27 @@ def slapd() -> Iterator[str]:
     subprocess.run(
         [str(SLAPADD), "-f", str(conf), "-l", str(root / "data.ldif")], check=True, capture_output=True
     )
-    port = _free_port()
-    url = f"ldap://127.0.0.1:{port}"
+    port, secure_port = _free_port(), _free_port()
+    url, ldaps_url = f"ldap://127.0.0.1:{port}", f"ldaps://127.0.0.1:{secure_port}"
     # -d 0: in the foreground (no fork), so that the test set-up holds the process and stops it
     server = subprocess.Popen(
-        [str(SLAPD), "-f", str(conf), "-h", f"{url}/", "-d", "0"],
+        [str(SLAPD), "-f", str(conf), "-h", f"{url}/ {ldaps_url}/", "-d", "0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    err = server.stderr.read().decode(errors="replace") if server.stderr else ""
-                    pytest.fail(f"slapd did not start: {err[-2000:]}")
-                time.sleep(0.05)
-        yield url
+        for listening in (port, secure_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        err = server.stderr.read().decode(errors="replace") if server.stderr else ""
+                        pytest.fail(f"slapd did not start: {err[-2000:]}")
+                    time.sleep(0.05)
+        yield Slapd(url=url, ldaps_url=ldaps_url, ca_file=root / "ca.pem")
     finally:
         server.terminate()
         try:
@@ -147,6 +194,12 @@ def slapd() -> Iterator[str]:
             server.kill()
             server.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def slapd(slapd_server: Slapd) -> str:
+    """The plain ldap:// URL of the test slapd."""
+    return slapd_server.url
 
 
 def _directory(url: str, **changes: object) -> Directory:
@@ -358,6 +411,24 @@ def test_a_service_account_the_directory_refuses_is_a_clear_error(slapd, index):
     people = Identity(index, directory=LdapDirectory(config))
     with pytest.raises(DirectoryUnavailable, match="refused the service account"):
         people.user("li.na")
+
+
+def test_ldaps_and_start_tls_check_the_directorys_certificate(slapd_server, index, clock):
+    for config in (
+        _directory(slapd_server.ldaps_url, ca_file=slapd_server.ca_file),
+        _directory(slapd_server.url, start_tls=True, ca_file=slapd_server.ca_file),
+    ):
+        people = Identity(index, directory=LdapDirectory(config), clock=clock)
+        assert people.authenticate("wang.fang", _password("wang.fang")).roles == ("auditor",)
+    # a certificate from a root nobody said to trust, or for another name: refused, no password sent
+    for config in (
+        _directory(slapd_server.ldaps_url),
+        _directory(slapd_server.url, start_tls=True),
+        _directory(slapd_server.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=slapd_server.ca_file),
+    ):
+        people = Identity(index, directory=LdapDirectory(config), clock=clock)
+        with pytest.raises(DirectoryUnavailable, match="presented a certificate that is not trusted"):
+            people.authenticate("wang.fang", _password("wang.fang"))
 
 
 # --- configuration ---------------------------------------------------------------------------------------
