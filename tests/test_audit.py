@@ -720,7 +720,7 @@ def test_the_command_line(archive, tmp_path, monkeypatch, capsys):
         ("li", "no user named 'li' may run an audit: it needs a known user with the role auditor"),
         ("wu.clerk", "user 'wu.clerk' may not run an audit: it needs the role auditor (the user has clerk)"),
     ):
-        assert main([*audit, "--by", by]) == 1
+        assert main([*audit, "--by", by]) == 2
         assert refusal in capsys.readouterr().err
     assert not archive.index.ledger_subjects("audit.completed")
     assert not (tmp_path / "rep").exists()

@@ -418,7 +418,7 @@ def test_the_clerks_path_on_the_command_line(archived, cli_env, tmp_path, capsys
         ("CLK0900", f"user 'CLK0900' may not reissue a policy for branch {branch}"),
         ("CLK0901", "user 'CLK0901' is disabled and may not reissue a policy"),
     ):
-        assert main(["reissue", *request, "--by", by]) == 1
+        assert main(["reissue", *request, "--by", by]) == 2
         assert refusal in capsys.readouterr().err
     assert len(archived.index.versions(archived.policy_no)) == versions and not out.exists()
     assert archived.index.count("ledger") == events
@@ -476,7 +476,7 @@ def test_get_records_who_read_which_copy_and_why(archived, cli_env, tmp_path, ca
         ("CLK0101", "archive", "user 'CLK0101' may not read the archive copy: it needs the role auditor"),
         ("CLK0109", "customer", "user 'CLK0109' is disabled"),
     ):
-        assert main([*get, "--copy", copy, "--by", by, "--purpose", "complaint C-118"]) == 1
+        assert main([*get, "--copy", copy, "--by", by, "--purpose", "complaint C-118"]) == 2
         assert refusal in capsys.readouterr().err
     # an ID number in the purpose is refused, and not repeated in the message
     assert main([*get, "--by", "CLK0101", "--purpose", f"asked by {archived.insured_id_no}"]) == 2
@@ -518,7 +518,7 @@ def test_attach_by_a_clerk_or_operator_only(archived, cli_env, batch, capsys):
         (["--by", "nobody"], "no user named 'nobody' may attach images"),
         (["--by", "AUD0001"], "it needs the role clerk or operator (the user has auditor)"),
     ):
-        assert main([*attach, *by]) == 1
+        assert main([*attach, *by]) == 2
         assert refusal in capsys.readouterr().err
     assert len(index.versions(policy_no)) == versions
     assert main([*attach, "--by", "OPS0001"]) == 0

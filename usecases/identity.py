@@ -3,7 +3,7 @@ for a person goes through before it does anything.
 
 Front-ends (the CLI's ``--by``, the desk's signed-in user) name the person; the use cases refuse the
 action unless that person is a known, enabled user with one of the roles the action needs and, where the
-action concerns one policy, may act for its branch (``NotPermitted``, exit 1). The roles per action
+action concerns one policy, may act for its branch (``NotPermitted``, exit 2). The roles per action
 follow DOMAIN.md ("Who may do what"): clerks find, print and reissue; supervisors approve reissues;
 auditors sample and read archive copies with their images; operators run batches.
 
