@@ -29,7 +29,7 @@ from archive.audit.checks import thumbnail_png
 from archive.index import LedgerEvent
 from archive.index.desk import ReissueRequestRow, SessionRow
 from archive.reissue import Reissued, ReissueRequest
-from archive.users import LocalAccounts, User
+from archive.users import User
 from core.config import Settings
 from core.errors import (
     IssuanceError,
@@ -46,6 +46,7 @@ from pipeline.scratch import run_scratch
 from stamps import poppler
 from stamps.keys import load_certificates
 from stamps.signing import SignatureCheck, check_signatures
+from usecases.identity import identity_from
 from usecases.reissue import Reissuer
 from usecases.session import Archive
 from usecases.verification import VerifiedDocument, verify_code
@@ -138,7 +139,7 @@ class Desk:
         try:
             self.archive = self._stack.enter_context(Archive(settings))
             self.index = self.archive.index
-            self.identity = LocalAccounts(self.index, clock=self.clock)
+            self.people = identity_from(settings, self.index, clock=self.clock)
             # page images are made from customer copies: personal data, in the desk's private folder
             self.scratch = self._stack.enter_context(run_scratch(settings.scratch_dir))
             self.reissuer = self._stack.enter_context(Reissuer(settings, self.archive))
@@ -172,7 +173,7 @@ class Desk:
         """A new session for ``name`` (the token for the browser, and the session); ``LoginRefused``
         otherwise. The lockout (10 failures in a row, 15 minutes) is the identity's."""
         try:
-            user = self.identity.verify_password(name, password)
+            user = self.people.authenticate(name, password)
         except LoginRefused as refused:
             if refused.reason != "unknown":  # a name no one has is not recorded: it may be anything typed
                 self.index.append_event(
@@ -204,8 +205,8 @@ class Desk:
             minutes = self.settings.session_minutes
             raise NotSignedIn(f"your session ended after {minutes:g} minutes without use; sign in again")
         try:
-            user: User | None = self.identity.get(row.user_name)
-        except UserError:  # removed from the directory
+            user = self.people.user(row.user_name)
+        except UserError:  # a directory entry that became unusable
             user = None
         if user is None or not user.enabled:
             self.index.end_session(
@@ -230,8 +231,10 @@ class Desk:
     def change_password(self, session: SignedIn, current: str, new: str) -> None:
         """The signed-in user's own new password (a one-time password handed out is changed this way);
         the current one is checked as a sign-in is (a wrong one counts towards the lockout)."""
-        self.identity.verify_password(session.user.name, current)
-        self.identity.set_password(session.user.name, new, by=session.user.name)
+        if session.user.source != "local":
+            raise UsageError("your password is the directory's (LDAP): change it there")
+        self.people.authenticate(session.user.name, current)
+        self.people.accounts.set_password(session.user.name, new, by=session.user.name)
 
     def csrf_ok(self, session: SignedIn, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(session.csrf, token or "")

@@ -14,7 +14,8 @@ the shell in a user's name, ``disable`` does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from datetime import datetime
 
 from archive.identity import Identity
 from archive.index import Index
@@ -29,16 +30,18 @@ AUDIT_ROLES = ("auditor",)
 READ_ROLES = {"customer": ("clerk", "supervisor", "auditor"), "archive": ("auditor",)}
 
 
-def identity_from(settings: Settings, index: Index) -> Identity:
+def identity_from(
+    settings: Settings, index: Index, *, clock: Callable[[], datetime] | None = None
+) -> Identity:
     """The ``Identity`` seam on ``index`` (kept open by the caller): local accounts, and the LDAP
-    directory of ``settings.directory`` when one is configured."""
+    directory of ``settings.directory`` when one is configured. ``clock``: the time (tests' own)."""
     if settings.directory is None:
-        return Identity(index)
+        return Identity(index, clock=clock)
     # here, not at the top: ldap3 takes some 50 ms to import, which every `get` and `reissue` would pay
     # with no directory configured (docs/performance.md, "Start-up")
     from archive.ldap import LdapDirectory
 
-    return Identity(index, directory=LdapDirectory(settings.directory))
+    return Identity(index, directory=LdapDirectory(settings.directory), clock=clock)
 
 
 @contextlib.contextmanager
