@@ -305,7 +305,15 @@ class Desk:
                 user.name,
                 "copy.read",
                 row.policy_no,
-                {"version": version, "copy": which, "purpose": purpose, "via": "desk"},
+                {
+                    "user": user.name,
+                    "version": version,
+                    "kind": chosen.kind,
+                    "copy": which,
+                    "sha256": digest,
+                    "purpose": purpose,
+                    "via": "desk",
+                },
             )
         )
         return data
@@ -479,7 +487,15 @@ class Desk:
                 user.name,
                 "copy.read",
                 request.policy_no,
-                {"version": request.version, "copy": "reissue", "purpose": purpose, "via": "desk"},
+                {
+                    "user": user.name,
+                    "version": request.version,
+                    "kind": "reissue",
+                    "copy": "reissue",
+                    "sha256": filed.copy_sha256,
+                    "purpose": purpose,
+                    "via": "desk",
+                },
             )
         )
         return request, data
