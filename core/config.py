@@ -26,13 +26,14 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     public_url = "https://verify.example.com.cn"  # QR codes lead to <public_url>/verify/<code>
     session_minutes = 30                  # a desk session ends after this long without a request
     no_approval_branches = ["3101"]       # branch prefixes whose reissues need no supervisor
+    inbox = "/srv/issuance/inbox"         # the watcher's inbox, whose state the operators' page shows
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
 ISSUANCE_TEMPLATES, ISSUANCE_SOFFICE, ISSUANCE_SCRATCH, ISSUANCE_PUBLIC_URL, ISSUANCE_SIGNING_KEY,
 ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWORD_FILE, ISSUANCE_TSA_URL,
 ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE, ISSUANCE_SESSION_MINUTES,
-ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``). S3 credentials use boto3's own
+ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``), ISSUANCE_INBOX. S3 credentials use boto3's own
 chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
@@ -93,6 +94,7 @@ class Settings:
     # prefixes need no supervisor's approval (DOMAIN.md: where the branch requires a second person)
     session_minutes: float = 30.0
     no_approval_branches: tuple[str, ...] = ()
+    inbox: Path | None = None  # the watcher's inbox (``issuance watch INBOX``), shown to the operators
 
     @property
     def specimen_dir(self) -> Path:
@@ -212,9 +214,11 @@ def _desk(env: Mapping[str, str], desk: Mapping[str, Any]) -> dict[str, Any]:
         isinstance(b, str) and b.strip().isdigit() for b in branches if str(b).strip()
     ):
         raise ConfigError("configuration: [desk] no_approval_branches is a list of branch-code prefixes")
+    inbox = env.get("ISSUANCE_INBOX") or desk.get("inbox")
     return {
         "session_minutes": minutes,
         "no_approval_branches": tuple(b.strip() for b in branches if b.strip()),
+        "inbox": Path(inbox) if inbox else None,
     }
 
 
