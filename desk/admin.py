@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, request
+from flask import g, redirect, request, url_for
 
-from core.errors import UserError
+from core.errors import LoginRefused, UserError
 from usecases import desk_ops
 
 ROLE_TEXT = {
@@ -63,7 +63,14 @@ def register(app: Any, route: Any, page: Any, desk: Any) -> None:
 
     @route("/admin/users/disable", "manage_users", methods=["POST"])
     def admin_disable_user() -> Any:
-        user, ended = desk_ops.disable_user(desk, g.session.user, request.form.get("name", ""))
+        name = request.form.get("name", "")
+        if request.form.get("confirm") != "yes":
+            # there is no enabling again: a second step, not a script's confirm() (the CSP allows none)
+            user = next((u for u in desk_ops.list_users(desk, g.session.user) if u.name == name), None)
+            if user is None:
+                raise UserError(f"no user named {name[:80]!r}")
+            return page("admin_disable.html", user=user, user_roles=ROLE_TEXT)
+        user, ended = desk_ops.disable_user(desk, g.session.user, name)
         sessions = f"; {ended} open session(s) ended" if ended else ""
         g.messages = [("ok", f"已停用 {user.name} disabled{sessions}")]
         return users_page()
@@ -72,3 +79,26 @@ def register(app: Any, route: Any, page: Any, desk: Any) -> None:
     def admin_new_password() -> Any:
         made = desk_ops.new_password(desk, g.session.user, request.form.get("name", ""))
         return page("admin_password.html", made=made, added=False, user_roles=ROLE_TEXT)
+
+    # --- everyone: their own password (an admin's one-time password is replaced here) ------------------
+
+    @route("/account/password", "signed-in", methods=["GET", "POST"])
+    def account_password() -> Any:
+        if request.method == "GET":
+            return page("account_password.html")
+        form = request.form
+        try:
+            desk_ops.change_own_password(
+                desk,
+                g.session.user,
+                current=form.get("current", ""),
+                new=form.get("new", ""),
+                repeated=form.get("repeated", ""),
+            )
+        except (UserError, LoginRefused) as e:
+            wrong = isinstance(e, LoginRefused)
+            g.messages = [
+                ("error", "当前密码不正确 The current password is not accepted" if wrong else e.message)
+            ]
+            return page("account_password.html"), 401 if wrong else 400
+        return redirect(url_for("login"), 303)

@@ -345,6 +345,25 @@ def test_an_added_users_one_time_password_signs_in_and_the_admin_is_recorded(des
     clerk = d.app.test_client()
     assert sign_in(clerk, "clerk9", password).status_code == 303
     assert clerk.get("/policies").status_code == 200
+    # and replaces it with a password of their own: the current one checked, the new one twice
+    form = clerk.get("/account/password")
+    csrf = hidden_csrf(form.text)
+    mine = "my own long password"
+    change = {"csrf": csrf, "current": password, "new": mine, "repeated": mine}
+    assert clerk.post("/account/password", data={**change, "csrf": "forged"}).status_code == 403
+    assert clerk.post("/account/password", data={**change, "current": "a wrong one!!"}).status_code == 401
+    assert clerk.post("/account/password", data={**change, "repeated": mine + "x"}).status_code == 400
+    changed = clerk.post("/account/password", data=change)
+    assert changed.status_code == 303 and changed.headers["Location"].endswith("/login")
+    assert clerk.get("/policies").status_code == 401  # signed out with the old password
+    assert sign_in(d.app.test_client(), "clerk9", password).status_code == 401
+    assert sign_in(d.app.test_client(), "clerk9", mine).status_code == 303
+    own = [e.actor for e in d.index.ledger_entries(subject="clerk9") if e.action == "user.password_set"]
+    assert own == ["clerk9"]
+    refused = [
+        e.actor for e in d.index.ledger_entries(subject="clerk9") if e.action.endswith("change_refused")
+    ]
+    assert refused == ["clerk9"]  # the wrong current password, recorded as a refused sign-in is
     # the CLI's changes still name the configured operator
     add_user(d.settings, name="cli1", roles=["clerk"], branches=[], display_name=None, password=PASSWORD)
     assert [e.actor for e in d.index.ledger_entries(subject="cli1")] == ["night-run"]
@@ -368,14 +387,19 @@ def test_disabling_a_user_ends_their_session_at_once(desked: Desked) -> None:
     assert clerk.get("/policies").status_code == 200
     admin = d.client("admin1")
     csrf = hidden_csrf(admin.get("/admin/users").text)
-    done = admin.post("/admin/users/disable", data={"csrf": csrf, "name": "clerk1"})
+    # a first step asks again (there is no enabling again), and changes nothing
+    asked = admin.post("/admin/users/disable", data={"csrf": csrf, "name": "clerk1"})
+    assert asked.status_code == 200 and 'id="confirm-disable"' in asked.text
+    assert d.index.user("clerk1").enabled and clerk.get("/policies").status_code == 200
+    done = admin.post("/admin/users/disable", data={"csrf": csrf, "name": "clerk1", "confirm": "yes"})
     assert done.status_code == 200 and "1 open session(s) ended" in done.text
     assert clerk.get("/policies").status_code == 401
     assert sign_in(d.app.test_client(), "clerk1", PASSWORD).status_code == 401
     events = [e for e in d.index.ledger_entries(subject="clerk1") if e.action == "user.disabled"]
     assert [e.actor for e in events] == ["admin1"]
     # an admin does not disable their own account
-    assert admin.post("/admin/users/disable", data={"csrf": csrf, "name": "admin1"}).status_code == 400
+    mine = {"csrf": csrf, "name": "admin1", "confirm": "yes"}
+    assert admin.post("/admin/users/disable", data=mine).status_code == 400
     assert d.index.user("admin1").enabled
 
 
@@ -415,7 +439,7 @@ def _every_ops_and_admin_request(
         if "GET" in methods:
             yield f"GET {rule}", client.get(path).status_code
         if "POST" in methods:
-            data = {"csrf": csrf, "name": "clerk1", "roles": ["admin"], "display_name": "x"}
+            data = {"csrf": csrf, "name": "clerk1", "roles": ["admin"], "display_name": "x", "confirm": "yes"}
             yield f"POST {rule}", client.post(path, data=data).status_code
 
 
@@ -447,7 +471,7 @@ def test_admin_forms_without_their_csrf_token_are_refused(desked_sqlite: Desked)
     d = desked_sqlite
     admin = d.client("admin1")
     for token in (None, "", "not-the-token"):
-        data = {"name": "clerk1", "roles": ["clerk"], "display_name": "x"}
+        data = {"name": "clerk1", "roles": ["clerk"], "display_name": "x", "confirm": "yes"}
         if token is not None:
             data["csrf"] = token
         for path in ("/admin/users/add", "/admin/users/disable", "/admin/users/password"):

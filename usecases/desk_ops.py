@@ -29,10 +29,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from archive import serials
-from archive.index import as_utc
-from archive.users import ROLES, User
+from archive.index import LedgerEvent, as_utc
+from archive.users import ROLES, User, check_password
 from core.config import Settings
-from core.errors import PolicyNotFound, UsageError
+from core.errors import LoginRefused, PolicyNotFound, UsageError, UserError
 from core.privacy import scrub
 from usecases import users as accounts
 from usecases.desk import Desk, require
@@ -486,3 +486,22 @@ def new_password(desk: Desk, admin: User, name: str) -> OneTimePassword:
     # whoever held the old password is signed out with it
     desk.index.end_sessions_of(user.name, at=desk.clock(), why="password_set")
     return OneTimePassword(user, password)
+
+
+def change_own_password(desk: Desk, user: User, *, current: str, new: str, repeated: str) -> None:
+    """A signed-in user replaces their password (the one-time password an admin gave them, say): the
+    current one is checked as a sign-in is (a wrong one counts towards the lockout, ``LoginRefused``),
+    the new one must be typed twice and differ. Every session of the user ends, this one too."""
+    if new != repeated:
+        raise UserError("the new password and its repetition differ")
+    if new == current:
+        raise UserError("the new password must differ from the current one")
+    check_password(new)
+    try:
+        desk.identity.verify_password(user.name, current)
+    except LoginRefused as refused:
+        detail = {"reason": refused.reason}
+        desk.index.append_event(LedgerEvent(user.name, "desk.password_change_refused", user.name, detail))
+        raise
+    accounts.set_password(desk.settings, user.name, new, by=user.name, users=desk.identity)
+    desk.index.end_sessions_of(user.name, at=desk.clock(), why="password_set")
