@@ -20,7 +20,7 @@ OUTCOME_TEXT = {
     "rejected": "有拒绝 rejected",
     "interrupted": "中断 interrupted",
     "aborted": "中止 aborted",
-    "running": "未结束 running",
+    "running": "未结束 not ended",  # running now, or its process died: the index cannot tell
 }
 # the .status classes of desk.css for each outcome
 OUTCOME_CLASS = {

@@ -51,7 +51,7 @@ _WHOLE_REPORT = 64 * 2**20
 # usecases.run.BatchRun's ids: started (China time), the input's hash, a random part
 _BATCH_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}-[0-9a-f]{6}")
 _WORK_DIR = re.compile(r"(?P<stem>.+)-[0-9a-f]{8}")  # watchers.inbox.Inbox.new_workdir's names
-# a one-time password: 16 characters no one misreads (no 0/O, 1/l/I), 95 bits
+# a one-time password: 16 characters no one misreads (no 0/O/o, 1/l/I), 92 bits
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
 
 
@@ -136,7 +136,7 @@ def batch_page(desk: Desk, user: User, batch_id: str, *, first: int = 0) -> Batc
     if row is None:
         raise PolicyNotFound(f"there is no batch {batch_id[:40]!r}")
     summary = _summary(row)
-    path = find_report(desk.settings, summary.batch_id)
+    path = find_report(desk.settings, summary.batch_id, input_name=summary.input_name)
     if path is None:
         return BatchPage(summary, None, [], 0, False, None)
     first = max(0, first)
@@ -177,14 +177,18 @@ def _rejection(outcome: dict[str, Any]) -> Rejection:
     )
 
 
-def find_report(settings: Settings, batch_id: str) -> Path | None:
-    """The report of ``batch_id``: ``issuance run``'s default place, else a batch the watcher filed."""
+def find_report(settings: Settings, batch_id: str, *, input_name: str = "") -> Path | None:
+    """The report of ``batch_id``: ``issuance run``'s default place, else a batch the watcher filed
+    (the folders named after ``input_name`` looked in first: the watcher names them after the entry)."""
     own = settings.var_dir / "reports" / f"{batch_id}.json"
     if own.is_file():
         return own
     if settings.inbox is None:
         return None
-    for folder in _filed(settings.inbox)[:REPORTS_SCANNED]:
+    stem = Path(input_name).stem
+    filed = _filed(settings.inbox)[:REPORTS_SCANNED]
+    # a stable sort: the folders named after the input first, each group newest first
+    for folder in sorted(filed, key=lambda f: not (f.name == stem or f.name.startswith(f"{stem}-"))):
         header = report_header(folder / "report.json")
         if header is not None and header.get("batch_id") == batch_id:
             return folder / "report.json"
@@ -195,12 +199,16 @@ def report_header(path: Path) -> dict[str, Any] | None:
     """A batch report's header (counts, batch id, …: everything but its outcomes), or None when it cannot
     be read. The outcomes come last (``pipeline.report.BatchReport.write``), so a long report is not
     read whole."""
+    head = b""
     try:
         with path.open("rb") as fh:
-            head = fh.read(_HEADER_BYTES)
+            while (at := head.find(_OUTCOMES)) < 0 and len(head) < _HEADER_BYTES:
+                block = fh.read(8192)  # a header is a few kilobytes: the outcomes are not read
+                if not block:
+                    return None
+                head += block
     except OSError:
         return None
-    at = head.find(_OUTCOMES)
     if at < 0:
         return None
     try:
@@ -304,7 +312,10 @@ def inbox_state(desk: Desk, user: User) -> InboxState:
     if not root.is_dir():
         return InboxState(str(root), "the inbox is not a folder", None, [], [], [], [], 0, 0)
     now = desk.clock()
-    entries, _skipped = Inbox(root).scan()
+    try:
+        entries, _skipped = Inbox(root).scan()
+    except OSError as e:
+        return InboxState(str(root), f"the inbox cannot be read ({e.strerror})", None, [], [], [], [], 0, 0)
     working: dict[str, datetime] = {}
     try:
         with os.scandir(root / WORK) as it:
