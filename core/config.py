@@ -39,6 +39,7 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     ca_file = "/etc/issuance/ldap-ca.pem"   # for ldaps:// or start_tls = true (default: the system's)
     [identity.roles]                     # role = the group's cn (default: a group named as the role)
     clerk = "issuance-clerks"
+    inbox = "/srv/issuance/inbox"         # the watcher's inbox, whose state the operators' page shows
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
 ISSUANCE_HMAC_KEY_FILE, ISSUANCE_WORKERS, ISSUANCE_TIMEOUT, ISSUANCE_OPERATOR, ISSUANCE_CACHE,
@@ -47,8 +48,8 @@ ISSUANCE_SIGNING_PASSWORD (the password or PIN itself), ISSUANCE_SIGNING_PASSWOR
 ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE, ISSUANCE_SESSION_MINUTES,
 ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``), ISSUANCE_LDAP_URL, ISSUANCE_LDAP_BIND_DN,
 ISSUANCE_LDAP_BIND_PASSWORD (the password itself), ISSUANCE_LDAP_BIND_PASSWORD_FILE, ISSUANCE_LDAP_USER_BASE,
-ISSUANCE_LDAP_USER_FILTER, ISSUANCE_LDAP_USER_DN, ISSUANCE_LDAP_GROUP_BASE, ISSUANCE_LDAP_CA_FILE. S3
-credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_LDAP_USER_FILTER, ISSUANCE_LDAP_USER_DN, ISSUANCE_LDAP_GROUP_BASE, ISSUANCE_LDAP_CA_FILE,
+ISSUANCE_INBOX. S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
 left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
@@ -110,6 +111,7 @@ class Settings:
     no_approval_branches: tuple[str, ...] = ()
     # the LDAP directory, the ``Identity`` seam's second source (None: local accounts only)
     directory: Directory | None = None
+    inbox: Path | None = None  # the watcher's inbox (``issuance watch INBOX``), shown to the operators
 
     @property
     def specimen_dir(self) -> Path:
@@ -322,9 +324,11 @@ def _desk(env: Mapping[str, str], desk: Mapping[str, Any]) -> dict[str, Any]:
         isinstance(b, str) and b.strip().isdigit() for b in branches if str(b).strip()
     ):
         raise ConfigError("configuration: [desk] no_approval_branches is a list of branch-code prefixes")
+    inbox = env.get("ISSUANCE_INBOX") or desk.get("inbox")
     return {
         "session_minutes": minutes,
         "no_approval_branches": tuple(b.strip() for b in branches if b.strip()),
+        "inbox": Path(inbox) if inbox else None,
     }
 
 

@@ -278,19 +278,6 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
         pending = len(the_desk.pending_requests(user)) if may(user, "approve_reissue") else 0
         return page("home.html", pending=pending)
 
-    @route("/account/password", "signed-in", methods=["GET", "POST"])
-    def account_password() -> Any:
-        if request.method == "POST":
-            form = request.form
-            if form.get("new", "") != form.get("again", ""):
-                raise UsageError("the two new passwords differ")
-            try:
-                the_desk.change_password(g.session, form.get("current", ""), form.get("new", ""))
-            except LoginRefused as e:
-                raise UsageError("the current password is not right") from e
-            g.messages = [("ok", "密码已更改 Your password is changed")]
-        return page("password.html")
-
     # --- clerks and supervisors ------------------------------------------------------------------------
 
     @route("/policies", "find")

@@ -374,27 +374,3 @@ def test_public_verification_by_code_and_by_upload(app, desk):
         content_type="multipart/form-data",
     )
     assert "否 no" in checked.text
-
-
-def test_a_user_changes_their_own_password(app, desk):
-    LocalAccounts(desk.index).add(
-        "new-clerk", roles=["clerk"], branches=["51"], display_name=None, password=PASSWORD, by="admin"
-    )
-    client = sign_in(app, "new-clerk")
-    token = csrf_of(client, "/account/password")
-    wrong = client.post(
-        "/account/password",
-        data={
-            "current": "not-the-password",
-            "new": "a-new-password-1",
-            "again": "a-new-password-1",
-            "csrf": token,
-        },
-    )
-    assert wrong.status_code == 400
-    done = client.post(
-        "/account/password",
-        data={"current": PASSWORD, "new": "a-new-password-1", "again": "a-new-password-1", "csrf": token},
-    )
-    assert done.status_code == 200 and "changed" in done.text
-    sign_in(app, "new-clerk", "a-new-password-1")

@@ -228,14 +228,6 @@ class Desk:
             event=LedgerEvent(session.user.name, "desk.signed_out", session.user.name, {}),
         )
 
-    def change_password(self, session: SignedIn, current: str, new: str) -> None:
-        """The signed-in user's own new password (a one-time password handed out is changed this way);
-        the current one is checked as a sign-in is (a wrong one counts towards the lockout)."""
-        if session.user.source != "local":
-            raise UsageError("your password is the directory's (LDAP): change it there")
-        self.people.authenticate(session.user.name, current)
-        self.people.accounts.set_password(session.user.name, new, by=session.user.name)
-
     def csrf_ok(self, session: SignedIn, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(session.csrf, token or "")
 

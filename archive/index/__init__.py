@@ -1095,6 +1095,27 @@ class Index:
             row = conn.execute(select(r.c.policy_no, r.c.version).where(r.c.copy_sha256 == sha256)).first()
             return (row.policy_no, row.version, "reissue") if row is not None else None
 
+    # --- helper "ops" (issue 24): what the operators' desk page reads (batches, serials by state) -------
+
+    @_database_errors
+    def recent_batches(self, *, limit: int = 50) -> list[Any]:
+        """The newest ``limit`` batch rows (as ``batch_row``'s), newest first."""
+        b = s.batches
+        query = select(b).order_by(b.c.started_at.desc(), b.c.batch_id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    @_database_errors
+    def serials_by_state(self) -> dict[tuple[str, bool], int]:
+        """How many serials the registry holds now, by (state, reconciled)."""
+        t = s.print_serials
+        reconciled = t.c.reconciled_at.is_not(None)
+        query = select(t.c.state, reconciled.label("reconciled"), func.count()).group_by(
+            t.c.state, reconciled
+        )
+        with self.engine.connect() as conn:
+            return {(state, bool(done)): int(n) for state, done, n in conn.execute(query)}
+
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
 # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
