@@ -23,10 +23,11 @@ find → reissue → PDF ready on a real filed policy, with the reissue's time s
 queries are shown with EXPLAIN ANALYZE. Not a test: nothing fails on timing.
 
     python bench/desk_bench.py [-n 1000000] [--lookups 500] [--keep] [--home var/desk-bench]
-                               [--pg-url URL] [--reissues 5] [--json out.json] [--desk]
+                               [--pg-url URL] [--reissues 5] [--reissue-only] [--explain]
+                               [--verify-ledger] [--json out.json] [--desk]
 
 ``--keep`` keeps the cluster's data (and the filed sample) in ``--home`` so that the next run measures
-without loading again; without it the folder is removed at the end.
+without loading again; without it what the bench made there is removed at the end.
 """
 
 from __future__ import annotations
@@ -640,8 +641,10 @@ def postgres_cluster(home: Path, *, keep: bool) -> Iterator[str]:
         subprocess.run(
             [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True
         )
-        if not keep:
-            shutil.rmtree(home, ignore_errors=True)
+        if not keep:  # only what the bench made: --home may name a folder that holds other things
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(home / "base", ignore_errors=True)
+            (home / STATE_FILE).unlink(missing_ok=True)
 
 
 # --- measurement -----------------------------------------------------------------------------------------
