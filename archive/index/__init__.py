@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, union, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision: an index already there is opened without loading Alembic (a third of a
 # second of imports, paid by every command). tests/test_index.py checks it against the migrations.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 _LEDGER_HEAD_FOR_UPDATE = (
     select(s.ledger_head.c.seq, s.ledger_head.c.hash).where(s.ledger_head.c.id == 1).with_for_update()
 )
@@ -353,8 +353,13 @@ class Index:
             by_id = select(s.parties.c.policy_no).where(s.parties.c.id_hmac == self.identity(id_no))
             conditions.append(p.c.policy_no.in_(by_id))
         if name:
-            by_name = select(s.parties.c.policy_no).where(s.parties.c.name == name.strip())
-            conditions.append(or_(p.c.insured_name == name.strip(), p.c.policy_no.in_(by_name)))
+            # one IN over a UNION, not "insured_name = x OR policy_no IN (parties …)": under the OR
+            # PostgreSQL can use neither index and reads every policy (docs/performance.md, the desk)
+            by_name = union(
+                select(p.c.policy_no).where(p.c.insured_name == name.strip()),
+                select(s.parties.c.policy_no).where(s.parties.c.name == name.strip()),
+            )
+            conditions.append(p.c.policy_no.in_(by_name))
         query = select(p).where(and_(*conditions)).order_by(p.c.issued_at, p.c.policy_no).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()

@@ -107,7 +107,7 @@ parties = Table(
     Column("policy_no", String(32), ForeignKey("policies.policy_no"), primary_key=True),
     Column("role", String(16), primary_key=True),  # applicant | insured | beneficiary
     Column("seq", Integer, primary_key=True),
-    Column("name", String(100), nullable=False),
+    Column("name", String(100), nullable=False, index=True),
     Column("id_type", String(20), nullable=False),
     Column("id_hmac", String(64), nullable=False, index=True),
     Column("id_masked", String(40), nullable=False),
