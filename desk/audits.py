@@ -126,6 +126,13 @@ def register(app: Flask, route: Any, page: Any, desk: Desk) -> None:
         _key, data = audits_.report(g.session.user, audit_id, fmt)
         return _download(data, REPORT_TYPES[fmt], f"{audit_id}-report.{fmt}")
 
+    @route("/audits/<audit_id>/signed/report.<fmt>", "audit")
+    def audit_signed_report(audit_id: str, fmt: str) -> Any:
+        if fmt not in REPORT_TYPES:
+            raise AuditNotFound(f"a report is html, json or csv, not {fmt[:8]}")
+        _key, data = audits_.report(g.session.user, audit_id, fmt, signed=True)
+        return _download(data, REPORT_TYPES[fmt], f"{audit_id}-signed-report.{fmt}")
+
     @route("/audits/<audit_id>/signoff.json", "audit")
     def audit_signoff_file(audit_id: str) -> Any:
         _key, data = audits_.report(g.session.user, audit_id, SIGNOFF)

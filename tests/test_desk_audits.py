@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from archive.audit import AuditRequest, LotCriteria, draw, sanity_check
+from archive.audit.report import json_bytes, report_from_json
 from archive.index import Index
 from archive.store import LocalStore
 from cli.main import main
@@ -293,6 +294,7 @@ def test_the_sign_off_is_recorded_archived_and_ends_the_findings(desked):
         "reject",
         1,
     )
+    assert event.detail["key"].startswith(f"audits/{desked.audit_id}/signed-")
     archived = desked.desk.archive.store.get(event.detail["key"], sha256=event.detail["sha256"])
     signoff = json.loads(archived)
     assert signoff["decision"] == "reject" and signoff["signed_off_by"] == "li"
@@ -315,10 +317,29 @@ def test_the_sign_off_is_recorded_archived_and_ends_the_findings(desked):
         report = li.get(f"{base}/report.{fmt}")
         pinned = desked.events(desked.audit_id, "audit.completed")[0].detail["reports"][fmt]
         assert report.status_code == 200 and sha256_hex(report.data) == pinned["sha256"]
+    # the reports written again at sign-off: the finding counted, the decision stated
+    signed_json = li.get(f"{base}/signed/report.json")
+    assert sha256_hex(signed_json.data) == event.detail["reports"]["json"]["sha256"]
+    again = json.loads(signed_json.data)
+    assert (again["defects"], again["verdict"], again["sign_off"]["decision"]) == (1, "reject", "reject")
+    assert [f["text"] for f in again["manual_findings"]] == ["投保人声明页未签字"]
+    assert again["policies"] == json.loads(li.get(f"{base}/report.json").data)["policies"]
+    signed_html = li.get(f"{base}/signed/report.html").data.decode()
+    assert "拒收 REJECT" in signed_html and "投保人声明页未签字" in signed_html
+    assert "声明页缺签字" in signed_html  # the comment
+    signed_csv = li.get(f"{base}/signed/report.csv").data.decode("utf-8-sig").splitlines()
+    assert signed_csv[0].endswith(",manual_findings") and "投保人声明页未签字" in signed_csv[1]
     reads = [e.detail["report"] for e in desked.events(desked.audit_id, "audit.report_read")]
-    assert reads == ["signoff", "html", "json", "csv"]
+    assert reads == ["signoff", "html", "json", "csv", "signed json", "json", "signed html", "signed csv"]
     # the sign-off is claimed by the audit: the sanity checker finds nothing unrecorded
     assert sanity_check(desked.desk.archive.store, desked.index) == ()
+
+
+def test_an_archived_report_reads_back_as_the_report_it_was(desked):
+    """What sign-off rewrites from: the archived JSON read back writes the same bytes again."""
+    pinned = desked.events(desked.audit_id, "audit.completed")[0].detail["reports"]["json"]
+    original = desked.desk.archive.store.get(pinned["key"], sha256=pinned["sha256"])
+    assert json_bytes(report_from_json(json.loads(original))) == original
 
 
 # --- who may do what -------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ import logging
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from pypdf import PdfReader
 from archive.audit import AuditRequest, LotCriteria, draw, new_audit_id
 from archive.audit.checks import CHECKS, PROPERTIES, CheckResult, outline
 from archive.audit.orphans import AUDIT_COMPLETED
-from archive.audit.report import FORMATS
+from archive.audit.report import FORMATS, WRITERS, report_from_json
 from archive.audit.sampling import AQLS, LEVELS, STRATA, SamplingPlan
 from archive.audit.signoff import (
     AUDIT_FINDING,
@@ -47,13 +47,20 @@ from archive.audit.signoff import (
     finding_detail,
     judged,
     manual_findings,
+    signed_key,
     signed_off,
     signoff_bytes,
-    signoff_key,
 )
 from archive.index import LedgerEntry, LedgerEvent
 from archive.users import User
-from core.errors import AuditNotFound, IssuanceError, NotPermitted, PolicyNotFound, UsageError
+from core.errors import (
+    AuditNotFound,
+    ComponentUnavailable,
+    IssuanceError,
+    NotPermitted,
+    PolicyNotFound,
+    UsageError,
+)
 from core.manifest import sha256_hex
 from usecases.audit import sampled_audit
 from usecases.desk import Desk, may, require
@@ -75,6 +82,9 @@ CHECK_PAGES = {
 }
 IMAGE_GROUPS = ("影像资料", "补充影像资料")
 REPORTS_KEPT = 32  # archived report JSONs kept in memory (immutable, verified when read)
+# audits checked at once by one desk: each keeps a core busy rendering pages, and the desk serves pages too
+MAX_RUNNING = 2
+JOBS_KEPT = timedelta(hours=1)  # a finished job is shown from the ledger; kept a while for its page
 
 
 @dataclass(frozen=True)
@@ -204,12 +214,12 @@ def lot_request(
         except ValueError:
             raise UsageError(f"{name} is a date YYYY-MM-DD") from None
 
-    def number(text: str, name: str, *, low: int) -> int | None:
+    def number(text: str, name: str, *, low: int | None) -> int | None:
         try:
             value = int(text.strip()) if text.strip() else None
         except ValueError:
             raise UsageError(f"{name} is a whole number") from None
-        if value is not None and value < low:
+        if value is not None and low is not None and value < low:
             raise UsageError(f"{name} is at least {low}")
         return value
 
@@ -236,7 +246,7 @@ def lot_request(
         level=level,
         aql=aql,
         size=number(size, "sample size", low=1),
-        seed=number(seed, "seed", low=0),
+        seed=number(seed, "seed", low=None),  # any integer, as ``issuance audit --seed``
         stratify=stratify or None,
     )
 
@@ -283,6 +293,15 @@ class DeskAudits:
             target=self._run, args=(job, request, now), name=f"audit-{audit_id}", daemon=True
         )
         with self._lock:
+            for old in [j for j in self._jobs.values() if j.state in ("done", "failed")]:
+                if now - old.started_at > JOBS_KEPT:
+                    del self._jobs[old.audit_id], self._threads[old.audit_id]
+            running = [j for j in self._jobs.values() if j.state not in ("done", "failed")]
+            if len(running) >= MAX_RUNNING:
+                raise ComponentUnavailable(
+                    f"{len(running)} audits are running on this desk; start this one when one has finished",
+                    hint="their pages show how far they are",
+                )
             self._jobs[audit_id] = job
             self._threads[audit_id] = thread
         thread.start()
@@ -470,21 +489,26 @@ class DeskAudits:
         newest = self.desk.index.versions(sampled.policy_no)[-1]
         return self.desk.page_thumbnail(user, sampled.policy_no, newest.version, page, which="archive")
 
-    def report(self, user: User, audit_id: str, fmt: str) -> tuple[str, bytes]:
-        """A report (html, json, csv) or the sign-off (``signoff``) as archived, verified against the
-        SHA-256 the ledger pins; the download is recorded."""
+    def report(self, user: User, audit_id: str, fmt: str, *, signed: bool = False) -> tuple[str, bytes]:
+        """A report (html, json, csv) as archived when the audit ran, or (``signed``) as written again at
+        sign-off, or the sign-off itself (``signoff``), verified against the SHA-256 the ledger pins; the
+        download is recorded."""
         view = self.audit(user, audit_id)
-        if fmt == SIGNOFF:
-            if view.signoff is None or not view.signoff.key:
-                raise AuditNotFound(f"audit {audit_id} is not signed off")
+        if (signed or fmt == SIGNOFF) and view.signoff is None:
+            raise AuditNotFound(f"audit {audit_id} is not signed off")
+        if fmt == SIGNOFF and view.signoff is not None and view.signoff.key:
             key, digest = view.signoff.key, view.signoff.sha256
-        elif fmt in FORMATS and fmt in view.reports:
-            key, digest = view.reports[fmt]["key"], view.reports[fmt]["sha256"]
+        elif fmt in FORMATS:
+            reports = view.signoff.reports if signed and view.signoff else view.reports
+            if fmt not in reports:
+                raise AuditNotFound(f"audit {audit_id} has no such report")
+            key, digest = reports[fmt]["key"], reports[fmt]["sha256"]
         else:
             raise AuditNotFound(f"audit {audit_id} has no report {fmt[:8]}")
         data = self.desk.archive.store.get(key, sha256=digest)
+        name = f"signed {fmt}" if signed else fmt
         self.desk.index.append_event(
-            LedgerEvent(user.name, AUDIT_REPORT_READ, audit_id, {"report": fmt, "via": "desk"})
+            LedgerEvent(user.name, AUDIT_REPORT_READ, audit_id, {"report": name, "key": key, "via": "desk"})
         )
         return key, data
 
@@ -529,8 +553,9 @@ class DeskAudits:
             return self.desk.index.append_event(LedgerEvent(user.name, AUDIT_FINDING, view.audit_id, detail))
 
     def sign_off(self, user: User, audit_id: str, *, decision: str, comment: str) -> SignOff:
-        """The auditor's decision on the lot: ``signoff.json`` archived beside the reports, then the
-        ``audit.signed_off`` event that pins it. Once only."""
+        """The auditor's decision on the lot, once: the reports written again with the manual findings
+        and the sign-off, and ``signoff.json``, archived in the sign-off's own folder beside the first
+        reports (``archive.audit.signoff``), then the ``audit.signed_off`` event that pins them."""
         with self._lock:
             view = self.audit(user, audit_id)
             if view.signoff is not None:
@@ -539,8 +564,33 @@ class DeskAudits:
                 comment = check_decision(decision, comment, verdict=view.verdict)
             except ValueError as e:
                 raise UsageError(str(e)) from e
-            findings = [f for p in view.policies for f in p.findings]
+            findings = view.findings
             now = self.desk.clock()
+            retain = self.desk.index.longest_retention([p.policy_no for p in view.policies])
+            signoff_at = signed_key(view.audit_id, now, "signoff.json")
+            signing = SignOff(
+                seq=0,
+                at=now,
+                auditor=user.name,
+                decision=decision,
+                verdict=view.verdict,
+                defects=view.defects,
+                comment=comment,
+                key=signoff_at,
+                sha256=None,
+                reports={},
+            )
+            signed = replace(
+                report_from_json(self._report(audit_id, view.reports)),
+                manual=findings,
+                sign_off=signing,
+                report_keys={fmt: signed_key(view.audit_id, now, f"report.{fmt}") for fmt in FORMATS},
+            )
+            stored: dict[str, dict[str, str]] = {}
+            for fmt, write in WRITERS.items():
+                out = BytesIO()
+                write(signed, out)
+                stored[fmt] = self._put(signed.report_keys[fmt], out.getvalue(), REPORT_TYPES[fmt], retain)
             data = signoff_bytes(
                 audit_id=view.audit_id,
                 auditor=user.name,
@@ -551,12 +601,9 @@ class DeskAudits:
                 failed_checks=[p.policy_no for p in view.policies if p.failed],
                 findings=findings,
                 reports=view.reports,
+                signed_reports=stored,
             )
-            key, digest = signoff_key(view.audit_id), sha256_hex(data)
-            retain = self.desk.index.longest_retention([p.policy_no for p in view.policies])
-            self.desk.archive.store.put(
-                key, data, sha256=digest, retain_until=retain, content_type="application/json"
-            )
+            pinned = self._put(signoff_at, data, "application/json", retain)
             entry = self.desk.index.append_event(
                 LedgerEvent(
                     user.name,
@@ -568,14 +615,19 @@ class DeskAudits:
                         "defects": view.defects,
                         "findings": len(findings),
                         "comment": comment,
-                        "key": key,
-                        "sha256": digest,
+                        **pinned,
+                        "reports": stored,
                     },
                 )
             )
             result = signed_off([entry])
             assert result is not None
             return result
+
+    def _put(self, key: str, data: bytes, content_type: str, retain: datetime | None) -> dict[str, str]:
+        digest = sha256_hex(data)
+        self.desk.archive.store.put(key, data, sha256=digest, retain_until=retain, content_type=content_type)
+        return {"key": key, "sha256": digest}
 
     # --- who sees what ----------------------------------------------------------------------------------
 

@@ -9,9 +9,13 @@ check does whatever the check.
 
 The sign-off is the auditor's decision on the lot (accept or reject, with a comment; a decision other
 than the verdict the counts give needs a comment saying why). Once signed off, an audit takes no more
-findings. The sign-off is archived as ``audits/{audit_id}/signoff.json`` beside the reports (the store is
-immutable: the reports written when the audit ran stay as they were); it names the reports it completes
-by their keys and SHA-256, lists the manual findings, and the event ``audit.signed_off`` pins its digest.
+findings. The sign-off is archived in a folder of its own beside the reports,
+``audits/{audit_id}/signed-{time}/``: ``signoff.json`` (the decision, the counts, the manual findings, the
+reports it completes by key and SHA-256) and the reports written again with the manual findings and the
+sign-off (``report.{html,json,csv}``; ``archive.audit.report``). The store is immutable: the reports
+written when the audit ran stay as they were, and a sign-off cut short before its ledger event leaves a
+folder no event names, never a key a retry would have to overwrite. The event ``audit.signed_off`` pins
+every file of the folder by its SHA-256.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from archive.audit.checks import PROPERTIES
@@ -34,9 +38,9 @@ DECISIONS = (ACCEPT, REJECT)
 MAX_TEXT = 500
 
 
-def signoff_key(audit_id: str) -> str:
-    """Where an audit's sign-off is archived: beside its reports, ``audits/{audit_id}/signoff.json``."""
-    return f"audits/{audit_id}/signoff.json"
+def signed_key(audit_id: str, at: datetime, name: str) -> str:
+    """Where a file of the sign-off at ``at`` is archived: ``audits/{audit_id}/signed-{time}/{name}``."""
+    return f"audits/{audit_id}/signed-{at.astimezone(UTC):%Y%m%d-%H%M%S-%f}/{name}"
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,9 @@ class SignOff:
     verdict: str  # what the counts gave when signed off
     defects: int
     comment: str
-    key: str | None
+    key: str | None  # signoff.json's
     sha256: str | None
+    reports: dict[str, Any]  # the reports written again at sign-off: format -> {"key", "sha256"}
 
 
 def finding_detail(
@@ -156,6 +161,7 @@ def signed_off(entries: Iterable[LedgerEntry]) -> SignOff | None:
                 comment=str(d.get("comment", "")),
                 key=d.get("key"),
                 sha256=d.get("sha256"),
+                reports=dict(d.get("reports") or {}),
             )
     return None
 
@@ -193,9 +199,10 @@ def signoff_bytes(
     failed_checks: Sequence[str],
     findings: Sequence[ManualFinding],
     reports: dict[str, Any],
+    signed_reports: dict[str, Any],
 ) -> bytes:
     """``signoff.json``: the decision, the counts it rests on, the manual findings, the reports it
-    completes (their keys and SHA-256 as the audit recorded them)."""
+    completes (their keys and SHA-256 as the audit recorded them) and those written again with it."""
     defective, verdict = judged(plan, failed_checks=failed_checks, findings=findings)
     data = {
         "format": SIGNOFF_FORMAT,
@@ -213,5 +220,6 @@ def signoff_bytes(
         "failed_checks": sorted(set(failed_checks)),
         "manual_findings": [f.as_json() for f in findings],
         "reports": reports,
+        "signed_reports": signed_reports,
     }
     return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
