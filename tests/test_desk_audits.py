@@ -23,6 +23,7 @@ from archive.audit import AuditRequest, LotCriteria, draw, sanity_check
 from archive.audit.report import json_bytes, report_from_json
 from archive.index import Index
 from archive.store import LocalStore
+from archive.users import LocalAccounts
 from cli.main import main
 from core.config import load_settings
 from core.manifest import sha256_hex
@@ -111,8 +112,9 @@ def _file_and_add_users(root: Path, maker: DocumentMaker, index_url: str) -> Non
     assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 7
     index.close()
     desk, _app = _open(root, index_url)
+    accounts = LocalAccounts(desk.index)
     for name, (roles, branches) in USERS.items():
-        desk.identity.add(name, roles=roles, branches=branches, password=PASSWORD, by="admin")
+        accounts.add(name, roles=roles, branches=branches, password=PASSWORD, by="admin")
     desk.close()
 
 
@@ -383,7 +385,7 @@ def test_a_form_without_its_csrf_token_is_refused(desked):
         assert li.post(url, form, csrf=False).status_code == 403, url
         assert li.client.post(url, data={**form, "csrf": "forged"}).status_code == 403, url
     assert [e.action for e in desked.index.ledger_entries(subject=desked.audit_id)] == ["audit.completed"]
-    assert desked.app.extensions["desk_audits"].job(desked.desk.identity.get("li"), "x") is None
+    assert desked.app.extensions["desk_audits"].job(LocalAccounts(desked.index).get("li"), "x") is None
 
 
 def test_an_auditor_of_other_branches_is_refused_this_lot_and_its_policies(desked):

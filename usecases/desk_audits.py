@@ -465,8 +465,11 @@ class DeskAudits:
                 "copy.read",
                 row.policy_no,
                 {
+                    "user": user.name,
                     "version": newest.version,
+                    "kind": newest.kind,
                     "copy": "archive",
+                    "sha256": newest.bundle_sha256,
                     "purpose": f"audit {audit_id}: pages and images",
                     "via": "desk",
                 },
