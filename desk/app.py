@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.config import Settings
 from core.errors import (
+    AuditNotFound,
     ComponentUnavailable,
     IntegrityIncident,
     IssuanceError,
@@ -52,6 +53,7 @@ STATUS: list[tuple[type[IssuanceError], int, str]] = [
     (LoginRefused, 401, "登录失败 Sign-in refused"),
     (NotPermitted, 403, "无权限 Not permitted"),
     (PolicyNotFound, 404, "未找到 Not found"),
+    (AuditNotFound, 404, "未找到 Not found"),
     (ReissueRefused, 409, "不予办理 Refused"),
     (PolicyNotReissuable, 409, "不予补发 Not reissued"),
     (SerialError, 409, "单证号不可用 Print serial refused"),

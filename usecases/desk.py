@@ -310,18 +310,27 @@ class Desk:
         )
         return data
 
-    def page_thumbnail(self, user: User, policy_no: str, version: int, page: int) -> bytes:
-        """Page ``page`` of a version's customer copy as a small PNG (the policy page's view of it is
-        recorded once, as ``desk.policy_viewed``)."""
-        row = self._policy(user, "view_customer_copy", policy_no)
+    def page_thumbnail(
+        self, user: User, policy_no: str, version: int, page: int, *, which: str = "customer"
+    ) -> bytes:
+        """Page ``page`` of a version's customer copy (or, for auditors, ``which="archive"``: its archive
+        copy) as a small PNG; the page that shows them records the view once (``desk.policy_viewed``,
+        or the audit's ``copy.read``)."""
+        archive = which == "archive"
+        row = self._policy(user, "view_archive_copy" if archive else "view_customer_copy", policy_no)
         chosen = self._version(row.policy_no, version)
-        if not 1 <= page <= chosen.customer_pages:
+        key, digest, pages = (
+            (chosen.bundle_key, chosen.bundle_sha256, chosen.bundle_pages)
+            if archive
+            else (chosen.customer_key, chosen.customer_sha256, chosen.customer_pages)
+        )
+        if not 1 <= page <= pages:
             raise PolicyNotFound(f"version {version} of {row.policy_no} has no page {page}")
-        cached = (chosen.customer_sha256, page)
+        cached = (digest, page)
         with self._thumbnails_lock:
             if cached in self._thumbnails:
                 return self._thumbnails[cached]
-        data = self.archive.store.get(chosen.customer_key, sha256=chosen.customer_sha256)
+        data = self.archive.store.get(key, sha256=digest)
         png = _thumbnail(data, page, folder=self.scratch)
         with self._thumbnails_lock:
             if len(self._thumbnails) >= THUMBNAILS_KEPT:

@@ -14,6 +14,11 @@ What is promised:
 - The CSV has one row per sampled policy and one column per check (``pass``/``FAIL``), written as UTF-8
   with a byte-order mark so spreadsheet programs read the Chinese right.
 - Nothing here holds an ID number or a phone number: evidence is scrubbed where the checks make it.
+- Signed off on the desk (``archive.audit.signoff``), an audit's reports are written again as a new
+  version under ``audits/{audit_id}/signed-{time}/`` with the auditors' manual findings, counted as defects of
+  their policies, and the sign-off; the reports written when the audit ran stay as they were (the store
+  is immutable). Rebuilt from the archived JSON, the signed HTML has no page thumbnails: the first
+  report has them.
 - Any sample size in bounded memory: an audit keeps its policies' results in ``SpooledResults`` (a
   temporary file, read back one policy at a time), and ``write_reports`` writes each report as it
   goes; only one report's bytes are held at once, to archive it.
@@ -36,8 +41,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, overload
 
-from archive.audit.checks import CHECKS, PROPERTIES, PolicyResult
+from archive.audit.checks import CHECKS, PROPERTIES, CheckResult, PolicyResult, ScoreItem
 from archive.audit.sampling import ACCEPT, SELECTION_RULE, LotCriteria, Sample, SamplingPlan
+from archive.audit.signoff import SEVERITIES, ManualFinding, SignOff, judged
 from core.wording import CHINA_TIME
 
 REPORT_FORMAT = "issuance-audit/1"
@@ -121,15 +127,64 @@ class AuditReport:
     findings: tuple[LotFinding, ...] = ()
     redraw_of: str | None = None
     report_keys: dict[str, str] = field(default_factory=dict)
+    manual: tuple[ManualFinding, ...] = ()  # the auditors' findings, once signed off on the desk
+    sign_off: SignOff | None = None
 
     @property
     def defects(self) -> int:
-        """Defective policies in the sample (a policy with any failed check counts once)."""
-        return sum(1 for r in self.results if r.defective)
+        """Defective policies in the sample (a policy with any failed check or any manual finding
+        counts once)."""
+        if not self.manual:
+            return sum(1 for r in self.results if r.defective)
+        failed = (r.policy_no for r in self.results if r.defective)
+        return len(judged(self.plan, failed_checks=failed, findings=self.manual)[0])
 
     @property
     def verdict(self) -> str:
         return self.plan.verdict(self.defects)
+
+
+def report_from_json(data: dict[str, Any]) -> AuditReport:
+    """The report an archived ``report.json`` holds, read back (without page thumbnails, which only the
+    HTML embeds); ``KeyError`` or ``ValueError`` when it is not one."""
+    plan = SamplingPlan(**{name: data["plan"][name] for name in SamplingPlan.__dataclass_fields__})
+    results = tuple(
+        PolicyResult(
+            policy_no=p["policy_no"],
+            branch_code=p["branch_code"],
+            product_code=p["product_code"],
+            versions=int(p["versions"]),
+            checks=tuple(
+                CheckResult(c["name"], bool(c["passed"]), tuple(c["evidence"]))
+                for c in p["checks"]
+                if c["name"] in CHECKS
+            ),
+            scores=tuple(
+                ScoreItem(s["item"], int(s["points"]), int(s["max"]), s["evidence"]) for s in p["scores"]
+            ),
+        )
+        for p in data["policies"]
+    )
+    return AuditReport(
+        audit_id=data["audit_id"],
+        auditor=data["auditor"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        criteria=LotCriteria.from_json(data.get("criteria") or {}),
+        plan=plan,
+        sample=Sample(
+            policy_nos=tuple(data["sample"]),
+            seed=int(data["seed"]),
+            stratify=data.get("stratify"),
+            allocation=data.get("allocation"),
+        ),
+        lot_sha256=data["lot_sha256"],
+        results=results,
+        findings=tuple(
+            LotFinding(f["level"], f["check"], f["message"]) for f in data.get("lot_findings") or ()
+        ),
+        redraw_of=data.get("redraw_of"),
+        report_keys=dict(data.get("reports") or {}),
+    )
 
 
 # --- JSON -----------------------------------------------------------------------------------------------
@@ -162,9 +217,24 @@ def report_json(report: AuditReport, *, policies: bool = True) -> dict[str, Any]
         "sample": list(report.sample.policy_nos),
         "policies": [r.as_json() for r in report.results] if policies else [],
         "lot_findings": [f.as_json() for f in report.findings],
+        "manual_findings": [f.as_json() for f in report.manual],
+        "sign_off": _sign_off_json(report.sign_off),
         "defects": report.defects,
         "verdict": report.verdict,
         "reports": dict(report.report_keys),
+    }
+
+
+def _sign_off_json(sign_off: SignOff | None) -> dict[str, Any] | None:
+    if sign_off is None:
+        return None
+    return {
+        "auditor": sign_off.auditor,
+        "at": sign_off.at.isoformat(),
+        "decision": sign_off.decision,
+        "verdict": sign_off.verdict,
+        "defects": sign_off.defects,
+        "comment": sign_off.comment,
     }
 
 
@@ -219,9 +289,11 @@ def write_csv(report: AuditReport, stream: IO[bytes]) -> None:
             "max_score",
             *CHECKS,
             "problems",
+            "manual_findings",
         ]
     )
     for r in report.results:
+        manual = [f for f in report.manual if f.policy_no == r.policy_no]
         by_name = {c.name: c for c in r.checks}
         problems = [
             f"{c.name}: {c.evidence[0]}" for c in r.checks if not c.passed and c.evidence
@@ -233,11 +305,12 @@ def write_csv(report: AuditReport, stream: IO[bytes]) -> None:
                 r.branch_code,
                 r.product_code,
                 r.versions,
-                "yes" if r.defective else "no",
+                "yes" if r.defective or manual else "no",
                 r.score,
                 r.max_score,
                 *(("pass" if by_name[name].passed else "FAIL") if name in by_name else "" for name in CHECKS),
                 " | ".join(problems),
+                " | ".join(f"{f.prop} {f.severity}: {f.text}" for f in manual),
             ]
         )
     text.flush()
@@ -352,7 +425,15 @@ def _thumbs(result: PolicyResult) -> str:
     return f'<div class="thumbs">{"".join(figures)}</div>'
 
 
-def _policy_section(index: int, result: PolicyResult) -> str:
+def _manual_items(findings: Sequence[ManualFinding]) -> str:
+    return "".join(
+        f"<li><b>人工发现 · {_e(f.prop)} · {_e(SEVERITIES.get(f.severity, f.severity))}</b>：{_e(f.text)}"
+        f'{_e(f"（第 {f.page} 页）") if f.page else ""} <span class="small">{_e(f.auditor)}</span></li>'
+        for f in findings
+    )
+
+
+def _policy_section(index: int, result: PolicyResult, manual: Sequence[ManualFinding] = ()) -> str:
     rows = []
     for c in result.checks:
         evidence = "".join(f"<li>{_e(line)}</li>" for line in c.evidence)
@@ -367,11 +448,12 @@ def _policy_section(index: int, result: PolicyResult) -> str:
         for c in result.checks
         if not c.passed
     )
+    failed += _manual_items(manual)
     problems = f'<ul class="problems">{failed}</ul>' if failed else ""
-    state = "defective" if result.defective else "clean"
-    verdict = (
-        '<span class="bad">不合格 defective</span>' if result.defective else '<span class="ok">合格</span>'
-    )
+    defective = result.defective or bool(manual)
+    state = "defective" if defective else "clean"
+    verdict = '<span class="bad">不合格 defective</span>' if defective else '<span class="ok">合格</span>'
+
     return (
         f'<section class="policy {state}" id="{_e(result.policy_no)}"><div class="head">'
         f'<h3>{index}. <span class="mono">{_e(result.policy_no)}</span> · {_e(result.product_code)} · '
@@ -391,6 +473,7 @@ def _summary(report: AuditReport) -> Iterator[str]:
         f"{head}<th>得分</th><th>结论</th></tr>"
     )
     for i, r in enumerate(report.results, 1):
+        manual = [f for f in report.manual if f.policy_no == r.policy_no]
         cells = []
         for prop in PROPERTIES:
             mine = [c for c in r.checks if c.aspect == prop]
@@ -400,10 +483,10 @@ def _summary(report: AuditReport) -> Iterator[str]:
                 if not failed
                 else f'<td class="bad" title="{_e("；".join(failed))}">✗</td>'
             )
-        titles = "、".join(c.title for c in r.checks if not c.passed)
+        titles = "、".join([*(c.title for c in r.checks if not c.passed), *(f.text for f in manual)])
         result = (
             f'<span class="bad">不合格</span> <span class="small">{_e(titles)}</span>'
-            if r.defective
+            if r.defective or manual
             else ('<span class="ok">合格</span>')
         )
         yield (
@@ -423,6 +506,39 @@ def _findings(report: AuditReport) -> str:
         for f in report.findings
     )
     return f'<table class="list"><tr><th>级别</th><th>检查</th><th>说明</th></tr>{items}</table>'
+
+
+def _signed(report: AuditReport) -> str:
+    """The manual findings and the sign-off, when the report was written again at sign-off."""
+    s = report.sign_off
+    if s is None and not report.manual:
+        return ""
+    out = ["<h2>人工发现与签核 Manual findings and sign-off</h2>"]
+    if report.manual:
+        rows = "".join(
+            f'<tr><td class="mono">{_e(f.policy_no)}</td><td>{_e(f.prop)}</td>'
+            f"<td>{_e(SEVERITIES.get(f.severity, f.severity))}</td><td>{_e(f.text)}</td>"
+            f"<td>{_e(f.page or '')}</td><td>{_e(f.auditor)}</td><td>{_e(_local(f.at))}</td></tr>"
+            for f in report.manual
+        )
+        out.append(
+            '<table class="list"><tr><th>保单号</th><th>四性</th><th>程度</th><th>发现</th><th>页</th>'
+            f"<th>稽核人</th><th>时间</th></tr>{rows}</table>"
+            '<p class="small">人工发现计为该保单不合格（与检查不通过合计，每份只计一次）。</p>'
+        )
+    if s is not None:
+        decision = "接收 ACCEPT" if s.decision == ACCEPT else "拒收 REJECT"
+        out.append(
+            _kv(
+                [
+                    ("签核决定 Decision", decision),
+                    ("签核人 Signed off by", s.auditor),
+                    ("时间 At", _local(s.at)),
+                    ("意见 Comment", s.comment or "—"),
+                ]
+            )
+        )
+    return "".join(out)
 
 
 def html_bytes(report: AuditReport) -> bytes:
@@ -455,7 +571,7 @@ GB/T 2828.1 / ISO 2859-1 正常检验一次抽样</p>
 {banner}
 <div class="grid"><div class="card"><h3>抽样批 Lot</h3>{_kv(_lot_rows(report))}</div>
 <div class="card"><h3>抽样方案 Sampling plan</h3>{_kv(_plan_rows(report))}</div></div>
-<h2>批级检查 Lot findings</h2>{_findings(report)}
+<h2>批级检查 Lot findings</h2>{_findings(report)}{_signed(report)}
 <h2>样本一览 Sampled policies ({len(report.results)})</h2>"""
     out.write(head.encode("utf-8"))
     for row in _summary(report):
@@ -464,8 +580,9 @@ GB/T 2828.1 / ISO 2859-1 正常检验一次抽样</p>
     # defective policies first: that is what the auditor reads the report for
     for defective in (True, False):
         for i, result in enumerate(report.results, 1):
-            if result.defective == defective:
-                out.write(_policy_section(i, result).encode("utf-8"))
+            manual = [f for f in report.manual if f.policy_no == result.policy_no]
+            if (result.defective or bool(manual)) == defective:
+                out.write(_policy_section(i, result, manual).encode("utf-8"))
     tail = f"""
 <p class="small">复核抽样：<span class="mono">issuance audit --redraw {_e(report.audit_id)}</span>
 （同一批、同一种子，抽出同一组保单）。本报告已归档：<span class="mono">{_e(keys)}</span></p>
