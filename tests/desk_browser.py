@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,13 +92,15 @@ def issuance(args: list[str], *, folder: Path, env: Mapping[str, str], stdin: st
 class DeskServer:
     """``issuance serve`` on a free loopback port, its output in a log file the tests may read."""
 
-    def __init__(self, *, folder: Path, env: Mapping[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, *, folder: Path, env: Mapping[str, str], port: int, log: Path, options: Sequence[str] = ()
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [*ISSUANCE, "serve", "--port", str(port), "--threads", "4"],
+                [*ISSUANCE, "serve", "--port", str(port), "--threads", "4", *options],
                 cwd=folder,
                 env=dict(env),
                 stdout=out,

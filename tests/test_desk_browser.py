@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -250,9 +251,11 @@ def test_clerk_finds_reissues_with_approval_and_prints(desk: FiledDesk, new_cont
     reads = [(actor, d["copy"], d["purpose"]) for actor, d in texts(ledger, "copy.read")]
     assert ("clerk44", "reissue", "print") in reads
     assert ("clerk44", "reissue.requester_refused") in [(e.actor, e.action) for e in ledger]
-    # the ID numbers typed went nowhere but into an HMAC
+    assert ("clerk44", {"version": 2}) in texts(ledger, "desk.policy_viewed")
+    # the ID numbers typed went nowhere but into an HMAC; the access log has paths, no query strings
     log = desk.server.output()
     assert insured_id not in log and stranger not in log
+    assert "GET /policies 200" in log and "?q=" not in log and PLATE not in log
     assert insured_id not in json.dumps([e.detail for e in desk.ledger()], ensure_ascii=False)
     with desk.index() as index:
         assert index.verify_ledger() == []  # the events went into the chain, which is intact
@@ -633,6 +636,71 @@ def test_security_headers_on_every_page_and_cookie_flags(desk: FiledDesk, contex
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, answer.url
         assert headers.get("x-content-type-options") == "nosniff", answer.url
         assert headers.get("x-frame-options") == "DENY", answer.url
+
+
+# --- what else the pages promise --------------------------------------------------------------------------
+
+
+def test_record_text_is_shown_as_text(desk: FiledDesk, context: BrowserContext):
+    """The sample's line 2 names a company with markup and template code: it must print as written."""
+    policy_no = "PAC20260619026000004"
+    name = RECORDS[policy_no]["applicant"]["name"]
+    assert "<" in name and "{{" in name
+    page = sign_in(context, desk.url, "auditor1")
+    page.goto(f"{desk.url}/policies/{policy_no}")
+    names = page.locator("#parties td:nth-child(2)").all_inner_texts()
+    assert names and all(n == name for n in names), names
+    assert "&lt;示范&gt;" in page.content()
+
+
+def test_sign_in_returns_to_the_page_asked_for_and_never_to_another_site(
+    desk: FiledDesk, context: BrowserContext
+):
+    page = context.new_page()
+    answer = page.goto(f"{desk.url}/policies/{QR_POLICY}")
+    assert answer.status == 401
+    page.fill("#name", "clerk51")
+    page.fill("#password", PASSWORD)
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
+    assert page.url == f"{desk.url}/policies/{QR_POLICY}"
+    for elsewhere in ("//example.com/", "https://example.com/", "/\\example.com"):
+        other = context.browser.new_context()
+        try:
+            page = other.new_page()
+            page.goto(f"{desk.url}/login?next={quote(elsewhere)}")
+            page.fill("#name", "clerk51")
+            page.fill("#password", PASSWORD)
+            with page.expect_navigation():
+                page.click("form button[type=submit]")
+            assert page.url == desk.url + "/", elsewhere
+        finally:
+            other.close()
+
+
+def test_cookies_are_secure_behind_an_https_proxy(desk: FiledDesk, context: BrowserContext):
+    """``serve --behind-proxy``: a request the proxy marks as HTTPS gets Secure cookies."""
+    proxied = DeskServer(
+        folder=desk.folder,
+        env=desk.env,
+        port=free_port(),
+        log=desk.folder / "serve-proxied.log",
+        options=["--behind-proxy"],
+    )
+    try:
+        https = {"X-Forwarded-Proto": "https"}
+        login = context.request.get(proxied.url + "/login", headers=https)
+        form = {"csrf": form_token(login.text()), "name": "clerk51", "password": PASSWORD}
+        answer = context.request.post(proxied.url + "/login", form=form, headers=https, max_redirects=0)
+        assert answer.status == 303
+        cookies = [h["value"] for h in answer.headers_array if h["name"].lower() == "set-cookie"]
+        session = [c for c in cookies if c.startswith("issuance_session=")]
+        assert session and "Secure" in session[0] and "HttpOnly" in session[0], cookies
+        plain = context.request.get(proxied.url + "/login")
+        cookie = plain.headers["set-cookie"]
+        assert cookie.startswith("issuance_login=") and "Secure" not in cookie
+    finally:
+        proxied.stop()
 
 
 # --- the README's screenshots ------------------------------------------------------------------------------
