@@ -513,9 +513,18 @@ def test_after_logout_the_old_cookie_opens_nothing(
     page = sign_in(context, desk.url, "clerk51")
     cookies = context.cookies()
     assert [c for c in cookies if c["name"] == "issuance_session"]
+    page.goto(f"{desk.url}/policies/{QR_POLICY}")
+    page.wait_for_load_state("networkidle")
+    image = page.get_attribute("#pages img", "src")
     with page.expect_navigation():
         page.click("header form button")
     assert page.url.startswith(desk.url + "/login")
+    # the counter's browser shows nothing of the customer after sign-out: no page image from its cache,
+    # no policy page from its history
+    answer = page.goto(desk.url + image)
+    assert answer.status == 401 and page.locator("#password").count() == 1
+    page.go_back()
+    assert page.locator("#password").count() == 1 and QR_POLICY not in page.content()
     replay = browser.new_context()
     try:
         replay.add_cookies(cookies)
