@@ -198,6 +198,12 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
         back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else "/"
         return page("error.html", title=title, message=error.message, hint=error.hint, back=back), status
 
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        # an unknown address or method gets the desk's page (styled, with a way back), not werkzeug's
+        title = f"{error.code} {error.name}"
+        return page("error.html", title=title, message=error.description, hint=None, back="/"), error.code
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error: HTTPException) -> Any:
         return page(

@@ -259,6 +259,14 @@ def test_clerk_finds_reissues_with_approval_and_prints(desk: FiledDesk, new_cont
     assert insured_id not in json.dumps([e.detail for e in desk.ledger()], ensure_ascii=False)
     with desk.index() as index:
         assert index.verify_ledger() == []  # the events went into the chain, which is intact
+        first = next(v.verify_code for v in index.versions(CAR) if v.version == 1)
+
+    # the original's QR code now tells the public it was reissued, and its print serial is void
+    public = new_context().new_page()
+    assert public.goto(f"{desk.url}/verify/{first}").status == 200
+    facts = public.inner_text("#document")
+    assert "1 次 times" in facts and "a newer version exists (3)" in facts
+    assert f"{record['print_serial']} 作废 void" in facts
 
 
 # --- 2. every route × every role ------------------------------------------------------------------------
@@ -611,10 +619,14 @@ def test_the_public_verification_page_for_a_real_qr_code(
         public.close()
 
 
+STYLED = "document.styleSheets.length ? document.styleSheets[0].cssRules.length : 0"
+
 # --- 7. security headers and cookies ---------------------------------------------------------------------
 
 
-def test_security_headers_on_every_page_and_cookie_flags(desk: FiledDesk, context: BrowserContext):
+def test_security_headers_on_every_page_and_cookie_flags(
+    desk: FiledDesk, context: BrowserContext, tmp_path: Path
+):
     page = context.new_page()
     answers = [page.goto(desk.url + "/login")]
     login_cookie = [c for c in context.cookies() if c["name"] == "issuance_login"]
@@ -622,6 +634,8 @@ def test_security_headers_on_every_page_and_cookie_flags(desk: FiledDesk, contex
     page = sign_in(context, desk.url, "clerk51")
     session = [c for c in context.cookies() if c["name"] == "issuance_session"]
     assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     for path in (
         "/",
         "/policies",
@@ -635,6 +649,9 @@ def test_security_headers_on_every_page_and_cookie_flags(desk: FiledDesk, contex
     ):
         answers.append(page.goto(desk.url + path))
         assert page.evaluate("document.scripts.length") == 0, path
+        if path != "/static/desk.css":  # the style sheet applies under the policy (nothing inline)
+            assert page.evaluate(STYLED) > 0, path
+    assert not [m for m in console if "Content Security Policy" in m], console
     for path in (f"/policies/{QR_POLICY}/v1/pages/1.png", f"/policies/{QR_POLICY}/v1/customer.pdf"):
         answers.append(context.request.get(desk.url + path))
     for answer in answers:
@@ -645,6 +662,17 @@ def test_security_headers_on_every_page_and_cookie_flags(desk: FiledDesk, contex
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, answer.url
         assert headers.get("x-content-type-options") == "nosniff", answer.url
         assert headers.get("x-frame-options") == "DENY", answer.url
+
+    # and the browser obeys: another site's page cannot frame the desk
+    other = OtherOrigin(tmp_path / "framer", f'<iframe id="desk" src="{desk.url}/policies"></iframe>')
+    try:
+        framer = context.new_page()
+        framer.goto(f"http://localhost:{other.port}/index.html")
+        framer.wait_for_load_state("networkidle")
+        framed = framer.frame_locator("#desk")
+        assert framed.locator("#q").count() == 0 and framed.locator("#password").count() == 0
+    finally:
+        other.close()
 
 
 # --- what else the pages promise --------------------------------------------------------------------------
