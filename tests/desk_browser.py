@@ -61,6 +61,7 @@ PEOPLE = {
         Person("operator1", "operator", None),
         Person("admin1", "admin", None),
         Person("lockme", "clerk", "51"),  # the lockout test's own: it stays locked for 15 minutes
+        Person("leaver", "clerk", "51"),  # disabled while signed in
     )
 }
 

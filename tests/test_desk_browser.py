@@ -39,6 +39,7 @@ from tests.desk_browser import (
     file_sample,
     form_token,
     free_port,
+    issuance,
     launch,
     sign_in,
     texts,
@@ -283,6 +284,7 @@ FORM = {
 }
 ARGUMENT = re.compile(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>")  # <converter(args):name>
 SIGNED_OUT = None
+OWN_USERS = {"lockme", "leaver"}  # the lockout and disable tests' own users stay out of the matrix
 
 
 def route_matrix(desk: FiledDesk) -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -344,7 +346,7 @@ def test_every_route_refuses_every_role_it_is_not_for(
         "request_id": str(released_request),
         "code": code,
     }
-    people: list[Person | None] = [SIGNED_OUT, *(p for p in PEOPLE.values() if p.name != "lockme")]
+    people: list[Person | None] = [SIGNED_OUT, *(p for p in PEOPLE.values() if p.name not in OWN_USERS)]
     # logout ends the session it is tried with: it goes last
     order = sorted(routes, key=lambda rule: rule == "/logout")
     wrong, seen = [], []
@@ -461,6 +463,15 @@ def test_forms_without_the_token_or_from_another_origin_are_refused(
         other.close()
     assert requests() == before
 
+    # the sign-in form too: the right password without the form's token opens no session
+    bare = context.browser.new_context()
+    try:
+        form = {"name": "clerk51", "password": PASSWORD}
+        assert bare.request.post(desk.url + "/login", form=form, max_redirects=0).status == 403
+        assert not [c for c in bare.cookies() if c["name"] == "issuance_session"]
+    finally:
+        bare.close()
+
     # the same form with the session's token goes through: what refused the others was the token
     answer = context.request.post(target, form={**fields, "csrf": token}, max_redirects=0)
     assert answer.status == 303
@@ -544,6 +555,15 @@ def test_after_logout_the_old_cookie_opens_nothing(
     finally:
         replay.close()
     assert ("clerk51", {}) in texts(desk.ledger(subject="clerk51"), "desk.signed_out")
+
+
+def test_a_disabled_user_is_signed_out_at_the_next_page(desk: FiledDesk, context: BrowserContext):
+    page = sign_in(context, desk.url, "leaver")
+    assert page.locator("[data-user=leaver]").count() == 1
+    issuance(["users", "disable", "leaver"], folder=desk.folder, env=desk.env)
+    answer = page.goto(f"{desk.url}/policies/{QR_POLICY}")
+    assert answer.status == 401 and "disabled" in page.inner_text("main")
+    assert login_attempt(page, desk, "leaver", PASSWORD) == 401
 
 
 # --- 6. the public verification page ------------------------------------------------------------------------
