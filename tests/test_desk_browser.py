@@ -345,6 +345,7 @@ def test_every_route_refuses_every_role_it_is_not_for(
         "page_no": "1",
         "request_id": str(released_request),
         "code": code,
+        "batch_id": next((desk.folder / "var" / "reports").glob("*.json")).stem,  # the filed sample's
     }
     people: list[Person | None] = [SIGNED_OUT, *(p for p in PEOPLE.values() if p.name not in OWN_USERS)]
     # logout ends the session it is tried with: it goes last
@@ -395,6 +396,7 @@ def test_every_route_refuses_every_role_it_is_not_for(
     assert ("auditor1", f"/policies/{MATRIX_POLICY}/v1/archive.pdf") in opened
     assert ("super51", "/reissues") in opened
     assert ("clerk51", f"/reissues/{released_request}/copy.pdf") in opened
+    assert ("operator1", "/operations/batches/" + known["batch_id"]) in opened
 
 
 def test_a_clerk_of_another_branch_is_refused_the_policy(desk: FiledDesk, context: BrowserContext):
