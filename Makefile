@@ -10,8 +10,10 @@ BIN := $(VENV)/bin
 # for the rare characters of real names, CJK Extension B, that Noto lacks), poppler (PDF to pixels in tests
 # and audits), venv support for Debian's python3, zbar-tools (tests read the verification QR code back),
 # SoftHSM2 (a PKCS#11 token for the HSM signing tests), slapd and ldap-utils (the LDAP identity tests start
-# their own slapd on loopback; the system's slapd service, which the package may start, is not used).
-APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-hanazono poppler-utils python3-venv postgresql zbar-tools softhsm2 slapd ldap-utils
+# their own slapd on loopback; the system's slapd service, which the package may start, is not used),
+# Chromium (the desk's browser tests drive Debian's build through Playwright; Playwright's own browser
+# download is never used).
+APT_PACKAGES := libreoffice-writer-nogui python3-uno fonts-noto-cjk fonts-hanazono poppler-utils python3-venv postgresql zbar-tools softhsm2 slapd ldap-utils chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test system env lint bench clean

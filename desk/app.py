@@ -200,6 +200,12 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
         back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else "/"
         return page("error.html", title=title, message=error.message, hint=error.hint, back=back), status
 
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        # an unknown address or method gets the desk's page (styled, with a way back), not werkzeug's
+        title = f"{error.code} {error.name}"
+        return page("error.html", title=title, message=error.description, hint=None, back="/"), error.code
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error: HTTPException) -> Any:
         return page(
@@ -314,7 +320,9 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
     @route("/policies/<policy_no>/v<int:version>/pages/<int:page_no>.png", "view_customer_copy")
     def page_image(policy_no: str, version: int, page_no: int) -> Any:
         png = the_desk.page_thumbnail(g.session.user, policy_no, version, page_no)
-        return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=300"})
+        # no-store like every page: a cached image of a customer's page would outlive the sign-out on a
+        # shared counter browser (the desk keeps the images in memory, so asking again is cheap)
+        return Response(png, mimetype="image/png")
 
     @route("/policies/<policy_no>/reissue", "reissue", methods=["POST"])
     def reissue(policy_no: str) -> Any:
