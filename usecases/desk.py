@@ -110,6 +110,7 @@ class PolicyPage:
     reissues: list[Any]
     requests: list[ReissueRequestRow]
     approval_needed: bool
+    serial: str | None  # the form the policy is printed on now: a reissue voids the old one
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ class Desk:
             reissues=self.index.reissues(row.policy_no),
             requests=self.index.reissue_requests(policy_no=row.policy_no, limit=20),
             approval_needed=self.approval_needed(row.branch_code),
+            serial=(self.index.newest_used_serial(row.policy_no) or (row.print_serial, 0))[0],
         )
         self.index.append_event(
             LedgerEvent(user.name, "desk.policy_viewed", row.policy_no, {"version": row.current_version})
