@@ -790,3 +790,57 @@ def test_screenshots_of_the_desk(desk: FiledDesk, context: BrowserContext, tmp_p
             # 256 colours are plenty for a page of text and thumbnails, at half the bytes in the repository
             small = image.convert("RGB").quantize(colors=256)
         small.save(shot, optimize=True)
+
+
+# --- the auditor -----------------------------------------------------------------------------------------
+
+
+def test_an_auditor_runs_an_audit_records_a_finding_and_signs_off(
+    desk: FiledDesk, context: BrowserContext, tmp_path: Path
+):
+    """The auditor draws a lot of one branch on /audits, waits for the page that refreshes itself, opens a
+    sampled policy with its archive copy's pages, records 未签字, and signs off the (now rejected) lot;
+    the ledger names the auditor for each step. The sample view is the README's screenshot."""
+    page = sign_in(context, desk.url, "auditor1")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{desk.url}/audits")
+    page.fill("#branch", MATRIX_BRANCH)
+    page.fill("#seed", "20261205")
+    page.click("#draw button[type=submit]")
+    page.wait_for_selector("#verdict", timeout=300_000)  # the running page refreshes until the audit is done
+    audit_id = page.inner_text("#audit-id").strip()
+    assert page.inner_text("#lot-size").strip() == "2" and page.inner_text("#verdict")
+    first = page.locator("#sample-table tr[data-policy] a").first
+    policy_no = first.inner_text().strip()
+    first.click()
+    page.wait_for_load_state("networkidle")
+    images = page.locator("#archive-pages img")
+    assert images.count() > 0
+    for n in range(min(3, images.count())):  # the pages load lazily: the first ones, scrolled to
+        images.nth(n).scroll_into_view_if_needed()
+        page.wait_for_function("e => e.complete && e.naturalWidth > 0", arg=images.nth(n).element_handle())
+    page.evaluate("window.scrollTo(0, 0)")
+    folder = PICTURES if os.environ.get("ISSUANCE_SCREENSHOTS") == "1" else tmp_path
+    page.screenshot(path=str(folder / "desk-audit-sample.png"))
+    page.fill("#text", "投保人未签字 the applicant did not sign the notice <b>样本</b>")
+    page.click("#findings button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "<b>样本</b>" in page.inner_text("#finding-list")  # shown as text
+    page.goto(f"{desk.url}/audits/{audit_id}")
+    assert page.inner_text("#finding-count").startswith("1")
+    page.select_option("#decision", "reject")
+    page.fill("#comment", "未签字，退回补签")
+    page.click("#sign-off button[type=submit]")
+    page.wait_for_selector("#signed")
+    assert page.inner_text("#signed-by").strip() == "auditor1"
+    actions = {(e.action, e.actor) for e in desk.ledger(subject=audit_id)}
+    assert {("audit.finding", "auditor1"), ("audit.signed_off", "auditor1")} <= actions
+    read = [
+        e
+        for e in desk.ledger(subject=policy_no)
+        if e.action == "copy.read" and e.detail.get("copy") == "archive"
+    ]
+    assert read and read[-1].actor == "auditor1"
+    with Image.open(folder / "desk-audit-sample.png") as image:
+        small = image.convert("RGB").quantize(colors=256)
+    small.save(folder / "desk-audit-sample.png", optimize=True)
