@@ -20,11 +20,15 @@ How the index is filled, so that its rows are the rows the real filing path writ
 Then it times, through the ``Index`` methods the CLI and the desk call (no hand-written SQL), searches by
 policy number, plate, name and ID number (hits and misses), the reads of a policy page, and a clerk's
 find → reissue → PDF ready on a real filed policy, with the reissue's time split by cProfile. Slow
-queries are shown with EXPLAIN ANALYZE. Not a test: nothing fails on timing.
+queries are shown with EXPLAIN ANALYZE. ``--desk`` also drives the desk itself (``desk.app`` through
+Flask's test client, signed in): its search and policy pages by their ``Server-Timing`` and the wall
+time around each call, and a clerk's find → reissue → PDF with a supervisor's approval and at a branch
+that needs none. Not a test: nothing fails on timing.
 
     python bench/desk_bench.py [-n 1000000] [--lookups 500] [--keep] [--home var/desk-bench]
                                [--pg-url URL] [--reissues 5] [--reissue-only] [--explain]
-                               [--verify-ledger] [--json out.json] [--desk]
+                               [--verify-ledger] [--json out.json] [--desk | --desk-only]
+                               [--desk-rounds 20]
 
 ``--keep`` keeps the cluster's data (and the filed sample) in ``--home`` so that the next run measures
 without loading again; without it what the bench made there is removed at the end.
