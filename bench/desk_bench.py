@@ -1149,6 +1149,18 @@ def measure_desk_pages(
     return results
 
 
+def measure_thumbnails(browser: DeskBrowser, index: Index, policy_no: str) -> dict[str, Any]:
+    """The page images a policy page's browser asks for (lazily, one request a page), on a desk that
+    has made none yet: each is a poppler call on the customer copy until the desk's cache holds it."""
+    current = index.versions(policy_no)[-1]
+    answers = []
+    for page in range(1, current.customer_pages + 1):
+        path = f"/policies/{policy_no}/v{current.version}/pages/{page}.png"
+        answers.append(_expect(browser.get(path), 200, f"page image {page}"))
+    again = [_expect(browser.get(path), 200, "a cached page image")]
+    return {"pages": len(answers), "cold": desk_summary(answers), "cached": desk_summary(again)}
+
+
 def desk_round(
     clerk: DeskBrowser, supervisor: DeskBrowser | None, *, plate: str, policy_no: str, id_no: str
 ) -> dict[str, Any]:
@@ -1232,10 +1244,10 @@ def measure_desk(
     desk_users(index, row.branch_code)
     id_no = requester_id_no(target)
     report: dict[str, Any] = {"policy_no": target, "branch": row.branch_code}
-    if args.lookups:
-        with Desk(settings) as desk:
-            browser = DeskBrowser(create_app(settings, desk=desk), CLERK, CLERK_PASSWORD)
-            report["pages"] = measure_desk_pages(browser, catalogue, args.n, args.lookups, args.seed)
+    with Desk(settings) as desk:
+        browser = DeskBrowser(create_app(settings, desk=desk), CLERK, CLERK_PASSWORD)
+        report["pages"] = measure_desk_pages(browser, catalogue, args.n, args.lookups, args.seed)
+        report["thumbnails"] = measure_thumbnails(browser, index, target)
     path = {"plate": row.plate, "policy_no": target, "id_no": id_no, "rounds": args.desk_rounds}
     report["reissue_approved"] = desk_rounds(settings, approval=True, **path)
     exempt = replace(settings, no_approval_branches=(row.branch_code,))
@@ -1289,6 +1301,14 @@ def print_desk(d: dict[str, Any]) -> None:
         print(
             f"{kind:<18} {sv['n']:>5} {sv['p50_ms']:>7.1f} {sv['p95_ms']:>7.1f} {sv['p99_ms']:>7.1f} | "
             f"{wv['p50_ms']:>7.1f} {wv['p95_ms']:>7.1f} {wv['p99_ms']:>7.1f}{flag}"
+        )
+    if "thumbnails" in d:
+        th = d["thumbnails"]
+        cold, cached = th["cold"]["server"], th["cached"]["server"]
+        print(
+            f"page images of {d['policy_no']} ({th['pages']} pages, first requests): server p50 "
+            f"{cold['p50_ms']:.0f} ms, max {cold['max_ms']:.0f} ms; one again from the cache "
+            f"{cached['p50_ms']:.1f} ms"
         )
     for key in ("reissue_approved", "reissue_no_approval"):
         v = d[key]

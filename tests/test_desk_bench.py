@@ -179,6 +179,8 @@ def test_the_desk_bench_times_pages_and_a_clerks_find_reissue_pdf(loaded):
     for v in pages.values():
         assert v["server"]["n"] == v["wall"]["n"] > 0
         assert 0 < v["server"]["p50_ms"] <= v["wall"]["p50_ms"]
+    pages_of = index.versions(motor)[0].customer_pages
+    assert report["thumbnails"]["pages"] == report["thumbnails"]["cold"]["server"]["n"] == pages_of > 1
     approved, exempt = report["reissue_approved"], report["reissue_no_approval"]
     assert set(approved["first"]["steps_server_ms"]) == {
         "find",
