@@ -83,7 +83,7 @@ def overlay_mark(pdf: bytes, mark_pdf: bytes) -> tuple[bytes, tuple[MarkPlacemen
         )
     mark_reader = _read(mark_pdf, what="the rendered reissue mark")
     frames = page_frames(reader)
-    tops = _topmost_text(pdf, pages=len(frames))
+    tops = _topmost_text(_without_output_profile(pdf, reader), pages=len(frames))
 
     update = IncrementalUpdate(pdf, reader)
     form, (mark_w, mark_h) = _form_xobject(update, mark_reader, box=_ink_box(mark_pdf))
@@ -147,6 +147,20 @@ def _topmost_text(pdf: bytes, *, pages: int) -> dict[int, float]:
             top = float(match.group(1))
             tops[page] = min(tops.get(page, top), top)
     return tops
+
+
+def _without_output_profile(pdf: bytes, reader: PdfReader) -> bytes:
+    """``pdf`` with an update whose catalog has no /OutputIntents, for reading word boxes only: with
+    one, poppler builds colour transforms from its ICC profile again for every page (lcms, most of
+    pdftotext's time on a customer copy), and colours do not move words."""
+    root = reader.trailer.raw_get("/Root")
+    catalog = reader.trailer["/Root"]
+    if not isinstance(root, IndirectObject) or "/OutputIntents" not in catalog:
+        return pdf
+    update = IncrementalUpdate(pdf, reader)
+    kept = DictionaryObject({NameObject(k): catalog.raw_get(k) for k in catalog if k != "/OutputIntents"})
+    update.replace(root, serialise(kept))
+    return update.to_bytes()
 
 
 # --- the mark as a Form XObject --------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from core.errors import (
 from core.manifest import ReissueMark
 from pipeline.documents import DocumentMaker
 from pipeline.reissue import ReissueMarker
-from stamps import find_seals, load_seal_registry
+from stamps import find_seals, load_seal_registry, marks
 from stamps.marks import overlay_mark
 from stamps.stamping import page_frames
 from tests.conftest import add_users
@@ -569,6 +569,41 @@ def test_mark_sits_in_the_top_margin_of_rotated_and_landscape_pages(marker, seal
         assert rest and min(w[1] for w in rest) > max(w[3] for w in line), f"page {number}: covers no text"
         centre = (min(w[0] for w in line) + max(w[2] for w in line)) / 2
         assert abs(centre - frame.width / 2) < 3, f"page {number}: centred on the visual page"
+
+
+def test_the_word_boxes_are_read_without_the_output_profile_and_the_copy_is_the_same(
+    archived, marker, monkeypatch, tmp_path
+):
+    """poppler builds colour transforms from the catalog's output profile again for every page; the
+    copy it reads the words of has no /OutputIntents (an update of the archived bytes), and the reissued
+    copy is byte for byte what it is when poppler reads the archived copy itself."""
+    first = archived.index.versions(archived.policy_no)[0]
+    pdf = archived.store.get(first.customer_key, sha256=first.customer_sha256)
+    assert "/OutputIntents" in PdfReader(BytesIO(pdf)).trailer["/Root"]  # the pipeline's copies have one
+    mark_pdf = marker.render(ReissueMark(number=1, on=FIRST.date(), serial="BJ2026-0000123"))
+    poppler_read: list[bytes] = []
+    layout = marks.text_bbox_layout
+
+    def read_by_poppler(path: Path, *, first_page: int, last_page: int) -> str:
+        poppler_read.append(path.read_bytes())
+        return layout(path, first_page=first_page, last_page=last_page)
+
+    monkeypatch.setattr(marks, "text_bbox_layout", read_by_poppler)
+    marked, placements = overlay_mark(pdf, mark_pdf)
+    (read,) = poppler_read
+    assert read[: len(pdf)] == pdf and "/OutputIntents" not in PdfReader(BytesIO(read)).trailer["/Root"]
+    assert len(placements) == first.customer_pages > 10
+
+    archived_copy = tmp_path / "customer.pdf"
+    archived_copy.write_bytes(pdf)
+    monkeypatch.setattr(
+        marks,
+        "text_bbox_layout",
+        lambda _path, *, first_page, last_page: layout(
+            archived_copy, first_page=first_page, last_page=last_page
+        ),
+    )
+    assert overlay_mark(pdf, mark_pdf) == (marked, placements)
 
 
 def test_a_long_serial_wraps_and_the_mark_shrinks_to_a_tight_margin(marker, sealing_maker, tmp_path):
