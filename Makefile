@@ -55,7 +55,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@# compiled now, as pip compiles an installed package: each command then starts ~0.15 s sooner
 	@# (also where PYTHONDONTWRITEBYTECODE keeps Python from saving what it compiles)
-	$(BIN)/python -m compileall -q core stamps pipeline archive watchers usecases cli
+	$(BIN)/python -m compileall -q core stamps pipeline archive watchers usecases desk cli
 	@touch $@
 
 lint: env
