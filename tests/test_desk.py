@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from archive.index import Index
+from archive.serials import issue_range
 from archive.users import LocalAccounts
 from cli.main import main
 from core.config import load_settings
@@ -340,10 +341,18 @@ def test_a_branch_without_approval_releases_at_once(filed, clock):
     )
     with Desk(settings, clock=clock) as desk:
         app = create_app(settings, desk=desk)
+        issue_range(
+            desk.index, first="DESK2026-000101", last="DESK2026-000102", to="clerk51", by="t", branch=None
+        )
+        old = desk.index.policy_row(POLICY).print_serial
         clerk = sign_in(app, "clerk51")
-        asked = _request(clerk, INSURED_ID)
+        asked = _request(clerk, INSURED_ID, serial="DESK2026-000101")
         assert asked.status_code == 303
         assert "released" in clerk.get(asked.headers["Location"]).text
+        # the policy page names the form the policy is on now, and the old one as void
+        page = clerk.get(f"/policies/{POLICY}").text
+        assert re.search(r'id="serial">DESK2026-000101<', page)
+        assert re.search(rf'{old}</span> <span class="status bad">作废 void', page)
 
 
 # --- the public -------------------------------------------------------------------------------------------
