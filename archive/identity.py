@@ -39,6 +39,7 @@ from archive.users import (
     check_display_name,
     check_roles,
     is_name,
+    public_user,
 )
 from core.errors import LoginRefused, UserError
 
@@ -107,7 +108,7 @@ class Identity:
             return None
         record = self.index.user(name)
         if record is not None and record.password_hash is not None:
-            return self.accounts.get(name)
+            return public_user(record)
         if self.directory is None:
             return None
         name = name.lower()

@@ -15,7 +15,9 @@ What it promises:
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -59,7 +61,18 @@ class User:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
 
 
-def _public(record: UserRecord) -> User:
+# a one-time password: 16 characters no one misreads (no 0/O/o, 1/l/I), 92 bits
+_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
+
+
+def one_time_password() -> str:
+    """A password to hand a user once (an admin's new user, ``--generate-password``), in groups of four."""
+    text = "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    return "-".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+def public_user(record: UserRecord) -> User:
+    """The user a row describes, as the rest of the system sees one (no password hash)."""
     return User(
         name=record.name,
         display_name=record.display_name,
@@ -140,8 +153,13 @@ class LocalAccounts:
         self.index = index
         self.hasher = hasher or PasswordHasher()
         self.clock = clock or (lambda: datetime.now(UTC))
-        # an unknown name costs a hash check too, so that timing does not tell names apart
-        self._decoy = self.hasher.hash("decoy password, never a user's")
+
+    @functools.cached_property
+    def _decoy(self) -> str:
+        """The hash an unknown name is checked against, so that timing does not tell names apart. Made
+        at the first sign-in, not with the object: the CLI's lookups of who acts never check a password
+        and would each pay an argon2 hash for it (docs/performance.md, "The desk at 10^6 policies")."""
+        return self.hasher.hash("decoy password, never a user's")
 
     def add(
         self,
@@ -176,17 +194,17 @@ class LocalAccounts:
             self.index.add_user(record, event=event)
         except IndexConflict as e:
             raise UserError(f"a user named {name!r} exists already") from e
-        return _public(record)
+        return public_user(record)
 
     def every(self) -> list[User]:
         """Every user, sorted by name."""
-        return [_public(r) for r in self.index.users()]
+        return [public_user(r) for r in self.index.users()]
 
     def get(self, name: str) -> User:
         record = self.index.user(name)
         if record is None:
             raise UserError(f"no user named {name[:80]!r}", hint="see issuance users list")
-        return _public(record)
+        return public_user(record)
 
     def disable(self, name: str, *, by: str) -> User:
         """Disable the user: every sign-in is refused from now on. Disabling twice changes nothing."""
@@ -198,7 +216,7 @@ class LocalAccounts:
             new = replace(current, enabled=False, updated_at=self.clock())
             return new, [LedgerEvent(by, "user.disabled", name, {"user": name})]
 
-        return _public(self.index.change_user(name, change) or _known(self.index.user(name), name))
+        return public_user(self.index.change_user(name, change) or _known(self.index.user(name), name))
 
     def set_password(self, name: str, password: str, *, by: str) -> User:
         """Give the user a new password; it also ends a lockout and clears the failure count."""
@@ -216,7 +234,7 @@ class LocalAccounts:
             )
             return new, [LedgerEvent(by, "user.password_set", name, {"user": name})]
 
-        return _public(self.index.change_user(name, change))  # type: ignore[arg-type]
+        return public_user(self.index.change_user(name, change))  # type: ignore[arg-type]
 
     def verify_password(self, name: str, password: str) -> User:
         """The user, when ``name`` is a known, enabled user, not locked, and ``password`` is theirs;
@@ -254,7 +272,7 @@ class LocalAccounts:
             raise refused[0]
         if not good:
             raise LoginRefused(_REFUSED, reason="password")
-        return _public(record)
+        return public_user(record)
 
     def count_directory_sign_in(
         self,
@@ -318,7 +336,7 @@ class LocalAccounts:
             raise refused[0]
         if not good:
             raise LoginRefused(_REFUSED, reason="password")
-        return _public(written or rows[-1])
+        return public_user(written or rows[-1])
 
 
 def _counted(

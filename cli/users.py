@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import secrets
 import sys
 from pathlib import Path
 
@@ -65,7 +64,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def new_password(args: argparse.Namespace) -> str:
     """The password ``--password-stdin`` reads, or a random one ``--generate-password`` makes."""
-    return secrets.token_urlsafe(12) if args.generate_password else read_password()
+    from archive.users import one_time_password  # with the use case: the CLI starts without the archive
+
+    return one_time_password() if args.generate_password else read_password()
 
 
 def _handed_out(args: argparse.Namespace, name: str, password: str) -> None:

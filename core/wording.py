@@ -189,3 +189,14 @@ __all__ = [
     "chinese_datetime",
     "period_wording",
 ]
+
+
+# The ID types of the record contract as a policy prints them, and as the desk shows them
+ID_TYPE_LABELS = {
+    "resident_id": "居民身份证",
+    "passport": "护照",
+    "hk_macao_permit": "港澳居民来往内地通行证",
+    "taiwan_permit": "台湾居民来往大陆通行证",
+    "uscc": "统一社会信用代码",
+    "other": "其他证件",
+}

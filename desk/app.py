@@ -38,6 +38,7 @@ from core.errors import (
     SerialError,
     UsageError,
 )
+from core.wording import ID_TYPE_LABELS
 from desk import admin, audits, operations
 from usecases.desk import MAX_UPLOAD, REISSUE_REASONS, Desk, SignedIn, may
 from usecases.verification import KIND_TEXT, STATUS_TEXT
@@ -75,14 +76,6 @@ POLICY_STATUS = {
     "surrendered": "已退保 surrendered",
 }
 REQUEST_STATUS = {"pending": "待审批 pending", "refused": "已拒绝 refused", "released": "已放行 released"}
-ID_TYPE_TEXT = {
-    "resident_id": "居民身份证",
-    "passport": "护照",
-    "hk_macao_permit": "港澳居民来往内地通行证",
-    "taiwan_permit": "台湾居民来往大陆通行证",
-    "uscc": "统一社会信用代码",
-    "other": "其他证件",
-}
 COPY_TEXT = {
     "customer": "客户联 customer copy",
     "archive": "档案联 archive copy",
@@ -159,7 +152,7 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
             "kind_text": KIND_TEXT,
             "status_text": {**STATUS_TEXT, **POLICY_STATUS, **REQUEST_STATUS},
             "copy_text": COPY_TEXT,
-            "id_type_text": ID_TYPE_TEXT,
+            "id_type_text": ID_TYPE_LABELS,
         }
 
     app.add_template_filter(lambda d: _china(d, "%Y-%m-%d"), "day")

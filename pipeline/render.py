@@ -25,6 +25,7 @@ from core.errors import TemplateError
 from core.products import Product, ProductRegistry
 from core.records import Endorsement, Party, Policy
 from core.wording import (
+    ID_TYPE_LABELS,
     amount_capitals,
     amount_figures,
     chinese_date,
@@ -34,15 +35,6 @@ from core.wording import (
 from pipeline.scratch import create_private
 
 CHINA = ZoneInfo("Asia/Shanghai")
-
-ID_TYPE_LABELS = {
-    "resident_id": "居民身份证",
-    "passport": "护照",
-    "hk_macao_permit": "港澳居民来往内地通行证",
-    "taiwan_permit": "台湾居民来往大陆通行证",
-    "uscc": "统一社会信用代码",
-    "other": "其他证件",
-}
 
 
 def text(value: Any) -> Markup:

@@ -73,6 +73,7 @@ REQUESTER_ROLES = ("applicant", "insured")
 # a session's last request is written at most this often: a page with many thumbnails is one write
 TOUCH_EVERY = timedelta(seconds=30)
 THUMBNAIL_WIDTH = 180
+THUMBNAIL_DPI = 40
 THUMBNAILS_KEPT = 512  # page images kept in memory (a few KB each)
 MAX_UPLOAD = 50 * 1024 * 1024
 
@@ -150,6 +151,7 @@ class Desk:
             raise
         self._thumbnails: dict[tuple[str, int], bytes] = {}
         self._thumbnails_lock = threading.Lock()
+        self._rendering: dict[str, threading.Lock] = {}  # copies being rendered, by SHA-256
 
     def close(self) -> None:
         self._stack.close()
@@ -332,13 +334,24 @@ class Desk:
         with self._thumbnails_lock:
             if cached in self._thumbnails:
                 return self._thumbnails[cached]
-        data = self.archive.store.get(key, sha256=digest)
-        png = _thumbnail(data, page, folder=self.scratch)
-        with self._thumbnails_lock:
-            if len(self._thumbnails) >= THUMBNAILS_KEPT:
-                self._thumbnails.pop(next(iter(self._thumbnails)))
-            self._thumbnails[cached] = png
-        return png
+            rendering = self._rendering.setdefault(digest, threading.Lock())
+        # a page asks for all its pages at once: the first request reads the copy and renders every page
+        # in one pdftoppm pass; the others wait for it instead of each reading and rendering the copy
+        with rendering:
+            with self._thumbnails_lock:
+                if cached in self._thumbnails:
+                    return self._thumbnails[cached]
+            data = self.archive.store.get(key, sha256=digest)
+            pngs = _thumbnails(data, folder=self.scratch)
+            with self._thumbnails_lock:
+                for number, png in enumerate(pngs, 1):
+                    if len(self._thumbnails) >= THUMBNAILS_KEPT:
+                        self._thumbnails.pop(next(iter(self._thumbnails)))
+                    self._thumbnails[(digest, number)] = png
+                self._rendering.pop(digest, None)
+        if page > len(pngs):
+            raise PolicyNotFound(f"version {version} of {row.policy_no} has no page {page}")
+        return pngs[page - 1]
 
     # --- reissue (补发) with a supervisor's approval -------------------------------------------------------
 
@@ -548,9 +561,12 @@ def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _thumbnail(pdf: bytes, page: int, *, folder: Path) -> bytes:
+def _thumbnails(pdf: bytes, *, folder: Path) -> list[bytes]:
+    """Every page of ``pdf`` as a small PNG, in one pdftoppm pass holding one page at a time."""
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         path = Path(tmp) / "copy.pdf"
         path.write_bytes(pdf)
-        image = poppler.rasterise_range(path, dpi=40, first=page, last=page)[0]
-    return thumbnail_png(image, width=THUMBNAIL_WIDTH)
+        return [
+            thumbnail_png(page.image(), width=THUMBNAIL_WIDTH)
+            for page in poppler.stream_pages(path, dpi=THUMBNAIL_DPI)
+        ]

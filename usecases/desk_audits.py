@@ -405,29 +405,24 @@ class DeskAudits:
         criteria = LotCriteria.from_json(completed.detail.get("criteria") or {})
         self._require_lot(user, criteria)
         report = self._report(audit_id, completed.detail.get("reports") or {})
-        sample = tuple(p["policy_no"] for p in report["policies"])
+        recorded = report_from_json(report)
+        sample = tuple(r.policy_no for r in recorded.results)
         findings = manual_findings(entries, sample)
-        policies = []
-        for position, p in enumerate(report["policies"], 1):
-            policies.append(
-                SampledPolicy(
-                    position=position,
-                    policy_no=p["policy_no"],
-                    branch_code=p["branch_code"],
-                    product_code=p["product_code"],
-                    versions=int(p["versions"]),
-                    checks=tuple(
-                        CheckResult(c["name"], bool(c["passed"]), tuple(c["evidence"]))
-                        for c in p["checks"]
-                        if c["name"] in CHECKS
-                    ),
-                    score=int(p["score"]),
-                    max_score=int(p["max_score"]),
-                    findings=tuple(f for f in findings if f.policy_no == p["policy_no"]),
-                )
+        policies = [
+            SampledPolicy(
+                position=position,
+                policy_no=r.policy_no,
+                branch_code=r.branch_code,
+                product_code=r.product_code,
+                versions=r.versions,
+                checks=r.checks,
+                score=r.score,
+                max_score=r.max_score,
+                findings=tuple(f for f in findings if f.policy_no == r.policy_no),
             )
-        plan = _plan(report["plan"])
-        assert plan is not None  # the report always records its plan
+            for position, r in enumerate(recorded.results, 1)
+        ]
+        plan = recorded.plan
         failed = [p.policy_no for p in policies if p.failed]
         defective, verdict = judged(plan, failed_checks=failed, findings=findings)
         return AuditView(
@@ -436,8 +431,8 @@ class DeskAudits:
             at=completed.at,
             criteria=criteria,
             plan=plan,
-            seed=int(report["seed"]),
-            lot_sha256=str(report.get("lot_sha256", "")),
+            seed=recorded.sample.seed,
+            lot_sha256=recorded.lot_sha256,
             policies=tuple(policies),
             lot_findings=tuple(report.get("lot_findings") or ()),
             check_defects=len(failed),
@@ -667,13 +662,6 @@ class DeskAudits:
 
 def _completed(entries: Sequence[LedgerEntry]) -> LedgerEntry | None:
     return next((e for e in entries if e.action == AUDIT_COMPLETED), None)
-
-
-def _plan(data: dict[str, Any]) -> SamplingPlan | None:
-    try:
-        return SamplingPlan(**{k: data[k] for k in SamplingPlan.__dataclass_fields__})
-    except (KeyError, TypeError):
-        return None
 
 
 def _pages(pdf: bytes, count: int) -> tuple[ArchivePage, ...]:

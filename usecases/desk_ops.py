@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from archive import serials
 from archive.index import LedgerEvent, as_utc
-from archive.users import ROLES, User, check_password
+from archive.users import ROLES, User, check_password, one_time_password
 from core.config import Settings
 from core.errors import LoginRefused, PolicyNotFound, UsageError, UserError
 from core.privacy import scrub
@@ -51,8 +50,6 @@ _WHOLE_REPORT = 64 * 2**20
 # usecases.run.BatchRun's ids: started (China time), the input's hash, a random part
 _BATCH_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}-[0-9a-f]{6}")
 _WORK_DIR = re.compile(r"(?P<stem>.+)-[0-9a-f]{8}")  # watchers.inbox.Inbox.new_workdir's names
-# a one-time password: 16 characters no one misreads (no 0/O/o, 1/l/I), 92 bits
-_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
 
 
 # --- batches ---------------------------------------------------------------------------------------------
@@ -440,11 +437,6 @@ class OneTimePassword:
 
     user: User
     password: str
-
-
-def one_time_password() -> str:
-    text = "".join(secrets.choice(_ALPHABET) for _ in range(16))
-    return "-".join(text[i : i + 4] for i in range(0, 16, 4))
 
 
 def list_users(desk: Desk, admin: User) -> list[User]:
