@@ -91,13 +91,16 @@ policies = Table(
     Column("total_premium", Numeric(16, 2), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("print_serial", String(32), index=True),
-    Column("status", String(16), nullable=False),  # issued | cancelled
+    Column("status", String(16), nullable=False),  # issued | surrendered | cancelled
     Column("complete", Boolean, nullable=False),
     Column("missing_images", String(200), nullable=False),  # comma-separated kinds, "" when complete
     Column("issued_at", DateTime(timezone=True), nullable=False, index=True),
     Column("key_prefix", String(200), nullable=False),
     Column("current_version", Integer, nullable=False),
     Column("retain_until", DateTime(timezone=True), nullable=False),
+    # when the status last changed, and the endorsement that changed it (issue 25)
+    Column("status_since", DateTime(timezone=True)),
+    Column("status_by", String(32)),
 )
 
 # Every person or organisation named on a policy, searchable by keyed hash of the ID number.
@@ -141,11 +144,49 @@ documents = Table(
     # the verification code (core.verification) the version's QR code leads to; NULL only for versions
     # indexed before it existed and migrated without the key
     Column("verify_code", String(32)),
+    # what the statistics count by (issue 25): change | surrender | cancel | add_clauses | reinstate for
+    # an endorsement, the clerk who issued the record, and when underwriting approved it
+    Column("endorsement_type", String(16)),
+    Column("clerk", String(20)),
+    Column("approved_at", DateTime(timezone=True)),
 )
+Index("ix_documents_created_at", documents.c.created_at)
 Index("ix_documents_verify_code", documents.c.verify_code, unique=True)
 # an uploaded PDF is looked up by its hash on the public verification page (issue 24)
 Index("ix_documents_customer_sha256", documents.c.customer_sha256)
 Index("ix_documents_bundle_sha256", documents.c.bundle_sha256)
+
+# Every value a policy was ever findable by (issue 25): one row per indexed field and value, from the
+# version that set it. Names, plate and VIN in clear (as ``policies`` holds them); ID numbers and property
+# addresses only as keyed hashes (``Index.identity``). Never updated: an old value stays findable.
+lookups = Table(
+    "lookups",
+    metadata,
+    Column("policy_no", String(32), ForeignKey("policies.policy_no"), primary_key=True),
+    Column("field", String(40), primary_key=True),  # insured.name, vehicle.plate, property.address, …
+    Column("value", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("since", DateTime(timezone=True), nullable=False),
+)
+Index("ix_lookups_value", lookups.c.field, lookups.c.value)
+
+# One row per rejected input line (issue 25, statistics): what could be read of it, as the batch report
+# shows it (a number that could be personal data is masked there), and the first field named.
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("batch_id", String(64)),
+    Column("line", Integer),
+    Column("kind", String(16)),
+    Column("record_id", String(64)),
+    Column("policy_no", String(32)),
+    Column("branch_code", String(6)),
+    Column("product_code", String(40)),
+    Column("clerk", String(20)),
+    Column("field", String(60)),
+)
 
 # Append-only, hash-chained: each event's hash covers its content and the previous event's hash.
 ledger = Table(
