@@ -41,6 +41,7 @@ from archive.index import Index, LedgerEvent, ReissueFacts, as_utc
 from archive.serials import ISSUED, USED, VOIDED, lookup, normalise, parse_serial
 from archive.store import ObjectStore
 from archive.versions import Draft, ReissueCommit, Reused, Stored, VersionWriter
+from core import lifecycle
 from core.errors import (
     IntegrityIncident,
     IssuanceError,
@@ -130,10 +131,10 @@ def reissue(
         raise PolicyNotFound(
             f"policy {policy_no} is not in the archive", hint="look it up with issuance find"
         )
-    if row.status != "issued":
+    if row.status != lifecycle.IN_FORCE:
         raise PolicyNotReissuable(
-            f"policy {policy_no} is {row.status}; a {row.status} policy is not reissued",
-            hint="a cancelled policy's documents stay in the archive; issuance get gives the archived copy",
+            lifecycle.not_reissued(policy_no, row.status, row.status_by),
+            hint="its documents stay in the archive; issuance get gives the archived copy",
         )
     new_serial = _check_new_serial(index, request.new_serial)
     when = as_utc(now) or datetime.now(UTC)

@@ -49,8 +49,10 @@ from archive.index import (
     VersionFacts,
     as_utc,
 )
+from archive.index.lookups import Lifecycle
 from archive.serials import DocumentSerial, mark_used, mark_used_many
 from archive.store import ObjectStore, PutItem, check_key_privacy, retention_until
+from core import lifecycle
 from core.errors import (
     FiledByAnother,
     IndexConflict,
@@ -59,6 +61,7 @@ from core.errors import (
     ObjectMissing,
     VersionRefused,
 )
+from core.lifecycle import PolicyState
 from core.manifest import ImageEntry, Part, RecordFacts, StoredObject, manifest
 from core.records import Endorsement, Policy, RawRecord, content_hash, parse_record
 from core.timing import StageClock
@@ -527,8 +530,20 @@ class VersionWriter:
         raw: RawRecord,
         record_sha256: str,
         batch_id: str | None,
+        before: PolicyState,
     ) -> Filed:
-        """Index an endorsement version (rows and ledger event, one transaction), then mark its serial."""
+        """Index an endorsement version (rows and ledger event, one transaction), then mark its serial.
+
+        ``before``: the policy's state before this endorsement; the index takes the new status and the
+        changed indexed fields from it and the endorsement (``core.lifecycle``)."""
+        now = lifecycle.after(before, endorsement)
+        changes = Lifecycle(
+            since=endorsement.effective_at,
+            status=now.status if now.status_by != before.status_by else None,
+            status_since=now.status_since,
+            status_by=now.status_by,
+            changes=lifecycle.lookup_changes(endorsement),
+        )
         version = self._version_facts(
             slot,
             stored,
@@ -557,11 +572,15 @@ class VersionWriter:
                         "endorsement_no": endorsement.endorsement_no,
                         "batch_id": batch_id,
                         "clerk": endorsement.issued_by,
+                        "type": endorsement.type,
+                        "status": now.status,
+                        "changed": [c.field for c in changes.changes],
                         "manifest": stored.manifest.key,
                         "manifest_sha256": version.manifest.sha256,
                         "adopted": stored.adopted,
                     },
                 ),
+                lifecycle=changes,
             )
         if endorsement.print_serial:
             mark_used(
@@ -710,40 +729,62 @@ def _policy_facts(policy: Policy, *, issued_at: datetime, prefix: str, retain_un
         key_prefix=prefix,
         retain_until=retain_until,
         parties=tuple(parties),
+        property_address=policy.property.address if policy.property else None,
     )
 
 
 class ArchivedPolicies:
-    """The records of archived policies, read from their first version's manifest (hash-verified), for
-    their endorsements. Bounded, so memory stays flat in a long batch or a watcher that runs for months
-    (an older one is read again from its manifest). Thread-safe."""
+    """Archived policies as they stand (``core.lifecycle.PolicyState``): the issued record from the first
+    version's manifest, with every endorsement since (each version's manifest holds its record,
+    hash-verified) applied in order. Bounded, so memory stays flat in a long batch or a watcher that runs
+    for months (an older one is read again); a state is kept with the version it was read at, and read
+    again when the index holds a newer one. Thread-safe."""
 
     def __init__(self, *, store: ObjectStore, index: Index, size: int = REMEMBERED_POLICIES) -> None:
         self.store = store
         self.index = index
         self.size = size
-        self._policies: OrderedDict[str, Policy] = OrderedDict()
+        self._states: OrderedDict[str, tuple[int, PolicyState]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, policy_no: str) -> Policy | None:
-        with self._lock:
-            if policy_no in self._policies:
-                self._policies.move_to_end(policy_no)
-                return self._policies[policy_no]
+    def get(self, policy_no: str) -> PolicyState | None:
         versions = self.index.versions(policy_no)
         if not versions:
             return None
+        newest = versions[-1].version
+        with self._lock:
+            known = self._states.get(policy_no)
+            if known is not None and known[0] == newest:
+                self._states.move_to_end(policy_no)
+                return known[1]
+        state = self._read(policy_no, versions)
+        self.remember(state, version=newest)
+        return state
+
+    def _read(self, policy_no: str, versions: Sequence[Any]) -> PolicyState:
         first = versions[0]
         data = json.loads(self.store.get(first.manifest_key, sha256=first.manifest_sha256))
         policy, reasons = parse_record(data["record"])
         if not isinstance(policy, Policy) or reasons:
             raise IssuanceError(f"the archived manifest of {policy_no} does not hold a valid policy record")
-        self.remember(policy)
-        return policy
+        endorsements = []
+        for v in versions[1:]:
+            if v.kind != "endorsement":
+                continue
+            body = json.loads(self.store.get(v.manifest_key, sha256=v.manifest_sha256))
+            record, reasons = parse_record(body["record"])
+            if not isinstance(record, Endorsement) or reasons:
+                raise IssuanceError(
+                    f"the archived manifest of {policy_no} version {v.version} does not hold a valid "
+                    "endorsement record"
+                )
+            endorsements.append(record)
+        return lifecycle.fold(policy, endorsements)
 
-    def remember(self, policy: Policy) -> None:
+    def remember(self, state: PolicyState, *, version: int) -> None:
+        """``state`` is the policy as its ``version`` leaves it (just filed)."""
         with self._lock:
-            self._policies[policy.policy_no] = policy
-            self._policies.move_to_end(policy.policy_no)
-            while len(self._policies) > self.size:
-                self._policies.popitem(last=False)
+            self._states[state.policy.policy_no] = (version, state)
+            self._states.move_to_end(state.policy.policy_no)
+            while len(self._states) > self.size:
+                self._states.popitem(last=False)

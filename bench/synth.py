@@ -554,12 +554,16 @@ def _endorsement(
         money = f"加收保险费人民币{_money(delta)}元。"
     else:
         money = "保险费不变。"
+    approved = effective - dt.timedelta(days=1) + dt.timedelta(hours=10, minutes=rng.randrange(360))
+    approved = max(approved, not_before + dt.timedelta(minutes=30))
+    if effective < approved:  # never backdated (倒签单, contract README): from the next midnight, or at once
+        effective = min(
+            _midnight(approved.date() + dt.timedelta(days=1)), max(approved, end - dt.timedelta(hours=1))
+        )
     text = (
         f"经投保人申请，因{reason}，本公司同意自{effective.year}年{effective.month}月{effective.day}日零时起，{wording}。"
         f"{money}其他保险条件不变。"
     )
-    approved = effective - dt.timedelta(days=1) + dt.timedelta(hours=10, minutes=rng.randrange(360))
-    approved = max(approved, not_before + dt.timedelta(minutes=30))
     branch = policy["branch"]["code"]
     record: dict[str, Any] = {
         "kind": "endorsement",

@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--name", help="applicant, insured or beneficiary name (exact)")
     find.add_argument("--branch", help="6-digit branch code")
     find.add_argument("--serial", help="print serial (单证流水号)")
+    find.add_argument(
+        "--address", help="a property's address (exact): hashed before the lookup, never stored or logged"
+    )
     find.add_argument("--issued-from", type=iso_date, help="YYYY-MM-DD, China time, inclusive")
     find.add_argument("--issued-to", type=iso_date, help="YYYY-MM-DD, China time, inclusive")
     find.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -262,6 +265,7 @@ def _write_run_report(report: BatchReport, path: Path | None, folder: Path) -> d
 
 def _find(args: argparse.Namespace) -> int:
 
+    from core.lifecycle import status_words
     from usecases.lookup import find_policies
 
     china = ZoneInfo("Asia/Shanghai")
@@ -275,6 +279,7 @@ def _find(args: argparse.Namespace) -> int:
         serial=args.serial,
         issued_from=args.issued_from,
         issued_to=args.issued_to,
+        address=args.address,
         limit=args.limit,
     )
     found, registered = result.policies, result.serial
@@ -285,7 +290,8 @@ def _find(args: argparse.Namespace) -> int:
             print(json.dumps({"serial": registered.as_json()}, ensure_ascii=False))
         return EXIT_OK
 
-    table = Table("保险单号", "产品", "机构", "被保险人", "证件号", "号牌", "保险期间", "版本", "影像")
+    columns = ("保险单号", "产品", "机构", "被保险人", "证件号", "号牌", "保险期间", "状态", "版本", "影像")
+    table = Table(*columns)
     for p in found:
         start = p.period_start.astimezone(china).date()
         end = (p.period_end.astimezone(china) - timedelta(microseconds=1)).date()  # the end is exclusive
@@ -298,6 +304,7 @@ def _find(args: argparse.Namespace) -> int:
             p.id_masked,
             p.plate or "",
             f"{start}–{end}",
+            status_words(p.status) + (f" ({p.status_by})" if p.status_by else ""),
             str(p.versions),
             images,
         )

@@ -21,6 +21,7 @@ from flask import Flask, Response, g, redirect, render_template, request, url_fo
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core import lifecycle
 from core.config import Settings
 from core.errors import (
     AuditNotFound,
@@ -307,7 +308,14 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
     def policy(policy_no: str) -> Any:
         view = the_desk.policy(g.session.user, policy_no)
         status = POLICY_STATUS.get(view.policy.status, view.policy.status)
-        return page("policy.html", page=view, p=view.policy, status_text=status)
+        return page(
+            "policy.html",
+            page=view,
+            p=view.policy,
+            status_text=status,
+            field_text=lifecycle.FIELD_WORDS,
+            type_text=lifecycle.TYPE_WORDS,
+        )
 
     @route("/policies/<policy_no>/v<int:version>/customer.pdf", "view_customer_copy")
     def customer_copy(policy_no: str, version: int) -> Any:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core import lifecycle
 from core.errors import ComponentUnavailable, IssuanceError
+from core.lifecycle import PolicyState
 from core.privacy import scrub
 from core.products import ProductRegistry
 from core.records import Endorsement, Policy, RawRecord, content_hash, parse_record
@@ -41,7 +43,8 @@ class Accepted:
 
     raw: RawRecord
     record: Policy | Endorsement
-    policy: Policy | None  # for an endorsement: the policy it changes
+    policy: Policy | None  # for an endorsement: the policy it changes, as it stands before it
+    state: PolicyState | None = None  # for an endorsement: that policy's state (core.lifecycle)
 
 
 def _text_field(data: dict[str, Any] | None, name: str) -> str | None:
@@ -112,15 +115,16 @@ class RecordChecker:
         *,
         registry: ProductRegistry,
         batch_dir: Path,
-        archived_policy: Callable[[str], Policy | None] = lambda _no: None,
+        archived_policy: Callable[[str], PolicyState | None] = lambda _no: None,
     ) -> None:
         self._registry = registry
         self._batch_dir = batch_dir
         self._archived_policy = archived_policy
         self._seen = SeenInBatch()
-        # the latest policies themselves, for endorsements later in the batch; bounded, so that memory
-        # stays flat in a batch of a million (an older one is long archived: ``archived_policy`` reads it)
-        self._policies: OrderedDict[str, Policy] = OrderedDict()
+        # the latest policies' states, for endorsements later in the batch (an accepted endorsement moves
+        # its policy's state on); bounded, so that memory stays flat in a batch of a million (an older
+        # one is long archived: ``archived_policy`` reads it)
+        self._policies: OrderedDict[str, PolicyState] = OrderedDict()
 
     def close(self) -> None:
         self._seen.close()
@@ -158,32 +162,38 @@ class RecordChecker:
                 self._note_rejected(data, raw.line)
                 return reasons
             self._seen.accepted_policy(record.policy_no, raw.line)
-            self._policies[record.policy_no] = record
-            if len(self._policies) > REMEMBERED_POLICIES:
-                self._policies.popitem(last=False)
+            self._remember(PolicyState.of(record))
             return Accepted(raw, record, None)
 
         try:
-            policy = self._policy_for(record.policy_no)
+            state = self._policy_for(record.policy_no)
         except ComponentUnavailable:
             raise  # the store or index is down: the run stops, nothing is rejected for it
         except IssuanceError as e:  # e.g. the archived manifest fails its hash check
             return [Reason("policy_no", f"the archived policy cannot be read: {e}")]
-        rejected_line = self._seen.policy(record.policy_no)[1] if policy is None else None
+        rejected_line = self._seen.policy(record.policy_no)[1] if state is None else None
         if rejected_line is not None:
             line = rejected_line
             return [
                 Reason("policy_no", f"policy {record.policy_no} was rejected at line {line} of this batch")
             ]
-        reasons += check_endorsement(record, policy=policy, batch_dir=self._batch_dir)
-        if reasons or policy is None:
+        reasons += check_endorsement(record, state=state, registry=self._registry, batch_dir=self._batch_dir)
+        if reasons or state is None:
             return reasons
-        return Accepted(raw, record, policy)
+        self._remember(lifecycle.after(state, record))
+        return Accepted(raw, record, state.policy, state)
 
-    def _policy_for(self, policy_no: str) -> Policy | None:
+    def _policy_for(self, policy_no: str) -> PolicyState | None:
         if policy_no in self._policies:
+            self._policies.move_to_end(policy_no)
             return self._policies[policy_no]
         return self._archived_policy(policy_no)
+
+    def _remember(self, state: PolicyState) -> None:
+        self._policies[state.policy.policy_no] = state
+        self._policies.move_to_end(state.policy.policy_no)
+        if len(self._policies) > REMEMBERED_POLICIES:
+            self._policies.popitem(last=False)
 
     def _note_rejected(self, data: dict[str, Any], line: int) -> None:
         if data.get("kind") == "policy" and isinstance(data.get("policy_no"), str):

@@ -3,7 +3,7 @@
 Each violation is a ``Reason`` naming the field (``applicant.id_no``, ``coverages[1].premium``,
 ``images[0].path``) and saying what is wrong, never repeating an ID number. The checks run on a record
 that already parsed (``core.records``); cross-record rules (an endorsement's policy) get the
-policy from the caller.
+policy's state from the caller (``core.lifecycle``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from core import lifecycle
+from core.lifecycle import PolicyState
 from core.privacy import resident_id_problem, uscc_problem, vin_problem
 from core.products import ProductRegistry
 from core.records import Endorsement, Image, Party, Policy
@@ -103,6 +105,9 @@ def _images(images: Iterable[Image], batch_dir: Path) -> list[Reason]:
     return reasons
 
 
+# 倒签单 (DOMAIN.md, "Controls"; contract README): cover never starts before underwriting approved it.
+BACKDATED = "backdated (倒签单): {what} is earlier than underwriting.approved_at"
+
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 
 
@@ -151,6 +156,8 @@ def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) 
 
     if policy.period.start >= policy.period.end:
         reasons.append(Reason("period.end", "must be after period.start"))
+    if policy.period.start < policy.underwriting.approved_at:
+        reasons.append(Reason("period.start", BACKDATED.format(what="period.start")))
     reasons += _document_numbers(policy)
 
     product = registry.products.get(policy.product_code)
@@ -176,23 +183,29 @@ def check_policy(policy: Policy, *, registry: ProductRegistry, batch_dir: Path) 
     return reasons
 
 
-def check_endorsement(endorsement: Endorsement, *, policy: Policy | None, batch_dir: Path) -> list[Reason]:
-    """Contract rules for an endorsement; ``policy`` is the archived or earlier-in-batch policy, if any."""
+def check_endorsement(
+    endorsement: Endorsement, *, state: PolicyState | None, registry: ProductRegistry, batch_dir: Path
+) -> list[Reason]:
+    """Contract rules for an endorsement; ``state`` is the policy it changes, as it stands after the
+    endorsements archived or accepted earlier in the batch (``None``: no such policy)."""
     reasons: list[Reason] = []
-    if endorsement.type != "change":
-        # contract v1.1 names these types; until they are built, refusing is better than filing a
-        # surrender or a cancellation as if it changed nothing
-        reasons.append(Reason("type", f"endorsement type {endorsement.type!r} is not supported yet"))
-    if endorsement.clauses_added is not None and endorsement.type != "add_clauses":
-        reasons.append(Reason("clauses_added", "is only for an endorsement of type add_clauses"))
-    if policy is None:
+    if endorsement.effective_at < endorsement.underwriting.approved_at:
+        reasons.append(Reason("effective_at", BACKDATED.format(what="effective_at")))
+    if state is None:
+        if endorsement.clauses_added is not None and endorsement.type != "add_clauses":
+            reasons.append(Reason("clauses_added", "is only for an endorsement of type add_clauses"))
         reasons.append(
             Reason(
                 "policy_no",
                 f"policy {endorsement.policy_no} is neither archived nor earlier in this batch",
             )
         )
-    elif not (policy.period.start <= endorsement.effective_at < policy.period.end):
-        reasons.append(Reason("effective_at", "is outside the policy's period of insurance"))
+    else:
+        policy = state.policy
+        if not (policy.period.start <= endorsement.effective_at < policy.period.end):
+            reasons.append(Reason("effective_at", "is outside the policy's period of insurance"))
+        product = registry.products.get(policy.product_code)
+        codes = product.clause_codes if product is not None else ()
+        reasons += [Reason(f, m) for f, m in lifecycle.problems(state, endorsement, clause_codes=codes)]
     reasons += _images(endorsement.images, batch_dir)
     return reasons

@@ -324,14 +324,14 @@ def _file(filing: Filing, task: RecordTask, previous: Outcome | None) -> Outcome
     item = Accepted(raw, record, None)
     if isinstance(record, Endorsement) and (previous is None or previous.status in FILED):
         try:
-            policy = filing.archived_policy(record.policy_no)
+            state = filing.archived_policy(record.policy_no)
         except ComponentUnavailable:
             raise
         except IssuanceError as e:
             return rejected_outcome(raw, [Reason("policy_no", f"the archived policy cannot be read: {e}")])
-        if policy is None:
+        if state is None:
             return rejected_outcome(raw, [Reason("policy_no", f"policy {record.policy_no} is not archived")])
-        item = Accepted(raw, record, policy)
+        item = Accepted(raw, record, state.policy, state)
     outcome = file_group(filing, [item], previous, batch_dir=task.context.batch_dir, batch_id=batch_id)[0]
     if outcome.status == REJECTED:
         # Dask may run a task twice at once (a worker taken for dead that was only slow): if the other run

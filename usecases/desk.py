@@ -20,7 +20,7 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from typing import Any
 from archive.audit.checks import thumbnail_png
 from archive.index import LedgerEvent
 from archive.index.desk import ReissueRequestRow, SessionRow
+from archive.index.lookups import HistoryRow
 from archive.reissue import Reissued, ReissueRequest
 from archive.users import User
+from core import lifecycle
 from core.config import Settings
 from core.errors import (
     IssuanceError,
@@ -112,6 +114,7 @@ class PolicyPage:
     requests: list[ReissueRequestRow]
     approval_needed: bool
     serial: str | None  # the form the policy is printed on now: a reissue voids the old one
+    history: list[HistoryRow] = field(default_factory=list)  # indexed fields' values, oldest first
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ class Desk:
             requests=self.index.reissue_requests(policy_no=row.policy_no, limit=20),
             approval_needed=self.approval_needed(row.branch_code),
             serial=(self.index.newest_used_serial(row.policy_no) or (row.print_serial, 0))[0],
+            history=self.index.lookup_history(row.policy_no),
         )
         self.index.append_event(
             LedgerEvent(user.name, "desk.policy_viewed", row.policy_no, {"version": row.current_version})
@@ -372,8 +376,8 @@ class Desk:
         row = self._policy(user, "reissue", policy_no)
         if reason not in REISSUE_REASONS:
             raise UsageError(f"unknown reason {reason!r}", hint="one of: " + ", ".join(REISSUE_REASONS))
-        if row.status != "issued":
-            raise PolicyNotReissuable(f"policy {row.policy_no} is {row.status}; it is not reissued")
+        if row.status != lifecycle.IN_FORCE:
+            raise PolicyNotReissuable(lifecycle.not_reissued(row.policy_no, row.status, row.status_by))
         id_no = (requester_id_no or "").strip()
         if not id_no:
             raise UsageError("the requester's ID number is needed to reissue", hint="ask for their ID card")

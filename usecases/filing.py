@@ -24,7 +24,9 @@ from archive.versions import (
     VersionWriter,
     same_record,
 )
+from core import lifecycle
 from core.errors import ComponentUnavailable, FiledByAnother, IssuanceError, UsageError, VersionRefused
+from core.lifecycle import PolicyState
 from core.manifest import ImageEntry, StoredObject
 from core.products import required_images
 from core.records import IMAGE_KIND_LABELS, Endorsement, Policy, RawRecord, content_hash
@@ -126,8 +128,9 @@ class Filing:
             return work()
         return self._signing.submit(work)
 
-    def archived_policy(self, policy_no: str) -> Policy | None:
-        """The archived policy's record, read from its first version's manifest (hash-verified)."""
+    def archived_policy(self, policy_no: str) -> PolicyState | None:
+        """The archived policy as it stands: its record with the endorsements since applied
+        (``core.lifecycle``), read from the versions' manifests (hash-verified)."""
         return self.policies.get(policy_no)
 
     def _title(self, policy: Policy) -> str:
@@ -211,7 +214,7 @@ class Filing:
         for i, result in zip(plans, filed, strict=True):
             results[i] = result
             if isinstance(result, Filed):
-                self.policies.remember(plans[i].policy)
+                self.policies.remember(PolicyState.of(plans[i].policy), version=1)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
@@ -232,10 +235,22 @@ class Filing:
         batch_dir: Path,
         batch_id: str | None,
     ) -> Filed:
-        """A new version of an archived policy: the customer copy grows by the sealed endorsement."""
+        """A new version of an archived policy: the customer copy grows by the sealed endorsement.
+
+        ``policy`` is what the batch's checks saw; the lifecycle rules are checked again here against the
+        policy as the archive holds it now (a watcher or another run may have filed an endorsement since).
+        """
         row = self.index.policy_row(endorsement.policy_no)
-        if row is None:
+        state = self.policies.get(endorsement.policy_no)
+        if row is None or state is None:
             raise _Refused("policy_no", f"policy {endorsement.policy_no} is not archived")
+        if not self.index.records([endorsement.record_id]):
+            product = self.registry.products.get(state.policy.product_code)
+            codes = product.clause_codes if product is not None else ()
+            problems = lifecycle.problems(state, endorsement, clause_codes=codes)
+            if problems:
+                raise _Refused(*problems[0])
+        policy = state.policy
         previous = self.index.versions(endorsement.policy_no)[-1]
         slot = self.writer.next_slot(
             row, previous, "endorsement", retain_until=retention_until(policy.period.start, policy.period.end)
@@ -271,9 +286,11 @@ class Filing:
                 signature=self.signature,
             )
             stored = self.writer.publish(slot, draft)
-        return self.writer.commit_endorsement(
-            slot, stored, endorsement, raw=raw, record_sha256=record_sha, batch_id=batch_id
+        filed = self.writer.commit_endorsement(
+            slot, stored, endorsement, raw=raw, record_sha256=record_sha, batch_id=batch_id, before=state
         )
+        self.policies.remember(lifecycle.after(state, endorsement), version=filed.version)
+        return filed
 
     def attach(
         self, policy_no: str, *, kind: str, files: Sequence[Path], by: str, label: str | None = None

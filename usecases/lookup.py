@@ -42,10 +42,12 @@ def find_policies(
     serial: str | None = None,
     issued_from: date | None = None,
     issued_to: date | None = None,
+    address: str | None = None,
     limit: int = 50,
 ) -> Found:
-    """Policies matching every criterion given (dates are China days, inclusive)."""
-    if not any((policy_no, id_no, plate, name, branch, serial, issued_from, issued_to)):
+    """Policies matching every criterion given (dates are China days, inclusive). A plate, name, ID
+    number or property address finds a policy by its current value and by any earlier one."""
+    if not any((policy_no, id_no, plate, name, branch, serial, issued_from, issued_to, address)):
         raise UsageError("say what to look for", hint="e.g. issuance find --policy-no P… or --plate 京A12345")
     with Archive(settings) as archive:
         registered = None
@@ -62,6 +64,7 @@ def find_policies(
             name=name,
             branch=branch,
             serial=serial,
+            address=address,
             issued_from=datetime.combine(issued_from, time(), CHINA) if issued_from else None,
             issued_to=datetime.combine(issued_to + timedelta(days=1), time(), CHINA) if issued_to else None,
             limit=limit,

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archive.index import Index
+from archive.index import CodedVersion, Index
+from core import lifecycle
 from core.config import Settings
 from core.errors import UnknownVerificationCode
 from core.privacy import mask_name
@@ -25,11 +26,12 @@ from usecases.session import Archive
 __all__ = ["KIND_TEXT", "STATUS_TEXT", "VerifiedDocument", "VoidedSerial", "verify_code"]
 
 CHINA = ZoneInfo("Asia/Shanghai")
-# the policy's state as the answer names it (surrender and cancellation come with contract v1.1)
+# the policy's state as the answer names it (surrender and cancellation: contract v1.1)
 STATUS_TEXT = {
     "in_force": "有效 in force",
     "not_yet_in_force": "未起保 not yet in force",
     "expired": "已满期 expired",
+    "surrendered": "已退保 surrendered",
     "cancelled": "已注销 cancelled",
 }
 KIND_TEXT = {
@@ -145,7 +147,7 @@ def verify_code(
         endorsement_no=found.endorsement_no,
         issued_at=found.created_at,
         current_version=found.current_version,
-        status=_status(found.status, found.period_start, found.period_end, now or datetime.now(UTC)),
+        status=_status(found, now or datetime.now(UTC)),
         applicant=mask_name(found.applicant_name),
         insured=mask_name(found.insured_name),
         reissues=len(reissues),
@@ -155,9 +157,12 @@ def verify_code(
     )
 
 
-def _status(indexed: str, start: datetime, end: datetime, now: datetime) -> str:
-    if indexed == "cancelled":
-        return "cancelled"
+def _status(found: CodedVersion, now: datetime) -> str:
+    start, end = found.period_start, found.period_end
+    if found.status == lifecycle.CANCELLED:
+        return "cancelled"  # void from inception
+    if found.status == lifecycle.SURRENDERED and (found.status_since is None or now >= found.status_since):
+        return "surrendered"  # ended from the surrender's effective_at; in force until then
     if now < start:
         return "not_yet_in_force"
     if now >= end:

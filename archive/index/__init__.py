@@ -32,13 +32,14 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, select,
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from archive.index import audits, desk
+from archive.index import audits, desk, lookups
 from archive.index import schema as s
 from archive.index import serials as registry
 from archive.index import users as people
 from archive.index.audits import ClaimedObject, LotPolicy, TrailEvent, VersionGap
 from archive.index.chain import GENESIS, row_hash
 from archive.index.chain import entry_hash as _entry_hash
+from archive.index.lookups import HistoryRow, Lifecycle
 from archive.index.schema import as_utc
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError, SerialError
 from core.manifest import RecordFacts, StoredObject
@@ -86,6 +87,7 @@ class PolicyFacts:
     key_prefix: str
     retain_until: datetime
     parties: tuple[PartyFacts, ...]
+    property_address: str | None = None  # in clear only in memory: looked up by keyed hash (lookups)
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,11 @@ class PolicySummary:
     versions: int
     complete: bool
     missing_images: tuple[str, ...]
-    status: str
+    status: str  # issued | surrendered | cancelled (core.lifecycle)
     issued_at: datetime
     print_serial: str | None
+    status_by: str | None = None  # the endorsement that set the status
+    status_since: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -169,6 +173,8 @@ class PolicySummary:
             "complete": self.complete,
             "missing_images": list(self.missing_images),
             "status": self.status,
+            "status_by": self.status_by,
+            "status_since": self.status_since.isoformat() if self.status_since else None,
         }
 
 
@@ -332,15 +338,28 @@ class Index:
         issued_from: datetime | None = None,
         issued_to: datetime | None = None,
         serial: str | None = None,
+        address: str | None = None,
         limit: int = 200,
     ) -> list[PolicySummary]:
-        """Policies matching every given criterion (exact matches; ``issued_to`` is exclusive)."""
+        """Policies matching every given criterion (exact matches; ``issued_to`` is exclusive).
+
+        A plate, name, ID number or address finds a policy by its current value and by every value an
+        endorsement changed (``lookups``)."""
         p = s.policies
         conditions = []
         if policy_no:
             conditions.append(p.c.policy_no == policy_no.strip().upper())
         if plate:
-            conditions.append(p.c.plate == plate.strip().upper())
+            value = lookups.normalised("vehicle.plate", plate)
+            by_plate = union(
+                select(p.c.policy_no).where(p.c.plate == value), lookups.matching(["vehicle.plate"], value)
+            )
+            conditions.append(p.c.policy_no.in_(by_plate))
+        if address:
+            by_address = lookups.matching(
+                ["property.address"], lookups.stored_value("property.address", address, self.identity)
+            )
+            conditions.append(p.c.policy_no.in_(by_address))
         if branch:
             conditions.append(p.c.branch_code == branch.strip())
         if serial:
@@ -350,7 +369,11 @@ class Index:
         if issued_to:
             conditions.append(p.c.issued_at < issued_to)
         if id_no:
-            by_id = select(s.parties.c.policy_no).where(s.parties.c.id_hmac == self.identity(id_no))
+            hashed = self.identity(id_no)
+            by_id = union(
+                select(s.parties.c.policy_no).where(s.parties.c.id_hmac == hashed),
+                lookups.matching(["applicant.id_no", "insured.id_no"], hashed),
+            )
             conditions.append(p.c.policy_no.in_(by_id))
         if name:
             # one IN over a UNION, not "insured_name = x OR policy_no IN (parties …)": under the OR
@@ -358,6 +381,9 @@ class Index:
             by_name = union(
                 select(p.c.policy_no).where(p.c.insured_name == name.strip()),
                 select(s.parties.c.policy_no).where(s.parties.c.name == name.strip()),
+                lookups.matching(
+                    ["applicant.name", "insured.name"], lookups.normalised("insured.name", name)
+                ),
             )
             conditions.append(p.c.policy_no.in_(by_name))
         query = select(p).where(and_(*conditions)).order_by(p.c.issued_at, p.c.policy_no).limit(limit)
@@ -379,6 +405,8 @@ class Index:
                 status=r.status,
                 issued_at=as_utc(r.issued_at),
                 print_serial=r.print_serial,
+                status_by=r.status_by,
+                status_since=as_utc(r.status_since),
             )
             for r in rows
         ]
@@ -419,6 +447,18 @@ class Index:
                 parties = [self._party_row(x.facts.policy_no, p) for x in ordered for p in x.facts.parties]
                 if parties:
                     conn.execute(insert(s.parties), parties)
+                found_by = [
+                    row
+                    for x in ordered
+                    for row in lookups.issued_rows(
+                        x.facts.policy_no,
+                        address=x.facts.property_address,
+                        since=x.facts.issued_at,
+                        identity=self.identity,
+                    )
+                ]
+                if found_by:
+                    conn.execute(insert(s.lookups), found_by)
                 conn.execute(insert(s.documents), [self._version_values(x.version) for x in ordered])
                 conn.execute(
                     insert(s.records),
@@ -459,16 +499,33 @@ class Index:
         record: RecordFacts | None,
         event: LedgerEvent,
         missing_images: Sequence[str] | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> LedgerEntry:
         """A later version (endorsement, supplement, reissue) of an indexed policy, in one transaction.
 
         ``missing_images`` given: the policy's completeness is updated too (a supplement clears kinds).
+        ``lifecycle`` given (an endorsement): the new status, and the changed names, plate, VIN, ID
+        numbers and address, findable by old and new value (``archive.index.lookups``).
         """
         try:
             with self.engine.begin() as conn:
                 values: dict[str, Any] = {"current_version": version.version}
                 if missing_images is not None:
                     values.update(complete=not missing_images, missing_images=",".join(missing_images))
+                if lifecycle is not None:
+                    issued_at = conn.scalar(
+                        select(s.policies.c.issued_at).where(s.policies.c.policy_no == version.policy_no)
+                    )
+                    values.update(
+                        lookups.apply(
+                            conn,
+                            policy_no=version.policy_no,
+                            version=version.version,
+                            previous_since=as_utc(issued_at) or lifecycle.since,
+                            change=lifecycle,
+                            identity=self.identity,
+                        )
+                    )
                 changed = conn.execute(
                     update(s.policies)
                     .where(s.policies.c.policy_no == version.policy_no)
@@ -950,6 +1007,7 @@ class Index:
                 p.c.period_end,
                 p.c.status,
                 p.c.print_serial,
+                p.c.status_since,
             )
             .join(p, p.c.policy_no == d.c.policy_no)
             .where(d.c.verify_code == wanted)
@@ -959,7 +1017,7 @@ class Index:
         if row is None:
             return None
         values = row._asdict()
-        for name in ("created_at", "period_start", "period_end"):
+        for name in ("created_at", "period_start", "period_end", "status_since"):
             values[name] = as_utc(values[name])
         return CodedVersion(**values)
 
@@ -1121,9 +1179,16 @@ class Index:
         with self.engine.connect() as conn:
             return {(state, bool(done)): int(n) for state, done, n in conn.execute(query)}
 
+    # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
+    # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
 
-# Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
-# SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
+    # --- the policy lifecycle (issue 25) ----------------------------------------------------------------
+
+    @_database_errors
+    def lookup_history(self, policy_no: str) -> list[HistoryRow]:
+        """Every value the policy has been findable by since an endorsement changed one, oldest first."""
+        with self.engine.connect() as conn:
+            return lookups.history(conn, policy_no)
 
 
 def _policy_row(item: NewPolicy) -> dict[str, Any]:
@@ -1214,8 +1279,9 @@ class CodedVersion:
     insured_name: str
     period_start: datetime
     period_end: datetime
-    status: str  # issued | cancelled
+    status: str  # issued | surrendered | cancelled
     print_serial: str | None
+    status_since: datetime | None = None
 
 
 # --- helper "versions" (issue 22): the reissue's row -----------------------------------------------------
