@@ -95,12 +95,12 @@ def sealing_maker(registry, pool, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def template(sealing_maker, tmp_path_factory) -> Path:
-    """The sample batch filed once (6 policies, 1 endorsement); tests work on copies of it."""
+    """The sample batch filed once (6 policies, 3 endorsements); tests work on copies of it."""
     root = tmp_path_factory.mktemp("audit-template")
     index = Index.open(f"sqlite:///{root / 'index.sqlite'}", hmac_key=KEY)
     filing = Filing(store=LocalStore(root / "archive"), index=index, maker=sealing_maker, operator="tester")
     report = run_batch(SAMPLE, filing=filing, workers=3)
-    assert report.counts()["archived"] == 7
+    assert report.counts()["archived"] == 9
     index.close()
     return root
 
@@ -689,7 +689,7 @@ def test_an_audit_on_postgresql(sealing_maker, postgres_server, registry, tmp_pa
     index = Index.open(postgres_server(), hmac_key=KEY)
     store = LocalStore(tmp_path / "archive")
     filing = Filing(store=store, index=index, maker=sealing_maker, operator="tester")
-    assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 7
+    assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 9
     auditor = Auditor(store=store, index=index, products=registry, seals=load_seal_registry(), seal_dpi=DPI)
     # issued 2026-01-27 and 2026-08-04 (China time): both ends of the range are inclusive
     criteria = LotCriteria(issued_from=date(2026, 1, 27), issued_to=date(2026, 8, 4), product="PA-ACC")

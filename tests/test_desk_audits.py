@@ -109,7 +109,7 @@ def _open(root: Path, index_url: str | None = None) -> tuple[Desk, Flask]:
 def _file_and_add_users(root: Path, maker: DocumentMaker, index_url: str) -> None:
     index = Index.open(index_url, hmac_key=KEY.encode())
     filing = Filing(store=LocalStore(root / "archive"), index=index, maker=maker, operator="tester")
-    assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 7
+    assert run_batch(SAMPLE, filing=filing, workers=3).counts()["archived"] == 9
     index.close()
     desk, _app = _open(root, index_url)
     accounts = LocalAccounts(desk.index)

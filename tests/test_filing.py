@@ -316,7 +316,7 @@ def test_cli_on_s3_and_postgresql(tmp_path, moto_endpoint, raw_s3, buckets, post
     }
     result = _cli(["-v", "run", str(sample)], tmp_path, env)
     assert result.returncode == 1, result.stderr  # the sample's bad lines
-    assert "7 archived" in result.stdout
+    assert "9 archived" in result.stdout
     ids = set(ID_RE.findall(sample.read_text(encoding="utf-8")))
     good = json.loads(sample.read_text(encoding="utf-8").splitlines()[4])  # line 5, 欧阳·𠮷祥
     found = _cli(["find", "--id-no", good["insured"]["id_no"], "--json"], tmp_path, env)

@@ -109,6 +109,8 @@ def problems(record: dict, folder: Path, policies: dict[str, dict]) -> list[str]
         effective = _aware(record["effective_at"])
         if not _aware(policy["period"]["start"]) <= effective < _aware(policy["period"]["end"]):
             out.append("effective_at")
+        elif effective < _aware(record["underwriting"]["approved_at"]):  # 倒签单
+            out.append("effective_at")
         if not _two_places(record["premium_delta"]):
             out.append("premium_delta")
         return out + _image_problems(record, folder)
@@ -125,6 +127,8 @@ def problems(record: dict, folder: Path, policies: dict[str, dict]) -> list[str]
         out.append("beneficiaries")
     if not _aware(record["period"]["start"]) < _aware(record["period"]["end"]):
         out.append("period")
+    if _aware(record["period"]["start"]) < _aware(record["underwriting"]["approved_at"]):  # 倒签单
+        out.append("period.start")
     amounts = [record["total_premium"]] + [
         c[k] for c in record["coverages"] for k in ("sum_insured", "premium")
     ]
@@ -374,6 +378,8 @@ SAMPLE_EXPECTED = {
     11: "images.1.path",
     12: "not json",
     13: "policy_no",
+    14: None,  # contract v1.1: an added rider (add_clauses) on line 5
+    15: None,  # contract v1.1: a surrender of line 4
 }
 
 
@@ -410,3 +416,13 @@ def test_sample_batch_has_the_edge_cases_the_readme_promises():
     assert endorsement["policy_no"] == good[0]["policy_no"]
     assert endorsement["premium_delta"] == "-120.50"
     assert endorsement["changes"][0]["field"] == "vehicle.plate"
+    # contract v1.1 (issue 25): an added rider on line 5 and a surrender of line 4
+    rider, surrender = (json.loads(line) for line in _sample_lines()[13:15])
+    assert (rider["type"], rider["policy_no"], rider["clauses_added"]) == (
+        "add_clauses",
+        good[4]["policy_no"],
+        ["PA-ACC-MED"],
+    )
+    assert "PA-ACC-MED" not in good[4]["clauses"]
+    assert (surrender["type"], surrender["policy_no"]) == ("surrender", good[3]["policy_no"])
+    assert Decimal(surrender["premium_delta"]) < 0
