@@ -107,9 +107,9 @@ def problems(record: dict, folder: Path, policies: dict[str, dict]) -> list[str]
         if policy is None:
             return ["policy_no", *_image_problems(record, folder)]
         effective = _aware(record["effective_at"])
-        if not _aware(policy["period"]["start"]) <= effective < _aware(policy["period"]["end"]):
-            out.append("effective_at")
-        elif effective < _aware(record["underwriting"]["approved_at"]):  # 倒签单
+        inside = _aware(policy["period"]["start"]) <= effective < _aware(policy["period"]["end"])
+        backdated = effective < _aware(record["underwriting"]["approved_at"])  # 倒签单
+        if not inside or backdated:
             out.append("effective_at")
         if not _two_places(record["premium_delta"]):
             out.append("premium_delta")
