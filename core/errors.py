@@ -203,7 +203,8 @@ class UnknownVerificationCode(PolicyNotFound):
 
 
 class PolicyNotReissuable(IssuanceError):
-    """The policy exists but may not be reissued (it is cancelled): the request is refused as a whole."""
+    """The policy exists but may not be reissued (it is surrendered or cancelled): the request is refused
+    as a whole."""
 
     exit_code = EXIT_REJECTED
 

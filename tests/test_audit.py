@@ -675,7 +675,7 @@ def test_the_lot_verdict_flips_at_ac_plus_one_defects(archive, registry):
     clean = run_audit(auditor=archive.auditor, request=request, actor="auditor-li", workers=2).report
     assert clean.plan.full_inspection and clean.sample.policy_nos == CHENGDU
     assert (clean.plan.ac, clean.plan.re, clean.defects, clean.verdict) == (0, 1, 0, "accept")
-    (version,) = archive.index.versions(CHENGDU[0])
+    version = archive.index.versions(CHENGDU[0])[-1]  # its newest: the added rider (sample line 14)
     _flip_one_byte(archive, version.bundle_key)
     auditor = Auditor(
         store=archive.store, index=archive.index, products=registry, seals=load_seal_registry(), seal_dpi=DPI
@@ -740,7 +740,7 @@ def test_the_command_line(archive, tmp_path, monkeypatch, capsys):
     capsys.readouterr()
 
     # orphans: an object nobody claims (warning), a claimed object gone (error)
-    (version,) = archive.index.versions(CHENGDU[0])
+    version = archive.index.versions(CHENGDU[0])[-1]  # its newest: the added rider (sample line 14)
     stray_key = version.customer_key.rsplit("/", 1)[0] + "/customer-000000000000.pdf"
     archive.store.put(stray_key, b"%PDF-1.7 stray", sha256=sha256_hex(b"%PDF-1.7 stray"))
     (archive.store.root / version.bundle_key).unlink()

@@ -20,7 +20,7 @@ import pytest
 from archive.index import Index
 from archive.reissue import ReissueRequest, reissue
 from archive.store import LocalStore
-from archive.versions import Draft, Filed, PolicyPlan, VersionWriter, same_record
+from archive.versions import ArchivedPolicies, Draft, Filed, PolicyPlan, VersionWriter, same_record
 from bench.synth import make_batch
 from core.errors import FiledByAnother, ObjectMissing, VersionRefused
 from core.manifest import MarkedCopy, Part, ReissueMark
@@ -121,7 +121,10 @@ def _file_endorsement(writer: VersionWriter, endorsement: Endorsement, raw: RawR
             previous={"version": str(previous.version), "manifest": previous.manifest_key},
         )
         stored = writer.publish(slot, draft)
-    return writer.commit_endorsement(slot, stored, endorsement, raw=raw, record_sha256=sha, batch_id=None)
+    before = ArchivedPolicies(store=writer.store, index=index).get(endorsement.policy_no)
+    return writer.commit_endorsement(
+        slot, stored, endorsement, raw=raw, record_sha256=sha, batch_id=None, before=before
+    )
 
 
 def test_an_endorsement_stored_but_not_indexed_is_adopted(archive, index_url, batch):
