@@ -29,12 +29,14 @@ from usecases.desk import Desk
 
 KEY = "desk-test-hmac-key-0123456789abcdef"
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-batch" / "batch.jsonl"
-CHOSEN = ("SAMPLE-001", "SAMPLE-005", "SAMPLE-006")  # 440305 motor; 510107 accident ×2
+# 440305 motor (and line 7, its plate change); 510107 accident ×2; 440305 home (and line 15, its surrender)
+CHOSEN = ("SAMPLE-001", "SAMPLE-005", "SAMPLE-006", "SAMPLE-004", "SAMPLE-007", "SAMPLE-015")
 POLICY = "PPA20260127026000003"  # SAMPLE-005, branch 510107
 OTHER_BRANCH = "PDAA264403050260000001"  # SAMPLE-001, branch 440305, plate 粤BD74443
 APPLICANT_ID = "510107196105290559"  # SAMPLE-005's applicant (样本 SPECIMEN)
 INSURED_ID = "510107200602107566"
 PASSWORD = "desk-test-password"
+SURRENDERED_APPLICANT_ID = "440305198507319480"  # SAMPLE-004's applicant (样本 SPECIMEN)
 
 
 class Clock:
@@ -225,6 +227,31 @@ def test_find_by_number_plate_and_name_within_the_branches(app):
     assert OTHER_BRANCH not in clerk.get("/policies?q=粤BD74443").text
     assert OTHER_BRANCH in sign_in(app, "clerk44").get("/policies?q=粤BD74443").text
     assert clerk.get(f"/policies/{OTHER_BRANCH}").status_code == 403
+
+
+def test_a_changed_plate_finds_the_policy_by_old_and_new_and_the_page_lists_both(app):
+    clerk = sign_in(app, "clerk44")
+    for plate in ("粤BD74443", "粤BD73521"):  # sample line 7 changes the first to the second
+        assert OTHER_BRANCH in clerk.get(f"/policies?q={plate}").text, plate
+    page = clerk.get(f"/policies/{OTHER_BRANCH}").text
+    history = page[page.index('id="history"') :]
+    assert history.index("粤BD74443") < history.index("粤BD73521")
+    assert "号牌号码" in history
+
+
+def test_a_surrendered_policy_shows_it_and_is_never_reissued(app):
+    clerk = sign_in(app, "clerk44")
+    found = clerk.get("/policies?q=261101120260000005").text
+    assert "已退保" in found and "EHP20261127026000015" in found
+    page = clerk.get("/policies/261101120260000005").text
+    assert "已退保" in page and "EHP20261127026000015" in page and "不予补发" in page
+    assert 'action="/policies/261101120260000005/reissue"' not in page  # no form to ask with
+    asked = clerk.post(
+        "/policies/261101120260000005/reissue",
+        data={"reason": "lost", "requester_id_no": SURRENDERED_APPLICANT_ID, "csrf": csrf_of(clerk)},
+    )
+    assert asked.status_code == 409
+    assert "surrendered" in asked.text and "EHP20261127026000015" in asked.text
 
 
 def test_find_by_id_number_only_by_post_and_never_logged(app, caplog, filed):

@@ -143,6 +143,8 @@ def test_name_and_id_changes_keep_the_policy_findable_by_both(filing, records, b
     accident = records["PA-ACC"]
     old_name, old_id = accident["insured"]["name"], accident["insured"]["id_no"]
     new_id = "11010519491231002X"  # GB 11643 check digit right (the standard's own example)
+    # the applicant is another person: only the history can find the insured's old name and number
+    accident["applicant"] = dict(accident["applicant"], name="司马·𠮷安", id_no="110105198001010016")
     change = endorsement(
         accident,
         1,
