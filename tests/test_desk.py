@@ -254,6 +254,13 @@ def test_a_surrendered_policy_shows_it_and_is_never_reissued(app):
     assert "surrendered" in asked.text and "EHP20261127026000015" in asked.text
 
 
+def test_the_public_page_says_surrendered_from_the_surrender_on(app, desk):
+    """The QR code of the original schedule answers 已退保 once the surrender is effective (2026-12-01)."""
+    first = desk.index.versions("261101120260000005")[0]
+    page = app.test_client().get(f"/verify/{first.verify_code}")
+    assert page.status_code == 200 and "已退保 surrendered" in page.text
+
+
 def test_find_by_id_number_only_by_post_and_never_logged(app, caplog, filed):
     clerk = sign_in(app, "clerk51")
     with caplog.at_level(logging.DEBUG):
