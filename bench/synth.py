@@ -1,10 +1,10 @@
 """Synthetic issuance batches for tests, benchmarks and the bundled sample.
 
 Every value made here is invented: names, ID numbers, phones, plates, VINs and addresses are drawn from a
-seeded random generator (addresses all lie on 示范路/样本街), and every image says 样本 SPECIMEN in large
-letters. ID numbers, USCCs and VINs nevertheless carry correct check characters, so the records pass the
-contract's semantic rules (``../shared/contract/README.md``, beside the repository) as well as its
-JSON Schema.
+seeded random generator (addresses lie on 示范路/样本街 and a few invented streets with rare glyphs), and
+every image says 样本 SPECIMEN in large letters. ID numbers, USCCs and VINs nevertheless carry correct
+check characters, so the records pass the contract's semantic rules (``../shared/contract/README.md``,
+beside the repository) as well as its JSON Schema.
 
 What is promised:
 
@@ -232,10 +232,10 @@ def _phone(rng: random.Random) -> str:
     return f"1380000{rng.randrange(10000):04d}"
 
 
-def _address(rng: random.Random, branch: tuple[str, ...], *, long: bool = False) -> str:
+def _address(rng: random.Random, branch: tuple[str, ...], *, long: bool = False, street: str = "") -> str:
     _code, _name, city, district, _plate_prefix = branch
     base = (
-        f"{city}{district}{rng.choice(_STREETS)}{rng.randrange(1, 999)}号"
+        f"{city}{district}{street or rng.choice(_STREETS)}{rng.randrange(1, 999)}号"
         f"{rng.randrange(1, 30)}栋{rng.randrange(1, 6)}单元{rng.randrange(1, 33)}{rng.randrange(1, 5):02d}室"
     )
     if long:
@@ -407,6 +407,31 @@ def _pa_acc(rng: random.Random, record: dict[str, Any], *, i: int, branch: tuple
             }
             for share in _SHARES[count]
         ]
+        _beneficiary_addresses(record, branch=branch)
+
+
+# Street names with characters outside the BMP (CJK Extension B), as real place names have them; each
+# is drawn by the embedded CJK font (tests/test_rare_glyphs.py).
+_RARE_STREETS = ("𠮷祥巷", "𡃁子湾路", "𤆍塘街", "𣎴石村")
+
+
+def _beneficiary_addresses(record: dict[str, Any], *, branch: tuple[str, ...]) -> None:
+    """Contract v1.1: some beneficiaries with an address (the insured's; a long one; one on a street with
+    a rare glyph; a plain one), others without. Drawn from a generator of their own, seeded by the
+    record, so that the main stream, and every other value of the batch, stays as it was."""
+    rng = random.Random(f"{record['record_id']}:beneficiaries")
+    for b in record["beneficiaries"]:
+        shape = rng.randrange(5)
+        if shape == 0:
+            continue
+        if shape == 1:
+            b["address"] = record["insured"]["address"]  # a spouse or child who lives with the insured
+        elif shape == 2:
+            b["address"] = _address(rng, branch, long=True)
+        elif shape == 3:
+            b["address"] = _address(rng, branch, street=rng.choice(_RARE_STREETS))
+        else:
+            b["address"] = _address(rng, branch)
 
 
 _FILLERS = {"AUTO-COMM": _auto_comm, "HOME-PROP": _home_prop, "PA-ACC": _pa_acc}

@@ -95,6 +95,7 @@ def policy_context(
                 "id_no": text(b.id_no),
                 "relation": text(b.relation),
                 "share": text(_percent(b.share_percent)),
+                "address": text(b.address),  # contract v1.1: "" (no address row) when not given
             }
             for b in policy.beneficiaries
         ],

@@ -9,6 +9,8 @@ Seals are found at 75 dpi here (enough for these seals, and twice as fast as the
 
 from __future__ import annotations
 
+import copy
+import html
 import json
 import os
 import shutil
@@ -65,7 +67,7 @@ from archive.store import LocalStore
 from bench.synth import make_batch
 from cli.main import main
 from core.manifest import sha256_hex
-from core.privacy import mask_id
+from core.privacy import mask_address, mask_id, mask_name
 from core.records import parse_record
 from core.wording import CHINA_TIME
 from pipeline.documents import DocumentMaker
@@ -495,7 +497,7 @@ def test_the_schedule_text_must_hold_the_record(archive):
     changed = dict(record, total_premium="1073.65", insured=dict(record["insured"], name="王五"))
     result = schedule_text_check(texts, schedule_pages=1, record=changed)
     assert not result.passed
-    assert "the schedule (pages 1–1) does not show the record's insured name" in result.evidence
+    assert "the schedule (pages 1–1) does not show the record's insured name (王*)" in result.evidence
     assert "the schedule (pages 1–1) does not show the record's total premium" in result.evidence
 
 
@@ -524,13 +526,233 @@ def test_a_name_wrapping_next_to_punctuation_is_read_as_printed(archive, sealing
         assert normalise(name) not in texts[0]  # the name does wrap: read in reading order, it is not there
         result = archive.auditor.check_policy(record["policy_no"])
         assert result.check("schedule_text").passed, result.check("schedule_text").evidence
-        assert f"insured name: {name} (across lines)" in result.check("schedule_text").evidence
+        assert f"insured name: {mask_name(name)} (across lines)" in result.check("schedule_text").evidence
         # a name that differs from the printed one in a letter or a punctuation mark is still a defect
         for other in (name.replace("Smith", "Smyth"), name.replace('"Quoted"', "“Quoted”")):
             changed = dict(record, insured=dict(record["insured"], name=other))
             check = schedule_text_check(texts, schedule_pages=1, record=changed, pdf=customer)
             assert not check.passed
-            assert "the schedule (pages 1–1) does not show the record's insured name" in check.evidence
+            missing = f"the schedule (pages 1–1) does not show the record's insured name ({mask_name(other)})"
+            assert missing in check.evidence
+
+
+# A PA-ACC policy as the sample's line 5 (its second beneficiary is the applicant: the same name and ID
+# number printed twice), with beneficiaries' addresses (contract v1.1): a long one with a rare glyph that
+# wraps in its cell, and one that is the applicant's address, printed twice too.
+LONG_ADDRESS = (
+    "四川省成都市武侯区示范路𠮷祥巷1288号17栋3单元2104室"
+    "（示范花园小区东区，近样本地铁站B出口，物业服务中心北侧，门牌以现场为准）"
+)
+
+
+def _with_addresses() -> dict:
+    record = json.loads(SAMPLE.read_text(encoding="utf-8").splitlines()[4])
+    assert record["policy_no"] == CHENGDU[0] and len(record["beneficiaries"]) == 2
+    record.pop("print_serial")
+    record |= {"record_id": "SAMPLE-005-ADDR", "policy_no": "PPA20260127026000099"}
+    record["proposal_no"] = "TPA20260127026000099"
+    first, second = record["beneficiaries"]
+    first["address"] = LONG_ADDRESS
+    assert (second["name"], second["id_no"]) == (record["applicant"]["name"], record["applicant"]["id_no"])
+    second["address"] = record["applicant"]["address"]
+    return record
+
+
+def _file_one(archive: Archived, maker: DocumentMaker, folder: Path, record: dict) -> None:
+    shutil.copytree(SAMPLE.parent, folder)  # the images the record names
+    batch = folder / "one.jsonl"
+    batch.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    filing = Filing(store=archive.store, index=archive.index, maker=maker, operator="tester")
+    assert run_batch(batch, filing=filing, workers=1).counts()["archived"] == 1
+
+
+def _party_values(record: dict) -> list[str]:
+    parties = [record["applicant"], record["insured"], *record.get("beneficiaries", [])]
+    return [p[k] for p in parties for k in ("name", "id_no", "address") if p.get(k)]
+
+
+def test_every_party_on_the_schedule_is_compared_and_shown_masked(archive, sealing_maker, tmp_path):
+    record = _with_addresses()
+    _file_one(archive, sealing_maker, tmp_path / "batch", record)
+    check = archive.auditor.check_policy(record["policy_no"]).check("schedule_text")
+    assert check.passed, check.evidence
+    first, second = record["beneficiaries"]
+    applicant, insured = record["applicant"], record["insured"]
+    for line in (
+        f"applicant name: {mask_name(applicant['name'])}",
+        f"applicant ID number: {mask_id(applicant['id_no'])}",
+        f"applicant address: {mask_address(applicant['address'])}",
+        f"insured name: {mask_name(insured['name'])}",
+        f"insured ID number: {mask_id(insured['id_no'])}",
+        f"insured address: {mask_address(insured['address'])}",
+        f"beneficiary 1 name: {mask_name(first['name'])}",
+        f"beneficiary 1 ID number: {mask_id(first['id_no'])}",
+        f"beneficiary 2 name: {mask_name(second['name'])}",  # the applicant's: printed twice
+        f"beneficiary 2 ID number: {mask_id(second['id_no'])}",
+        f"beneficiary 2 address: {mask_address(second['address'])}",
+    ):
+        assert line in check.evidence, line
+    # the long address wraps; read in reading order or line by line, it is there
+    assert f"beneficiary 1 address: {mask_address(LONG_ADDRESS)}" in {
+        line.removesuffix(" (across lines)") for line in check.evidence
+    }
+    evidence = "\n".join(check.evidence)
+    assert not [v for v in _party_values(record) if v in evidence]  # nothing in clear
+
+
+def _doctored(record: dict, change) -> dict:
+    out = copy.deepcopy(record)
+    change(out)
+    return out
+
+
+def _edit(role: str, key: str, old: str, new: str, index: int = 0):
+    def change(record: dict) -> None:
+        party = record[role][index] if role == "beneficiaries" else record[role]
+        assert old in party[key]
+        party[key] = party[key].replace(old, new, 1)
+
+    return change
+
+
+# What a forger changes on the printed schedule, and what the check says of it.
+DOCTORED = {
+    "beneficiary address": (
+        _edit("beneficiaries", "address", "2104室", "2105室"),
+        "the schedule (pages 1–1) does not show the record's beneficiary 1 address "
+        f"({mask_address(LONG_ADDRESS)})",
+    ),
+    "insured ID number": (
+        _edit("insured", "id_no", "0602107566", "0602107556"),
+        "the schedule (pages 1–1) does not show the record's insured ID number (510***********7566)",
+    ),
+    "beneficiary name": (
+        _edit("beneficiaries", "name", "林思远", "林思源"),
+        "the schedule (pages 1–1) does not show the record's beneficiary 1 name (林*远)",
+    ),
+    # the beneficiary's address is the applicant's: the applicant's row alone must not vouch for both
+    "address printed twice": (
+        _edit("beneficiaries", "address", "2803室", "2808室", index=1),
+        "the schedule (pages 1–1) shows the value of applicant address, beneficiary 2 address "
+        "(四川省成都市****) fewer than 2 times: one of them is not what the record says",
+    ),
+}
+
+
+def test_a_doctored_party_on_the_schedule_fails_naming_the_party_and_field(sealing_maker):
+    """Schedules printed with one party value changed, checked against the record: each is a defect
+    naming the party and the field; the schedule printed from the record passes."""
+    record = _with_addresses()
+    genuine = sealing_maker.policy_pdf(parse_record(record)[0]).pdf
+    assert schedule_text_check(page_texts(genuine), schedule_pages=1, record=record, pdf=genuine).passed
+    for what, (change, problem) in DOCTORED.items():
+        policy, reasons = parse_record(_doctored(record, change))
+        assert not reasons, what
+        forged = sealing_maker.policy_pdf(policy).pdf
+        check = schedule_text_check(page_texts(forged), schedule_pages=1, record=record, pdf=forged)
+        assert not check.passed, what
+        assert [line for line in check.evidence if "schedule (pages" in line] == [problem], what
+    # without the beneficiaries' table (another product's schedule), they are not looked for
+    forged = sealing_maker.policy_pdf(parse_record(_doctored(record, DOCTORED["beneficiary name"][0]))[0]).pdf
+    assert schedule_text_check(
+        page_texts(forged), schedule_pages=1, record=record, pdf=forged, beneficiaries=False
+    ).passed
+
+
+def test_a_party_value_inside_a_longer_one_vouches_for_nothing():
+    """Each printed value vouches for one party: a value found only inside a longer one that is
+    another party's, or printed once for two parties, is missing."""
+    record = {
+        "policy_no": "P1",
+        "applicant": {
+            "name": "王五",
+            "id_no": "110105196205172122",
+            "address": "北京市朝阳区示范路1号2栋301室（东门）",
+        },
+        "insured": {
+            "name": "王五",
+            "id_no": "110105196205172122",
+            "address": "北京市朝阳区示范路1号2栋301室",
+        },
+    }
+    printed = "保险单号P1投保人王五110105196205172122北京市朝阳区示范路1号2栋301室（东门）"
+    insured = "被保险人王五110105196205172122"
+    check = schedule_text_check(
+        (printed + insured + "北京市朝阳区示范路1号2栋302室",), schedule_pages=1, record=record
+    )
+    assert (
+        "the schedule (pages 1–1) does not show the record's insured address (北京市朝阳区****)"
+        in check.evidence
+    )
+    check = schedule_text_check(
+        (printed + insured + "北京市朝阳区示范路1号2栋301室",), schedule_pages=1, record=record
+    )
+    assert not [line for line in check.evidence if "address" in line and "schedule" in line]
+    check = schedule_text_check(
+        (printed + "被保险人王六110105196205172122北京市朝阳区示范路1号2栋301室",),
+        schedule_pages=1,
+        record=record,
+    )
+    assert (
+        "the schedule (pages 1–1) shows the value of applicant name, insured name (王*) fewer than 2 times: "
+        "one of them is not what the record says"
+    ) in check.evidence
+
+
+def test_the_reports_show_a_doctored_party_masked_never_in_clear(archive, sealing_maker, tmp_path):
+    """The customer copy swapped for one with a beneficiary's address and the insured's ID number
+    changed (the index fixed up behind its back): the audit finds it, and none of its reports (JSON,
+    HTML, CSV) holds an ID number, an address or a name in clear."""
+    record = _with_addresses()
+    _file_one(archive, sealing_maker, tmp_path / "batch", record)
+    doctored = _doctored(record, DOCTORED["beneficiary address"][0])
+    doctored = _doctored(doctored, DOCTORED["insured ID number"][0])
+    forged = sealing_maker.policy_pdf(parse_record(doctored)[0]).pdf
+    (version,) = archive.index.versions(record["policy_no"])
+    # the forger rewrites the copy, the manifest's line for it (the record stays) and the index row,
+    # behind their backs: only the ledger's pin on the manifest and the text are left to tell
+    manifest = json.loads(archive.store.get(version.manifest_key))
+    (part,) = [p for p in manifest["parts"] if p["name"] == "customer.pdf"]
+    part |= {"sha256": sha256_hex(forged), "size": len(forged)}
+    rewritten = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
+    for key, data in ((version.customer_key, forged), (version.manifest_key, rewritten)):
+        os.chmod(archive.store.root / key, 0o644)
+        (archive.store.root / key).write_bytes(data)
+    with archive.index.engine.begin() as conn:
+        conn.execute(
+            update(s.documents)
+            .where(s.documents.c.policy_no == record["policy_no"])
+            .values(
+                customer_sha256=sha256_hex(forged),
+                customer_size=len(forged),
+                manifest_sha256=sha256_hex(rewritten),
+                manifest_size=len(rewritten),
+            )
+        )
+    request = AuditRequest(criteria=LotCriteria(branch="510107"), seed=4)
+    out = tmp_path / "reports"
+    report = run_audit(
+        auditor=archive.auditor, request=request, actor="auditor-li", out_dir=out, workers=2
+    ).report
+    (result,) = [r for r in report.results if r.policy_no == record["policy_no"]]
+    check = result.check("schedule_text")
+    assert not check.passed
+    assert DOCTORED["beneficiary address"][1] in check.evidence
+    assert DOCTORED["insured ID number"][1] in check.evidence
+    files = {
+        "json": json.dumps(json.loads((out / "report.json").read_text(encoding="utf-8")), ensure_ascii=False),
+        "html": html.unescape((out / "report.html").read_text(encoding="utf-8")),
+        "csv": (out / "report.csv").read_text(encoding="utf-8-sig"),
+    }
+    clear = _party_values(record) + _party_values(doctored)
+    for fmt, text in files.items():
+        assert not [v for v in clear if v in text], fmt
+    # what they do show, masked: the failed check's first line in all three, every line in two
+    for text in files.values():
+        assert DOCTORED["insured ID number"][1] in text
+    for fmt in ("json", "html"):
+        assert DOCTORED["beneficiary address"][1] in files[fmt]
+    assert f"beneficiary 2 ID number: {mask_id(record['beneficiaries'][1]['id_no'])}" in files["json"]
 
 
 def test_line_breaks_and_hyphenation_are_no_differences():

@@ -27,6 +27,7 @@ from archive.users import LocalAccounts
 from cli.main import main
 from core.config import load_settings
 from core.manifest import sha256_hex
+from core.privacy import mask_id
 from desk.app import ROUTES, SESSION_COOKIE, create_app
 from pipeline.documents import DocumentMaker
 from stamps import load_seal_registry
@@ -230,6 +231,14 @@ def test_the_sample_view_shows_the_archive_copy_beside_the_checks_and_records_th
     required = page.split('data-check="required_images"', 1)[1].split("</tr>", 1)[0]
     assert "pages/7.png" in required  # the first image page, beside the image check
     assert f"/policies/{policy_no}/v{newest.version}/archive.pdf" in page
+    # the schedule-text check's parties, masked: no ID number or address of the record in clear
+    record = json.loads(SAMPLE.read_text(encoding="utf-8").splitlines()[4])
+    assert record["policy_no"] == policy_no
+    parties = [record["applicant"], record["insured"], *record["beneficiaries"]]
+    schedule = page.split('data-check="schedule_text"', 1)[1].split("</tr>", 1)[0]
+    assert f"applicant ID number: {mask_id(record['applicant']['id_no'])}" in schedule
+    assert not [v for p in parties for k in ("id_no", "address", "name") if (v := p.get(k)) and v in schedule]
+    assert not [v for p in parties for k in ("id_no", "address") if (v := p.get(k)) and v in page]
     png = li.get(f"/audits/{desked.audit_id}/policies/{policy_no}/pages/7.png")
     assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
     (read,) = desked.events(policy_no, "copy.read")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import html
 import json
 import re
 import shutil
@@ -23,6 +24,7 @@ from docx import Document
 from docxtpl import DocxTemplate
 from pypdf import PdfReader
 
+from archive.audit.checks import normalise, page_texts
 from archive.index import Index
 from archive.store import LocalStore
 from bench.synth import make_batch
@@ -427,3 +429,96 @@ def test_spoilt_clause_pdfs_in_the_cache_are_converted_again(registry, pool, syn
     assert maker.clauses.conversions == 2
     for spoilt in (joint, own):
         assert pikepdf.open(spoilt).pages  # what the cache holds now opens
+
+
+# Beneficiaries as contract v1.1 allows them: an address is optional. A long address with a rare glyph
+# (U+20BB7) and 号/栋/室, a name with ``·`` and full-width letters, template-like text, one without.
+_BENEFICIARIES = (
+    {
+        "name": "欧阳·𠮷祥",
+        "id_type": "resident_id",
+        "id_no": "510107200204061742",
+        "relation": "配偶",
+        "share_percent": "50.00",
+        "address": "四川省成都市武侯区示范路𠮷祥巷1288号17栋3单元2104室"
+        "（示范花园小区东区，近样本地铁站B出口，物业服务中心北侧，门牌以现场为准）",
+    },
+    {
+        "name": "Ａｂｄｕｌｌａ·买买提·𡈼",
+        "id_type": "passport",
+        "id_no": "E12345678",
+        "relation": "子女",
+        "share_percent": "30.00",
+    },
+    {
+        "name": "林思远",
+        "id_type": "resident_id",
+        "id_no": "510107196105290559",
+        "relation": "父母",
+        "share_percent": "20.00",
+        "address": "四川省成都市武侯区样本街8号 A&B <x> {{y}} 栋302室",
+    },
+)
+
+
+def _words(pdf: bytes, tmp_path: Path, page: int) -> list[tuple[str, float, float, float]]:
+    """Each word on ``page`` as pdftotext lays it out: (text, left, top, right)."""
+    path = tmp_path / "words.pdf"
+    path.write_bytes(pdf)
+    out = subprocess.run(
+        ["pdftotext", "-bbox", "-f", str(page), "-l", str(page), str(path), "-"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode("utf-8")
+    found = re.findall(
+        r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>', out
+    )
+    return [(html.unescape(w), float(x0), float(top), float(x1)) for x0, top, x1, w in found]
+
+
+def _top(words: list[tuple[str, float, float, float]], text: str) -> float:
+    (top,) = [t for w, _x0, t, _x1 in words if w == text]
+    return top
+
+
+def test_the_pa_schedule_prints_each_beneficiarys_address_under_its_row(sealing_maker, synth_many, tmp_path):
+    """Where a beneficiary has an address, a row under theirs prints it whole, wrapped inside the table;
+    a beneficiary without one gets no row, so a table without addresses is the table it always was."""
+    data = next(r for r in synth_many if r.get("product_code") == "PA-ACC")
+    given = dict(copy.deepcopy(data), beneficiaries=[dict(b) for b in _BENEFICIARIES])
+    bare = dict(
+        copy.deepcopy(data),
+        beneficiaries=[{k: v for k, v in b.items() if k != "address"} for b in _BENEFICIARIES],
+    )
+    bare["policy_no"] = data["policy_no"][:-1] + ("8" if data["policy_no"][-1] != "8" else "9")
+    policies = []
+    for record in (given, bare):
+        policy, reasons = parse_record(record)
+        assert not reasons
+        policies.append(policy)
+    together = sealing_maker.policy_pdfs(policies)  # one composed document, as a batch renders them
+    alone = sealing_maker.policy_pdf(policies[0])  # and on its own: docxtpl's renderer
+    right_margin = 28 / 25.4 * 72
+    for doc in (together[0], alone):
+        words = _words(doc.pdf, tmp_path, 1)
+        width = float(PdfReader(BytesIO(doc.pdf)).pages[0].mediabox.width)
+        text = page_texts(doc.pdf)[0]  # reading order, whitespace removed
+        first, third = _BENEFICIARIES[0], _BENEFICIARIES[2]
+        for b in (first, third):
+            assert normalise(b["address"]) in text  # all of it, as written
+        # the long one wraps inside its cell
+        assert _top(words, "四川省成都市武侯区示范路𠮷祥巷") < min(
+            t for w, _a, t, _b in words if w.endswith("为准）")
+        )
+        # each address lies under its own beneficiary's row, before the next one's
+        start = [(t, x0, x1) for w, x0, t, x1 in words if w.startswith("四川省成都市武侯区")]
+        assert len(start) == 2
+        assert _top(words, first["id_no"]) < start[0][0] < _top(words, "E12345678")
+        assert _top(words, third["id_no"]) < start[1][0] < min(t for w, _a, t, _b in words if w == "承保险别")
+        name_column = min(x0 for w, x0, _t, _x1 in words if w.startswith("欧阳·"))
+        assert all(x0 > name_column + 40 for _t, x0, _x1 in start)  # beside the 地址 label, not under it
+        assert max(x1 for _w, _x0, _t, x1 in words) <= width - right_margin + 2  # inside the margins
+        assert sum(w == "地" for w, *_ in words) == 4  # applicant, insured, two beneficiaries
+    bare_words = _words(together[1].pdf, tmp_path, 1)
+    assert sum(w == "地" for w, *_ in bare_words) == 2  # applicant and insured only: no empty rows
+    assert not [w for w, *_ in bare_words if w.startswith("四川省成都市武侯区示范路𠮷")]

@@ -206,6 +206,21 @@ def test_batch_has_every_record_valid(batch, validator):
     assert any(r["applicant"]["party_type"] == "organization" for r in records[:30])
 
 
+def test_some_beneficiaries_have_addresses_of_real_shapes(batch):
+    """Contract v1.1: a beneficiary's address is optional; some have one, long or on a street with a
+    character outside the BMP, every one down to the room (号, 栋, 室) in the policy's branch's city."""
+    records = [r for r in _records(batch) if r["kind"] == "policy"]
+    named = [(r, b) for r in records for b in r.get("beneficiaries", [])]
+    addresses = [b["address"] for _r, b in named if "address" in b]
+    assert 0 < len(addresses) < len(named)
+    assert any(len(a) >= 60 for a in addresses)
+    assert any(any(ord(c) > 0xFFFF for c in a) for a in addresses)
+    for r, b in named:
+        if "address" in b:
+            assert all(mark in b["address"] for mark in "号栋室"), b["address"]
+            assert b["address"][:2] == r["insured"]["address"][:2]  # the same province or city
+
+
 def test_batch_ids_are_unique(batch):
     records = _records(batch)
     for key in ("record_id", "policy_no", "proposal_no", "endorsement_no"):

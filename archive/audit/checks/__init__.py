@@ -44,9 +44,9 @@ from archive.audit.checks.base import (
 )
 from archive.audit.checks.integrity import clause_check, clause_footers, schedule_page_count
 from archive.audit.checks.pages import Layout, Pictures, thumbnail_png
-from archive.audit.checks.pdftext import OutlineItem, normalise, outline, page_lines, page_texts, shows
+from archive.audit.checks.pdftext import OutlineItem, normalise, outline, page_lines, page_texts, shows, spans
 from archive.audit.checks.security import active_content, metadata_findings
-from archive.audit.checks.usability import font_findings, schedule_text_check
+from archive.audit.checks.usability import PartyField, font_findings, party_fields, schedule_text_check
 
 __all__ = [
     "ARCHIVE_ITEM",
@@ -67,6 +67,7 @@ __all__ = [
     "Layout",
     "Messages",
     "OutlineItem",
+    "PartyField",
     "Pictures",
     "PolicyResult",
     "ScoreItem",
@@ -83,10 +84,12 @@ __all__ = [
     "outline",
     "page_lines",
     "page_texts",
+    "party_fields",
     "schedule_page_count",
     "schedule_text_check",
     "scores",
     "seal_checks",
     "shows",
+    "spans",
     "thumbnail_png",
 ]

@@ -56,10 +56,16 @@ _LINE_BREAK = "(?:[-\u00ad\u2010]?\n)?"
 def shows(lines: str, value: str) -> bool:
     """Whether ``lines`` (from ``page_lines``) show ``value`` as a person reads them: whitespace, line
     breaks and a hyphen ending a line are no differences; any other character is."""
+    return bool(spans(lines, value))
+
+
+def spans(lines: str, value: str) -> list[tuple[int, int]]:
+    """Where ``lines`` show ``value`` as ``shows`` reads them: each place, not overlapping, in order."""
     chars = normalise(value)
     if not chars:
-        return False
-    return re.search(_LINE_BREAK.join(re.escape(c) for c in chars), lines) is not None
+        return []
+    pattern = _LINE_BREAK.join(re.escape(c) for c in chars)
+    return [m.span() for m in re.finditer(pattern, lines)]
 
 
 @dataclass(frozen=True)
