@@ -36,6 +36,15 @@ from pipeline.scratch import create_private
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
+# 批改类型 as printed (contract v1.1 ``type``)
+ENDORSEMENT_TYPE_LABELS = {
+    "change": "一般批改",
+    "surrender": "退保",
+    "cancel": "注销",
+    "add_clauses": "增加附加险",
+    "reinstate": "复效",
+}
+
 
 def text(value: Any) -> Markup:
     """A record value as template-safe markup: escaped, and with docxtpl's tag markers defused.
@@ -157,7 +166,24 @@ def endorsement_context(
     else:
         label = "保费变化"
     product: Product = registry.products[policy.product_code]
+    # what a surrender or cancellation pays back: the premium taken off, never a negative amount
+    refund = -delta if delta < 0 else Decimal(0)
     return {
+        "type": text(endorsement.type),
+        "type_label": text(ENDORSEMENT_TYPE_LABELS[endorsement.type]),
+        "effective_date": text(chinese_datetime(endorsement.effective_at)),
+        "policy_start": text(chinese_datetime(policy.period.start)),
+        "period_text": text(period_wording(policy.period.start, policy.period.end)),
+        "refund": text(amount_figures(refund)),
+        "refund_capitals": text(amount_capitals(refund)),
+        "clauses_added": [
+            {
+                "code": text(code),
+                "title": text(registry.clauses[code].title),
+                "version": text(registry.clauses[code].version),
+            }
+            for code in endorsement.clauses_added or ()
+        ],
         "company": text(registry.company),
         "company_en": text(registry.company_en),
         "hotline": text(registry.hotline),

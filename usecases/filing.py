@@ -255,6 +255,7 @@ class Filing:
                 images=prepared,
                 entries=entries,
                 sign_all=self.sign_all,
+                attached=document.attached,
             )
             draft = Draft(
                 parts=parts,
