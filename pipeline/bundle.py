@@ -1,13 +1,14 @@
 """Bundles: what a version of a policy files in the archive.
 
-- the **customer copy**: the sealed schedule with its clauses, then every endorsement so far (sealed);
+- the **customer copy**: the sealed schedule with its clauses, then every endorsement so far (sealed,
+  each with the clauses an added rider attaches in full);
 - the **archive copy**: the customer copy followed by the underwriting image pages (影像资料), which
   never go into the customer's copy (DESIGN.md invariant 5);
 - the **manifest**: the record, SHA-256 and size of every part, template and seal versions, times, batch
   and clerk — enough for an auditor to check the version without the index.
 
-Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单, 影像资料 → one per image) and metadata
-with document numbers only, never names or ID numbers.
+Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单 → 增加的条款 → one per added clause, 影像资料
+→ one per image) and metadata with document numbers only, never names or ID numbers.
 
 Image pages join a PDF as an incremental update of it (``archive_copy``, ``add_images``): its bytes
 unchanged, then the pages and the objects that now list them. An endorsement's pages are put together by

@@ -7,7 +7,8 @@ each record's schedule is followed by every clause it lists (``pipeline.clauses`
 clause version, never per record). The seals come last (``stamps``): the company seal on the signature
 line (``pipeline.sealing``), the cross-page seal over every page, the clause pages sealed once per run
 (``stamps.sealed_pages``). Every document records the version (SHA-256) of each template used, in its
-PDF metadata and in the batch report.
+PDF metadata and in the batch report. An endorsement is printed on its type's template; one that adds
+clauses (增加附加险) is followed by them in full, under one cross-page seal with its own pages.
 """
 
 from __future__ import annotations
