@@ -25,6 +25,7 @@ from core.errors import TemplateError
 from core.products import Product, ProductRegistry
 from core.records import Endorsement, Party, Policy
 from core.wording import (
+    ENDORSEMENT_TYPE_LABELS,
     ID_TYPE_LABELS,
     amount_capitals,
     amount_figures,
@@ -35,15 +36,6 @@ from core.wording import (
 from pipeline.scratch import create_private
 
 CHINA = ZoneInfo("Asia/Shanghai")
-
-# 批改类型 as printed (contract v1.1 ``type``)
-ENDORSEMENT_TYPE_LABELS = {
-    "change": "一般批改",
-    "surrender": "退保",
-    "cancel": "注销",
-    "add_clauses": "增加附加险",
-    "reinstate": "复效",
-}
 
 
 def text(value: Any) -> Markup:
