@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import get_args
 
 from core.errors import TemplateError
-
-if TYPE_CHECKING:
-    from core.records import Policy
+from core.records import EndorsementType, Policy
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -59,6 +57,12 @@ class ProductRegistry:
     endorsement_title: str
     products: dict[str, Product]
     clauses: dict[str, Clause]
+    # 批单 template per endorsement type (``[endorsement.types]``); a type not listed uses the default
+    endorsement_templates: dict[str, Path] = field(default_factory=dict)
+
+    def endorsement_template_for(self, endorsement_type: str) -> Path:
+        """The 批单 template an endorsement of this type is printed on."""
+        return self.endorsement_templates.get(endorsement_type, self.endorsement_template)
 
     def template_version(self, path: Path) -> str:
         return _cached_version(path, path.stat().st_mtime_ns, path.stat().st_size)
@@ -115,6 +119,9 @@ def load_registry(folder: Path = DEFAULT_TEMPLATES_DIR) -> ProductRegistry:
                 required_images=tuple(p.get("required_images", [])),
             )
         endorsement = data["endorsement"]
+        types = endorsement.get("types", {})
+        if unknown := sorted(set(types) - set(get_args(EndorsementType))):
+            raise TemplateError(f"[endorsement.types] names unknown endorsement types: {unknown}")
         return ProductRegistry(
             folder=folder,
             company=data["company"],
@@ -124,6 +131,7 @@ def load_registry(folder: Path = DEFAULT_TEMPLATES_DIR) -> ProductRegistry:
             endorsement_title=endorsement.get("title", "批单"),
             products=products,
             clauses=clauses,
+            endorsement_templates={kind: existing(rel, f"{kind} endorsement") for kind, rel in types.items()},
         )
     except KeyError as e:
         raise TemplateError(f"product registry {toml_path} lacks the key {e}") from e

@@ -200,3 +200,12 @@ ID_TYPE_LABELS = {
     "uscc": "统一社会信用代码",
     "other": "其他证件",
 }
+
+# The endorsement types of the record contract (v1.1 ``type``) as a 批单 prints them
+ENDORSEMENT_TYPE_LABELS = {
+    "change": "一般批改",
+    "surrender": "退保",
+    "cancel": "注销",
+    "add_clauses": "增加附加险",
+    "reinstate": "复效",
+}

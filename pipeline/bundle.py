@@ -1,13 +1,14 @@
 """Bundles: what a version of a policy files in the archive.
 
-- the **customer copy**: the sealed schedule with its clauses, then every endorsement so far (sealed);
+- the **customer copy**: the sealed schedule with its clauses, then every endorsement so far (sealed,
+  each with the clauses an added rider attaches in full);
 - the **archive copy**: the customer copy followed by the underwriting image pages (影像资料), which
   never go into the customer's copy (DESIGN.md invariant 5);
 - the **manifest**: the record, SHA-256 and size of every part, template and seal versions, times, batch
   and clerk — enough for an auditor to check the version without the index.
 
-Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单, 影像资料 → one per image) and metadata
-with document numbers only, never names or ID numbers.
+Both PDFs carry bookmarks (保单, 条款 → one per clause, 批单 → 增加的条款 → one per added clause, 影像资料
+→ one per image) and metadata with document numbers only, never names or ID numbers.
 
 Image pages join a PDF as an incremental update of it (``archive_copy``, ``add_images``): its bytes
 unchanged, then the pages and the objects that now list them. An endorsement's pages are put together by
@@ -30,7 +31,7 @@ from pypdf.generic import IndirectObject, NameObject
 from core.errors import IssuanceError, UsageError
 from core.manifest import ImageEntry, Part
 from core.records import IMAGE_KIND_LABELS, Endorsement, Policy
-from pipeline.documents import PRODUCER
+from pipeline.documents import ADDED_CLAUSES, PRODUCER, AttachedClause
 from pipeline.images import image_problem, resolve_image_path
 from pipeline.intake import ImageSource, PreparedImages, prepare_images
 from stamps.pdfa import info_texts, keep_pdfa, xmp_packet
@@ -132,12 +133,16 @@ def endorsement_parts(
     images: PreparedImages | None,
     entries: Sequence[ImageEntry],
     sign_all: SignAll = _unsigned,
+    attached: Sequence[AttachedClause] = (),
 ) -> list[Part]:
     """An endorsement version: the previous customer and archive copies, each grown by the sealed
-    endorsement, the archive copy by the endorsement's images too, each signed as a whole."""
-    customer_pdf = append_endorsement(customer, endorsement, endorsement_no=endorsement_no, title=title)
+    endorsement (with the clauses it ``attached``, ``IssuedDocument.attached``), the archive copy by
+    the endorsement's images too, each signed as a whole."""
+    customer_pdf = append_endorsement(
+        customer, endorsement, endorsement_no=endorsement_no, title=title, attached=attached
+    )
     bundle_pdf = append_endorsement(
-        bundle, endorsement, endorsement_no=endorsement_no, title=f"{title}（档案件）"
+        bundle, endorsement, endorsement_no=endorsement_no, title=f"{title}（档案件）", attached=attached
     )
     if images is not None:
         bundle_pdf = add_images(bundle_pdf, images=images, entries=entries)
@@ -163,8 +168,16 @@ def page_count(pdf: bytes) -> int:
         return len(document.pages)
 
 
-def append_endorsement(customer: bytes, endorsement: bytes, *, endorsement_no: str, title: str) -> bytes:
-    """The customer copy after an endorsement: everything so far, then the sealed endorsement.
+def append_endorsement(
+    customer: bytes,
+    endorsement: bytes,
+    *,
+    endorsement_no: str,
+    title: str,
+    attached: Sequence[AttachedClause] = (),
+) -> bytes:
+    """The customer copy after an endorsement: everything so far, then the sealed endorsement, under
+    one bookmark; the clauses it ``attached`` (增加附加险) are named under it, one bookmark each.
 
     The copy is written anew, so the signatures it had would no longer match its bytes: they are taken
     out (fields and widgets) and the caller signs the whole again (issue 23, item 7). The earlier
@@ -174,7 +187,12 @@ def append_endorsement(customer: bytes, endorsement: bytes, *, endorsement_no: s
         info = _info(document)
         first = _append(document, added)
         with document.open_outline() as outline:
-            outline.root.append(bookmark(document, f"批单 {endorsement_no}", first))
+            item = bookmark(document, f"批单 {endorsement_no}", first)
+            if attached:
+                heading = bookmark(document, ADDED_CLAUSES, first + attached[0].page)
+                heading.children.extend(bookmark(document, c.title, first + c.page) for c in attached)
+                item.children.append(heading)
+            outline.root.append(item)
         return _finish(document, title=title, subject=info.get("/Subject", ""), previous=info, added=added)
 
 

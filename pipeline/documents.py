@@ -7,7 +7,8 @@ each record's schedule is followed by every clause it lists (``pipeline.clauses`
 clause version, never per record). The seals come last (``stamps``): the company seal on the signature
 line (``pipeline.sealing``), the cross-page seal over every page, the clause pages sealed once per run
 (``stamps.sealed_pages``). Every document records the version (SHA-256) of each template used, in its
-PDF metadata and in the batch report.
+PDF metadata and in the batch report. An endorsement is printed on its type's template; one that adds
+clauses (增加附加险) is followed by them in full, under one cross-page seal with its own pages.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -43,7 +44,16 @@ from stamps.saving import bookmark, save_pdf
 from stamps.sealed_pages import SealedPages, SealedTail
 from stamps.stamping import pikepdf_frames, seal_document
 
-__all__ = ["PRODUCER", "SEAL_ANCHOR", "SEAL_OVER", "DocumentMaker", "FollowUp", "IssuedDocument"]
+__all__ = [
+    "ADDED_CLAUSES",
+    "PRODUCER",
+    "SEAL_ANCHOR",
+    "SEAL_OVER",
+    "AttachedClause",
+    "DocumentMaker",
+    "FollowUp",
+    "IssuedDocument",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +62,19 @@ PRODUCER = "issuance (示范出单中心)"
 FollowUp = Callable[[int, bytes], object]
 # (policy number, version) -> the URL its verification QR code leads to (``core.verification``)
 Verification = Callable[[str, int], str]
+
+
+# the bookmark over the clauses an ``add_clauses`` endorsement attaches (增加附加险)
+ADDED_CLAUSES = "增加的条款"
+
+
+@dataclass(frozen=True)
+class AttachedClause:
+    """A clause attached in full after an endorsement's own pages, from page ``page`` (0-based) of it."""
+
+    code: str
+    title: str
+    page: int
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class IssuedDocument:
     templates: dict[str, str]  # template file (relative to templates/) -> sha256:...
     seal: dict[str, str] | None = None  # {"id": …, "version": …} of the seal stamped on it
     follow_up: object = None  # what the caller's follow_up made of the document (policy_pdfs)
+    attached: tuple[AttachedClause, ...] = ()  # clauses an endorsement attaches after its own pages
 
     def write(self, out: Path) -> None:
         """Write the PDF to ``out`` atomically (a reader never sees half a file)."""
@@ -248,33 +272,52 @@ class DocumentMaker:
     def endorsement_pdf(
         self, endorsement: Endorsement, policy: Policy, *, version: int | None = None
     ) -> IssuedDocument:
-        """The sealed endorsement; with a ``verification``, page 1 carries the QR code of the policy's
-        version ``version`` (the one this endorsement makes), required then."""
+        """The sealed endorsement, printed on its type's template (``endorsement_template_for``); with a
+        ``verification``, page 1 carries the QR code of the policy's version ``version`` (the one this
+        endorsement makes), required then.
+
+        An ``add_clauses`` endorsement is followed by every clause it adds, in full, and the cross-page
+        seal runs over its pages and theirs together (DOMAIN.md: the new clauses are "attached in full and
+        sealed across with the endorsement"); ``attached`` says where each clause starts."""
         if self._verification is not None and version is None:
             raise IssuanceError("an issued endorsement needs the version it makes, for its QR code")
         registry = self.registry
-        template = registry.endorsement_template
+        template = registry.endorsement_template_for(endorsement.type)
         context = endorsement_context(endorsement, policy=policy, registry=registry, now=self._now)
+        added = tuple(endorsement.clauses_added or ()) if endorsement.type == "add_clauses" else ()
+        family = registry.products[policy.product_code].clause_codes
 
         def finish(_k: int, composed: pikepdf.Pdf, pages: RecordPages, path: Path) -> IssuedDocument:
+            versions = {_relative(registry, template): registry.template_version(template)}
+            bookmarks: list[tuple[str, int, str | None]] = [("批单", 0, None)]
+            attached = []
             with self.clock.measure("assemble"):
                 out = pikepdf.new()
                 out.pages.extend(composed.pages[pages.pages.start : pages.pages.stop])
+                for code, pages_of in zip(added, self.clauses.pages(added, family=family), strict=True):
+                    clause = registry.clauses[code]
+                    if not attached:
+                        bookmarks.append((ADDED_CLAUSES, len(out.pages), None))
+                    attached.append(AttachedClause(code=code, title=clause.title, page=len(out.pages)))
+                    bookmarks.append((clause.title, len(out.pages), ADDED_CLAUSES))
+                    versions[_relative(registry, clause.path)] = clause.content_hash
+                    out.pages.extend(pages_of)
             if version is not None:
                 self._verification_qr(out, endorsement.policy_no, version)
-            return self._finish(
+            made = self._finish(
                 out,
                 composed=composed,
                 path=path,
                 pages=pages,
                 template=template,
-                bookmarks=[("批单", 0, None)],
+                bookmarks=bookmarks,
                 title=f"批单 {endorsement.endorsement_no}（保险单 {endorsement.policy_no}）",
                 subject=endorsement.policy_no,
-                versions={_relative(registry, template): registry.template_version(template)},
+                versions=versions,
                 branch_code=policy.branch.code,
                 document="endorsement",
             )
+            return replace(made, attached=tuple(attached))
 
         return _raise_or_return(self._compose(template, [context], finish)[0])
 

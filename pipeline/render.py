@@ -25,6 +25,7 @@ from core.errors import TemplateError
 from core.products import Product, ProductRegistry
 from core.records import Endorsement, Party, Policy
 from core.wording import (
+    ENDORSEMENT_TYPE_LABELS,
     ID_TYPE_LABELS,
     amount_capitals,
     amount_figures,
@@ -158,7 +159,24 @@ def endorsement_context(
     else:
         label = "保费变化"
     product: Product = registry.products[policy.product_code]
+    # what a surrender or cancellation pays back: the premium taken off, never a negative amount
+    refund = -delta if delta < 0 else Decimal(0)
     return {
+        "type": text(endorsement.type),
+        "type_label": text(ENDORSEMENT_TYPE_LABELS[endorsement.type]),
+        "effective_date": text(chinese_datetime(endorsement.effective_at)),
+        "policy_start": text(chinese_datetime(policy.period.start)),
+        "period_text": text(period_wording(policy.period.start, policy.period.end)),
+        "refund": text(amount_figures(refund)),
+        "refund_capitals": text(amount_capitals(refund)),
+        "clauses_added": [
+            {
+                "code": text(code),
+                "title": text(registry.clauses[code].title),
+                "version": text(registry.clauses[code].version),
+            }
+            for code in endorsement.clauses_added or ()
+        ],
         "company": text(registry.company),
         "company_en": text(registry.company_en),
         "hotline": text(registry.hotline),

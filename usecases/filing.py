@@ -270,6 +270,7 @@ class Filing:
                 images=prepared,
                 entries=entries,
                 sign_all=self.sign_all,
+                attached=document.attached,
             )
             draft = Draft(
                 parts=parts,
