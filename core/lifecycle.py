@@ -22,13 +22,6 @@ IN_FORCE, SURRENDERED, CANCELLED = "issued", "surrendered", "cancelled"
 
 STATUS_WORDS = {IN_FORCE: "有效", SURRENDERED: "已退保", CANCELLED: "已注销"}
 
-TYPE_WORDS = {
-    "change": "一般批改",
-    "surrender": "退保",
-    "cancel": "注销",
-    "add_clauses": "增加附加险",
-    "reinstate": "复效",
-}
 
 # Fields the archive looks policies up by (contract README, "changes[].field"): an endorsement that
 # changes one must carry its current value as ``old``, and the policy stays findable by both values.

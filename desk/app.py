@@ -39,7 +39,7 @@ from core.errors import (
     SerialError,
     UsageError,
 )
-from core.wording import ID_TYPE_LABELS
+from core.wording import ENDORSEMENT_TYPE_LABELS, ID_TYPE_LABELS
 from desk import admin, audits, operations
 from usecases.desk import MAX_UPLOAD, REISSUE_REASONS, Desk, SignedIn, may
 from usecases.verification import KIND_TEXT, STATUS_TEXT
@@ -314,7 +314,7 @@ def create_app(settings: Settings, *, desk: Desk | None = None, proxied: bool = 
             p=view.policy,
             status_text=status,
             field_text=lifecycle.FIELD_WORDS,
-            type_text=lifecycle.TYPE_WORDS,
+            type_text=ENDORSEMENT_TYPE_LABELS,
         )
 
     @route("/policies/<policy_no>/v<int:version>/customer.pdf", "view_customer_copy")
