@@ -164,6 +164,19 @@ def lot_findings(
             in_lot.add(serial_registry.normalise(serial))
         except SerialFormatError:
             continue
+    # DOMAIN.md: a serial never issued to anyone is not quietly accepted; with [serials] unknown =
+    # "record" it was filed, so the audit shows it (a warning: no rule makes it a defect)
+    rows = index.serial_records(sorted(in_lot))
+    unregistered = sorted(x for x in in_lot if x not in rows or not rows[x].registered)
+    if unregistered:
+        findings.append(
+            LotFinding(
+                "warning",
+                "print_serials",
+                f"unregistered serial: {len(unregistered)} serial(s) in the lot never issued to anyone "
+                f"({', '.join(unregistered[:5])}{' …' if len(unregistered) > 5 else ''})",
+            )
+        )
     for block in serial_registry.issued_blocks(index, in_lot):
         held = sorted(number for number in block.states if block.serial(number) in in_lot)
         if len(held) < 2:
