@@ -268,7 +268,7 @@ def other_clerk_uses(conn: Connection, *, start: datetime | None, end: datetime)
         t.c.registered.is_(True),
         t.c.issued_to.is_not(None),
         t.c.used_by.is_not(None),
-        func.lower(t.c.issued_to) != func.lower(t.c.used_by),
+        func.lower(func.trim(t.c.issued_to)) != func.lower(func.trim(t.c.used_by)),
         t.c.used_at < end,
     ]
     if start is not None:
