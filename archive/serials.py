@@ -470,6 +470,8 @@ def filing_refusals(
             wanted.append(normalise(serial) if serial and serial.strip() else None)
         except SerialFormatError:
             wanted.append(None)  # validation rejects these first; nothing to look up
+    if not any(wanted):
+        return [None] * len(claims)  # no form to look up: the index is not asked
     rows = index.serial_records(sorted({x for x in wanted if x}))
     first: dict[str, str] = {}
     out: list[str | None] = []
