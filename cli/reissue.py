@@ -266,7 +266,9 @@ def serial_lines(record: object) -> list[str]:
     if r.policy_no:
         by = f" by {r.used_by}" if r.used_by else ""
         lines.append(f"  used by {r.policy_no} v{r.version} on {day(r.used_at)}{by}")
-    if r.voided_at:
+    if r.voided_at and r.policy_no is None:  # a blank form, lost or spoilt (issuance serials void)
+        lines.append(f"  voided blank on {day(r.voided_at)} by {r.voided_by}: {r.void_reason}")
+    elif r.voided_at:
         which = f"reissue v{r.voided_by_version} of {r.policy_no}" if r.voided_by_version else "no reissue"
         lines.append(f"  voided on {day(r.voided_at)} by {which} (clerk {r.voided_by}): {r.void_reason}")
     reconciled = f"on {day(r.reconciled_at)} by {r.reconciled_by}" if r.reconciled_at else "not yet"

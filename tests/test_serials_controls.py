@@ -203,6 +203,11 @@ def test_void_lost_or_spoilt_blank_forms(index, cli_env, capsys):
     ]
     counted = report(index)
     assert (counted.voided_lost, counted.voided_spoilt, counted.voided) == (2, 1, 3)
+    assert main(["find", "--serial", "V-0003"]) == 0
+    found = capsys.readouterr().out
+    assert (
+        "单证 V-0003: VOIDED 已作废" in found and " by ops1: spoilt" in found and "voided blank on" in found
+    )
     with pytest.raises(UsageError):
         void_blank(index, ["V-0004"], reason="burnt", by="ops1")
     with pytest.raises(SerialError):
