@@ -5,11 +5,14 @@ A serial's life, one row in ``print_serials``:
 - **issued** to a clerk (and branch) by ``issue_range`` (``issuance serials issue FROM TO --to CLERK``);
 - **used** by one document, ``policy_no`` + version (``mark_used``, or ``mark_used_many`` for a batch's
   documents in one transaction, called after they are filed; and by a reissue for its new serial); a
-  serial a document used but nobody issued is recorded as used with ``registered`` false, never refused:
-  the policy is already filed, and the form exists;
+  serial a document used but nobody issued is recorded as used with ``registered`` false. Before a
+  document is filed, ``filing_refusals`` refuses a voided serial, one another policy used, and (with
+  ``[serials] unknown = "refuse"``) one never issued to anyone; a use by a clerk other than the one the
+  form was issued to is filed, with a ``serials.other_clerk`` ledger event, and reported;
 - **voided**: by a reissue (the lost or damaged form; ``voided_by_version`` names the reissue version of
-  the same policy), or by ``void`` with its own ledger event, with when and why; the row stays, so the
-  voided serial remains searchable;
+  the same policy), by ``void`` with its own ledger event, or, for blank forms lost or spoilt, by
+  ``void_blank`` (``issuance serials void``); with when and why; the row stays, so the voided serial
+  remains searchable;
 - **reconciled** (核销): ``reconciled_at`` set by ``reconcile`` on a used or voided serial.
 
 The serial format: 1–32 characters of ``A–Z``, ``0–9`` and ``-``, ending in a run of digits; the part
@@ -18,7 +21,8 @@ digits, ``202611010500000123``. A range ``FROM TO`` keeps the prefix and the zer
 ends. Serials are compared upper-cased and stripped. Serials that documents arrive with (the record
 contract allows any text of up to 32 characters) are registered as they come, format or not.
 
-The overdue rate (超期未核销率, DOMAIN.md) is ``report``'s, defined in ``OVERDUE_DEFINITION``.
+The overdue rates (超期未核销率 and 超期未回收率, DOMAIN.md) are ``report``'s, defined in
+``OVERDUE_DEFINITION`` and ``RETURN_DEFINITION``.
 
 The rules live here; the SQL is the index's (``archive/index/serials.py``, through ``Index``'s public
 methods), as for every table.
@@ -43,10 +47,13 @@ from archive.index import Index, LedgerEvent, as_utc
 # The registry's row types and states are the index's (it owns the SQL); they are re-exported here, where
 # callers have always found them.
 from archive.index.serials import (
+    BLANK_LOST,
+    BLANK_SPOILT,
     ISSUED,
     USED,
     VOIDED,
     DocumentSerial,
+    OtherClerkUse,
     SerialRecord,
     SerialUse,
     VoidedSerial,
@@ -54,20 +61,26 @@ from archive.index.serials import (
 from core.errors import IndexConflict, IndexUnavailable, SerialError, SerialFormatError, UsageError
 
 __all__ = [
+    "BLANK_REASONS",
     "DEFAULT_OVERDUE_DAYS",
     "ISSUED",
     "MAX_RANGE",
     "OVERDUE_DEFINITION",
+    "RETURN_DEFINITION",
+    "UNKNOWN_SERIALS",
     "USED",
     "VOIDED",
     "DocumentSerial",
     "IssuedBlock",
     "IssuedRange",
+    "OtherClerkUse",
     "Reconciled",
     "SerialRecord",
     "SerialReport",
     "SerialUse",
+    "VoidedBlank",
     "expand_range",
+    "filing_refusals",
     "issue_range",
     "issued_blocks",
     "lookup",
@@ -78,6 +91,7 @@ __all__ = [
     "reconcile",
     "report",
     "void",
+    "void_blank",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,6 +105,17 @@ OVERDUE_DEFINITION = (
     "reconciled by then; overdue = awaiting and used or voided more than {days} days before the end of "
     "the period"
 )
+RETURN_DEFINITION = (
+    "超期未回收率 = overdue unreturned / (usable and issued out + used), over the forms issued to a clerk "
+    "in the period, in their state at its end; used = used by the end of the period (a later void "
+    "keeps it used); usable and issued out = neither used nor voided by then; overdue unreturned = usable "
+    "and issued out, and issued more than {days} days before the end of the period (a form voided blank, "
+    "lost or spoilt, is returned and counts in neither)"
+)
+BLANK_REASONS = (BLANK_LOST, BLANK_SPOILT)  # why a blank form is voided (``void_blank``)
+# ``[serials] unknown``: a serial never issued to anyone is "record"ed (filed, counted as unregistered)
+# or "refuse"d at filing (DOMAIN.md: "refused, not quietly accepted", when the centre turns it on)
+UNKNOWN_SERIALS = ("record", "refuse")
 _SERIAL = re.compile(r"(?P<prefix>[A-Z0-9-]*?)(?P<digits>[0-9]+)")
 _ANY = re.compile(r"\S(.{0,30}\S)?")
 
@@ -135,8 +160,14 @@ class Reconciled:
 
 
 @dataclass(frozen=True)
+class VoidedBlank:
+    voided: tuple[str, ...]
+    already: tuple[str, ...]  # voided before: left as they were
+
+
+@dataclass(frozen=True)
 class SerialReport:
-    """Counts for a period and the overdue rate; see ``OVERDUE_DEFINITION``."""
+    """Counts for a period and the overdue rates; see ``OVERDUE_DEFINITION`` and ``RETURN_DEFINITION``."""
 
     start: date | None
     end: date
@@ -149,16 +180,32 @@ class SerialReport:
     reconciled: int
     awaiting: int
     overdue: int
+    out_blank: int = 0  # 超期未回收率: issued in the period, usable and issued out at its end
+    out_used: int = 0  # … issued in the period and used by its end
+    unreturned: int = 0  # … of out_blank, issued more than ``overdue_days`` before the end
+    voided_lost: int = 0  # blank forms voided in the period as lost (``void_blank``)
+    voided_spoilt: int = 0  # … as spoilt
+    other_clerk: tuple[OtherClerkUse, ...] = ()  # forms used in the period by another clerk
 
     @property
     def rate(self) -> Fraction | None:
-        """overdue / (awaiting + reconciled), exact; None when nothing was used or voided."""
+        """超期未核销率: overdue / (awaiting + reconciled), exact; None when nothing was used or voided."""
         total = self.awaiting + self.reconciled
         return Fraction(self.overdue, total) if total else None
 
     @property
+    def return_rate(self) -> Fraction | None:
+        """超期未回收率: unreturned / (out_blank + out_used), exact; None when no form counts."""
+        total = self.out_blank + self.out_used
+        return Fraction(self.unreturned, total) if total else None
+
+    @property
     def definition(self) -> str:
         return OVERDUE_DEFINITION.format(days=self.overdue_days)
+
+    @property
+    def return_definition(self) -> str:
+        return RETURN_DEFINITION.format(days=self.overdue_days)
 
 
 # --- the format -----------------------------------------------------------------------------------
@@ -318,7 +365,9 @@ def mark_used(
     - unknown serial: recorded as used, unregistered ("unregistered");
     - used by this same document already: nothing changes ("already"; a re-run is harmless);
     - used by another document, or voided: nothing changes, an ``incident.serial_conflict`` ledger event
-      names both documents ("conflict").
+      names both documents ("conflict");
+    - an issued serial used by a clerk (``by``) other than the one it was issued to: used, with a
+      ``serials.other_clerk`` ledger event naming both clerks.
 
     ``serial`` None or blank: None, nothing recorded. If the index fails here, the error is logged and
     ``status`` is "failed": the document is filed already, and a serial's bookkeeping must not reject it.
@@ -346,7 +395,7 @@ def mark_used_many(index: Index, uses: Sequence[DocumentSerial]) -> list[SerialU
     claims = [claim for _, claim in todo]
     results: list[SerialUse | None]
     try:
-        results = list(index.use_serials(claims, incident=_conflict_incident))
+        results = list(index.use_serials(claims, incident=_incident))
     except (IndexConflict, IndexUnavailable) as e:
         if isinstance(e, IndexConflict) and len(claims) > 1:
             # another writer used one of these serials first: each on its own, now seeing that writer's row
@@ -362,8 +411,24 @@ def mark_used_many(index: Index, uses: Sequence[DocumentSerial]) -> list[SerialU
     return out
 
 
-def _conflict_incident(claim: DocumentSerial, use: SerialUse) -> LedgerEvent:
-    """The ledger's incident for a document printed on a form another document holds (or a voided one)."""
+def _incident(claim: DocumentSerial, use: SerialUse) -> LedgerEvent | None:
+    """The ledger's event for a document printed on a form another document holds (or a voided one), or
+    on a form issued to another clerk; None for an ordinary use."""
+    if use.status == "used" and _other_clerk(use.issued_to, claim.by):
+        return LedgerEvent(
+            claim.by or "issuance",
+            "serials.other_clerk",
+            SUBJECT,
+            {
+                "serial": use.serial,
+                "issued_to": use.issued_to,
+                "used_by": claim.by,
+                "policy_no": claim.policy_no,
+                "version": claim.version,
+            },
+        )
+    if use.status != "conflict":
+        return None
     return LedgerEvent(
         claim.by or "issuance",
         "incident.serial_conflict",
@@ -374,6 +439,104 @@ def _conflict_incident(claim: DocumentSerial, use: SerialUse) -> LedgerEvent:
             "held_by": {"policy_no": use.held_by[0], "version": use.held_by[1]} if use.held_by else None,
         },
     )
+
+
+def _other_clerk(issued_to: str | None, used_by: str | None) -> bool:
+    """Whether a form issued to ``issued_to`` was used by someone else (names compared case-blind, as
+    directory names are; an unnamed side is no evidence)."""
+    if not issued_to or not used_by:
+        return False
+    return issued_to.strip().casefold() != used_by.strip().casefold()
+
+
+def filing_refusals(
+    index: Index, claims: Sequence[tuple[str | None, str]], *, unknown: str = "record"
+) -> list[str | None]:
+    """Before documents are filed: for each ``(serial, policy_no)`` of ``claims``, why its serial is
+    refused (the message, naming the serial), or None. Refused: a voided serial; one used by another
+    policy (the same policy's re-run keeps its serial: exactly once); one an earlier claim of
+    ``claims`` names for another policy; with ``unknown`` "refuse", one never issued to anyone. A
+    serial not in the registry's format is refused only if it is unknown and ``unknown`` is "refuse".
+
+    A check, not a claim: the serial is marked used after the version's index commit, and two writers
+    filing the same serial at the same moment both pass it; the later mark then records an
+    ``incident.serial_conflict``, as before this check existed.
+    """
+    if unknown not in UNKNOWN_SERIALS:
+        raise UsageError(f"[serials] unknown is one of {', '.join(UNKNOWN_SERIALS)}, not {unknown!r}")
+    wanted: list[str | None] = []
+    for serial, _ in claims:
+        try:
+            wanted.append(normalise(serial) if serial and serial.strip() else None)
+        except SerialFormatError:
+            wanted.append(None)  # validation rejects these first; nothing to look up
+    if not any(wanted):
+        return [None] * len(claims)  # no form to look up: the index is not asked
+    rows = index.serial_records(sorted({x for x in wanted if x}))
+    first: dict[str, str] = {}
+    out: list[str | None] = []
+    for value, (_, policy_no) in zip(wanted, claims, strict=True):
+        out.append(None)
+        if value is None:
+            continue
+        row = rows.get(value)
+        if row is not None and row.state == VOIDED:
+            when = f" on {row.voided_at.astimezone(CHINA):%Y-%m-%d}" if row.voided_at else ""
+            out[-1] = (
+                f"print serial {value} was voided{when} ({row.void_reason}): a voided form is never used"
+            )
+        elif row is not None and row.state == USED and row.policy_no != policy_no:
+            out[-1] = f"print serial {value} is already used by {row.policy_no} v{row.version}"
+        elif first.setdefault(value, policy_no) != policy_no:
+            out[-1] = f"print serial {value} is used by {first[value]} earlier in this batch"
+        elif row is None and unknown == "refuse":
+            out[-1] = (
+                f"print serial {value} was never issued to anyone; this centre refuses unregistered serials "
+                '([serials] unknown = "refuse"): register the form with issuance serials issue'
+            )
+    return out
+
+
+def void_blank(
+    index: Index, serials: Iterable[str], *, reason: str, by: str, at: datetime | None = None
+) -> VoidedBlank:
+    """Void lost or spoilt blank forms (``reason``: lost | spoilt), all or none, with one
+    ``serials.voided_blank`` ledger event.
+
+    ``SerialError`` (nothing changed) if any is not in the registry or was used by a document (a used
+    form is voided by reissuing its policy). Serials voided before are left as they were, in ``already``.
+    """
+    if reason not in BLANK_REASONS:
+        raise UsageError(f"a blank form is voided as {' or '.join(BLANK_REASONS)}, not {reason!r}")
+    wanted = list(dict.fromkeys(normalise(x) for x in serials))
+    if not wanted:
+        raise UsageError("name the serials to void")
+
+    def refuse_used(rows: dict[str, SerialRecord]) -> None:
+        unknown = [x for x in wanted if x not in rows]
+        used = [x for x in wanted if x in rows and rows[x].state == USED]
+        if unknown or used:
+            problems = []
+            if unknown:
+                problems.append("not in the registry: " + ", ".join(unknown[:5]))
+            if used:
+                problems.append(
+                    "used by a document (reissue the policy to void its form): "
+                    + ", ".join(f"{x} ({rows[x].policy_no} v{rows[x].version})" for x in used[:5])
+                )
+            raise SerialError("; ".join(problems), hint="nothing was voided")
+
+    done = index.void_blank_serials(
+        wanted,
+        reason=reason,
+        at=as_utc(at) or datetime.now(UTC),
+        by=by,
+        check=refuse_used,
+        event=lambda todo: LedgerEvent(
+            by, "serials.voided_blank", SUBJECT, {"reason": reason, "count": len(todo), "serials": todo}
+        ),
+    )
+    return VoidedBlank(voided=tuple(done), already=tuple(x for x in wanted if x not in done))
 
 
 def void(
@@ -453,7 +616,12 @@ def report(
     - the rate's population: serials used or voided in the period, dated by the earlier of the two;
     - reconciled: of those, reconciled before the end of the period (a later reconciliation does not
       change a past period's report); awaiting: the others;
-    - overdue: awaiting, and used or voided before ``end − overdue_days`` (24:00 of ``end`` minus the days).
+    - overdue: awaiting, and used or voided before ``end − overdue_days`` (24:00 of ``end`` minus the days);
+    - 超期未回收率, as ``RETURN_DEFINITION`` says: over the forms issued to a clerk in the period, those
+      used by its end (``out_used``) and those neither used nor voided then (``out_blank``), of which
+      the ones issued before ``end − overdue_days`` are overdue unreturned (``unreturned``);
+    - voided_lost, voided_spoilt: blank forms voided in the period (``void_blank``); other_clerk: the
+      forms used in the period by a clerk other than the one they were issued to.
     """
     if overdue_days < 0:
         raise UsageError("--overdue-days must not be negative")
@@ -475,4 +643,10 @@ def report(
         reconciled=counts.reconciled,
         awaiting=counts.awaiting,
         overdue=counts.overdue,
+        out_blank=counts.out_blank,
+        out_used=counts.out_used,
+        unreturned=counts.unreturned,
+        voided_lost=counts.voided_lost,
+        voided_spoilt=counts.voided_spoilt,
+        other_clerk=tuple(index.serial_other_clerk_uses(start=lo, end=as_of)),
     )

@@ -39,6 +39,9 @@ first use into ``var/secrets/hmac.key``, readable only by its owner.
     ca_file = "/etc/issuance/ldap-ca.pem"   # for ldaps:// or start_tls = true (default: the system's)
     [identity.roles]                     # role = the group's cn (default: a group named as the role)
     clerk = "issuance-clerks"
+    [serials]
+    unknown = "record"                   # a print serial never issued to anyone: "record" (filed, counted
+                                         # and shown as unregistered) or "refuse" (rejected at filing)
     inbox = "/srv/issuance/inbox"         # the watcher's inbox, whose state the operators' page shows
 
 Environment: ISSUANCE_STORE, ISSUANCE_S3_ENDPOINT, ISSUANCE_INDEX, ISSUANCE_HMAC_KEY (the key itself),
@@ -49,7 +52,7 @@ ISSUANCE_TRUST (roots, separated by ``:``), ISSUANCE_PKCS11_MODULE, ISSUANCE_SES
 ISSUANCE_NO_APPROVAL_BRANCHES (separated by ``,``), ISSUANCE_LDAP_URL, ISSUANCE_LDAP_BIND_DN,
 ISSUANCE_LDAP_BIND_PASSWORD (the password itself), ISSUANCE_LDAP_BIND_PASSWORD_FILE, ISSUANCE_LDAP_USER_BASE,
 ISSUANCE_LDAP_USER_FILTER, ISSUANCE_LDAP_USER_DN, ISSUANCE_LDAP_GROUP_BASE, ISSUANCE_LDAP_CA_FILE,
-ISSUANCE_INBOX. S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
+ISSUANCE_INBOX, ISSUANCE_SERIALS_UNKNOWN. S3 credentials use boto3's own chain (AWS_ACCESS_KEY_ID, …).
 
 With no signing key configured, documents are issued unsigned (each run warns), unless ``make demo`` has
 left its SPECIMEN key in ``var/secrets/`` (``issuance signer specimen``): then that one signs.
@@ -112,6 +115,8 @@ class Settings:
     # the LDAP directory, the ``Identity`` seam's second source (None: local accounts only)
     directory: Directory | None = None
     inbox: Path | None = None  # the watcher's inbox (``issuance watch INBOX``), shown to the operators
+    # a print serial never issued to anyone, at filing: "record" or "refuse" (``archive.serials``)
+    unknown_serials: str = "record"
 
     @property
     def specimen_dir(self) -> Path:
@@ -172,8 +177,9 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"configuration file {path} is not valid TOML: {e}") from e
-    store, index, secret, run, desk, signing, identity = (
-        _section(data, n) for n in ("store", "index", "secrets", "run", "desk", "signing", "identity")
+    store, index, secret, run, desk, signing, identity, serials = (
+        _section(data, n)
+        for n in ("store", "index", "secrets", "run", "desk", "signing", "identity", "serials")
     )
 
     var_dir = base / "var"
@@ -205,8 +211,23 @@ def load_settings(
         public_url=_public_url(env, desk),
         **_desk(env, desk),
         directory=_directory(env, identity),
+        unknown_serials=_unknown_serials(env, serials),
         **_signing(env, signing, var_dir),
     )
+
+
+UNKNOWN_SERIALS = ("record", "refuse")
+
+
+def _unknown_serials(env: Mapping[str, str], serials: Mapping[str, Any]) -> str:
+    """``[serials] unknown``: what filing does with a serial never issued to anyone."""
+    value = env.get("ISSUANCE_SERIALS_UNKNOWN") or serials.get("unknown") or "record"
+    if value not in UNKNOWN_SERIALS:
+        raise ConfigError(
+            f'configuration: [serials] unknown is "record" or "refuse", not {value!r}',
+            hint="refuse: a serial never issued to anyone is rejected at filing",
+        )
+    return value
 
 
 def _directory(env: Mapping[str, str], identity: Mapping[str, Any]) -> Directory | None:

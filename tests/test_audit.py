@@ -810,6 +810,7 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
     mark_used(archive.index, serial="SH2026-0000003", policy_no="PZZ20261102000000002", version=1)
 
     lot = select_lot(archive.index, LotCriteria())
+    (unissued,) = [m.print_serial for m in lot if m.policy_no == others[2]]
     findings = lot_findings(archive.index, lot=lot, ledger_problems=["event 9 was altered"])
     assert [(f.level, f.check, f.message) for f in findings] == [
         ("error", "ledger_chain", "event 9 was altered"),
@@ -820,6 +821,11 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
             "forms SH2026-0000001–SH2026-0000010 issued to CLK0003 on 2026-11-02: 2 used in the lot, "
             "SH2026-0000001–SH2026-0000005: 1 form(s) between them neither used nor voided "
             "(SH2026-0000004); 1 voided, 1 used by other documents in the serial registry",
+        ),
+        (  # others[2]'s serial (issue 25, item 5)
+            "warning",
+            "print_serials",
+            f"unregistered serial: 1 serial(s) in the lot never issued to anyone ({unissued})",
         ),
     ]
     # once the blank form is voided, the gap is accounted for
@@ -835,7 +841,7 @@ def test_print_serial_gaps_are_looked_for_inside_issued_ranges_only(archive):
         by="CLK0003",
     )
     findings = lot_findings(archive.index, lot=lot, ledger_problems=[])
-    assert [f.check for f in findings] == ["print_serials"]  # the duplicate only
+    assert [f.check for f in findings] == ["print_serials"] * 2  # the duplicate and the unregistered only
 
 
 # --- the audit: verdict, report, ledger, redraw ------------------------------------------------------------

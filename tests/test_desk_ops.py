@@ -279,9 +279,11 @@ def test_the_serial_figures_are_those_of_issuance_serials_report(desked: Desked)
     serials.issue_range(index, first="BJ2026-0001", last="BJ2026-0010", to="clerk1", by="ops", at=long_ago)
     for n in range(1, 7):
         serials.mark_used(index, serial=f"BJ2026-{n:04d}", policy_no=f"P{n}", version=1, at=long_ago)
-    for n in (7, 8):
+    for n in (7,):
         serials.mark_used(index, serial=f"BJ2026-{n:04d}", policy_no=f"P{n}", version=1)
     serials.mark_used(index, serial="ZZ-0001", policy_no="P99", version=1, at=long_ago)  # never issued
+    serials.mark_used(index, serial="BJ2026-0008", policy_no="P8", version=1, by="clerk2")  # another clerk's
+    serials.void_blank(index, ["BJ2026-0009"], reason="lost", by="ops")  # BJ2026-0010 stays blank
     serials.reconcile(index, ["BJ2026-0001", "BJ2026-0002", "BJ2026-0007"], by="ops")
     today = datetime.now(serials.CHINA).date()
     periods = [
@@ -291,6 +293,7 @@ def test_the_serial_figures_are_those_of_issuance_serials_report(desked: Desked)
         (today - timedelta(days=10), today, 5),
     ]
     operator = d.client("operator1")
+    everything: dict = {}
     for start, end, days in periods:
         args = ["serials", "report", "--json", "--overdue-days", str(days)]
         query = {"overdue_days": str(days)}
@@ -300,13 +303,21 @@ def test_the_serial_figures_are_those_of_issuance_serials_report(desked: Desked)
         cli = _issuance(args, d.tmp_path, d.env)
         assert cli.returncode == 0, cli.stderr
         expected = json.loads(cli.stdout)
+        everything = everything if start else expected  # the first period: no --from
         page = operator.get("/operations", query_string=query)
         assert page.status_code == 200
-        for field in ("issued", "used", "voided", "unregistered", "reconciled", "awaiting", "overdue"):
+        for field in (
+            *("issued", "used", "voided", "unregistered", "reconciled", "awaiting", "overdue"),
+            *("voided_lost", "voided_spoilt", "issued_out_usable", "issued_out_used", "overdue_unreturned"),
+        ):
             assert by_id(page.text, f"s-{field}") == str(expected[field]), (start, days, field)
+        assert by_id(page.text, "s-other_clerk") == str(len(expected["other_clerk"]))
         rate = expected["overdue_rate"]
         assert by_id(page.text, "s-rate") == ("n/a" if rate is None else f"{rate * 100:.2f}%")
+        back = expected["unreturned_rate"]
+        assert by_id(page.text, "s-unreturned-rate") == ("n/a" if back is None else f"{back * 100:.2f}%")
     assert expected["overdue_rate"] is not None  # the figures compared were not all empty
+    assert all(everything[k] for k in ("overdue_unreturned", "voided_lost", "other_clerk"))
     assert operator.get("/operations?from=yesterday").status_code == 400
 
 

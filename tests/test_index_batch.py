@@ -398,6 +398,18 @@ def test_mark_used_many_answers_what_mark_used_answers(two_indexes):
             "P6",
             {"serial": "BJ2026-0000006", "version": 1, "held_by": {"policy_no": "P-GONE", "version": 1}},
         ),
+        (  # issued to CLK1, used by CLK2 (issue 25, item 5)
+            "CLK2",
+            "serials.other_clerk",
+            "print-serials",
+            {
+                "serial": "BJ2026-0000002",
+                "issued_to": "CLK1",
+                "used_by": "CLK2",
+                "policy_no": "P7",
+                "version": 1,
+            },
+        ),
     ]
     used = serials.lookup(batched, "BJ2026-0000002")
     assert (used.state, used.policy_no, used.used_by, used.used_at) == ("used", "P7", "CLK2", uses[9].at)

@@ -211,6 +211,7 @@ class _WorkerFiling:
                     maker=base.maker,
                     operator=context.operator,
                     signer=base.signer,
+                    unknown_serials=base.unknown_serials,
                 )
                 self._by_operator[context.operator] = filing
             return filing

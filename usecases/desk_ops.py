@@ -412,8 +412,8 @@ class SerialsPage:
 def serials_page(
     desk: Desk, user: User, *, start: date | None, end: date | None, overdue_days: int
 ) -> SerialsPage:
-    """The serials' counts and 超期未核销率 for a period (``archive.serials.report``), and the registry's
-    state now."""
+    """The serials' counts, 超期未核销率 and 超期未回收率 for a period (``archive.serials.report``), and the
+    registry's state now."""
     require(user, "operate")
     if not 0 <= overdue_days <= 3650:
         raise UsageError("the overdue days are 0 to 3650")

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from archive.index import Index
+from archive.serials import filing_refusals
 from archive.store import ObjectStore, retention_until
 from archive.versions import (
     ArchivedPolicies,
@@ -70,7 +71,8 @@ _Copies = tuple[bytes, bytes]  # a new policy's signed customer copy and archive
 class Filing:
     """Files records into one archive (store + index). Thread-safe; one per run or per watcher.
 
-    ``signer``: every PDF filed is signed last (DESIGN.md invariant 8); None files them unsigned."""
+    ``signer``: every PDF filed is signed last (DESIGN.md invariant 8); None files them unsigned.
+    ``unknown_serials``: ``[serials] unknown`` ("record" or "refuse", ``archive.serials.filing_refusals``)."""
 
     def __init__(
         self,
@@ -80,8 +82,10 @@ class Filing:
         maker: DocumentMaker,
         operator: str,
         signer: PdfSigner | None = None,
+        unknown_serials: str = "record",
     ) -> None:
         self.store = store
+        self.unknown_serials = unknown_serials
         self.index = index
         self.maker = maker
         self.registry = maker.registry
@@ -157,7 +161,14 @@ class Filing:
         """
         results: list[Filed | Exception | None] = [None] * len(items)
         plans: dict[int, PolicyPlan] = {}
-        for i, (policy, raw) in enumerate(items):
+        # a voided serial, or another policy's, is refused before anything is stored (issue 25, item 5)
+        serials = filing_refusals(
+            self.index, [(p.print_serial, p.policy_no) for p, _ in items], unknown=self.unknown_serials
+        )
+        for i, ((policy, raw), refusal) in enumerate(zip(items, serials, strict=True)):
+            if refusal is not None:
+                results[i] = _Refused("print_serial", refusal)
+                continue
             try:
                 plans[i] = self.writer.plan_policy(policy, raw, missing=self._missing_images(policy))
             except ComponentUnavailable:
@@ -251,6 +262,11 @@ class Filing:
             if problems:
                 raise _Refused(*problems[0])
         policy = state.policy
+        (serial,) = filing_refusals(
+            self.index, [(endorsement.print_serial, endorsement.policy_no)], unknown=self.unknown_serials
+        )
+        if serial is not None:
+            raise _Refused("print_serial", serial)
         previous = self.index.versions(endorsement.policy_no)[-1]
         slot = self.writer.next_slot(
             row, previous, "endorsement", retain_until=retention_until(policy.period.start, policy.period.end)

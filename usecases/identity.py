@@ -26,6 +26,7 @@ from core.errors import NotPermitted
 REISSUE_ROLES = ("clerk", "supervisor")
 ATTACH_ROLES = ("clerk", "operator")
 AUDIT_ROLES = ("auditor",)
+SERIAL_ROLES = ("operator",)  # operators run the serials (DOMAIN.md, "Who may do what")
 # reading an archived copy: the customer's as the clerks print it; the archive copy holds the images
 READ_ROLES = {"customer": ("clerk", "supervisor", "auditor"), "archive": ("auditor",)}
 

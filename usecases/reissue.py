@@ -15,7 +15,7 @@ from core.products import DEFAULT_TEMPLATES_DIR
 from pipeline.convert import Converter, profile_template_for
 from pipeline.reissue import ReissueMarker
 from pipeline.scratch import run_scratch
-from usecases.identity import REISSUE_ROLES, branch_of, require_user
+from usecases.identity import REISSUE_ROLES, SERIAL_ROLES, branch_of, require_user
 from usecases.session import Archive, signer_from
 
 
@@ -113,9 +113,19 @@ def reconcile_serials(settings: Settings, numbers: list[str], *, by: str | None)
         return serials.reconcile(archive.index, numbers, by=by or settings.operator)
 
 
+def void_serials(settings: Settings, numbers: list[str], *, reason: str, by: str) -> serials.VoidedBlank:
+    """Void lost or spoilt blank forms. ``by`` must be a known, enabled user with role operator
+    (``NotPermitted``, before anything changes): operators run the serials (DOMAIN.md)."""
+    with Archive(settings) as archive:
+        user = require_user(
+            settings, (by or "").strip(), roles=SERIAL_ROLES, action="void print serials", index=archive.index
+        )
+        return serials.void_blank(archive.index, numbers, reason=reason, by=user.name)
+
+
 def serials_report(
     settings: Settings, *, start: date | None, end: date | None, overdue_days: int
 ) -> serials.SerialReport:
-    """Counts and the overdue rate (超期未核销率) for a period."""
+    """Counts and the overdue rates (超期未核销率, 超期未回收率) for a period."""
     with Archive(settings) as archive:
         return serials.report(archive.index, start=start, end=end, overdue_days=overdue_days)

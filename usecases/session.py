@@ -122,6 +122,7 @@ def filing_session(settings: Settings, *, workers: int | None = None) -> Iterato
                 maker=maker,
                 operator=settings.operator,
                 signer=signer,
+                unknown_serials=settings.unknown_serials,
             )
             # What start-up made (modules, the registry, seals, the index's tables) lives as long as the
             # process: out of the cyclic collector's way, which otherwise walks it all on every full
@@ -149,6 +150,7 @@ def filing_without_documents(settings: Settings, archive: Archive) -> Filing:
         maker=maker,
         operator=settings.operator,
         signer=signer_from(settings),
+        unknown_serials=settings.unknown_serials,
     )
 
 

@@ -149,7 +149,8 @@ def lot_findings(
     blocks, or never issued, nothing is missing (issue 21, item 9). Inside a block, each number between
     the lot's first and last serial there that the lot does not hold is accounted for when the registry
     has it voided or used by another document; one still blank (issued, neither used nor voided) while
-    a later form of the block was used is reported.
+    a later form of the block was used is reported. Serials of the lot never issued to anyone
+    (unregistered) are a warning.
     """
     findings = [LotFinding("error", "ledger_chain", problem) for problem in ledger_problems]
     serials = [m.print_serial for m in lot if m.print_serial]
@@ -197,6 +198,19 @@ def lot_findings(
                 f"{block.serial(held[-1])}: {len(blank)} form(s) between them neither used nor voided "
                 f"({', '.join(shown[:5])}{' …' if len(shown) > 5 else ''})"
                 + (f"; {', '.join(accounted)} in the serial registry" if accounted else ""),
+            )
+        )
+    # DOMAIN.md: a serial never issued to anyone is not quietly accepted; with [serials] unknown =
+    # "record" it was filed, so the audit shows it (a warning: no rule makes it a defect)
+    rows = index.serial_records(sorted(in_lot))
+    unregistered = sorted(x for x in in_lot if x not in rows or not rows[x].registered)
+    if unregistered:
+        findings.append(
+            LotFinding(
+                "warning",
+                "print_serials",
+                f"unregistered serial: {len(unregistered)} serial(s) in the lot never issued to anyone "
+                f"({', '.join(unregistered[:5])}{' …' if len(unregistered) > 5 else ''})",
             )
         )
     return tuple(findings)

@@ -766,11 +766,12 @@ class Index:
         self,
         claims: Sequence[registry.DocumentSerial],
         *,
-        incident: Callable[[registry.DocumentSerial, registry.SerialUse], LedgerEvent],
+        incident: Callable[[registry.DocumentSerial, registry.SerialUse], LedgerEvent | None],
     ) -> list[registry.SerialUse]:
         """Record each of ``claims`` (normalised serials, ``at`` given) as printed on its serial, in
-        order, in one transaction with an ``incident(claim, use)`` event for each conflict (see
-        ``archive.index.serials.use_serials`` for the statuses).
+        order, in one transaction with the ``incident(claim, use)`` event of each use that has one (a
+        conflict, a form used by another clerk; see ``archive.index.serials.use_serials`` for the
+        statuses).
 
         ``IndexConflict``, nothing written, if another writer recorded a first use of one of these
         serials meanwhile; ``IndexUnavailable`` for any other failure of the database.
@@ -778,10 +779,8 @@ class Index:
         try:
             with self.engine.begin() as conn:
                 uses = registry.use_serials(conn, claims)
-                self._append_many(
-                    conn,
-                    [incident(c, u) for c, u in zip(claims, uses, strict=True) if u.status == "conflict"],
-                )
+                events = [incident(c, u) for c, u in zip(claims, uses, strict=True)]
+                self._append_many(conn, [e for e in events if e is not None])
                 return uses
         except IntegrityError as e:
             raise IndexConflict("another writer recorded one of these serials first") from e
@@ -1179,8 +1178,45 @@ class Index:
         with self.engine.connect() as conn:
             return {(state, bool(done)): int(n) for state, done, n in conn.execute(query)}
 
-    # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
-    # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
+    # --- helper "serials" (issue 25): the registry's rows for filing's check, blank voids, other clerks ----
+
+    @_database_errors
+    def serial_records(self, serials: Sequence[str]) -> dict[str, registry.SerialRecord]:
+        """The registry's rows of ``serials`` (normalised by the caller), by serial; unknown ones absent."""
+        with self.engine.connect() as conn:
+            return registry.records(conn, serials)
+
+    @_database_errors
+    def void_blank_serials(
+        self,
+        serials: Sequence[str],
+        *,
+        reason: str,
+        at: datetime,
+        by: str,
+        check: Callable[[dict[str, registry.SerialRecord]], None],
+        event: Callable[[list[str]], LedgerEvent],
+    ) -> list[str]:
+        """Void the blank forms ``serials`` for ``reason`` in one transaction with ``event(done)``;
+        ``done``, those not voided before, in the given order (no event when there are none).
+        ``check`` sees the rows, locked, and raises to refuse: then nothing is written."""
+        with self.engine.begin() as conn:
+            rows = registry.records(conn, serials, lock=True)
+            check(rows)
+            done = [x for x in serials if x in rows and rows[x].state == registry.ISSUED]
+            if done:
+                registry.void_blank(conn, done, reason=reason, at=at, by=by)
+                self._append(conn, event(done))
+        return done
+
+    @_database_errors
+    def serial_other_clerk_uses(
+        self, *, start: datetime | None, end: datetime
+    ) -> list[registry.OtherClerkUse]:
+        """Forms used in [``start``, ``end``) by a clerk other than the one they were issued to."""
+        with self.engine.connect() as conn:
+            return registry.other_clerk_uses(conn, start=start, end=end)
+
 
     # --- the policy lifecycle (issue 25) ----------------------------------------------------------------
 
@@ -1191,6 +1227,8 @@ class Index:
             return lookups.history(conn, policy_no)
 
 
+# Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
+# SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
 def _policy_row(item: NewPolicy) -> dict[str, Any]:
     facts, missing = item.facts, item.missing_images
     return {

@@ -9,7 +9,7 @@ time is stored in UTC (SQLite keeps no zone).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from archive.index import schema as s
 from archive.index.schema import as_utc
 
 ISSUED, USED, VOIDED = "issued", "used", "voided"
+BLANK_LOST, BLANK_SPOILT = "lost", "spoilt"  # a blank form's void reason (a reissue's names the reissue)
 _CHUNK = 500  # serials per IN (…): well under every driver's limit on bound parameters
 
 
@@ -56,6 +57,8 @@ class SerialUse:
     serial: str
     status: str
     held_by: tuple[str, int] | None = None  # for a conflict: the document that holds the serial
+    # for "used": the clerk the form was issued to (a use by another clerk is reported); not compared
+    issued_to: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class IssuedSerial:
 
 @dataclass(frozen=True)
 class SerialCounts:
-    """The registry's counts for a period (see ``archive.serials.OVERDUE_DEFINITION``)."""
+    """The registry's counts for a period (see ``archive.serials.OVERDUE_DEFINITION`` and
+    ``RETURN_DEFINITION``)."""
 
     issued: int
     used: int
@@ -106,6 +110,23 @@ class SerialCounts:
     reconciled: int
     awaiting: int
     overdue: int
+    out_blank: int  # issued in the period, neither used nor voided at its end (usable, issued out)
+    out_used: int  # issued in the period, used by its end
+    unreturned: int  # out_blank, issued before ``overdue_before`` (超期未回收)
+    voided_lost: int  # blank forms voided in the period as lost
+    voided_spoilt: int  # … as spoilt
+
+
+@dataclass(frozen=True)
+class OtherClerkUse:
+    """A form used by a clerk other than the one it was issued to."""
+
+    serial: str
+    issued_to: str
+    used_by: str
+    policy_no: str | None
+    version: int | None
+    used_at: datetime | None
 
 
 def record_of(row: Any) -> SerialRecord:
@@ -217,7 +238,50 @@ def counts(
             count_if(reconciled), count_if(awaiting), count_if(and_(awaiting, disposed < overdue_before))
         ).where(within(disposed))
     ).one()
-    return SerialCounts(*(int(n) for n in (*totals, *population)))
+    # 超期未回收率's population: forms issued to a clerk in the period, in their state at its end
+    used_by_end = and_(t.c.used_at.is_not(None), t.c.used_at < end)
+    blank_at_end = and_(
+        or_(t.c.used_at.is_(None), t.c.used_at >= end), or_(t.c.voided_at.is_(None), t.c.voided_at >= end)
+    )
+    out = conn.execute(
+        select(
+            count_if(blank_at_end),
+            count_if(used_by_end),
+            count_if(and_(blank_at_end, t.c.issued_at < overdue_before)),
+        ).where(t.c.registered.is_(True), t.c.issued_to.is_not(None), within(t.c.issued_at))
+    ).one()
+    blank_void = and_(t.c.used_at.is_(None), within(t.c.voided_at))
+    voids = conn.execute(
+        select(
+            count_if(and_(blank_void, t.c.void_reason == BLANK_LOST)),
+            count_if(and_(blank_void, t.c.void_reason == BLANK_SPOILT)),
+        )
+    ).one()
+    return SerialCounts(*(int(n) for n in (*totals, *population, *out, *voids)))
+
+
+def other_clerk_uses(conn: Connection, *, start: datetime | None, end: datetime) -> list[OtherClerkUse]:
+    """Forms used in [``start``, ``end``) by a clerk other than the one they were issued to (compared
+    case-blind, as directory names are), oldest use first."""
+    t = s.print_serials
+    conditions = [
+        t.c.registered.is_(True),
+        t.c.issued_to.is_not(None),
+        t.c.used_by.is_not(None),
+        func.lower(func.trim(t.c.issued_to)) != func.lower(func.trim(t.c.used_by)),
+        t.c.used_at < end,
+    ]
+    if start is not None:
+        conditions.append(t.c.used_at >= start)
+    query = (
+        select(t.c.serial, t.c.issued_to, t.c.used_by, t.c.policy_no, t.c.version, t.c.used_at)
+        .where(*conditions)
+        .order_by(t.c.used_at, t.c.serial)
+    )
+    return [
+        OtherClerkUse(r.serial, r.issued_to, r.used_by, r.policy_no, r.version, as_utc(r.used_at))
+        for r in conn.execute(query)
+    ]
 
 
 # --- writes ------------------------------------------------------------------------------------------------
@@ -260,10 +324,8 @@ def use_serials(conn: Connection, claims: Sequence[DocumentSerial]) -> list[Seri
     - used by another document, or voided: nothing changes ("conflict", naming the holder).
     """
     t = s.print_serials
-    held = {
-        serial: (row.state, row.policy_no, row.version)
-        for serial, row in records(conn, [c.serial for c in claims if c.serial], lock=True).items()
-    }
+    rows = records(conn, [c.serial for c in claims if c.serial], lock=True)
+    held = {serial: (row.state, row.policy_no, row.version) for serial, row in rows.items()}
     fresh: list[dict[str, Any]] = []
     issued: list[dict[str, Any]] = []
     results: list[SerialUse] = []
@@ -286,7 +348,7 @@ def use_serials(conn: Connection, claims: Sequence[DocumentSerial]) -> list[Seri
         elif state[0] == ISSUED:
             issued.append({"target": serial, **used})
             held[serial] = mine
-            results.append(SerialUse(serial, "used"))
+            results.append(SerialUse(serial, "used", issued_to=rows[serial].issued_to))
         elif state == mine:
             results.append(SerialUse(serial, "already"))
         else:
@@ -333,6 +395,17 @@ def void_serial(conn: Connection, void: VoidedSerial) -> None:
         )
     else:
         conn.execute(update(t).where(t.c.serial == serial).values(**values))
+
+
+def void_blank(conn: Connection, serials: Sequence[str], *, reason: str, at: datetime, by: str) -> None:
+    """Void blank forms (issued, never used) for ``reason`` (lost | spoilt); they name no document."""
+    t = s.print_serials
+    for chunk in _chunks(serials, _CHUNK):
+        conn.execute(
+            update(t)
+            .where(t.c.serial.in_(chunk))
+            .values(state=VOIDED, voided_at=as_utc(at), void_reason=reason, voided_by=by)
+        )
 
 
 def reconcile(conn: Connection, serials: Sequence[str], *, at: datetime, by: str) -> None:
