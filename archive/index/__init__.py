@@ -1217,7 +1217,6 @@ class Index:
         with self.engine.connect() as conn:
             return registry.other_clerk_uses(conn, start=start, end=end)
 
-
     # --- the policy lifecycle (issue 25) ----------------------------------------------------------------
 
     @_database_errors
