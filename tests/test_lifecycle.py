@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from archive.index import Index
+from archive.index import Index, as_utc
 from archive.reissue import ReissueRequest, reissue
 from archive.store import LocalStore
 from core import lifecycle
@@ -135,8 +135,12 @@ def test_plate_change_finds_by_old_and_new_and_a_wrong_old_is_rejected(filing, r
     assert _found(filing, plate=old_plate) == [motor["policy_no"]]
     assert _found(filing, plate="粤B99999") == []
     assert filing.index.policy_row(motor["policy_no"]).plate == new_plate
-    history = [(h.field, h.value, h.version) for h in filing.index.lookup_history(motor["policy_no"])]
-    assert history == [("vehicle.plate", old_plate, 1), ("vehicle.plate", new_plate, 2)]
+    history = filing.index.lookup_history(motor["policy_no"])
+    assert [(h.field, h.value, h.version) for h in history] == [
+        ("vehicle.plate", old_plate, 1),
+        ("vehicle.plate", new_plate, 2),
+    ]
+    assert history[1].since == datetime.fromisoformat(right["effective_at"])
 
 
 def test_name_and_id_changes_keep_the_policy_findable_by_both(filing, records, batch_dir):
@@ -188,6 +192,8 @@ def test_surrender_then_reissue_refused_then_reinstate(filing, records, batch_di
     number = motor["policy_no"]
     row = filing.index.policy_row(number)
     assert (row.status, row.status_by) == ("surrendered", surrender["endorsement_no"])
+    # stored in UTC like every time in the index (SQLite keeps no zone): the same moment read back
+    assert as_utc(row.status_since) == datetime.fromisoformat(surrender["effective_at"])
     found = filing.index.find(policy_no=number)[0]
     assert (found.status, found.status_by) == ("surrendered", surrender["endorsement_no"])
 
@@ -229,7 +235,13 @@ def test_cancel_refunds_the_whole_premium_with_earlier_endorsements(filing, reco
     row = filing.index.policy_row(home["policy_no"])
     assert (row.status, row.status_by) == ("cancelled", whole["endorsement_no"])
     # void from inception: the status holds from the start of the period
-    assert row.status_since.date() <= datetime.fromisoformat(home["period"]["start"]).date()
+    assert as_utc(row.status_since) == datetime.fromisoformat(home["period"]["start"])
+    # found by its property address (kept as a keyed hash only), which is no history: it never changed
+    assert _found(filing, address=" " + home["property"]["address"]) == [home["policy_no"]]
+    assert filing.index.lookup_history(home["policy_no"]) == []
+    with filing.index.engine.connect() as conn:
+        stored = " ".join(str(v) for r in conn.exec_driver_sql("SELECT * FROM lookups") for v in r)
+    assert home["property"]["address"] not in stored
 
 
 def test_add_clauses_checks_and_state(filing, records, batch_dir):

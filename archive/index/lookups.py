@@ -17,6 +17,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from archive.index import schema as s
+from archive.index.schema import as_utc
 from core.lifecycle import LOOKUP_FIELDS, LookupChange
 from core.privacy import mask_id
 
@@ -80,7 +81,9 @@ def apply(
     """Write ``change``'s lookups and party updates; return the ``policies`` columns to update."""
     values: dict[str, Any] = {}
     if change.status is not None:
-        values.update(status=change.status, status_since=change.status_since, status_by=change.status_by)
+        values.update(
+            status=change.status, status_since=as_utc(change.status_since), status_by=change.status_by
+        )
     for c in change.changes:
         old = stored_value(c.field, c.old, identity)
         new = stored_value(c.field, c.new, identity)
@@ -99,7 +102,7 @@ def apply(
                     "field": c.field,
                     "value": old,
                     "version": 1,
-                    "since": previous_since,
+                    "since": as_utc(previous_since),
                 }
             )
         rows.append(
@@ -108,7 +111,7 @@ def apply(
                 "field": c.field,
                 "value": new,
                 "version": version,
-                "since": change.since,
+                "since": as_utc(change.since),
             }
         )
         conn.execute(insert(s.lookups), rows)
@@ -135,7 +138,13 @@ def issued_rows(
         return []
     value = stored_value("property.address", address, identity)
     return [
-        {"policy_no": policy_no, "field": "property.address", "value": value, "version": 1, "since": since}
+        {
+            "policy_no": policy_no,
+            "field": "property.address",
+            "value": value,
+            "version": 1,
+            "since": as_utc(since),
+        }
     ]
 
 
@@ -147,12 +156,20 @@ def matching(field_names: Sequence[str], value: str) -> Any:
 
 
 def history(conn: Connection, policy_no: str) -> list[HistoryRow]:
-    rows = conn.execute(
-        select(s.lookups)
-        .where(s.lookups.c.policy_no == policy_no)
-        .order_by(s.lookups.c.version, s.lookups.c.field)
+    """The values of the fields an endorsement changed, oldest first (a field never changed, such as the
+    address a property policy was issued with, is not history)."""
+    rows = list(
+        conn.execute(
+            select(s.lookups)
+            .where(s.lookups.c.policy_no == policy_no)
+            .order_by(s.lookups.c.version, s.lookups.c.field)
+        )
     )
+    changed = {r.field for r in rows if r.version > 1}
     return [
-        HistoryRow(r.field, r.value if LOOKUP_FIELDS.get(r.field) == "clear" else None, r.version, r.since)
+        HistoryRow(
+            r.field, r.value if LOOKUP_FIELDS.get(r.field) == "clear" else None, r.version, as_utc(r.since)
+        )
         for r in rows
+        if r.field in changed
     ]
