@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pypdf import PdfReader, PdfWriter
@@ -983,3 +984,47 @@ def test_the_command_line(archive, tmp_path, monkeypatch, capsys):
     assert main(["verify", CHENGDU[0], *common]) == 1
     out = capsys.readouterr().out
     assert "defective" in out and "objects_present" in out
+
+
+# --- added riders (issue 25, contract v1.1 add_clauses) ----------------------------------------------------
+
+RIDER_POLICY = "PPA20260127026000003"  # sample line 14 adds PA-ACC-MED to it (EPA20260529026000014)
+
+
+def test_an_added_riders_clauses_are_checked_whole_in_its_endorsement(archive, registry):
+    check = archive.auditor.check_policy(RIDER_POLICY).check("clauses_match")
+    assert check.passed, check.evidence
+    assert any("批单 EPA20260529026000014 adds 附加意外伤害医疗保险条款" in line for line in check.evidence)
+
+
+def _rider_policy(registry, pages: list[str], clauses_added: list[str]):
+    """The facts ``added_clauses`` reads, for a customer copy whose pages are ``pages`` (page 1 the
+    policy, page 2 the endorsement, the rest whatever the test puts there)."""
+    record = {"kind": "endorsement", "endorsement_no": "E1", "clauses_added": clauses_added}
+    return SimpleNamespace(
+        versions=(
+            SimpleNamespace(manifest={"record": {"kind": "policy"}}),
+            SimpleNamespace(manifest={"record": record}),
+        ),
+        sources=SimpleNamespace(products=registry),
+        texts=tuple(pages),
+        endorsements=(("E1", 1, len(pages)),),
+    )
+
+
+def test_a_rider_with_a_clause_page_missing_or_not_added_fails(registry):
+    title = registry.clauses["PA-ACC-MED"].title
+    whole = ["保险单", "批单E1增加附加险", f"条款代码：PA-ACC-MED{title}第1页共2页", f"{title}第2页共2页"]
+    messages = Messages()
+    integrity.added_clauses(_rider_policy(registry, whole, ["PA-ACC-MED"]), messages)
+    assert messages.check("clauses_match").result().passed
+    # the rider's second page gone
+    messages = Messages()
+    integrity.added_clauses(_rider_policy(registry, whole[:3], ["PA-ACC-MED"]), messages)
+    (problem,) = messages.check("clauses_match").problems
+    assert "incomplete" in problem and "2 of 2 missing" in problem
+    # clause pages the endorsement's record does not add
+    messages = Messages()
+    integrity.added_clauses(_rider_policy(registry, whole, []), messages)
+    (problem,) = messages.check("clauses_match").problems
+    assert problem == f"批单 E1 attaches {title}; its record adds none"

@@ -4,7 +4,8 @@ the product requires filed, and bytes and pages reconciled.
 - ``objects_present``: every object of every version is in the store (``head``).
 - ``clauses_match`` (所附条款与保单列明条款一致): the clause codes the schedule lists, the bookmarks under
   条款, and the clause pages attached (found by their footers ``<title> 第k页共n页``: each clause complete,
-  k = 1…n, no foreign or stray page, its first page naming its code) all equal the record's ``clauses``.
+  k = 1…n, no foreign or stray page, its first page naming its code) all equal the record's ``clauses``;
+  and each endorsement's pages hold, whole, exactly the clauses its record adds (``clauses_added``).
 - ``required_images``: every image kind the product requires for this policy
   (``core.products.required_images``) is in some version's manifest and bookmarked in the newest
   archive copy.
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from archive.audit.checks.base import (
     AuditedPolicy,
     CheckResult,
+    Found,
     IndexedVersion,
     Messages,
     StoredPart,
@@ -31,6 +33,7 @@ from core.products import required_images as product_images
 from core.records import IMAGE_KIND_LABELS, Policy, parse_record
 
 __all__ = [
+    "added_clauses",
     "clause_check",
     "clause_footers",
     "clauses_match",
@@ -68,6 +71,7 @@ def clauses_match(policy: AuditedPolicy, messages: Messages) -> None:
         registry=policy.sources.products,
         messages=messages,
     )
+    added_clauses(policy, messages)
 
 
 _CLAUSE_FOOTER = "第(\\d+)页共(\\d+)页"
@@ -136,37 +140,10 @@ def clause_check(
             f"the schedule lists {', '.join(listed) or 'no clauses'}; the record lists {', '.join(expected)}"
         )
     # the attached clause pages, clause by clause
-    attached: list[tuple[str, list[tuple[int, int, int]]]] = []  # title, [(page, k, n)]
     for page in range(first_clause, len(page_clause)):
-        hit = page_clause[page]
-        if hit is None:
+        if page_clause[page] is None:
             found.problem(f"page {page + 1} is not a page of any registered clause")
-            continue
-        title, k, n = hit
-        if attached and attached[-1][0] == title and k != 1:
-            attached[-1][1].append((page, k, n))
-        else:
-            attached.append((title, [(page, k, n)]))
-    found_titles = [title for title, _ in attached]
-    for title, pages in attached:
-        numbers = [k for _, k, _ in pages]
-        total = pages[0][2]
-        span = f"pages {pages[0][0] + 1}–{pages[-1][0] + 1}"
-        if numbers != list(range(1, total + 1)) or any(n != total for _, _, n in pages):
-            missing = sorted(set(range(1, total + 1)) - set(numbers))
-            detail = (
-                f"page(s) {', '.join(map(str, missing))} of {total} missing" if missing else "out of order"
-            )
-            found.problem(f"{title} ({span}) is incomplete: {detail}")
-        else:
-            found.evidence(f"{title}: {span}, {total} of {total} pages")
-        code = next((c for c, t in titles.items() if t == title), None)
-        if (
-            code
-            and f"条款代码：{code}" not in texts[pages[0][0]]
-            and f"条款代码:{code}" not in texts[pages[0][0]]
-        ):
-            found.problem(f"{title}: its first page does not name its code {code}")
+    found_titles = _whole_clauses(texts, page_clause, range(first_clause, len(page_clause)), titles, found)
     if found_titles != expected_titles:
         found.problem(
             f"attached clauses are {', '.join(found_titles) or 'none'}; the record lists "
@@ -179,6 +156,67 @@ def clause_check(
     else:
         found.problem(f"bookmarks under 条款 are {', '.join(marked) or 'missing'}")
     return found.result()
+
+
+def _whole_clauses(
+    texts: Sequence[str],
+    page_clause: Sequence[tuple[str, int, int] | None],
+    pages: range,
+    titles: dict[str, str],
+    found: Found,
+) -> list[str]:
+    """The clauses attached on ``pages`` (by their footers), each checked complete and naming its code
+    on its first page; their titles in order."""
+    attached: list[tuple[str, list[tuple[int, int, int]]]] = []  # title, [(page, k, n)]
+    for page in pages:
+        hit = page_clause[page]
+        if hit is None:
+            continue
+        title, k, n = hit
+        if attached and attached[-1][0] == title and k != 1:
+            attached[-1][1].append((page, k, n))
+        else:
+            attached.append((title, [(page, k, n)]))
+    for title, on in attached:
+        numbers = [k for _, k, _ in on]
+        total = on[0][2]
+        span = f"pages {on[0][0] + 1}–{on[-1][0] + 1}"
+        if numbers != list(range(1, total + 1)) or any(n != total for _, _, n in on):
+            missing = sorted(set(range(1, total + 1)) - set(numbers))
+            detail = (
+                f"page(s) {', '.join(map(str, missing))} of {total} missing" if missing else "out of order"
+            )
+            found.problem(f"{title} ({span}) is incomplete: {detail}")
+        else:
+            found.evidence(f"{title}: {span}, {total} of {total} pages")
+        code = next((c for c, t in titles.items() if t == title), None)
+        if code and f"条款代码：{code}" not in texts[on[0][0]] and f"条款代码:{code}" not in texts[on[0][0]]:
+            found.problem(f"{title}: its first page does not name its code {code}")
+    return [title for title, _ in attached]
+
+
+def added_clauses(policy: AuditedPolicy, messages: Messages) -> None:
+    """An added rider's clauses (contract v1.1 ``add_clauses``) attached whole in its endorsement's pages,
+    and no clause pages in any other endorsement's (part of 所附条款与保单列明条款一致)."""
+    found = messages.check("clauses_match")
+    registry = policy.sources.products
+    titles = {code: c.title for code, c in registry.clauses.items()}
+    added: dict[str, list[str]] = {}
+    for v in policy.versions:
+        record = (v.manifest or {}).get("record") or {}
+        if record.get("kind") == "endorsement":
+            added[str(record.get("endorsement_no"))] = list(record.get("clauses_added") or [])
+    footers = clause_footers(policy.texts, registry)
+    for number, start, stop in policy.endorsements:
+        expected = [titles.get(code, f"?{code}") for code in added.get(number, [])]
+        attached = _whole_clauses(policy.texts, footers, range(start, min(stop, len(footers))), titles, found)
+        if attached != expected:
+            found.problem(
+                f"批单 {number} attaches {', '.join(attached) or 'no clauses'}; its record adds "
+                f"{', '.join(expected) or 'none'}"
+            )
+        elif expected:
+            found.evidence(f"批单 {number} adds {', '.join(expected)}, attached in full")
 
 
 def image_kinds(versions: Sequence[IndexedVersion], bundle: StoredPart | None) -> tuple[set[str], list[str]]:
