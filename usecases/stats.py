@@ -17,15 +17,14 @@ For the China dates ``start``..``end`` (inclusive), in total and by branch, prod
   承保档案存档情况 10 when the images are complete;
 - ``unregistered_serials``: print serials used in the range that were never issued to a clerk.
 
-A share is None when nothing was there to share. The totals are counted over the whole range, not
-summed from the groups.
+A share is None when nothing was there to share; a total's share is taken from the total's counts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -79,6 +78,10 @@ class Figures:
         """承保档案存档情况, 0–10 on average."""
         return POINTS * self.images_complete / self.issued if self.issued else None
 
+    def add(self, other: Figures) -> None:
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def as_json(self) -> dict[str, Any]:
         return {
             "issued": self.issued,
@@ -95,6 +98,9 @@ class Figures:
             "archive_score": self.archive_score,
             "unregistered_serials": self.unregistered_serials,
         }
+
+
+_COUNTS = tuple(f.name for f in fields(Figures))
 
 
 @dataclass(frozen=True)
@@ -163,10 +169,13 @@ def compute(
         raise UsageError(f"a range of at most {MAX_DAYS} days, please")
     lo = datetime.combine(start, time(), CHINA).astimezone(UTC)
     hi = datetime.combine(end + timedelta(days=1), time(), CHINA).astimezone(UTC)
-    total = _figures(index.stats_cells(start=lo, end=hi), calendar).get(None, Figures())
+    grouped = _figures(index.stats_cells(start=lo, end=hi, by=by), calendar)
+    # every counted row falls in exactly one group: the totals are the groups' sums (one pass, not two)
+    total = Figures()
+    for f in grouped.values():
+        total.add(f)
     groups: tuple[Group, ...] = ()
     if by is not None:
-        grouped = _figures(index.stats_cells(start=lo, end=hi, by=by), calendar)
         if by == "day":  # every day of the range, so that a chart has no holes
             for n in range((end - start).days + 1):
                 grouped.setdefault(start + timedelta(days=n), Figures())
