@@ -129,7 +129,7 @@ def load_calendar(path: Path | None = None) -> WorkCalendar:
 
 def _year(year: int, table: dict[str, Any], where: str, path: Path) -> YearSchedule:
     def bad(message: str) -> TemplateError:
-        return TemplateError(f"{message}", hint=f"fix {path}")
+        return TemplateError(message, hint=f"fix {path}")
 
     _known_keys(table, _YEAR_KEYS, where, bad)
     confirmed = table.get("confirmed")

@@ -1,10 +1,9 @@
 """Statistics (issue 25): China's working days, and ``issuance stats`` on a constructed set equal to figures
 counted by hand.
 
-The set is filed through the real pipeline (``issuance run`` on real LibreOffice, ``issuance reissue``)
-on SQLite and PostgreSQL. Surrenders and cancellations are refused by the pipeline until the lifecycle
-types are built (pipeline/validate.py), so those two versions are written through the index's own API
-(``Index.archive_version``) with the types the statistics count; everything else is the pipeline's.
+The set is filed through the real pipeline (``issuance run`` on real LibreOffice, a surrender and a
+cancellation among its endorsements, and ``issuance reissue``) on SQLite and PostgreSQL, and counted by
+``issuance stats --json`` and the operators' desk page.
 
 The calendar of 2026 around the dates used (China time): 国庆节 Oct 1–7 off, Sat Oct 10 worked (调休),
 Sat Oct 17 / Sun Oct 18 off.
@@ -24,11 +23,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archive.index import Index, LedgerEvent, VersionFacts, as_utc, schema
+from archive.index import Index, as_utc, schema
 from bench.synth import make_batch
 from core.config import load_settings
 from core.errors import TemplateError
-from core.manifest import StoredObject
 from core.privacy import mask_id
 from core.workdays import load_calendar
 from desk.app import create_app
@@ -248,7 +246,31 @@ def _file(tmp_path: Path, index_url: str) -> Constructed:
     e2 = _endorsement(
         "E2", p4, clerk="CLK-C4", approved=cn("2026-10-20 10:00"), effective=now + timedelta(days=1)
     )
-    lines += [e1, e2]
+    # S, the surrender of P2, approved on Tue Oct 13 and filed now: late; C, the cancellation of P5
+    # (the whole premium back), approved two hours ago: timely
+    surrender = _endorsement(
+        "S",
+        made.numbers["P2"],
+        clerk="CLK-C4",
+        approved=cn("2026-10-13 10:00"),
+        effective=now + timedelta(days=1),
+    )
+    cancel = _endorsement(
+        "C",
+        made.numbers["P5"],
+        clerk="CLK-C1",
+        approved=now - timedelta(hours=2),
+        effective=now + timedelta(days=1),
+    )
+    for record, kind in ((surrender, "surrender"), (cancel, "cancel")):
+        # a change naming no field of the policy changes nothing (core.lifecycle.changed)
+        record.update(
+            type=kind, changes=[{"field": "status", "label": "保单状态", "old": "有效", "new": kind}]
+        )
+        record["text"] = f"经投保人申请，本公司同意{'退保' if kind == 'surrender' else '注销本保单'}。"
+    surrender["premium_delta"] = "-10.00"
+    cancel["premium_delta"] = f"-{lines[4]['total_premium']}"
+    lines += [e1, e2, surrender, cancel]
     # rejected: R1 a policy of branch B whose total does not add up; R2 not JSON; R3 an endorsement of
     # a policy nobody filed, with an ID-number-shaped record id
     r1 = copy.deepcopy(lines[3])
@@ -261,10 +283,10 @@ def _file(tmp_path: Path, index_url: str) -> Constructed:
     made.report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     statuses = {o["line"]: o["status"] for o in made.report["outcomes"]}
     assert statuses == {
-        **{n: "archived" for n in range(1, 9)},
-        9: "rejected",
-        10: "rejected",
+        **{n: "archived" for n in range(1, 11)},
         11: "rejected",
+        12: "rejected",
+        13: "rejected",
     }, ran.stderr
     # a reissue of P1, filed now by a clerk of the desk
     add_users({"clerk-r": ["clerk"]}, env=made.env, base=tmp_path)
@@ -272,57 +294,7 @@ def _file(tmp_path: Path, index_url: str) -> Constructed:
         "reissue", made.numbers["P1"], "--reason", "lost", "--by", "clerk-r", "-o", "r.pdf"
     )
     assert reissued.returncode == 0, reissued.stderr
-    # the surrender of P2 and the cancellation of P5, through the index's API (see the module's docstring)
-    index = made.index()
-    try:
-        _later_version(
-            index,
-            made.numbers["P2"],
-            "surrender",
-            clerk="CLK-C4",
-            approved="2026-10-09 10:00",
-            filed="2026-10-14 10:00",
-        )
-        _later_version(
-            index,
-            made.numbers["P5"],
-            "cancel",
-            clerk="CLK-C1",
-            approved="2026-10-19 09:00",
-            filed="2026-10-22 15:00",
-        )
-    finally:
-        index.close()
     return made
-
-
-def _later_version(index: Index, policy_no: str, kind: str, *, clerk: str, approved: str, filed: str) -> None:
-    """An endorsement version of ``kind`` in the index (it reuses the policy's copies: the statistics
-    read rows only)."""
-    last = index.versions(policy_no)[-1]
-    number = last.version + 1
-
-    def stored(prefix: str) -> StoredObject:
-        return StoredObject(getattr(last, f"{prefix}_key"), getattr(last, f"{prefix}_sha256"), 1, 1)
-
-    index.archive_version(
-        version=VersionFacts(
-            policy_no=policy_no,
-            version=number,
-            kind="endorsement",
-            created_at=cn(filed),
-            customer=stored("customer"),
-            bundle=stored("bundle"),
-            manifest=StoredObject(f"{last.manifest_key}.v{number}-{kind}", "0" * 64, 1, 0),
-            retain_until=as_utc(last.retain_until),
-            endorsement_no=f"ESTATS{kind.upper()}{number:04d}",
-            endorsement_type=kind,
-            clerk=clerk,
-            approved_at=cn(approved),
-        ),
-        record=None,
-        event=LedgerEvent("stats-test", "endorsement.archived", policy_no, {"version": number}),
-    )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -378,16 +350,16 @@ def expect(
 def test_stats_equal_the_figures_counted_by_hand(constructed: Constructed):
     today = datetime.now(CHINA).date().isoformat()
 
-    # October 8-23: P1-P5 issued (P6 is issued at 00:10 on the 24th), the surrender and the cancellation
-    # timely: P1 yes, P2 no, P3 yes, P4 no, P5 no; surrender (approved Fri 9, filed Wed 14: Sat 10, Mon 12,
-    # Tue 13, Wed 14 = 4) no; cancel (approved Mon 19, filed Thu 22: 3) yes → 3 of 7
+    # October 8-23: P1-P5 issued (P6 is issued at 00:10 on the 24th); every endorsement is filed today
+    # timely: P1 yes, P2 no, P3 yes, P4 no, P5 no → 2 of 5
     # images: P4 lacks id_back, P5 the exemption notice → complete 3 of 5, exemption notice kept 4 of 5
     october = constructed.stats("--from", "2026-10-08", "--to", "2026-10-23")
-    assert figures(october) == expect(5, 2, 1, 1, 0, 0, 3, 7, 3, 4, 0)
+    assert figures(october) == expect(5, 0, 0, 0, 0, 0, 2, 5, 3, 4, 0)
     assert october["by"] == []
 
-    # October 8 to today: P6 too; E1 (timely) and E2 (late) filed today; the reissue; 3 rejected lines;
-    # the two unregistered serials P3 and P4 were used (filed) today
+    # October 8 to today: P6 too (timely); filed today: E1 (timely), E2 (late), the surrender (late: approved
+    # Oct 13), the cancellation (timely), the reissue; 3 rejected lines; the two unregistered serials of P3
+    # and P4 were used (filed) today → timely 3 of 6 issues + 2 of 4 endorsements
     whole = constructed.stats("--from", "2026-10-08", "--to", today)
     assert figures(whole) == expect(6, 4, 1, 1, 1, 3, 5, 10, 4, 5, 2)
 
@@ -424,8 +396,9 @@ def test_stats_equal_the_figures_counted_by_hand(constructed: Constructed):
     assert list(by_day) == [(date(2026, 10, 8) + timedelta(days=n)).isoformat() for n in range(16)]
     assert by_day["2026-10-09"] == expect(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     assert by_day["2026-10-12"] == expect(1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0)  # P2, late
-    assert by_day["2026-10-14"] == expect(0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0)  # the surrender, late
-    assert by_day["2026-10-22"] == expect(1, 1, 0, 1, 0, 0, 1, 2, 0, 1, 0)  # P4 (late), the cancel
+    assert by_day["2026-10-14"] == expect(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    assert by_day["2026-10-21"] == expect(1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0)  # P3, timely
+    assert by_day["2026-10-22"] == expect(1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0)  # P4, late, lacks id_back
     assert by_day["2026-10-23"] == expect(1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0)  # P5 at 00:30, late
 
 
@@ -434,6 +407,7 @@ def test_versions_are_indexed_with_their_clerk_approval_and_type(constructed: Co
     try:
         p3 = index.versions(constructed.numbers["P3"])
         p1 = index.versions(constructed.numbers["P1"])
+        p2 = index.versions(constructed.numbers["P2"])
     finally:
         index.close()
     issue, endorsement = p3[0], p3[1]
@@ -445,6 +419,9 @@ def test_versions_are_indexed_with_their_clerk_approval_and_type(constructed: Co
         "change",
     )
     assert endorsement.approved_at is not None
+    surrender = p2[-1]
+    assert (surrender.clerk, surrender.endorsement_type) == ("CLK-C4", "surrender")
+    assert as_utc(surrender.approved_at) == cn("2026-10-13 10:00").astimezone(UTC)
     reissue = p1[-1]
     assert (reissue.kind, reissue.clerk, reissue.approved_at) == ("reissue", "clerk-r", None)
 
@@ -489,8 +466,8 @@ def test_the_text_table_shows_the_totals(constructed: Constructed):
     assert done.returncode == 0, done.stderr
     total = next(line for line in done.stdout.splitlines() if "合计 Total" in line)
     cells = [c.strip() for c in total.split("│")[1:-1]]
-    assert cells[:7] == ["合计 Total", "5", "2", "1", "1", "0", "0"]
-    assert cells[7] == "42.9% (3/7)"
+    assert cells[:7] == ["合计 Total", "5", "0", "0", "0", "0", "0"]
+    assert cells[7] == "40.0% (2/5)"
 
 
 def test_a_range_that_ends_before_it_starts_is_a_usage_error(tmp_path: Path):
@@ -521,26 +498,28 @@ def test_the_operators_page_shows_the_same_figures_with_a_chart_per_day(construc
             )
         operator = app.test_client()
         assert sign_in(operator, "operator9", PASSWORD).status_code == 303
-        page = operator.get("/operations/stats?from=2026-10-08&to=2026-10-23")
+        today = datetime.now(CHINA).date()
+        page = operator.get(f"/operations/stats?from=2026-10-08&to={today}")
         assert page.status_code == 200, page.text
         text = page.text
-        assert [
-            by_id(text, f"t-{k}")
-            for k in ("issued", "endorsed", "surrendered", "cancelled", "reissued", "rejected")
-        ] == ["5", "2", "1", "1", "0", "0"]
-        assert by_id(text, "t-timely") == "42.9%"
-        assert by_id(text, "t-images") == "60.0%"
-        assert by_id(text, "t-exemption") == "8.0"
-        assert by_id(text, "t-archive") == "6.0"
-        # the chart: three bars a day for the 16 days, the 12th's issue bar as tall as the scale's 1
+        # the figures test_stats_equal_the_figures_counted_by_hand counts for October 8 to today
+        counts = ("issued", "endorsed", "surrendered", "cancelled", "reissued", "rejected", "unregistered")
+        assert [by_id(text, f"t-{k}") for k in counts] == ["6", "4", "1", "1", "1", "3", "2"]
+        assert by_id(text, "t-timely") == "50.0%"
+        assert by_id(text, "t-images") == "66.7%"
+        assert by_id(text, "t-exemption") == "8.3"
+        assert by_id(text, "t-archive") == "6.7"
+        # the chart: three bars a day, one of each in the legend; each bar says its day and figure
+        days = (today - date(2026, 10, 8)).days + 1
         svg = re.search(r"<svg class=\"chart\".*?</svg>", text, re.S)[0]
-        assert svg.count('class="bar-issued"') == 16 + 1  # and one in the legend
+        for css in ("bar-issued", "bar-endorsed", "bar-rejected"):
+            assert svg.count(f'class="{css}"') == days + 1
         assert "<script" not in text and " style=" not in text
         assert "2026-10-12 签发 issued: 1" in svg
+        assert f"{today} 拒绝 rejected: 3" in svg and f"{today} 批改 endorsed: 4" in svg
         assert 'data-day="2026-10-22"' in text
         # the default: the last 30 days, today included
         default = operator.get("/operations/stats").text
-        today = datetime.now(CHINA).date()
         assert f'name="from" type="date" value="{today - timedelta(days=29)}"' in default
         assert f'name="to" type="date" value="{today}"' in default
         # a clerk may not see it
