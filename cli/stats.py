@@ -41,7 +41,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    stats.add_argument("--from", dest="start", type=iso_date, required=True, metavar="YYYY-MM-DD")
+    stats.add_argument(
+        "--from", dest="start", type=iso_date, required=True, metavar="YYYY-MM-DD", help="first day included"
+    )
     stats.add_argument(
         "--to", dest="end", type=iso_date, metavar="YYYY-MM-DD", help="last day included (default: today)"
     )
