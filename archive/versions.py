@@ -492,7 +492,9 @@ class VersionWriter:
     def _new_policy(self, plan: PolicyPlan, stored: Stored, batch_id: str | None) -> NewPolicy:
         """The index's rows and ledger event for version 1 of ``plan.policy``, from its manifest."""
         policy, slot = plan.policy, plan.slot
-        version = self._version_facts(slot, stored, record_id=policy.record_id, batch_id=batch_id)
+        version = self._version_facts(
+            slot, stored, record_id=policy.record_id, batch_id=batch_id, record=policy
+        )
         issued_at = policy.issued_at or datetime.now(UTC)
         return NewPolicy(
             facts=_policy_facts(
@@ -550,6 +552,7 @@ class VersionWriter:
             record_id=endorsement.record_id,
             batch_id=batch_id,
             endorsement_no=endorsement.endorsement_no,
+            record=endorsement,
         )
         with self.clock.measure("index"), self._unless_filed_by_another(endorsement.record_id, record_sha256):
             self.index.archive_version(
@@ -666,8 +669,11 @@ class VersionWriter:
         record_id: str | None,
         batch_id: str | None,
         endorsement_no: str | None = None,
+        record: Policy | Endorsement | None = None,
     ) -> VersionFacts:
-        """The index's row for a version, from its manifest (freshly uploaded or adopted)."""
+        """The index's row for a version, from its manifest (freshly uploaded or adopted) and, for an
+        issue or an endorsement, its record: who issued it and when underwriting approved it, which
+        the statistics count by. A reissue's or supplement's clerk is the one its manifest names."""
         seal = stored.body.get("seal") or {}
         return VersionFacts(
             policy_no=slot.policy_no,
@@ -683,6 +689,9 @@ class VersionWriter:
             batch_id=batch_id,
             seal_id=seal.get("id"),
             seal_version=seal.get("version"),
+            endorsement_type=record.type if isinstance(record, Endorsement) else None,
+            clerk=record.issued_by if record is not None else stored.body.get("clerk"),
+            approved_at=record.underwriting.approved_at if record is not None else None,
         )
 
     def _conflict(self, error: IndexConflict, record_id: str, record_sha256: str) -> IndexConflict:

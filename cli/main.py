@@ -24,6 +24,7 @@ from cli import audit as cli_audit
 from cli import reissue as cli_reissue
 from cli import serve as cli_serve
 from cli import signer as cli_signer
+from cli import stats as cli_stats
 from cli import users as cli_users
 from cli import watch as cli_watch
 from cli.common import iso_date, positive_int, progress_bar, settings_from, stdout_console, write_file
@@ -180,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # command families with modules of their own (each adds its subparsers and handlers)
 
-    for family in (cli_watch, cli_reissue, cli_audit, cli_signer, cli_users, cli_serve):
+    for family in (cli_watch, cli_reissue, cli_audit, cli_signer, cli_users, cli_serve, cli_stats):
         family.add_commands(sub)
     return parser
 

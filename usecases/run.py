@@ -15,11 +15,12 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from archive.index import RejectionFacts
 from core.config import DEFAULT_CHUNK, Settings
 from core.errors import (
     ClusterUnavailable,
@@ -180,6 +181,10 @@ class BatchRun:
         # exact repeats of a line still in flight, by that line: each ends as it ends
         self._repeats: dict[int, list[RawRecord]] = {}
         self._unread: list[RawRecord] = []  # read but not handled when the run stopped
+        # what a line read says of its branch, product and clerk, until it ends; the rejected lines'
+        # rows for the statistics, written at the end in one insert (issue 25)
+        self._said: dict[int, tuple[str | None, str | None, str | None]] = {}
+        self._rejections: list[RejectionFacts] = []
         filing.index.begin_batch(
             batch_id=self.batch_id,
             input_name=scrub(batch.name),  # a file may be named after its customer
@@ -200,6 +205,7 @@ class BatchRun:
         while block := list(itertools.islice(self._records, LOOKAHEAD)):
             for raw in block:
                 self.report.opened(raw.line)
+                self._said[raw.line] = _said(raw)
             data = [raw.data if isinstance(raw.data, dict) else {} for raw in block]
             try:
                 known = index.records([d["record_id"] for d in data if isinstance(d.get("record_id"), str)])
@@ -277,6 +283,9 @@ class BatchRun:
                 self.report.statuses = (*self.report.statuses, outcome.status)
             self.report.add(outcome)
             repeats = self._repeats.pop(outcome.line, ())
+            said = self._said.pop(outcome.line, (None, None, None))
+            if outcome.status == REJECTED:
+                self._rejections.append(_rejection(outcome, said, self.batch_id))
         if outcome.status in (REJECTED, NOT_ATTEMPTED):
             self._log(outcome)
         if self._on_record:
@@ -322,6 +331,7 @@ class BatchRun:
         }
         ended = "aborted" if self.fatal else "interrupted" if report.extra.get("interrupted") else "finished"
         try:
+            index.record_rejections(self._rejections)
             index.finish_batch(
                 batch_id=self.batch_id,
                 counts=report.counts(),
@@ -336,6 +346,38 @@ class BatchRun:
         if self.fatal:
             raise RunAborted(self.fatal[0], report=report)
         return report
+
+
+def _said(raw: RawRecord) -> tuple[str | None, str | None, str | None]:
+    """The branch code, product code and clerk a line names, as far as they are text; scrubbed, as the
+    line was not (or not yet) validated and a clerk field may hold anything."""
+    data = raw.data if isinstance(raw.data, dict) else {}
+    branch = data.get("branch")
+    code = branch.get("code") if isinstance(branch, dict) else None
+
+    def text(value: Any) -> str | None:
+        return scrub(value) if isinstance(value, str) and value else None
+
+    return text(code), text(data.get("product_code")), text(data.get("issued_by"))
+
+
+def _rejection(
+    outcome: Outcome, said: tuple[str | None, str | None, str | None], batch_id: str
+) -> RejectionFacts:
+    """A rejected line's row: its numbers as the report shows them, what it said, the first field named."""
+    branch, product, clerk = said
+    return RejectionFacts(
+        at=datetime.now(UTC),
+        batch_id=batch_id,
+        line=outcome.line,
+        kind=outcome.kind,
+        record_id=outcome.record_id,
+        policy_no=outcome.policy_no,
+        branch_code=branch,
+        product_code=product,
+        clerk=clerk,
+        field=outcome.reasons[0].field if outcome.reasons else None,
+    )
 
 
 def not_attempted(raw: RawRecord, error: ComponentUnavailable) -> Outcome:

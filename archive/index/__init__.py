@@ -32,7 +32,7 @@ from sqlalchemy import Engine, and_, create_engine, event, func, insert, select,
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from archive.index import audits, desk, lookups
+from archive.index import audits, desk, lookups, stats
 from archive.index import schema as s
 from archive.index import serials as registry
 from archive.index import users as people
@@ -41,6 +41,7 @@ from archive.index.chain import GENESIS, row_hash
 from archive.index.chain import entry_hash as _entry_hash
 from archive.index.lookups import HistoryRow, Lifecycle
 from archive.index.schema import as_utc
+from archive.index.stats import RejectionFacts
 from core.errors import IndexConflict, IndexUnavailable, IssuanceError, SerialError
 from core.manifest import RecordFacts, StoredObject
 from core.privacy import mask_id, scrub
@@ -105,6 +106,11 @@ class VersionFacts:
     batch_id: str | None = None
     seal_id: str | None = None
     seal_version: str | None = None
+    # what the statistics count by (issue 25): the endorsement's type, who issued the record (a
+    # reissue's clerk), and when underwriting approved it
+    endorsement_type: str | None = None
+    clerk: str | None = None
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -1225,6 +1231,21 @@ class Index:
         with self.engine.connect() as conn:
             return lookups.history(conn, policy_no)
 
+    # --- helper "stats" (issue 25): rejected lines, and what the statistics count (archive/index/stats.py)
+
+    @_database_errors
+    def record_rejections(self, rows: Sequence[RejectionFacts]) -> None:
+        """A batch's rejected lines, in one insert (nothing to do for none)."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(s.rejections), stats.rejection_rows(rows))
+
+    @_database_errors
+    def stats_cells(self, *, start: datetime, end: datetime, by: str | None = None) -> stats.Cells:
+        """What the statistics count for [``start``, ``end``), grouped by ``by`` (``stats.GROUPS``)."""
+        with self.engine.connect() as conn:
+            return stats.cells(conn, start=start, end=end, by=by)
+
 
 # Rows as plain dicts for ``conn.execute(insert(table), rows)``: one statement for one row or many, and
 # SQLAlchemy compiles it once; ``insert(...).values(**row)`` re-coerces every value on every call.
@@ -1279,6 +1300,10 @@ def _version_row(v: VersionFacts) -> dict[str, Any]:
         "seal_id": v.seal_id,
         "seal_version": v.seal_version,
         "retain_until": as_utc(v.retain_until),
+        "endorsement_type": v.endorsement_type,
+        # the column holds the contract's issued_by (20); a desk user who reissues may have a longer name
+        "clerk": v.clerk[:20] if v.clerk else None,
+        "approved_at": as_utc(v.approved_at),
     }
 
 
