@@ -342,6 +342,12 @@ def test_reissue_needs_the_customer_and_a_second_person(app, filed):
     assert "released" in page and 'id="print"' in page
     copy = clerk.get(f"/reissues/{number}/copy.pdf")
     assert copy.status_code == 200 and copy.data.startswith(b"%PDF")
+    # reissued without a new form: the old serial is void and no serial is current
+    policy_page = clerk.get(f"/policies/{POLICY}").text
+    assert (
+        '<span class="mono" id="serial">—</span><br><span class="mono">202651010772057290</span>'
+        in policy_page
+    )
     again = supervisor.post(
         f"/reissues/{number}/decision", data={"decision": "approve", "csrf": csrf_of(supervisor)}
     )

@@ -273,14 +273,18 @@ class Desk:
     def policy(self, user: User, policy_no: str) -> PolicyPage:
         """The policy page's facts; recorded as a view (the page shows the customer copy's pages)."""
         row = self._policy(user, "view_policy", policy_no)
+        reissues = self.index.reissues(row.policy_no)
+        serial = (self.index.newest_used_serial(row.policy_no) or (row.print_serial, 0))[0]
+        if serial in {r.old_serial for r in reissues}:
+            serial = None  # reissued without a new form: the old one is void, and none replaces it
         page = PolicyPage(
             policy=row,
             versions=self.index.versions(row.policy_no),
             parties=self.index.parties(row.policy_no),
-            reissues=self.index.reissues(row.policy_no),
+            reissues=reissues,
             requests=self.index.reissue_requests(policy_no=row.policy_no, limit=20),
             approval_needed=self.approval_needed(row.branch_code),
-            serial=(self.index.newest_used_serial(row.policy_no) or (row.print_serial, 0))[0],
+            serial=serial,
             history=self.index.lookup_history(row.policy_no),
         )
         self.index.append_event(
