@@ -22,7 +22,6 @@ IN_FORCE, SURRENDERED, CANCELLED = "issued", "surrendered", "cancelled"
 
 STATUS_WORDS = {IN_FORCE: "有效", SURRENDERED: "已退保", CANCELLED: "已注销"}
 
-
 # Fields the archive looks policies up by (contract README, "changes[].field"): an endorsement that
 # changes one must carry its current value as ``old``, and the policy stays findable by both values.
 # Values of the hashed ones are kept only as keyed hashes (DESIGN.md invariant 9).
@@ -60,7 +59,6 @@ class PolicyState:
     status_by: str | None = None  # the endorsement number that set the status
     premium: Decimal = Decimal(0)  # total premium including every endorsement's premium_delta
     clauses: tuple[str, ...] = ()  # every clause attached: the policy's and those added since
-    endorsements: tuple[str, ...] = ()  # endorsement numbers applied, in order
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyState:
@@ -71,9 +69,8 @@ class PolicyState:
         return self.status in (SURRENDERED, CANCELLED)
 
     def status_words(self) -> str:
-        """``已退保（批单 …）`` for a refusal that must name the status and the endorsement that set it."""
-        words = STATUS_WORDS.get(self.status, self.status)
-        return f"{words} {self.status}" + (f" by endorsement {self.status_by}" if self.status_by else "")
+        """``已退保 surrendered by endorsement E…``: a refusal names the status and what set it."""
+        return status_words(self.status) + (f" by endorsement {self.status_by}" if self.status_by else "")
 
 
 def status_words(status: str) -> str:
@@ -83,9 +80,10 @@ def status_words(status: str) -> str:
 
 def not_reissued(policy_no: str, status: str, status_by: str | None) -> str:
     """Why a surrendered or cancelled policy is not reissued (DOMAIN.md: never reissued as in force)."""
-    words = STATUS_WORDS.get(status, status)
     by = f" by endorsement {status_by}" if status_by else ""
-    return f"policy {policy_no} is {words} {status}{by}; a {status} policy is never reissued as in force"
+    return (
+        f"policy {policy_no} is {status_words(status)}{by}; a {status} policy is never reissued as in force"
+    )
 
 
 def _lookup(data: Any, path: str) -> tuple[bool, Any]:
@@ -116,12 +114,6 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.split()) == " ".join(b.split())
 
 
-def current_value(policy: Policy, field: str) -> str | None:
-    """The policy's value at a dotted path, as text; ``None`` if it has none there."""
-    found, value = _lookup(policy.model_dump(mode="json"), field)
-    return value if found and isinstance(value, str) else None
-
-
 def changed(policy: Policy, endorsement: Endorsement) -> tuple[Policy | None, list[tuple[str, str]]]:
     """The policy with the endorsement's changes applied, or ``None`` and why not.
 
@@ -147,7 +139,7 @@ def changed(policy: Policy, endorsement: Endorsement) -> tuple[Policy | None, li
                     )
                 )
                 continue
-        if found and (value is None or isinstance(value, str)) and not isinstance(value, dict | list):
+        if found and (value is None or isinstance(value, str)):  # a section or a list is not set whole
             _assign(data, change.field, change.new)
             applied = True
     if problems:
@@ -206,9 +198,8 @@ def problems(
             elif code in state.clauses:
                 out.append((f"clauses_added[{i}]", f"clause {code} is attached to the policy already"))
     elif kind == "reinstate" and state.status != SURRENDERED:
-        words = STATUS_WORDS.get(state.status, state.status)
         out.append(
-            ("type", f"only a surrendered policy can be reinstated; this one is {words} {state.status}")
+            ("type", f"only a surrendered policy can be reinstated; this one is {status_words(state.status)}")
         )
     _, change_problems = changed(policy, endorsement)
     return out + change_problems
@@ -221,7 +212,6 @@ def after(state: PolicyState, endorsement: Endorsement) -> PolicyState:
         state,
         policy=policy or state.policy,
         premium=state.premium + endorsement.premium_delta,
-        endorsements=(*state.endorsements, endorsement.endorsement_no),
     )
     if endorsement.type == "surrender":
         return replace(
