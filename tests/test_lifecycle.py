@@ -32,6 +32,7 @@ from pipeline.reissue import ReissueMarker
 from pipeline.report import ARCHIVED, REJECTED
 from stamps import load_seal_registry
 from tests.conftest import write_batch
+from usecases import run as run_module
 from usecases.filing import Filing
 from usecases.run import run_batch
 
@@ -314,3 +315,22 @@ def test_state_folds_in_order_and_refuses_without_echoing_values(records):
     assert [f for f, _ in lifecycle.problems(PolicyState.of(motor), short, clause_codes=())] == [
         "changes[0].new"
     ]
+
+
+def test_rejected_lines_are_written_for_the_statistics_a_chunk_at_a_time(filing, batch_dir, monkeypatch):
+    """A batch of many rejections keeps flat memory: the rows go to the index as they fill a chunk."""
+    monkeypatch.setattr(run_module, "REJECTIONS_CHUNK", 3)
+    written: list[int] = []
+    record = filing.index.record_rejections
+
+    def spy(rows):
+        written.append(len(rows))
+        return record(rows)
+
+    monkeypatch.setattr(filing.index, "record_rejections", spy)
+    lines = [f'{{"kind": "policy", "record_id": "JUNK-{n}"}}' for n in range(7)]
+    out = _run(filing, batch_dir, lines, "junk.jsonl")
+    assert all(o.status == REJECTED for o in out.values())
+    assert sum(written) == 7 and written[:2] == [3, 3]
+    with filing.index.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM rejections").scalar() == 7

@@ -57,6 +57,8 @@ from usecases.session import filing_session
 
 logger = logging.getLogger(__name__)
 CHINA = ZoneInfo("Asia/Shanghai")
+# rejected lines held before they are written for the statistics (flat memory in a batch of rejections)
+REJECTIONS_CHUNK = 1000
 
 
 def _input_sha256(path: Path) -> str:
@@ -286,12 +288,27 @@ class BatchRun:
             said = self._said.pop(outcome.line, (None, None, None))
             if outcome.status == REJECTED:
                 self._rejections.append(_rejection(outcome, said, self.batch_id))
+            full = self._rejections if len(self._rejections) >= REJECTIONS_CHUNK else []
+            if full:
+                self._rejections = []
+        if full:
+            self._write_rejections(full)
         if outcome.status in (REJECTED, NOT_ATTEMPTED):
             self._log(outcome)
         if self._on_record:
             self._on_record(outcome)
         for raw in repeats:
             self.finish(_after_first(raw, outcome.line, outcome.status))
+
+    def _write_rejections(self, rows: list[RejectionFacts]) -> None:
+        """Rows for the statistics, a chunk at a time so that a batch of many rejections stays in flat
+        memory; kept for the end of the run if the index cannot take them now."""
+        try:
+            self.filing.index.record_rejections(rows)
+        except IssuanceError as e:
+            logger.warning("batch %s: rejections kept for the end of the run: %s", self.batch_id, e)
+            with self._lock:
+                self._rejections[:0] = rows
 
     def fail(self, item: Accepted, error: ComponentUnavailable) -> Outcome:
         """A component failed while filing ``item``: it is not attempted, and the run stops."""
