@@ -229,7 +229,9 @@ def _file(tmp_path: Path, index_url: str) -> Constructed:
         record["underwriting"]["approved_at"] = iso(cn(approved))
         record["issued_at"] = iso(cn(issued))
         start = datetime.combine(cn(issued).date() + timedelta(days=1), datetime.min.time(), CHINA)
-        record["period"] = {"start": iso(start), "end": iso(start.replace(year=start.year + 1))}
+        # ten years: the endorsements below are filed today and take effect tomorrow, which must stay
+        # inside the period whenever the test runs
+        record["period"] = {"start": iso(start), "end": iso(start.replace(year=start.year + 10))}
         record.pop("print_serial", None)
         if serial:
             record["print_serial"] = serial
