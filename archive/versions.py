@@ -756,8 +756,9 @@ class ArchivedPolicies:
         self._states: OrderedDict[str, tuple[int, PolicyState]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, policy_no: str) -> PolicyState | None:
-        versions = self.index.versions(policy_no)
+    def get(self, policy_no: str, *, versions: Sequence[Any] | None = None) -> PolicyState | None:
+        """``versions``: the index's versions of the policy, when the caller has just read them."""
+        versions = self.index.versions(policy_no) if versions is None else versions
         if not versions:
             return None
         newest = versions[-1].version

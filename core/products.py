@@ -57,6 +57,12 @@ class ProductRegistry:
     endorsement_title: str
     products: dict[str, Product]
     clauses: dict[str, Clause]
+
+    def clause_codes(self, product_code: str) -> tuple[str, ...]:
+        """Every clause code that exists for ``product_code`` (none for a product not registered)."""
+        product = self.products.get(product_code)
+        return product.clause_codes if product is not None else ()
+
     # 批单 template per endorsement type (``[endorsement.types]``); a type not listed uses the default
     endorsement_templates: dict[str, Path] = field(default_factory=dict)
 

@@ -44,7 +44,6 @@ class Accepted:
     raw: RawRecord
     record: Policy | Endorsement
     policy: Policy | None  # for an endorsement: the policy it changes, as it stands before it
-    state: PolicyState | None = None  # for an endorsement: that policy's state (core.lifecycle)
 
 
 def _text_field(data: dict[str, Any] | None, name: str) -> str | None:
@@ -181,7 +180,7 @@ class RecordChecker:
         if reasons or state is None:
             return reasons
         self._remember(lifecycle.after(state, record))
-        return Accepted(raw, record, state.policy, state)
+        return Accepted(raw, record, state.policy)
 
     def _policy_for(self, policy_no: str) -> PolicyState | None:
         if policy_no in self._policies:

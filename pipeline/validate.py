@@ -204,8 +204,7 @@ def check_endorsement(
         policy = state.policy
         if not (policy.period.start <= endorsement.effective_at < policy.period.end):
             reasons.append(Reason("effective_at", "is outside the policy's period of insurance"))
-        product = registry.products.get(policy.product_code)
-        codes = product.clause_codes if product is not None else ()
+        codes = registry.clause_codes(policy.product_code)
         reasons += [Reason(f, m) for f, m in lifecycle.problems(state, endorsement, clause_codes=codes)]
     reasons += _images(endorsement.images, batch_dir)
     return reasons

@@ -279,9 +279,7 @@ def test_an_added_rider_is_filed_with_its_clauses(
         filing.file_policy(policy, raw=RawRecord(1, policy_data), batch_dir=batch_dir, batch_id=None)
         data = dict(endorsement_data, type="add_clauses", clauses_added=list(ADDED), premium_delta="88.00")
         endorsement = _parsed(data)
-        filing.file_endorsement(
-            endorsement, policy, raw=RawRecord(2, data), batch_dir=batch_dir, batch_id=None
-        )
+        filing.file_endorsement(endorsement, raw=RawRecord(2, data), batch_dir=batch_dir, batch_id=None)
         v1, v2 = index.versions(policy.policy_no)
         customer = store.get(v2.customer_key, sha256=v2.customer_sha256)
         added = _outline(customer)[-2 - len(ADDED) :]

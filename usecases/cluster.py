@@ -332,7 +332,7 @@ def _file(filing: Filing, task: RecordTask, previous: Outcome | None) -> Outcome
             return rejected_outcome(raw, [Reason("policy_no", f"the archived policy cannot be read: {e}")])
         if state is None:
             return rejected_outcome(raw, [Reason("policy_no", f"policy {record.policy_no} is not archived")])
-        item = Accepted(raw, record, state.policy, state)
+        item = Accepted(raw, record, state.policy)
     outcome = file_group(filing, [item], previous, batch_dir=task.context.batch_dir, batch_id=batch_id)[0]
     if outcome.status == REJECTED:
         # Dask may run a task twice at once (a worker taken for dead that was only slow): if the other run

@@ -240,7 +240,6 @@ class Filing:
     def file_endorsement(
         self,
         endorsement: Endorsement,
-        policy: Policy,
         *,
         raw: RawRecord,
         batch_dir: Path,
@@ -248,26 +247,26 @@ class Filing:
     ) -> Filed:
         """A new version of an archived policy: the customer copy grows by the sealed endorsement.
 
-        ``policy`` is what the batch's checks saw; the lifecycle rules are checked again here against the
-        policy as the archive holds it now (a watcher or another run may have filed an endorsement since).
+        The lifecycle rules the batch's checks applied are checked again here against the policy as the
+        archive holds it now (a watcher or another run may have filed an endorsement since).
         """
         row = self.index.policy_row(endorsement.policy_no)
-        state = self.policies.get(endorsement.policy_no)
+        versions = self.index.versions(endorsement.policy_no)
+        state = self.policies.get(endorsement.policy_no, versions=versions)
         if row is None or state is None:
             raise _Refused("policy_no", f"policy {endorsement.policy_no} is not archived")
-        if not self.index.records([endorsement.record_id]):
-            product = self.registry.products.get(state.policy.product_code)
-            codes = product.clause_codes if product is not None else ()
-            problems = lifecycle.problems(state, endorsement, clause_codes=codes)
-            if problems:
-                raise _Refused(*problems[0])
+        codes = self.registry.clause_codes(state.policy.product_code)
+        problems = lifecycle.problems(state, endorsement, clause_codes=codes)
+        # a record another run filed meanwhile is in the state already: it ends already archived
+        if problems and not self.index.records([endorsement.record_id]):
+            raise _Refused(*problems[0])
         policy = state.policy
         (serial,) = filing_refusals(
             self.index, [(endorsement.print_serial, endorsement.policy_no)], unknown=self.unknown_serials
         )
         if serial is not None:
             raise _Refused("print_serial", serial)
-        previous = self.index.versions(endorsement.policy_no)[-1]
+        previous = versions[-1]
         slot = self.writer.next_slot(
             row, previous, "endorsement", retain_until=retention_until(policy.period.start, policy.period.end)
         )

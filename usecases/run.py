@@ -111,7 +111,7 @@ def file_records(
             assert item.policy is not None
             try:
                 results[i] = filing.file_endorsement(
-                    item.record, item.policy, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
+                    item.record, raw=item.raw, batch_dir=batch_dir, batch_id=batch_id
                 )
             except ComponentUnavailable:
                 raise
